@@ -1,0 +1,1 @@
+"""Point-in-time risk features (issue 4)."""

@@ -1,0 +1,1 @@
+"""Candidate models, training and evaluation (issue 5)."""

@@ -1,0 +1,166 @@
+"""The crisis-information catalogue and the outcome codes, loaded from ``configs/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.config import ConfigError, Month
+from pipeline.months import parse_month
+
+Driver = Literal["strain", "job", "health", "disaster", "benefit", "housing", "isolation"]
+Target = Literal["head", "adult", "elderly", "child", "member"]
+ValueModel = Literal[
+    "flag", "months", "months_long", "krw_small", "krw_medium", "krw_large", "grade", "days"
+]
+Tenure = Literal["own", "jeonse", "monthly_rent", "public_rental", "other"]
+
+TENURES: tuple[str, ...] = ("own", "jeonse", "monthly_rent", "public_rental", "other")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticEmission(_Frozen):
+    """How the generator emits one indicator from the hidden state (generator only)."""
+
+    driver: Driver
+    target: Target
+    base: float = Field(ge=0, le=0.5)
+    slope: float = Field(ge=0, le=1)
+    lag: tuple[float, ...]
+    value: ValueModel
+    tenure: tuple[Tenure, ...] | None = None
+
+    @field_validator("lag")
+    @classmethod
+    def _lag_is_distribution(cls, lag: tuple[float, ...]) -> tuple[float, ...]:
+        if not lag or any(p < 0 for p in lag) or abs(sum(lag) - 1.0) > 1e-6:
+            raise ValueError("lag must be non-negative probabilities for 0, 1, 2... months summing to 1")
+        return lag
+
+
+class Indicator(_Frozen):
+    """One kind of crisis information delivered by a source agency."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ko: str
+    name_en: str
+    group: str
+    unit: str
+    agency_ko: str
+    agency_en: str
+    available_from: Month | None = None
+    synthetic: SyntheticEmission
+
+    @property
+    def available_from_index(self) -> int | None:
+        return None if self.available_from is None else parse_month(self.available_from)
+
+
+class NamedEntry(_Frozen):
+    name_ko: str
+    name_en: str
+
+
+class IndicatorCatalogue(_Frozen):
+    """All indicator definitions, their groups and units."""
+
+    groups: dict[str, NamedEntry]
+    units: dict[str, NamedEntry]
+    indicators: tuple[Indicator, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IndicatorCatalogue:
+        codes = [ind.code for ind in self.indicators]
+        duplicates = sorted({c for c in codes if codes.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate indicator codes: {', '.join(duplicates)}")
+        for ind in self.indicators:
+            if ind.group not in self.groups:
+                raise ValueError(f"indicator {ind.code}: unknown group {ind.group!r}")
+            if ind.unit not in self.units:
+                raise ValueError(f"indicator {ind.code}: unknown unit {ind.unit!r}")
+        return self
+
+    @property
+    def codes(self) -> list[str]:
+        return [ind.code for ind in self.indicators]
+
+    @property
+    def agencies(self) -> list[str]:
+        return sorted({ind.agency_ko for ind in self.indicators})
+
+    def by_code(self) -> dict[str, Indicator]:
+        return {ind.code: ind for ind in self.indicators}
+
+
+class OutcomeCode(_Frozen):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ko: str
+    name_en: str
+    label: Literal[0, 1] | None
+    resolved: bool
+
+
+class SelectionReason(_Frozen):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ko: str
+    name_en: str
+
+
+class OutcomeCatalogue(_Frozen):
+    """Visit outcome codes with their labels, and the reasons a household was listed."""
+
+    outcomes: tuple[OutcomeCode, ...]
+    selection_reasons: tuple[SelectionReason, ...]
+
+    @property
+    def codes(self) -> list[str]:
+        return [o.code for o in self.outcomes]
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [r.code for r in self.selection_reasons]
+
+    def label_of(self) -> dict[str, int | None]:
+        return {o.code: o.label for o in self.outcomes}
+
+
+def _load_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: catalogue file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def _first_error(path: Path, exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    location = ".".join(str(p) for p in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return ConfigError(f"{path}: {location or '(top level)'}: {message}")
+
+
+def load_indicators(path: Path) -> IndicatorCatalogue:
+    """Load and validate ``indicators.yaml``."""
+    try:
+        return IndicatorCatalogue.model_validate(_load_yaml(path))
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
+
+
+def load_outcomes(path: Path) -> OutcomeCatalogue:
+    """Load and validate ``outcomes.yaml``."""
+    try:
+        return OutcomeCatalogue.model_validate(_load_yaml(path))
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None

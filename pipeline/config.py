@@ -1,0 +1,254 @@
+"""The one typed configuration object, loaded from YAML and validated once at the entry point.
+
+Relative paths in a config are resolved against the working directory the command runs in (the
+project root when run through ``make``). A config file only needs the keys it changes: everything
+else takes the embedded defaults, which describe a run on the committed sample.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from pipeline.months import format_month, parse_month
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or holds a value that is not allowed."""
+
+
+def _check_month(value: str) -> str:
+    parse_month(value)
+    return value
+
+
+Month = Annotated[str, AfterValidator(_check_month)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    """Where inputs are read from and outputs written to."""
+
+    output_root: Path = Path("outputs")
+    raw_input: Path = Path("data_samples/raw")
+    truth_input: Path = Path("data_samples/truth")
+    indicators: Path = Path("configs/indicators.yaml")
+    outcomes: Path = Path("configs/outcomes.yaml")
+
+
+class WindowConfig(_Strict):
+    """The data window. ``end`` is "now": no stage reads the wall clock to decide it."""
+
+    start: Month = "2023-10"
+    end: Month = "2026-09"
+    round_interval_months: int = Field(2, ge=1, le=12)
+    first_round: Month = "2024-04"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WindowConfig:
+        if parse_month(self.end) < parse_month(self.start):
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        first = parse_month(self.first_round)
+        if not parse_month(self.start) < first <= parse_month(self.end):
+            raise ValueError(
+                f"first_round {self.first_round} must lie after start and not after end"
+            )
+        return self
+
+    @property
+    def start_index(self) -> int:
+        return parse_month(self.start)
+
+    @property
+    def end_index(self) -> int:
+        return parse_month(self.end)
+
+    @property
+    def months(self) -> int:
+        return self.end_index - self.start_index + 1
+
+    def round_months(self) -> list[int]:
+        """Month indexes of the outreach rounds inside the window."""
+        first = parse_month(self.first_round)
+        return list(range(first, self.end_index + 1, self.round_interval_months))
+
+    def round_labels(self) -> list[str]:
+        return [format_month(m) for m in self.round_months()]
+
+
+class EconomicShockConfig(_Strict):
+    """One period of economic shock: job losses are more frequent inside it."""
+
+    start: Month = "2025-01"
+    end: Month = "2025-06"
+    job_loss_multiplier: float = Field(2.5, ge=1.0, le=20.0)
+
+
+class SelectionConfig(_Strict):
+    """How past outreach rounds chose households under capacity."""
+
+    capacity_share: float = Field(0.009, gt=0.0, le=0.2)
+    central_rule_share: Share = 0.80
+    local_discretion_share: Share = 0.12
+    exploration_share: Share = 0.08
+    rule_window_months: int = Field(3, ge=1, le=12)
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> SelectionConfig:
+        total = self.central_rule_share + self.local_discretion_share + self.exploration_share
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(
+                "central_rule_share + local_discretion_share + exploration_share must be 1, "
+                f"got {total:.4f}"
+            )
+        return self
+
+
+class HardshipConfig(_Strict):
+    """Parameters of the hidden monthly hardship process (see docs/synthetic_data.md)."""
+
+    need_threshold: float = 4.2
+    burn_in_months: int = Field(12, ge=0, le=60)
+    job_loss_rate: float = Field(0.006, ge=0, le=0.5)
+    illness_rate: float = Field(0.004, ge=0, le=0.5)
+    benefit_loss_rate: float = Field(0.01, ge=0, le=0.5)
+    housing_shock_rate: float = Field(0.003, ge=0, le=0.5)
+    disaster_rate: float = Field(0.004, ge=0, le=0.5)
+    noise_sd: float = Field(0.35, ge=0, le=5)
+
+
+class GeneratorConfig(_Strict):
+    """Size and seed of the synthetic administrative data."""
+
+    seed: int = Field(20261126, ge=0)
+    households: int = Field(20000, ge=100, le=30_000_000)
+    sigungu: int = Field(4, ge=1, le=400)
+    emd_per_sigungu: tuple[int, int] = (3, 5)
+    economic_shock: EconomicShockConfig = EconomicShockConfig()
+    selection: SelectionConfig = SelectionConfig()
+    hardship: HardshipConfig = HardshipConfig()
+
+    @model_validator(mode="after")
+    def _emd_range(self) -> GeneratorConfig:
+        low, high = self.emd_per_sigungu
+        if not 1 <= low <= high <= 99:
+            raise ValueError("emd_per_sigungu must be [min, max] with 1 <= min <= max <= 99")
+        if self.households < self.sigungu * high * 20:
+            raise ValueError(
+                f"households ({self.households}) is too small for {self.sigungu} 시군구 with up "
+                f"to {high} 읍면동 each: need at least 20 households per 읍면동"
+            )
+        return self
+
+
+class RuntimeConfig(_Strict):
+    """How the stages run on this machine."""
+
+    workers: int = Field(2, ge=1, le=256)
+    progress: bool = True
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class BenchConfig(_Strict):
+    """``make bench`` settings."""
+
+    households: int = Field(1_000_000, ge=1000)
+    sigungu: int = Field(11, ge=1)
+
+
+class Config(_Strict):
+    """The whole configuration of a run."""
+
+    paths: PathsConfig = PathsConfig()
+    window: WindowConfig = WindowConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+    bench: BenchConfig = BenchConfig()
+    source: str = "<embedded defaults>"
+
+    @model_validator(mode="after")
+    def _shock_inside_window(self) -> Config:
+        shock = self.generator.economic_shock
+        if parse_month(shock.end) < parse_month(shock.start):
+            raise ValueError("generator.economic_shock: end is before start")
+        return self
+
+    def with_overrides(self, **sections: Any) -> Config:
+        """A copy with some sections replaced (validated again)."""
+        data = self.model_dump()
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = _deep_merge(data[key], value)
+            else:
+                data[key] = value
+        return Config.model_validate(data)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe_error(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
+    message = error.get("msg", "invalid value")
+    message = message.removeprefix("Value error, ")
+    if error.get("type") == "extra_forbidden":
+        message = "unknown key (check its spelling and place)"
+    given = error.get("input")
+    shown = ""
+    if error.get("type") not in ("extra_forbidden", "missing") and not isinstance(given, dict):
+        shown = f", got {given!r}"
+    return f"{location or '(top level)'}: {message}{shown}"
+
+
+def config_from_mapping(data: dict[str, Any], source: str) -> Config:
+    """Validate a mapping into a Config; raise ConfigError with one line naming key and problem."""
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        extra = len(exc.errors()) - 1
+        more = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
+        raise ConfigError(f"{source}: {_describe_error(first)}{more}") from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate the configuration; ``None`` gives the embedded defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    if "source" in data:
+        raise ConfigError(f"{path}: source: unknown key (check its spelling and place)")
+    return config_from_mapping(data, str(path))

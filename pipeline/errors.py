@@ -1,0 +1,20 @@
+"""Errors a user can act on, each mapped to an exit code by the CLI."""
+
+from __future__ import annotations
+
+from pipeline.config import ConfigError
+
+EXIT_OK = 0
+EXIT_DATA = 1
+EXIT_USAGE = 2
+
+
+class DataError(Exception):
+    """The data or a check failed; the message says which file, column and what was expected."""
+
+
+class UsageError(Exception):
+    """The command was called in a way that cannot work (a missing option, a refused overwrite)."""
+
+
+__all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "ConfigError", "DataError", "UsageError"]

@@ -1,0 +1,1 @@
+"""Synthetic administrative data: regions, households, crisis signals, past outreach rounds."""

@@ -1,0 +1,492 @@
+"""The hidden monthly hardship process, the crisis signals it emits, and past outreach rounds.
+
+Everything here is a pure function of one 시군구 partition's spec, the shared context and the
+partition's own random stream, so partitions can be generated in any order or place and give the
+same bytes. The process is written down in docs/synthetic_data.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.catalogue import Indicator
+from pipeline.config import HardshipConfig, SelectionConfig
+from pipeline.generate.population import Population, generate_population
+from pipeline.generate.regions import SigunguSpec
+from pipeline.months import format_months, parse_month
+
+DRIVERS: tuple[str, ...] = ("strain", "job", "health", "disaster", "benefit", "housing", "isolation")
+CAUSES: tuple[str, ...] = ("baseline", "strain", "job", "health", "disaster", "benefit", "housing")
+_DRIVER_CAP = 4.0
+
+
+@dataclass(frozen=True)
+class SimulationContext:
+    """Inputs shared by every partition."""
+
+    seed: int
+    window_start: int
+    window_end: int
+    round_months: tuple[int, ...]
+    shock_start: int
+    shock_end: int
+    shock_multiplier: float
+    hardship: HardshipConfig
+    selection: SelectionConfig
+    indicators: tuple[Indicator, ...]
+    rounds_with_truth_next_month: bool = True
+
+
+@dataclass(frozen=True)
+class PartitionData:
+    """One partition's raw tables, hidden truth and summary counts."""
+
+    households: pd.DataFrame
+    members: pd.DataFrame
+    crisis_events: pd.DataFrame
+    outreach_outcomes: pd.DataFrame
+    truth: pd.DataFrame
+    stats: dict[str, float]
+
+
+def partition_rng(seed: int, ordinal: int) -> np.random.Generator:
+    """The random stream of one partition: independent of how many partitions there are."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, ordinal)))
+
+
+def _baseline(pop: Population, spec: SigunguSpec, rng: np.random.Generator) -> np.ndarray:
+    hh = pop.households
+    income_effect = hh["income_band"].map(
+        {"under_30": 0.35, "30_50": 0.2, "50_75": 0.08, "75_100": 0.0, "over_100": -0.12}
+    )
+    tenure_effect = hh["tenure"].map(
+        {"own": -0.1, "jeonse": 0.05, "monthly_rent": 0.2, "public_rental": 0.25, "other": 0.3}
+    )
+    benefit_effect = hh["benefit_status"].map({"none": 0.0, "near_poor": 0.2, "basic_livelihood": 0.15})
+    single_elderly = (hh["size"].to_numpy() == 1) & (pop.head_age >= 65)
+    emd_effect = np.array([e.effect for e in spec.emds])[pop.emd_index]
+    base = (
+        -0.2
+        + income_effect.to_numpy(dtype=float)
+        + tenure_effect.to_numpy(dtype=float)
+        + benefit_effect.to_numpy(dtype=float)
+        + 0.4 * single_elderly
+        + 0.3 * pop.any_disability
+        + 0.4 * pop.single_parent
+        + spec.effect
+        + emd_effect
+        + rng.normal(0.0, 0.4, size=len(hh))
+    )
+    return base.astype(np.float32)
+
+
+def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionData:
+    """Generate one 시군구: population, hidden hardship, crisis signals and past rounds."""
+    rng = partition_rng(ctx.seed, spec.ordinal)
+    reference_year = ctx.window_end // 12
+    pop = generate_population(spec, rng, reference_year)
+    hh = pop.households
+    n = len(hh)
+    cfg = ctx.hardship
+    base = _baseline(pop, spec, rng)
+
+    income = hh["income_band"].to_numpy(dtype=object)
+    tenure = hh["tenure"].to_numpy(dtype=object)
+    benefit = hh["benefit_status"].to_numpy(dtype=object)
+    size = hh["size"].to_numpy()
+    low_income = np.isin(income, ["under_30", "30_50"])
+    working_age = (pop.head_age >= 18) & (pop.head_age < 65)
+    elderly = pop.head_age >= 65
+    renting = np.isin(tenure, ["monthly_rent", "public_rental", "other"])
+    jeonse = tenure == "jeonse"
+    vulnerability = np.where(low_income, 1.15, np.where(income == "over_100", 0.85, 1.0))
+    isolation_level = np.where(
+        size == 1, np.where(elderly | pop.any_disability, 1.0, 0.5), 0.1
+    ).astype(np.float32)
+
+    job_rate = cfg.job_loss_rate * np.where(working_age, 1.0, 0.2) * np.where(low_income, 1.3, 1.0)
+    illness_rate = cfg.illness_rate * (1.0 + 2.0 * elderly + 1.0 * pop.any_disability)
+    benefit_rate = np.where(
+        benefit == "basic_livelihood",
+        cfg.benefit_loss_rate,
+        np.where(benefit == "near_poor", cfg.benefit_loss_rate * 0.6, cfg.benefit_loss_rate * 0.03),
+    )
+    housing_rate = cfg.housing_shock_rate * np.where(renting, 1.5, np.where(jeonse, 1.0, 0.2))
+    jeonse_wave = (parse_month("2024-01"), parse_month("2025-06"))
+
+    months_total = ctx.window_end - ctx.window_start + 1
+    first = ctx.window_start - cfg.burn_in_months
+    zeros = lambda: np.zeros(n, dtype=np.float32)  # noqa: E731
+    job, illness, benefit_loss, housing, disaster, strain, noise = (zeros() for _ in range(7))
+    hardship = np.zeros((months_total, n), dtype=np.float32)
+    cause = np.zeros((months_total, n), dtype=np.int8)
+    drivers = np.zeros((months_total, len(DRIVERS), n), dtype=np.float32)
+    noise_innovation = cfg.noise_sd * np.sqrt(1 - 0.7**2)
+    n_emd = len(spec.emds)
+
+    def shock(rate: np.ndarray) -> np.ndarray:
+        hit = rng.random(n) < rate
+        return hit * (1.0 + rng.exponential(0.8, size=n)).astype(np.float32)
+
+    for month in range(first, ctx.window_end + 1):
+        calendar = month % 12 + 1
+        if ctx.shock_start <= month <= ctx.shock_end:
+            economy = ctx.shock_multiplier
+        elif ctx.shock_end < month <= ctx.shock_end + 3:
+            economy = 1.0 + (ctx.shock_multiplier - 1.0) * 0.5
+        else:
+            economy = 1.0
+        winter = 1.2 if calendar in (1, 2, 12) else 1.0
+        job = job * 0.88 + shock(job_rate * economy * winter)
+        illness = illness * 0.93 + shock(illness_rate * winter)
+        benefit_loss = benefit_loss * 0.9 + shock(benefit_rate)
+        wave = 3.0 if jeonse_wave[0] <= month <= jeonse_wave[1] else 1.0
+        housing = housing * 0.92 + shock(housing_rate * np.where(jeonse, wave, 1.0))
+        season = 4.0 if calendar in (7, 8, 9) else (1.5 if calendar in (1, 2, 12) else 1.0)
+        emd_hit = rng.random(n_emd) < cfg.disaster_rate * season
+        affected = emd_hit[pop.emd_index] & (rng.random(n) < 0.35)
+        disaster = disaster * 0.8 + affected * (1.0 + rng.exponential(0.8, size=n)).astype(np.float32)
+        shocks = job + illness + benefit_loss + housing + disaster
+        strain = np.maximum(
+            0.0,
+            0.85 * strain
+            + 0.3 * shocks * vulnerability
+            + 0.05 * np.maximum(base, 0.0)
+            + rng.normal(0.0, 0.15, size=n),
+        ).astype(np.float32)
+        noise = (0.7 * noise + rng.normal(0.0, noise_innovation, size=n)).astype(np.float32)
+        parts = np.stack(
+            [
+                np.maximum(base, 0.0),
+                strain,
+                0.5 * job,
+                0.4 * illness,
+                0.5 * disaster,
+                0.5 * benefit_loss,
+                0.4 * housing,
+            ]
+        )
+        if month >= ctx.window_start:
+            t = month - ctx.window_start
+            hardship[t] = base + strain + parts[2:].sum(axis=0) + noise
+            cause[t] = np.argmax(parts, axis=0)
+            drivers[t] = np.stack(
+                [
+                    strain + 0.25 * np.maximum(base, 0.0),
+                    job,
+                    illness,
+                    disaster,
+                    benefit_loss,
+                    housing,
+                    isolation_level * (0.5 + strain),
+                ]
+            )
+
+    in_need = hardship > cfg.need_threshold
+    events = _emit_signals(pop, ctx, drivers, rng)
+    outcomes, rule_stats = _outreach_rounds(pop, spec, ctx, events, hardship, in_need, rng)
+
+    member_ids = pop.members["resident_id"]
+    codes = [ind.code for ind in ctx.indicators]
+    agencies = [ind.agency_ko for ind in ctx.indicators]
+    crisis_events = pd.DataFrame(
+        {
+            "resident_id": member_ids.to_numpy()[events["person"]],
+            "indicator_code": pd.Categorical.from_codes(events["indicator"], categories=codes),
+            "event_month": format_months(events["event_month"], ctx.window_start, ctx.window_end),
+            "reported_month": format_months(events["reported_month"], ctx.window_start, ctx.window_end),
+            "value": events["value"],
+            "source_agency": pd.Categorical.from_codes(
+                events["indicator"], categories=pd.Index(agencies).unique().tolist()
+            )
+            if len(set(agencies)) == len(agencies)
+            else pd.Categorical(np.asarray(agencies, dtype=object)[events["indicator"]]),
+        }
+    )
+    crisis_events = crisis_events.sort_values(
+        ["reported_month", "indicator_code", "resident_id", "event_month"], kind="stable"
+    ).reset_index(drop=True)
+    for column in ("resident_id", "indicator_code", "event_month", "reported_month", "source_agency"):
+        crisis_events[column] = crisis_events[column].astype("string")
+
+    months = np.arange(ctx.window_start, ctx.window_end + 1)
+    truth = pd.DataFrame(
+        {
+            "household_key": np.tile(hh["household_key"].to_numpy(), months_total),
+            "month": format_months(np.repeat(months, n), ctx.window_start, ctx.window_end),
+            "hardship": np.round(hardship.reshape(-1), 2).astype(np.float32),
+            "in_need": in_need.reshape(-1),
+            "main_cause": pd.Categorical.from_codes(cause.reshape(-1), categories=list(CAUSES)),
+        }
+    )
+    truth["household_key"] = truth["household_key"].astype("string")
+    truth["month"] = truth["month"].astype("string")
+    truth["main_cause"] = truth["main_cause"].astype("string")
+
+    stats = {
+        "households": float(n),
+        "members": float(len(pop.members)),
+        "events": float(len(crisis_events)),
+        "outcome_rows": float(len(outcomes)),
+        "household_months": float(in_need.size),
+        "in_need_household_months": float(in_need.sum()),
+        **rule_stats,
+    }
+    return PartitionData(
+        households=hh,
+        members=pop.members,
+        crisis_events=crisis_events,
+        outreach_outcomes=outcomes,
+        truth=truth,
+        stats=stats,
+    )
+
+
+def _emit_signals(
+    pop: Population, ctx: SimulationContext, drivers: np.ndarray, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Crisis signals: at most one per household, indicator and month, with lag and value."""
+    n = len(pop.households)
+    tenure = pop.households["tenure"].to_numpy(dtype=object)
+    has_minor = pop.minors > 0
+    driver_index = {name: i for i, name in enumerate(DRIVERS)}
+    months_total = drivers.shape[0]
+    hits_household: list[np.ndarray] = []
+    hits_indicator: list[np.ndarray] = []
+    hits_month: list[np.ndarray] = []
+    hits_driver: list[np.ndarray] = []
+    masks = []
+    for ind in ctx.indicators:
+        mask = np.ones(n, dtype=bool)
+        if ind.synthetic.tenure is not None:
+            mask &= np.isin(tenure, list(ind.synthetic.tenure))
+        if ind.synthetic.target == "child":
+            mask &= has_minor
+        masks.append(mask)
+    for t in range(months_total):
+        month = ctx.window_start + t
+        for k, ind in enumerate(ctx.indicators):
+            start = ind.available_from_index
+            if start is not None and month < start:
+                continue
+            em = ind.synthetic
+            x = np.minimum(drivers[t, driver_index[em.driver]], _DRIVER_CAP)
+            p = em.base + em.slope * x
+            hit = np.flatnonzero((rng.random(n, dtype=np.float32) < p) & masks[k])
+            if hit.size:
+                hits_household.append(hit)
+                hits_indicator.append(np.full(hit.size, k, dtype=np.int16))
+                hits_month.append(np.full(hit.size, month, dtype=np.int32))
+                hits_driver.append(x[hit])
+    if hits_household:
+        household = np.concatenate(hits_household)
+        indicator = np.concatenate(hits_indicator)
+        event_month = np.concatenate(hits_month)
+        driver = np.concatenate(hits_driver).astype(np.float64)
+    else:
+        household = np.zeros(0, dtype=np.int64)
+        indicator = np.zeros(0, dtype=np.int16)
+        event_month = np.zeros(0, dtype=np.int32)
+        driver = np.zeros(0)
+
+    m = household.size
+    offset = pop.member_offset[household]
+    u = rng.random(m)
+    target_codes = np.array(
+        [["head", "adult", "elderly", "child", "member"].index(ind.synthetic.target) for ind in ctx.indicators]
+    )[indicator]
+    adults = pop.adults[household]
+    minors = pop.minors[household]
+    sizes = adults + minors
+    person = np.select(
+        [target_codes == 0, target_codes == 1, target_codes == 2, target_codes == 3],
+        [
+            offset,
+            offset + np.floor(u * adults).astype(np.int64),
+            offset + pop.oldest[household],
+            offset + adults + np.floor(u * np.maximum(minors, 1)).astype(np.int64),
+        ],
+        default=offset + np.floor(u * sizes).astype(np.int64),
+    )
+
+    lag = np.zeros(m, dtype=np.int32)
+    value = np.ones(m, dtype=np.float64)
+    lag_u = rng.random(m)
+    for k, ind in enumerate(ctx.indicators):
+        rows = np.flatnonzero(indicator == k)
+        if not rows.size:
+            continue
+        cumulative = np.cumsum(ind.synthetic.lag)
+        lag[rows] = np.minimum(np.searchsorted(cumulative, lag_u[rows], side="right"), len(cumulative) - 1)
+        value[rows] = _draw_values(ind.synthetic.value, driver[rows], rng)
+    reported = event_month + lag
+    keep = reported <= ctx.window_end
+    return {
+        "household": household[keep],
+        "person": person[keep],
+        "indicator": indicator[keep].astype(np.int64),
+        "event_month": event_month[keep],
+        "reported_month": reported[keep],
+        "value": value[keep],
+    }
+
+
+def _draw_values(model: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    size = x.size
+    if model == "flag":
+        return np.ones(size)
+    if model == "months":
+        return np.minimum(rng.geometric(1.0 / (1.5 + x)), 36).astype(float)
+    if model == "months_long":
+        return np.minimum(5 + rng.geometric(1.0 / (2.0 + 2.0 * x)), 60).astype(float)
+    if model == "grade":
+        return np.clip(5 - np.floor(0.8 * x + 2 * rng.random(size)), 1, 5)
+    if model == "days":
+        return np.clip(np.round(rng.lognormal(np.log(15) + 0.3 * x, 0.7)), 1, 365)
+    scale = {"krw_small": (80_000, 0.25, 0.6), "krw_medium": (400_000, 0.3, 0.8), "krw_large": (3_000_000, 0.3, 1.0)}
+    median, slope, sigma = scale[model]
+    return np.maximum(np.round(rng.lognormal(np.log(median) + slope * x, sigma), -3), 1000.0)
+
+
+def _distinct_recent(events: dict[str, np.ndarray], n: int, first: int, last: int, k: int) -> np.ndarray:
+    """Per household: distinct indicators reported in months [first, last]."""
+    window = (events["reported_month"] >= first) & (events["reported_month"] <= last)
+    pairs = np.unique(events["household"][window] * k + events["indicator"][window])
+    return np.bincount(pairs // k, minlength=n)
+
+
+def _outreach_rounds(
+    pop: Population,
+    spec: SigunguSpec,
+    ctx: SimulationContext,
+    events: dict[str, np.ndarray],
+    hardship: np.ndarray,
+    in_need: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Past rounds chosen under capacity; visit outcomes drawn from the hidden state."""
+    hh = pop.households
+    n = len(hh)
+    sel = ctx.selection
+    k_ind = len(ctx.indicators)
+    eligible = hh["benefit_status"].to_numpy(dtype=object) != "basic_livelihood"
+    income = hh["income_band"].to_numpy(dtype=object)
+    tenure = hh["tenure"].to_numpy(dtype=object)
+    single_elderly = (hh["size"].to_numpy() == 1) & (pop.head_age >= 65)
+    hard_to_reach = np.isin(tenure, ["monthly_rent", "other"]) & (hh["size"].to_numpy() == 1)
+    emd_bounds = np.concatenate([[0], np.cumsum([e.households for e in spec.emds])])
+    capacities = [max(2, round(e.households * sel.capacity_share)) for e in spec.emds]
+
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("household", "round", "reason", "prob")}
+    stats = {"rule_listed": 0.0, "rule_in_need": 0.0, "listed": 0.0, "listed_in_need": 0.0}
+    for r in ctx.round_months:
+        t = r - ctx.window_start
+        need_now = in_need[t] | (in_need[t + 1] if t + 1 < in_need.shape[0] else False)
+        score = _distinct_recent(events, n, r - sel.rule_window_months, r - 1, k_ind)
+        recent = _distinct_recent(events, n, r - 6, r - 1, k_ind) > 0
+        tiebreak = rng.random(n)
+        knowledge = hardship[t - 1] + rng.normal(0.0, 0.8, size=n) + 0.5 * single_elderly
+        for e, capacity in enumerate(capacities):
+            lo, hi = emd_bounds[e], emd_bounds[e + 1]
+            idx = np.arange(lo, hi)
+            candidates = idx[eligible[idx] & (score[idx] >= 1)]
+            # The rule alone at full capacity (for the documented precision figure).
+            order = candidates[np.lexsort((tiebreak[candidates], -score[candidates]))]
+            full = order[:capacity]
+            stats["rule_listed"] += full.size
+            stats["rule_in_need"] += need_now[full].sum()
+
+            n_central = round(capacity * sel.central_rule_share)
+            n_local = round(capacity * sel.local_discretion_share)
+            n_explore = max(0, capacity - n_central - n_local)
+            central = order[:n_central]
+            central_prob = np.ones(central.size)
+            if central.size:
+                cut = score[central[-1]]
+                at_cut = score[candidates] == cut
+                slots = (score[central] == cut).sum()
+                if at_cut.sum() > slots:
+                    central_prob[score[central] == cut] = slots / at_cut.sum()
+            taken = np.zeros(n, dtype=bool)
+            taken[central] = True
+
+            pool = idx[eligible[idx] & ~taken[idx]]
+            weight = np.exp(0.9 * knowledge[pool])
+            gumbel_keys = np.log(weight) + rng.gumbel(size=pool.size)
+            local = pool[np.argsort(-gumbel_keys, kind="stable")[:n_local]]
+            local_prob = np.minimum(1.0, n_local * np.exp(0.9 * knowledge[local]) / weight.sum())
+            taken[local] = True
+
+            pool = idx[eligible[idx] & ~taken[idx] & recent[idx]]
+            explore = rng.choice(pool, size=min(n_explore, pool.size), replace=False) if pool.size else pool
+            explore_prob = np.full(explore.size, explore.size / max(pool.size, 1))
+
+            for chosen, reason, prob in (
+                (central, 0, central_prob),
+                (local, 1, local_prob),
+                (explore, 2, explore_prob),
+            ):
+                rows["household"].append(chosen)
+                rows["round"].append(np.full(chosen.size, r, dtype=np.int32))
+                rows["reason"].append(np.full(chosen.size, reason, dtype=np.int8))
+                rows["prob"].append(prob)
+                stats["listed"] += chosen.size
+                stats["listed_in_need"] += need_now[chosen].sum()
+
+    household = np.concatenate(rows["household"]).astype(np.int64)
+    round_month = np.concatenate(rows["round"])
+    reason = np.concatenate(rows["reason"])
+    prob = np.concatenate(rows["prob"])
+    t = round_month - ctx.window_start
+    t_next = np.minimum(t + 1, in_need.shape[0] - 1)
+    need = in_need[t, household] | in_need[t_next, household]
+    m = household.size
+
+    # Outcome draw: 0 public, 1 private, 2 closed_no_need, 3 unreachable, 4 in_progress.
+    unreachable_p = np.where(hard_to_reach[household], 0.16, 0.07)
+    public_share = np.where(np.isin(income[household], ["under_30", "30_50"]), 0.62, 0.35)
+    u = rng.random(m)
+    v = rng.random(m)
+    outcome = np.where(
+        u < unreachable_p,
+        3,
+        np.where(
+            u < unreachable_p + 0.04,
+            4,
+            np.where(
+                need,
+                np.where(v < 0.88, np.where(rng.random(m) < public_share, 0, 1), 2),
+                np.where(v < 0.86, 2, np.where(rng.random(m) < 0.3, 0, 1)),
+            ),
+        ),
+    )
+    lag = np.searchsorted(np.cumsum([0.3, 0.45, 0.2, 0.05]), rng.random(m), side="right")
+    lag = np.minimum(lag, 3)
+    resolved = np.where(outcome == 3, round_month + 1, round_month + lag)
+    unresolved = (outcome == 4) | (resolved > ctx.window_end)
+    outcome = np.where(unresolved, 4, outcome)
+
+    reasons = ["central_rule", "local_discretion", "random_exploration"]
+    outcome_codes = ["public_support", "private_support", "closed_no_need", "unreachable", "in_progress"]
+    emd_codes = np.array([e.code for e in spec.emds], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "household_key": hh["household_key"].to_numpy()[household],
+            "emd_code": emd_codes[pop.emd_index[household]],
+            "round_month": format_months(round_month, ctx.window_start, ctx.window_end),
+            "selection_reason": pd.Categorical.from_codes(reason, categories=reasons),
+            "selection_probability": np.round(prob, 6),
+            "outcome_code": pd.Categorical.from_codes(outcome, categories=outcome_codes),
+            "resolved_month": pd.Series(
+                np.where(unresolved, None, format_months(np.minimum(resolved, ctx.window_end), ctx.window_start, ctx.window_end).astype(object)),
+                dtype="string",
+            ),
+        }
+    )
+    for column in ("household_key", "emd_code", "round_month", "selection_reason", "outcome_code"):
+        frame[column] = frame[column].astype("string")
+    frame = frame.sort_values(["round_month", "emd_code", "household_key"], kind="stable")
+    return frame.reset_index(drop=True), stats

@@ -1,0 +1,105 @@
+"""File I/O helpers: atomic writes, deterministic Parquet, content digests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "row_group_size": 1_000_000,
+}
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file below root, keyed by its path relative to root (posix, sorted)."""
+    return {
+        path.relative_to(root).as_posix(): sha256_file(path)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def table_from_frame(frame: pd.DataFrame) -> pa.Table:
+    """Arrow table of a frame without the index and without pandas metadata.
+
+    Leaving out the pandas metadata keeps the bytes independent of the pandas version's notes.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.replace_schema_metadata(None)
+
+
+def write_parquet(table: pa.Table | pd.DataFrame, path: Path) -> None:
+    """Write one Parquet file atomically (temp file in the same folder, then rename)."""
+    if isinstance(table, pd.DataFrame):
+        table = table_from_frame(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        pq.write_table(table, temp_name, **PARQUET_OPTIONS)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write JSON atomically, keys sorted, UTF-8 text kept readable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def staging_dir(final: Path) -> Iterator[Path]:
+    """Build a folder next to ``final`` and swap it in only when the block succeeds.
+
+    On failure the temporary folder is removed and ``final`` is left exactly as it was. On
+    success an existing ``final`` is replaced (it is moved aside first, then removed).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building.", dir=final.parent))
+    try:
+        yield temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+        os.replace(final, old / final.name)
+    os.replace(temp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
