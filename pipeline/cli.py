@@ -1,16 +1,20 @@
 """The ``outreach`` command line: ``outreach [--config FILE] STAGE [--as-of YYYY-MM] [...]``.
 
 Exit codes: 0 success, 1 the data or a check failed, 2 usage or configuration error.
+
+Each stage lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(config, args) -> int``; this file only registers them, in pipeline order.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config, ConfigError, load_config
@@ -18,10 +22,27 @@ from pipeline.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, DataError, UsageErro
 
 log = logging.getLogger("outreach")
 
-STAGE_HELP: dict[str, str] = {
-    "generate": "write synthetic raw tables and the hidden truth (Parquet, per 시군구)",
-    "bench": "measure stages at a chosen size; print and write outputs/bench/*.json",
-}
+
+@dataclass(frozen=True)
+class Stage:
+    """A command of the CLI and the module that implements it."""
+
+    name: str
+    help: str
+    module: str
+    in_run: bool = False  # part of `outreach run`, in this order
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("generate", "write synthetic raw tables and the hidden truth (Parquet, per 시군구)",
+          "pipeline.generate.command"),
+    Stage("describe", "summarise raw tables and, for synthetic data, the hidden truth",
+          "pipeline.describe", in_run=True),
+    Stage("run", "run every pipeline stage in order on the configured raw input",
+          "pipeline.cli"),
+    Stage("bench", "measure stages at a chosen size; print and write outputs/bench/*.json",
+          "pipeline.bench_command"),
+)
 
 
 def _quiet_telemetry() -> None:
@@ -36,9 +57,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"outreach: error: {message}\n")
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``outreach run`` (none yet beyond the global ones)."""
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    """``outreach run``: every stage marked ``in_run``, in order, each with its default options."""
+    parser = build_parser()
+    for stage in STAGES:
+        if not stage.in_run:
+            continue
+        print(f"==> {stage.name}")
+        stage_args = parser.parse_args([stage.name])
+        code = _module(stage).run(config, stage_args)
+        if code != EXIT_OK:
+            return code
+    root = config.paths.output_root
+    print(f"\nAll stages finished. Results are under {root.resolve()}/")
+    return EXIT_OK
+
+
+def _module(stage: Stage):  # noqa: ANN202 - a module object
+    return importlib.import_module(stage.module)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; ``outreach --help`` lists every stage."""
-    stage_lines = "\n".join(f"  {name:<10} {text}" for name, text in STAGE_HELP.items())
+    stage_lines = "\n".join(f"  {s.name:<10} {s.help}" for s in STAGES)
     parser = _Parser(
         prog="outreach",
         description="Find households in hidden welfare need and write outreach lists.",
@@ -50,26 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", parser_class=_Parser)
-
-    gen = sub.add_parser("generate", help=STAGE_HELP["generate"])
-    gen.add_argument(
-        "--output-dir",
-        type=Path,
-        help="folder to write raw/ and truth/ into (default: the output root)",
-    )
-    gen.add_argument("--households", type=int, help="override generator.households")
-    gen.add_argument("--seed", type=int, help="override generator.seed")
-    gen.add_argument(
-        "--force",
-        action="store_true",
-        help="allow replacing the configured input data (e.g. the committed sample)",
-    )
-
-    bench = sub.add_parser("bench", help=STAGE_HELP["bench"])
-    bench.add_argument("--households", type=int, help="size to measure (default: bench.households)")
-    bench.add_argument(
-        "--stages", default="generate", help="comma-separated stages to measure (default: generate)"
-    )
+    for stage in STAGES:
+        stage_parser = sub.add_parser(stage.name, help=stage.help, description=stage.help)
+        _module(stage).add_arguments(stage_parser)
     return parser
 
 
@@ -78,78 +106,8 @@ def _setup_logging(level: str) -> None:
         level=getattr(logging, level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
+        force=True,
     )
-
-
-def _run_generate(config: Config, args: argparse.Namespace) -> int:
-    from pipeline.catalogue import load_indicators
-    from pipeline.generate.stage import generate
-
-    overrides: dict[str, object] = {}
-    if args.households is not None:
-        overrides["households"] = args.households
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if overrides:
-        config = config.with_overrides(generator=overrides)
-    target = args.output_dir or config.paths.output_root
-    protected = config.paths.raw_input.resolve()
-    if (target / "raw").resolve() == protected and not args.force:
-        raise UsageError(
-            f"{target / 'raw'} is the configured input data (paths.raw_input); "
-            "pass --force to regenerate it"
-        )
-    catalogue = load_indicators(config.paths.indicators)
-    result = generate(config, catalogue, target, catalogue_path=config.paths.indicators)
-    print(f"generated {result.rows['households']:,} households, "
-          f"{result.rows['crisis_events']:,} crisis signals, "
-          f"{result.rows['outreach_outcomes']:,} past outreach rows")
-    print(f"raw tables:   {result.raw_dir}")
-    print(f"hidden truth: {result.truth_dir} (for evaluation only)")
-    return EXIT_OK
-
-
-def _run_bench(config: Config, args: argparse.Namespace) -> int:
-    import json
-
-    from pipeline.bench import bench_stage
-    from pipeline.catalogue import load_indicators
-    from pipeline.generate.stage import generate
-
-    households = args.households or config.bench.households
-    sigungu = max(2, round(households / 90_000)) if args.households else config.bench.sigungu
-    low, high = config.generator.emd_per_sigungu
-    bench_config = config.with_overrides(
-        generator={"households": households, "sigungu": sigungu},
-        runtime={"progress": False},
-    )
-    out_dir = config.paths.output_root / "bench"
-    work = out_dir / "work"
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in stages if s not in ("generate",)]
-    if unknown:
-        raise UsageError(f"bench: unknown stage(s) {', '.join(unknown)}; available: generate")
-    catalogue = load_indicators(config.paths.indicators)
-    log.info("bench: %d households, %d 시군구 (%d-%d 읍면동 each)", households, sigungu, low, high)
-    records = []
-    if "generate" in stages:
-        records.append(
-            bench_stage(
-                "generate",
-                households,
-                lambda: generate(bench_config, catalogue, work).rows["households"],
-                out_dir,
-            )
-        )
-    for record in records:
-        print(json.dumps(asdict(record), ensure_ascii=False))
-    return EXIT_OK
-
-
-COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
-    "generate": _run_generate,
-    "bench": _run_bench,
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.no_progress:
             config = config.with_overrides(runtime={"progress": False})
         _setup_logging(args.log_level or config.runtime.log_level)
-        return COMMANDS[args.stage](config, args)
+        stage = next(s for s in STAGES if s.name == args.stage)
+        return _module(stage).run(config, args)
     except ConfigError as exc:
         print(f"outreach: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -168,6 +168,7 @@ class BenchConfig(_Strict):
 
     households: int = Field(1_000_000, ge=1000)
     sigungu: int = Field(11, ge=1)
+    emd_per_sigungu: tuple[int, int] = (10, 18)
 
 
 class Config(_Strict):

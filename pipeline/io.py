@@ -46,10 +46,18 @@ def sha256_tree(root: Path) -> dict[str, str]:
 def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     """Arrow table of a frame without the index and without pandas metadata.
 
-    Leaving out the pandas metadata keeps the bytes independent of the pandas version's notes.
+    Categoricals are written as plain strings (Parquet dictionary-encodes them anyway), and
+    leaving out the pandas metadata keeps the bytes independent of the pandas version's notes.
     """
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    return table.replace_schema_metadata(None)
+    fields = []
+    for field in table.schema:
+        if pa.types.is_dictionary(field.type):
+            field = field.with_type(field.type.value_type)
+        if pa.types.is_large_string(field.type):
+            field = field.with_type(pa.string())
+        fields.append(field)
+    return table.cast(pa.schema(fields)).replace_schema_metadata(None)
 
 
 def write_parquet(table: pa.Table | pd.DataFrame, path: Path) -> None:

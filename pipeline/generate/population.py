@@ -37,6 +37,9 @@ class Population:
     households: pd.DataFrame
     members: pd.DataFrame
     emd_index: np.ndarray
+    income: np.ndarray
+    tenure: np.ndarray
+    benefit: np.ndarray
     member_offset: np.ndarray
     adults: np.ndarray
     minors: np.ndarray
@@ -214,15 +217,14 @@ def generate_population(
         unit,
     )
 
-    emd_codes = pa.array([e.code for e in spec.emds])
     households = pd.DataFrame(
         {
             "household_key": pd.array(household_key, dtype="string"),
-            "emd_code": pd.array(pc.take(emd_codes, pa.array(emd_index)), dtype="string"),
+            "emd_code": pd.Categorical.from_codes(emd_index, categories=[e.code for e in spec.emds]),
             "size": size.astype(np.int8),
-            "tenure": pd.Categorical.from_codes(tenure, categories=list(TENURES)).astype("string"),
-            "income_band": pd.Categorical.from_codes(income, categories=list(INCOME_BANDS)).astype("string"),
-            "benefit_status": pd.Categorical.from_codes(benefit, categories=list(BENEFITS)).astype("string"),
+            "tenure": pd.Categorical.from_codes(tenure, categories=list(TENURES)),
+            "income_band": pd.Categorical.from_codes(income, categories=list(INCOME_BANDS)),
+            "benefit_status": pd.Categorical.from_codes(benefit, categories=list(BENEFITS)),
             "address": pd.array(address, dtype="string"),
             "phone": pd.array(phone, dtype="string"),
         }
@@ -231,10 +233,12 @@ def generate_population(
         {
             "resident_id": pd.array(resident_id, dtype="string"),
             "name": pd.array(name, dtype="string"),
-            "household_key": pd.array(pc.take(household_key, pa.array(household_of)), dtype="string"),
-            "relation": pd.Categorical.from_codes(relation, categories=list(RELATIONS)).astype("string"),
+            "household_key": pd.Categorical.from_codes(
+                household_of, categories=pd.Index(pd.array(household_key, dtype="string"))
+            ),
+            "relation": pd.Categorical.from_codes(relation, categories=list(RELATIONS)),
             "birth_year": birth_year.astype(np.int16),
-            "sex": pd.array(np.where(sex == 0, "M", "F"), dtype="string"),
+            "sex": pd.Categorical.from_codes(sex, categories=["M", "F"]),
             "disability": disability,
         }
     )
@@ -242,6 +246,9 @@ def generate_population(
         households=households,
         members=members,
         emd_index=emd_index,
+        income=income,
+        tenure=tenure,
+        benefit=benefit,
         member_offset=member_offset,
         adults=adults,
         minors=minors,

@@ -59,20 +59,18 @@ def partition_rng(seed: int, ordinal: int) -> np.random.Generator:
 
 def _baseline(pop: Population, spec: SigunguSpec, rng: np.random.Generator) -> np.ndarray:
     hh = pop.households
-    income_effect = hh["income_band"].map(
-        {"under_30": 0.35, "30_50": 0.2, "50_75": 0.08, "75_100": 0.0, "over_100": -0.12}
-    )
-    tenure_effect = hh["tenure"].map(
-        {"own": -0.1, "jeonse": 0.05, "monthly_rent": 0.2, "public_rental": 0.25, "other": 0.3}
-    )
-    benefit_effect = hh["benefit_status"].map({"none": 0.0, "near_poor": 0.2, "basic_livelihood": 0.15})
+    # Effects by code: income under_30 .. over_100; tenure own, jeonse, monthly_rent,
+    # public_rental, other; benefit none, near_poor, basic_livelihood.
+    income_effect = np.array([0.35, 0.2, 0.08, 0.0, -0.12])[pop.income]
+    tenure_effect = np.array([-0.1, 0.05, 0.2, 0.25, 0.3])[pop.tenure]
+    benefit_effect = np.array([0.0, 0.2, 0.15])[pop.benefit]
     single_elderly = (hh["size"].to_numpy() == 1) & (pop.head_age >= 65)
     emd_effect = np.array([e.effect for e in spec.emds])[pop.emd_index]
     base = (
         -0.2
-        + income_effect.to_numpy(dtype=float)
-        + tenure_effect.to_numpy(dtype=float)
-        + benefit_effect.to_numpy(dtype=float)
+        + income_effect
+        + tenure_effect
+        + benefit_effect
         + 0.4 * single_elderly
         + 0.3 * pop.any_disability
         + 0.4 * pop.single_parent
@@ -93,27 +91,20 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     cfg = ctx.hardship
     base = _baseline(pop, spec, rng)
 
-    income = hh["income_band"].to_numpy(dtype=object)
-    tenure = hh["tenure"].to_numpy(dtype=object)
-    benefit = hh["benefit_status"].to_numpy(dtype=object)
     size = hh["size"].to_numpy()
-    low_income = np.isin(income, ["under_30", "30_50"])
+    low_income = pop.income <= 1
     working_age = (pop.head_age >= 18) & (pop.head_age < 65)
     elderly = pop.head_age >= 65
-    renting = np.isin(tenure, ["monthly_rent", "public_rental", "other"])
-    jeonse = tenure == "jeonse"
-    vulnerability = np.where(low_income, 1.15, np.where(income == "over_100", 0.85, 1.0))
+    renting = pop.tenure >= 2
+    jeonse = pop.tenure == 1
+    vulnerability = np.where(low_income, 1.15, np.where(pop.income == 4, 0.85, 1.0))
     isolation_level = np.where(
         size == 1, np.where(elderly | pop.any_disability, 1.0, 0.5), 0.1
     ).astype(np.float32)
 
     job_rate = cfg.job_loss_rate * np.where(working_age, 1.0, 0.2) * np.where(low_income, 1.3, 1.0)
     illness_rate = cfg.illness_rate * (1.0 + 2.0 * elderly + 1.0 * pop.any_disability)
-    benefit_rate = np.where(
-        benefit == "basic_livelihood",
-        cfg.benefit_loss_rate,
-        np.where(benefit == "near_poor", cfg.benefit_loss_rate * 0.6, cfg.benefit_loss_rate * 0.03),
-    )
+    benefit_rate = np.array([0.03, 0.6, 1.0])[pop.benefit] * cfg.benefit_loss_rate
     housing_rate = cfg.housing_shock_rate * np.where(renting, 1.5, np.where(jeonse, 1.0, 0.2))
     jeonse_wave = (parse_month("2024-01"), parse_month("2025-06"))
 
@@ -194,7 +185,9 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     agencies = [ind.agency_ko for ind in ctx.indicators]
     crisis_events = pd.DataFrame(
         {
-            "resident_id": member_ids.to_numpy()[events["person"]],
+            "resident_id": pd.Categorical.from_codes(
+                events["person"], categories=pd.Index(member_ids.astype("string"))
+            ),
             "indicator_code": pd.Categorical.from_codes(events["indicator"], categories=codes),
             "event_month": format_months(events["event_month"], ctx.window_start, ctx.window_end),
             "reported_month": format_months(events["reported_month"], ctx.window_start, ctx.window_end),
@@ -206,25 +199,23 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
             else pd.Categorical(np.asarray(agencies, dtype=object)[events["indicator"]]),
         }
     )
-    crisis_events = crisis_events.sort_values(
-        ["reported_month", "indicator_code", "resident_id", "event_month"], kind="stable"
-    ).reset_index(drop=True)
-    for column in ("resident_id", "indicator_code", "event_month", "reported_month", "source_agency"):
-        crisis_events[column] = crisis_events[column].astype("string")
+    order = np.lexsort(
+        (events["event_month"], events["person"], events["indicator"], events["reported_month"])
+    )
+    crisis_events = crisis_events.take(order).reset_index(drop=True)
 
     months = np.arange(ctx.window_start, ctx.window_end + 1)
     truth = pd.DataFrame(
         {
-            "household_key": np.tile(hh["household_key"].to_numpy(), months_total),
+            "household_key": pd.Categorical.from_codes(
+                np.tile(np.arange(n), months_total), categories=pd.Index(hh["household_key"])
+            ),
             "month": format_months(np.repeat(months, n), ctx.window_start, ctx.window_end),
             "hardship": np.round(hardship.reshape(-1), 2).astype(np.float32),
             "in_need": in_need.reshape(-1),
             "main_cause": pd.Categorical.from_codes(cause.reshape(-1), categories=list(CAUSES)),
         }
     )
-    truth["household_key"] = truth["household_key"].astype("string")
-    truth["month"] = truth["month"].astype("string")
-    truth["main_cause"] = truth["main_cause"].astype("string")
 
     stats = {
         "households": float(n),
@@ -250,7 +241,7 @@ def _emit_signals(
 ) -> dict[str, np.ndarray]:
     """Crisis signals: at most one per household, indicator and month, with lag and value."""
     n = len(pop.households)
-    tenure = pop.households["tenure"].to_numpy(dtype=object)
+    tenure_names = ("own", "jeonse", "monthly_rent", "public_rental", "other")
     has_minor = pop.minors > 0
     driver_index = {name: i for i, name in enumerate(DRIVERS)}
     months_total = drivers.shape[0]
@@ -262,7 +253,8 @@ def _emit_signals(
     for ind in ctx.indicators:
         mask = np.ones(n, dtype=bool)
         if ind.synthetic.tenure is not None:
-            mask &= np.isin(tenure, list(ind.synthetic.tenure))
+            allowed = [tenure_names.index(t) for t in ind.synthetic.tenure]
+            mask &= np.isin(pop.tenure, allowed)
         if ind.synthetic.target == "child":
             mask &= has_minor
         masks.append(mask)
@@ -354,8 +346,9 @@ def _draw_values(model: str, x: np.ndarray, rng: np.random.Generator) -> np.ndar
 def _distinct_recent(events: dict[str, np.ndarray], n: int, first: int, last: int, k: int) -> np.ndarray:
     """Per household: distinct indicators reported in months [first, last]."""
     window = (events["reported_month"] >= first) & (events["reported_month"] <= last)
-    pairs = np.unique(events["household"][window] * k + events["indicator"][window])
-    return np.bincount(pairs // k, minlength=n)
+    seen = np.zeros(n * k, dtype=bool)
+    seen[events["household"][window] * k + events["indicator"][window]] = True
+    return seen.reshape(n, k).sum(axis=1)
 
 
 def _outreach_rounds(
@@ -372,11 +365,9 @@ def _outreach_rounds(
     n = len(hh)
     sel = ctx.selection
     k_ind = len(ctx.indicators)
-    eligible = hh["benefit_status"].to_numpy(dtype=object) != "basic_livelihood"
-    income = hh["income_band"].to_numpy(dtype=object)
-    tenure = hh["tenure"].to_numpy(dtype=object)
+    eligible = pop.benefit != 2  # basic livelihood recipients are already supported
     single_elderly = (hh["size"].to_numpy() == 1) & (pop.head_age >= 65)
-    hard_to_reach = np.isin(tenure, ["monthly_rent", "other"]) & (hh["size"].to_numpy() == 1)
+    hard_to_reach = np.isin(pop.tenure, [2, 4]) & (hh["size"].to_numpy() == 1)
     emd_bounds = np.concatenate([[0], np.cumsum([e.households for e in spec.emds])])
     capacities = [max(2, round(e.households * sel.capacity_share)) for e in spec.emds]
 
@@ -447,7 +438,7 @@ def _outreach_rounds(
 
     # Outcome draw: 0 public, 1 private, 2 closed_no_need, 3 unreachable, 4 in_progress.
     unreachable_p = np.where(hard_to_reach[household], 0.16, 0.07)
-    public_share = np.where(np.isin(income[household], ["under_30", "30_50"]), 0.62, 0.35)
+    public_share = np.where(pop.income[household] <= 1, 0.62, 0.35)
     u = rng.random(m)
     v = rng.random(m)
     outcome = np.where(
@@ -475,7 +466,7 @@ def _outreach_rounds(
     frame = pd.DataFrame(
         {
             "household_key": hh["household_key"].to_numpy()[household],
-            "emd_code": emd_codes[pop.emd_index[household]],
+            "emd_code": emd_codes[pop.emd_index[household]].astype(str),
             "round_month": format_months(round_month, ctx.window_start, ctx.window_end),
             "selection_reason": pd.Categorical.from_codes(reason, categories=reasons),
             "selection_probability": np.round(prob, 6),

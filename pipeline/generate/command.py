@@ -1,0 +1,53 @@
+"""CLI wrapper of the ``generate`` stage."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.catalogue import load_indicators
+from pipeline.config import Config
+from pipeline.errors import EXIT_OK, UsageError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        help="folder to write raw/ and truth/ into (default: the output root)",
+    )
+    parser.add_argument("--households", type=int, help="override generator.households")
+    parser.add_argument("--seed", type=int, help="override generator.seed")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="allow replacing the configured input data (e.g. the committed sample)",
+    )
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    from pipeline.generate.stage import generate
+
+    overrides: dict[str, object] = {}
+    if args.households is not None:
+        overrides["households"] = args.households
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if overrides:
+        config = config.with_overrides(generator=overrides)
+    target = args.output_dir or config.paths.output_root
+    if (target / "raw").resolve() == config.paths.raw_input.resolve() and not args.force:
+        raise UsageError(
+            f"{target / 'raw'} is the configured input data (paths.raw_input); "
+            "pass --force to regenerate it"
+        )
+    catalogue = load_indicators(config.paths.indicators)
+    result = generate(config, catalogue, target, catalogue_path=config.paths.indicators)
+    print(
+        f"generated {result.rows['households']:,} households, "
+        f"{result.rows['crisis_events']:,} crisis signals, "
+        f"{result.rows['outreach_outcomes']:,} past outreach rows"
+    )
+    print(f"raw tables:   {result.raw_dir}")
+    print(f"hidden truth: {result.truth_dir} (for evaluation only)")
+    return EXIT_OK
