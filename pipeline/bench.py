@@ -77,9 +77,7 @@ def measured() -> Iterator[dict[str, float]]:
     figures["peak_rss_mb"] = memory.peak_bytes / 2**20
 
 
-def bench_stage(
-    stage: str, households: int, run: Callable[[], int], out_dir: Path
-) -> BenchRecord:
+def bench_stage(stage: str, households: int, run: Callable[[], int], out_dir: Path) -> BenchRecord:
     """Run one stage, measure it, write ``out_dir/<stage>.json`` and return the record.
 
     ``run`` returns the number of input rows the stage processed.

@@ -40,7 +40,9 @@ class SyntheticEmission(_Frozen):
     @classmethod
     def _lag_is_distribution(cls, lag: tuple[float, ...]) -> tuple[float, ...]:
         if not lag or any(p < 0 for p in lag) or abs(sum(lag) - 1.0) > 1e-6:
-            raise ValueError("lag must be non-negative probabilities for 0, 1, 2... months summing to 1")
+            raise ValueError(
+                "lag must be non-negative probabilities for 0, 1, 2... months summing to 1"
+            )
         return lag
 
 

@@ -41,7 +41,9 @@ class TableLayout:
             return []
         prefix = f"{PARTITION_KEY}="
         return sorted(
-            p.name[len(prefix) :] for p in folder.iterdir() if p.is_dir() and p.name.startswith(prefix)
+            p.name[len(prefix) :]
+            for p in folder.iterdir()
+            if p.is_dir() and p.name.startswith(prefix)
         )
 
 

@@ -62,14 +62,14 @@ def recent_indicator_counts(
     events: pd.DataFrame, households: pd.Index, round_month: int, months: int
 ) -> pd.DataFrame:
     """Signals per household and indicator reported in the ``months`` before ``round_month``."""
-    window = events[(events["reported_m"] >= round_month - months) & (events["reported_m"] < round_month)]
+    window = events[
+        (events["reported_m"] >= round_month - months) & (events["reported_m"] < round_month)
+    ]
     counts = window.groupby(["household_key", "indicator_code"], observed=True).size()
     return counts.unstack(fill_value=0).reindex(households, fill_value=0)
 
 
-def rule_list(
-    households: pd.DataFrame, distinct: pd.Series, capacity: pd.Series
-) -> pd.Index:
+def rule_list(households: pd.DataFrame, distinct: pd.Series, capacity: pd.Series) -> pd.Index:
     """The rule's list: per 읍면동, eligible households with the most distinct crisis types.
 
     Ties are broken by the household key so that the list is deterministic.
@@ -83,13 +83,17 @@ def rule_list(
     return pd.Index(frame.loc[frame["rank"] < frame["capacity"], "household_key"])
 
 
-def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth_dir: Path | None) -> dict:
+def describe(
+    config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth_dir: Path | None
+) -> dict:
     """All figures, as a JSON-ready mapping."""
     raw = TableLayout(raw_dir)
     truth = TableLayout(truth_dir) if truth_dir is not None and truth_dir.is_dir() else None
     codes = raw.partitions("households")
     if not codes:
-        raise DataError(f"{raw_dir}: no households partitions found (expected households/sigungu=CODE/)")
+        raise DataError(
+            f"{raw_dir}: no households partitions found (expected households/sigungu=CODE/)"
+        )
     capacity = pd.read_parquet(raw.small_table_file("district_capacity")).set_index("emd_code")[
         "capacity_per_round"
     ]
@@ -125,8 +129,12 @@ def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth
             first_reported[ind] = min(first_reported.get(ind, 10**9), int(month))
         lags = lags.add((ev["reported_m"] - ev["event_m"]).value_counts(), fill_value=0)
         attributes.append(hh[["size", "tenure", "income_band", "benefit_status"]])
-        outcome_counts = outcome_counts.add(part.outcomes["outcome_code"].value_counts(), fill_value=0)
-        reason_counts = reason_counts.add(part.outcomes["selection_reason"].value_counts(), fill_value=0)
+        outcome_counts = outcome_counts.add(
+            part.outcomes["outcome_code"].value_counts(), fill_value=0
+        )
+        reason_counts = reason_counts.add(
+            part.outcomes["selection_reason"].value_counts(), fill_value=0
+        )
         if part.truth is None:
             continue
         tr = part.truth
@@ -137,7 +145,9 @@ def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth
         for r in rounds:
             following = need_wide[r + 1] if (r + 1) in need_wide.columns else False
             need = (need_wide[r] | following).reindex(keys)
-            counts = recent_indicator_counts(ev, keys, r, config.generator.selection.rule_window_months)
+            counts = recent_indicator_counts(
+                ev, keys, r, config.generator.selection.rule_window_months
+            )
             distinct = (counts > 0).sum(axis=1)
             listed = rule_list(hh, distinct, capacity)
             rule_hits[r][0] += len(listed)
@@ -160,8 +170,12 @@ def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth
         merged = oc.merge(now, on=["household_key", "m"], how="left").merge(
             following, on=["household_key", "m"], how="left", suffixes=("", "_next")
         )
-        merged["truly_in_need"] = merged["in_need"].fillna(False) | merged["in_need_next"].fillna(False)
-        outcome_need = pd.concat([outcome_need, merged[["outcome_code", "selection_reason", "truly_in_need"]]])
+        merged["truly_in_need"] = merged["in_need"].fillna(False) | merged["in_need_next"].fillna(
+            False
+        )
+        outcome_need = pd.concat(
+            [outcome_need, merged[["outcome_code", "selection_reason", "truly_in_need"]]]
+        )
 
     attrs = pd.concat(attributes)
     total_events = int(rows["crisis_events"])
@@ -172,23 +186,38 @@ def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth
             "sido": int((regions["level"] == "sido").sum()),
             "sigungu": int((regions["level"] == "sigungu").sum()),
             "emd": int((regions["level"] == "emd").sum()),
-            "urban_emd_share": float(regions.loc[regions["level"] == "emd", "urban"].astype(bool).mean()),
+            "urban_emd_share": float(
+                regions.loc[regions["level"] == "emd", "urban"].astype(bool).mean()
+            ),
         },
         "households": {
             "mean_size": float(attrs["size"].mean()),
             "tenure_share": attrs["tenure"].value_counts(normalize=True).round(4).to_dict(),
-            "income_band_share": attrs["income_band"].value_counts(normalize=True).round(4).to_dict(),
-            "benefit_status_share": attrs["benefit_status"].value_counts(normalize=True).round(4).to_dict(),
+            "income_band_share": attrs["income_band"]
+            .value_counts(normalize=True)
+            .round(4)
+            .to_dict(),
+            "benefit_status_share": attrs["benefit_status"]
+            .value_counts(normalize=True)
+            .round(4)
+            .to_dict(),
         },
         "signals": {
             "per_household_month": total_events / max(rows["households"] * window_months, 1),
-            "per_indicator": {k: int(v) for k, v in per_indicator.sort_values(ascending=False).items()},
+            "per_indicator": {
+                k: int(v) for k, v in per_indicator.sort_values(ascending=False).items()
+            },
             "first_reported_month": {k: format_month(v) for k, v in sorted(first_reported.items())},
-            "lag_share": {int(k): round(float(v) / max(total_events, 1), 4) for k, v in lags.sort_index().items()},
+            "lag_share": {
+                int(k): round(float(v) / max(total_events, 1), 4)
+                for k, v in lags.sort_index().items()
+            },
         },
         "past_rounds": {
             "rounds": len(rounds),
-            "listed_share_of_households_per_round": rows["outreach_outcomes"] / max(len(rounds), 1) / max(rows["households"], 1),
+            "listed_share_of_households_per_round": rows["outreach_outcomes"]
+            / max(len(rounds), 1)
+            / max(rows["households"], 1),
             "outcome_share": (outcome_counts / outcome_counts.sum()).round(4).to_dict(),
             "selection_reason_share": (reason_counts / reason_counts.sum()).round(4).to_dict(),
         },
@@ -210,7 +239,11 @@ def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth
         precision = {format_month(r): round(h / n, 4) for r, (n, h) in rule_hits.items() if n}
         listed_total = sum(n for n, _ in rule_hits.values())
         found_total = sum(h for _, h in rule_hits.values())
-        resolved = outcome_need[outcome_need["outcome_code"].isin(["public_support", "private_support", "closed_no_need"])]
+        resolved = outcome_need[
+            outcome_need["outcome_code"].isin(
+                ["public_support", "private_support", "closed_no_need"]
+            )
+        ]
         supported = resolved["outcome_code"].isin(["public_support", "private_support"])
         summary["truth"] = {
             "in_need_share": float(need_by_month.sum() / need_count_by_month.sum()),
@@ -230,9 +263,16 @@ def describe(config: Config, catalogue: IndicatorCatalogue, raw_dir: Path, truth
             },
             "past_lists": {
                 "truly_in_need_share": round(float(outcome_need["truly_in_need"].mean()), 4),
-                "truly_in_need_by_reason": outcome_need.groupby("selection_reason")["truly_in_need"].mean().round(4).to_dict(),
-                "support_given_when_in_need": round(float(supported[resolved["truly_in_need"]].mean()), 4),
-                "support_given_when_not_in_need": round(float(supported[~resolved["truly_in_need"]].mean()), 4),
+                "truly_in_need_by_reason": outcome_need.groupby("selection_reason")["truly_in_need"]
+                .mean()
+                .round(4)
+                .to_dict(),
+                "support_given_when_in_need": round(
+                    float(supported[resolved["truly_in_need"]].mean()), 4
+                ),
+                "support_given_when_not_in_need": round(
+                    float(supported[~resolved["truly_in_need"]].mean()), 4
+                ),
             },
         }
     return summary
@@ -251,18 +291,26 @@ def run(config: Config, args: argparse.Namespace) -> int:
     out = config.paths.output_root / "describe" / "summary.json"
     write_json(summary, out)
     rows = summary["rows"]
-    print(f"raw tables in {raw_dir}: {rows['households']:,} households, {rows['members']:,} members, "
-          f"{rows['crisis_events']:,} crisis signals, {rows['outreach_outcomes']:,} past outreach rows")
+    print(
+        f"raw tables in {raw_dir}: {rows['households']:,} households, "
+        f"{rows['members']:,} members, {rows['crisis_events']:,} crisis signals, "
+        f"{rows['outreach_outcomes']:,} past outreach rows"
+    )
     print(f"  signals per household-month: {summary['signals']['per_household_month']:.3f}")
     if "truth" in summary:
         t = summary["truth"]
         rule = t["rule_precision_at_capacity"]
         auc = t["auc_against_truth"]
         print(f"  truly in need (household-months): {t['in_need_share']:.2%}")
-        print(f"  rule (distinct crisis types, 3 months) at capacity: {rule['overall']:.1%} truly in need "
-              f"(rounds {rule['min_round']:.1%}..{rule['max_round']:.1%})")
-        print(f"  AUC against truth: distinct types {auc['distinct_types_3m']:.3f}, best single column "
-              f"{auc['best_single_column']} {auc['best_single_column_auc']:.3f}")
+        print(
+            "  rule (distinct crisis types, 3 months) at capacity: "
+            f"{rule['overall']:.1%} truly in need "
+            f"(rounds {rule['min_round']:.1%}..{rule['max_round']:.1%})"
+        )
+        print(
+            f"  AUC against truth: distinct types {auc['distinct_types_3m']:.3f}, "
+            f"best single column {auc['best_single_column']} {auc['best_single_column_auc']:.3f}"
+        )
     print(f"summary written to {out}")
     log.debug("describe summary: %s", json.dumps(summary, ensure_ascii=False)[:500])
     return EXIT_OK

@@ -18,9 +18,48 @@ RELATIONS: tuple[str, ...] = ("head", "spouse", "child", "parent", "other")
 
 _SURNAMES = "김이박최정강조윤장임한오서신권황안송류전홍고문양손배백허유남심노하곽성차주우구민"
 _SURNAME_WEIGHTS = np.array(
-    [21.5, 14.7, 8.4, 4.7, 4.3, 2.4, 2.1, 2.1, 2.0, 1.7, 1.5, 1.5, 1.5, 1.5, 1.4, 1.4, 1.3,
-     1.3, 1.2, 1.1, 1.1, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8, 0.8, 0.7, 0.6, 0.6, 0.6, 0.6, 0.6,
-     0.6, 0.5, 0.4, 0.4, 0.4, 0.4]
+    [
+        21.5,
+        14.7,
+        8.4,
+        4.7,
+        4.3,
+        2.4,
+        2.1,
+        2.1,
+        2.0,
+        1.7,
+        1.5,
+        1.5,
+        1.5,
+        1.5,
+        1.4,
+        1.4,
+        1.3,
+        1.3,
+        1.2,
+        1.1,
+        1.1,
+        0.9,
+        0.9,
+        0.9,
+        0.8,
+        0.8,
+        0.8,
+        0.8,
+        0.7,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.6,
+        0.5,
+        0.4,
+        0.4,
+        0.4,
+        0.4,
+    ]
 )
 _GIVEN = "민서지현우준영수진하은도윤예성주연아재희태혜경상호정미선동"
 _ROAD = "중앙대학문화평화한빛새솔푸른행복희망사랑소망봄별"
@@ -32,7 +71,7 @@ def _digits_table(width: int) -> pa.Array:
 
 @dataclass(frozen=True)
 class Population:
-    """One partition's households and members, plus the per-household arrays the simulation needs."""
+    """One partition's households and members, and the per-household arrays the simulation uses."""
 
     households: pd.DataFrame
     members: pd.DataFrame
@@ -73,7 +112,9 @@ def generate_population(
     head_age = np.where(
         u < elderly_share,
         rng.integers(65, 91, size=n),
-        np.where(u < elderly_share + 0.3, rng.integers(24, 40, size=n), rng.integers(40, 65, size=n)),
+        np.where(
+            u < elderly_share + 0.3, rng.integers(24, 40, size=n), rng.integers(40, 65, size=n)
+        ),
     )
     head_age = np.where((size >= 3) & (head_age > 70), rng.integers(35, 60, size=n), head_age)
 
@@ -105,7 +146,6 @@ def generate_population(
 
     # Members: head, spouse, then other adults, then children; minors last.
     has_spouse = (size >= 2) & (rng.random(n) < np.where(size == 2, 0.7, 0.82))
-    others = size - 1 - has_spouse
     member_offset = np.concatenate([[0], np.cumsum(size)[:-1]])
     n_members = int(size.sum())
     household_of = np.repeat(np.arange(n), size)
@@ -117,7 +157,9 @@ def generate_population(
     age[position == 0] = head_age
     spouse_pos = (position == 1) & has_spouse[household_of]
     relation[spouse_pos] = 1
-    age[spouse_pos] = np.clip(head_age[household_of[spouse_pos]] + rng.integers(-5, 6, spouse_pos.sum()), 20, 99)
+    age[spouse_pos] = np.clip(
+        head_age[household_of[spouse_pos]] + rng.integers(-5, 6, spouse_pos.sum()), 20, 99
+    )
     rest = position >= 1 + has_spouse[household_of]
     hh_age = head_age[household_of]
     child_age = hh_age - rng.integers(24, 40, size=n_members)
@@ -149,7 +191,8 @@ def generate_population(
 
     birth_year = reference_year - age
     household_key = _join(
-        "H", pc.take(_digits_table(3), pa.array(np.full(n, spec.ordinal % 1000))),
+        "H",
+        pc.take(_digits_table(3), pa.array(np.full(n, spec.ordinal % 1000))),
         pc.take(_digits_table(4), pa.array(np.arange(n) // 1000 % 10000)),
         pc.take(_digits_table(3), pa.array(np.arange(n) % 1000)),
     )
@@ -201,7 +244,12 @@ def generate_population(
             apartment,
             np.char.add(
                 np.char.add(" ", (100 + rng.integers(1, 20, n)).astype(str)),
-                np.char.add("동 ", np.char.add((rng.integers(1, 25, n) * 100 + rng.integers(1, 9, n)).astype(str), "호")),
+                np.char.add(
+                    "동 ",
+                    np.char.add(
+                        (rng.integers(1, 25, n) * 100 + rng.integers(1, 9, n)).astype(str), "호"
+                    ),
+                ),
             ),
             "",
         )
@@ -220,7 +268,9 @@ def generate_population(
     households = pd.DataFrame(
         {
             "household_key": pd.array(household_key, dtype="string"),
-            "emd_code": pd.Categorical.from_codes(emd_index, categories=[e.code for e in spec.emds]),
+            "emd_code": pd.Categorical.from_codes(
+                emd_index, categories=[e.code for e in spec.emds]
+            ),
             "size": size.astype(np.int8),
             "tenure": pd.Categorical.from_codes(tenure, categories=list(TENURES)),
             "income_band": pd.Categorical.from_codes(income, categories=list(INCOME_BANDS)),

@@ -100,10 +100,7 @@ def build_regions(
         k = per_sido_count.get(sido_code, 0)
         per_sido_count[sido_code] = k + 1
         code5 = f"{sido_code}{110 + 10 * k:03d}"
-        if metropolitan:
-            kind = "구"
-        else:
-            kind = "군" if rng.random() < 0.3 else "시"
+        kind = "구" if metropolitan else ("군" if rng.random() < 0.3 else "시")
         base_name = _syllable_names(rng, 1, taken)[0]
         n_emd = int(rng.integers(emd_per_sigungu[0], emd_per_sigungu[1] + 1))
         n_emd = max(1, min(n_emd, int(hh // 20)))

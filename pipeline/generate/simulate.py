@@ -18,7 +18,15 @@ from pipeline.generate.population import Population, generate_population
 from pipeline.generate.regions import SigunguSpec
 from pipeline.months import format_months, parse_month
 
-DRIVERS: tuple[str, ...] = ("strain", "job", "health", "disaster", "benefit", "housing", "isolation")
+DRIVERS: tuple[str, ...] = (
+    "strain",
+    "job",
+    "health",
+    "disaster",
+    "benefit",
+    "housing",
+    "isolation",
+)
 CAUSES: tuple[str, ...] = ("baseline", "strain", "job", "health", "disaster", "benefit", "housing")
 _DRIVER_CAP = 4.0
 
@@ -139,7 +147,9 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
         season = 4.0 if calendar in (7, 8, 9) else (1.5 if calendar in (1, 2, 12) else 1.0)
         emd_hit = rng.random(n_emd) < cfg.disaster_rate * season
         affected = emd_hit[pop.emd_index] & (rng.random(n) < 0.35)
-        disaster = disaster * 0.8 + affected * (1.0 + rng.exponential(0.8, size=n)).astype(np.float32)
+        disaster = disaster * 0.8 + affected * (1.0 + rng.exponential(0.8, size=n)).astype(
+            np.float32
+        )
         shocks = job + illness + benefit_loss + housing + disaster
         strain = np.maximum(
             0.0,
@@ -190,7 +200,9 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
             ),
             "indicator_code": pd.Categorical.from_codes(events["indicator"], categories=codes),
             "event_month": format_months(events["event_month"], ctx.window_start, ctx.window_end),
-            "reported_month": format_months(events["reported_month"], ctx.window_start, ctx.window_end),
+            "reported_month": format_months(
+                events["reported_month"], ctx.window_start, ctx.window_end
+            ),
             "value": events["value"],
             "source_agency": pd.Categorical.from_codes(
                 events["indicator"], categories=pd.Index(agencies).unique().tolist()
@@ -288,7 +300,10 @@ def _emit_signals(
     offset = pop.member_offset[household]
     u = rng.random(m)
     target_codes = np.array(
-        [["head", "adult", "elderly", "child", "member"].index(ind.synthetic.target) for ind in ctx.indicators]
+        [
+            ["head", "adult", "elderly", "child", "member"].index(ind.synthetic.target)
+            for ind in ctx.indicators
+        ]
     )[indicator]
     adults = pop.adults[household]
     minors = pop.minors[household]
@@ -312,7 +327,9 @@ def _emit_signals(
         if not rows.size:
             continue
         cumulative = np.cumsum(ind.synthetic.lag)
-        lag[rows] = np.minimum(np.searchsorted(cumulative, lag_u[rows], side="right"), len(cumulative) - 1)
+        lag[rows] = np.minimum(
+            np.searchsorted(cumulative, lag_u[rows], side="right"), len(cumulative) - 1
+        )
         value[rows] = _draw_values(ind.synthetic.value, driver[rows], rng)
     reported = event_month + lag
     keep = reported <= ctx.window_end
@@ -338,12 +355,18 @@ def _draw_values(model: str, x: np.ndarray, rng: np.random.Generator) -> np.ndar
         return np.clip(5 - np.floor(0.8 * x + 2 * rng.random(size)), 1, 5)
     if model == "days":
         return np.clip(np.round(rng.lognormal(np.log(15) + 0.3 * x, 0.7)), 1, 365)
-    scale = {"krw_small": (80_000, 0.25, 0.6), "krw_medium": (400_000, 0.3, 0.8), "krw_large": (3_000_000, 0.3, 1.0)}
+    scale = {
+        "krw_small": (80_000, 0.25, 0.6),
+        "krw_medium": (400_000, 0.3, 0.8),
+        "krw_large": (3_000_000, 0.3, 1.0),
+    }
     median, slope, sigma = scale[model]
     return np.maximum(np.round(rng.lognormal(np.log(median) + slope * x, sigma), -3), 1000.0)
 
 
-def _distinct_recent(events: dict[str, np.ndarray], n: int, first: int, last: int, k: int) -> np.ndarray:
+def _distinct_recent(
+    events: dict[str, np.ndarray], n: int, first: int, last: int, k: int
+) -> np.ndarray:
     """Per household: distinct indicators reported in months [first, last]."""
     window = (events["reported_month"] >= first) & (events["reported_month"] <= last)
     seen = np.zeros(n * k, dtype=bool)
@@ -412,7 +435,11 @@ def _outreach_rounds(
             taken[local] = True
 
             pool = idx[eligible[idx] & ~taken[idx] & recent[idx]]
-            explore = rng.choice(pool, size=min(n_explore, pool.size), replace=False) if pool.size else pool
+            explore = (
+                rng.choice(pool, size=min(n_explore, pool.size), replace=False)
+                if pool.size
+                else pool
+            )
             explore_prob = np.full(explore.size, explore.size / max(pool.size, 1))
 
             for chosen, reason, prob in (
@@ -461,7 +488,13 @@ def _outreach_rounds(
     outcome = np.where(unresolved, 4, outcome)
 
     reasons = ["central_rule", "local_discretion", "random_exploration"]
-    outcome_codes = ["public_support", "private_support", "closed_no_need", "unreachable", "in_progress"]
+    outcome_codes = [
+        "public_support",
+        "private_support",
+        "closed_no_need",
+        "unreachable",
+        "in_progress",
+    ]
     emd_codes = np.array([e.code for e in spec.emds], dtype=object)
     frame = pd.DataFrame(
         {
@@ -472,7 +505,13 @@ def _outreach_rounds(
             "selection_probability": np.round(prob, 6),
             "outcome_code": pd.Categorical.from_codes(outcome, categories=outcome_codes),
             "resolved_month": pd.Series(
-                np.where(unresolved, None, format_months(np.minimum(resolved, ctx.window_end), ctx.window_start, ctx.window_end).astype(object)),
+                np.where(
+                    unresolved,
+                    None,
+                    format_months(
+                        np.minimum(resolved, ctx.window_end), ctx.window_start, ctx.window_end
+                    ).astype(object),
+                ),
                 dtype="string",
             ),
         }

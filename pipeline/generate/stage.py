@@ -1,4 +1,4 @@
-"""The ``generate`` stage: build the synthetic raw tables and the hidden truth, partition by partition."""
+"""The ``generate`` stage: synthetic raw tables and the hidden truth, partition by partition."""
 
 from __future__ import annotations
 
@@ -84,7 +84,11 @@ def generate(
     truth_final = target_root / "truth"
     log.info(
         "generating %d households in %d 시군구 partitions, %s..%s, seed %d",
-        gen.households, len(specs), config.window.start, config.window.end, gen.seed,
+        gen.households,
+        len(specs),
+        config.window.start,
+        config.window.end,
+        gen.seed,
     )
     with staging_dir(raw_final) as raw_dir, staging_dir(truth_final) as truth_dir:
         write_parquet(regions_table(specs), TableLayout(raw_dir).small_table_file("regions"))
@@ -125,7 +129,9 @@ def generate(
             "indicator_catalogue_sha256": sha256_file(catalogue_path) if catalogue_path else None,
             "rows": {k: v for k, v in rows.items() if not k.startswith("truth")},
         }
-        write_json({**provenance, "files_sha256": sha256_tree(raw_dir)}, raw_dir / "_generation.json")
+        write_json(
+            {**provenance, "files_sha256": sha256_tree(raw_dir)}, raw_dir / "_generation.json"
+        )
         write_json(
             {"rows": rows, "figures": figures, "files_sha256": sha256_tree(truth_dir)},
             truth_dir / "_summary.json",

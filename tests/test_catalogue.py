@@ -1,0 +1,80 @@
+"""The crisis-information catalogue and the outcome codes."""
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.catalogue import load_indicators, load_outcomes
+from pipeline.config import Config, ConfigError
+
+
+def test_catalogue_has_at_least_25_complete_indicators(catalogue):
+    assert len(catalogue.indicators) >= 25
+    for ind in catalogue.indicators:
+        assert ind.name_ko and ind.name_en and ind.agency_ko and ind.agency_en
+        assert ind.group in catalogue.groups
+        assert ind.unit in catalogue.units
+
+
+def test_catalogue_covers_every_group(catalogue):
+    used = {ind.group for ind in catalogue.indicators}
+    assert used == {
+        "utilities",
+        "arrears",
+        "finance",
+        "employment",
+        "health",
+        "housing",
+        "benefits",
+        "family_safety",
+    }
+
+
+def test_at_least_three_sources_start_inside_the_window(catalogue):
+    window = Config().window
+    late = [
+        ind
+        for ind in catalogue.indicators
+        if ind.available_from_index is not None
+        and window.start_index < ind.available_from_index <= window.end_index
+    ]
+    assert len(late) >= 3
+
+
+def test_outcome_codes_match_the_design(outcome_catalogue):
+    labels = outcome_catalogue.label_of()
+    assert labels == {
+        "public_support": 1,
+        "private_support": 1,
+        "closed_no_need": 0,
+        "unreachable": None,
+        "in_progress": None,
+    }
+    assert outcome_catalogue.reason_codes == [
+        "central_rule",
+        "local_discretion",
+        "random_exploration",
+    ]
+
+
+def test_duplicate_indicator_code_is_refused(tmp_path, repo_root):
+    text = (repo_root / "configs" / "indicators.yaml").read_text(encoding="utf-8")
+    broken = text.replace("code: water_cut", "code: power_cut")
+    path = tmp_path / "indicators.yaml"
+    path.write_text(broken, encoding="utf-8")
+    with pytest.raises(ConfigError, match="duplicate indicator codes: power_cut"):
+        load_indicators(path)
+
+
+def test_bad_lag_distribution_is_refused(tmp_path, repo_root):
+    text = (repo_root / "configs" / "indicators.yaml").read_text(encoding="utf-8")
+    broken = text.replace("lag: [0.6, 0.3, 0.1]", "lag: [0.6, 0.3, 0.3]", 1)
+    path = tmp_path / "indicators.yaml"
+    path.write_text(broken, encoding="utf-8")
+    with pytest.raises(ConfigError, match="lag"):
+        load_indicators(path)
+
+
+def test_missing_catalogue_file():
+    with pytest.raises(ConfigError, match="catalogue file not found"):
+        load_outcomes(Path("/nonexistent/outcomes.yaml"))
