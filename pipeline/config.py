@@ -122,7 +122,7 @@ class HardshipConfig(_Strict):
     """Parameters of the hidden monthly hardship process (see docs/synthetic_data.md)."""
 
     need_threshold: float = 4.2
-    burn_in_months: int = Field(12, ge=0, le=60)
+    burn_in_months: int = Field(36, ge=0, le=120)
     job_loss_rate: float = Field(0.006, ge=0, le=0.5)
     illness_rate: float = Field(0.004, ge=0, le=0.5)
     benefit_loss_rate: float = Field(0.01, ge=0, le=0.5)
