@@ -110,6 +110,7 @@ def describe(
     outcome_counts = pd.Series(dtype="int64")
     reason_counts = pd.Series(dtype="int64")
     need_by_month = pd.Series(dtype="float64")
+    need_by_sigungu: dict[str, float] = {}
     need_count_by_month = pd.Series(dtype="float64")
     rule_hits = {r: [0, 0] for r in rounds}
     auc_parts: list[pd.DataFrame] = []
@@ -138,6 +139,7 @@ def describe(
         if part.truth is None:
             continue
         tr = part.truth
+        need_by_sigungu[code] = round(float(tr["in_need"].mean()), 4)
         need_by_month = need_by_month.add(tr.groupby("month")["in_need"].sum(), fill_value=0)
         need_count_by_month = need_count_by_month.add(tr.groupby("month").size(), fill_value=0)
         need_wide = tr.pivot(index="household_key", columns="m", values="in_need")
@@ -249,6 +251,7 @@ def describe(
             "in_need_share": float(need_by_month.sum() / need_count_by_month.sum()),
             "in_need_share_by_month": need_share.round(4).to_dict(),
             "in_need_share_by_calendar_month": calendar.groupby(level=0).mean().round(4).to_dict(),
+            "in_need_share_by_sigungu": need_by_sigungu,
             "rule_precision_at_capacity": {
                 "overall": round(found_total / max(listed_total, 1), 4),
                 "min_round": min(precision.values()),

@@ -266,7 +266,7 @@ def test_generate_refuses_to_overwrite_the_configured_input_without_force(
 ):
     config_file = tmp_path / "c.yaml"
     config_file.write_text(
-        f"paths:\n  raw_input: {tmp_path / 'raw'}\n"
+        f"paths:\n  raw_input: {tmp_path / 'raw'}\n  output_root: {tmp_path / 'out'}\n"
         f"  indicators: {repo_root / 'configs' / 'indicators.yaml'}\n"
         "generator:\n  households: 1000\n  sigungu: 1\n  emd_per_sigungu: [2, 2]\n",
         encoding="utf-8",

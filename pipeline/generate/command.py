@@ -25,6 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _would_replace_kept_input(config: Config, target: Path) -> bool:
+    """True when generating would replace input data kept outside the output root (the sample)."""
+    raw_input = config.paths.raw_input.resolve()
+    if (target / "raw").resolve() != raw_input:
+        return False
+    return not raw_input.is_relative_to(config.paths.output_root.resolve())
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.generate.stage import generate
 
@@ -36,10 +44,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if overrides:
         config = config.with_overrides(generator=overrides)
     target = args.output_dir or config.paths.output_root
-    if (target / "raw").resolve() == config.paths.raw_input.resolve() and not args.force:
+    if _would_replace_kept_input(config, target) and not args.force:
         raise UsageError(
-            f"{target / 'raw'} is the configured input data (paths.raw_input); "
-            "pass --force to regenerate it"
+            f"{target / 'raw'} is the configured input data (paths.raw_input) and lies outside "
+            f"the output root {config.paths.output_root}; pass --force to regenerate it"
         )
     catalogue = load_indicators(config.paths.indicators)
     result = generate(config, catalogue, target, catalogue_path=config.paths.indicators)

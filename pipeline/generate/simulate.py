@@ -29,6 +29,7 @@ DRIVERS: tuple[str, ...] = (
 )
 CAUSES: tuple[str, ...] = ("baseline", "strain", "job", "health", "disaster", "benefit", "housing")
 _DRIVER_CAP = 4.0
+_WINTER_UTILITY = 1.3  # utility arrears and cut-offs rise with heating bills
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     renting = pop.tenure >= 2
     jeonse = pop.tenure == 1
     vulnerability = np.where(low_income, 1.15, np.where(pop.income == 4, 0.85, 1.0))
+    # Heating bills weigh on low-income households in winter (Dec-Feb).
+    heating_burden = np.where(low_income, 0.12, 0.0).astype(np.float32)
     isolation_level = np.where(
         size == 1, np.where(elderly | pop.any_disability, 1.0, 0.5), 0.1
     ).astype(np.float32)
@@ -156,6 +159,7 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
             0.85 * strain
             + 0.3 * shocks * vulnerability
             + 0.05 * np.maximum(base, 0.0)
+            + heating_burden * (winter > 1.0)
             + rng.normal(0.0, 0.15, size=n),
         ).astype(np.float32)
         noise = (0.7 * noise + rng.normal(0.0, noise_innovation, size=n)).astype(np.float32)
@@ -278,7 +282,12 @@ def _emit_signals(
                 continue
             em = ind.synthetic
             x = np.minimum(drivers[t, driver_index[em.driver]], _DRIVER_CAP)
-            p = em.base + em.slope * x
+            seasonal = (
+                _WINTER_UTILITY
+                if ind.group == "utilities" and month % 12 + 1 in (12, 1, 2)
+                else 1.0
+            )
+            p = (em.base + em.slope * x) * seasonal
             hit = np.flatnonzero((rng.random(n, dtype=np.float32) < p) & masks[k])
             if hit.size:
                 hits_household.append(hit)
@@ -402,7 +411,7 @@ def _outreach_rounds(
         score = _distinct_recent(events, n, r - sel.rule_window_months, r - 1, k_ind)
         recent = _distinct_recent(events, n, r - 6, r - 1, k_ind) > 0
         tiebreak = rng.random(n)
-        knowledge = hardship[t - 1] + rng.normal(0.0, 0.8, size=n) + 0.5 * single_elderly
+        knowledge = hardship[t - 1] + rng.normal(0.0, 1.6, size=n) + 0.5 * single_elderly
         for e, capacity in enumerate(capacities):
             lo, hi = emd_bounds[e], emd_bounds[e + 1]
             idx = np.arange(lo, hi)
