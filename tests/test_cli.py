@@ -1,0 +1,68 @@
+"""The command line: stages listed, exit codes, and the benchmark records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli import STAGES, main
+from pipeline.engine import map_partitions
+
+
+def test_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for stage in STAGES:
+        assert stage.name in out
+    assert "exit codes" in out
+
+
+def test_no_stage_is_a_usage_error(capsys):
+    assert main([]) == 2
+
+
+def test_unknown_stage_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_bench_writes_one_record_per_stage_in_the_design_schema(tmp_path, repo_root, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        f"paths:\n  output_root: {tmp_path / 'out'}\n"
+        f"  indicators: {repo_root / 'configs' / 'indicators.yaml'}\n"
+        "runtime:\n  workers: 1\n",
+        encoding="utf-8",
+    )
+    code = main(["--config", str(config), "bench", "--households", "2000", "--stages", "generate"])
+    assert code == 0
+    record = json.loads((tmp_path / "out" / "bench" / "generate.json").read_text(encoding="utf-8"))
+    assert set(record) == {"stage", "households", "rows_in", "seconds", "rows_per_s", "peak_rss_mb"}
+    assert record["stage"] == "generate" and record["households"] == 2000
+    assert record["seconds"] > 0 and record["peak_rss_mb"] > 50
+    printed = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    assert printed == [record]
+
+
+def test_bench_refuses_an_unknown_stage(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"paths:\n  output_root: {tmp_path}\n", encoding="utf-8")
+    assert main(["--config", str(config), "bench", "--stages", "nope"]) == 2
+    assert "unknown stage" in capsys.readouterr().err
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_partition_results_keep_the_input_order_with_a_process_pool():
+    tasks = list(range(12))
+    results = map_partitions(_square, tasks, workers=2, description="t", progress=False)
+    assert results == [x * x for x in tasks]
