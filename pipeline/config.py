@@ -48,6 +48,7 @@ class PathsConfig(_Strict):
     truth_input: Path = Path("data_samples/truth")
     indicators: Path = Path("configs/indicators.yaml")
     outcomes: Path = Path("configs/outcomes.yaml")
+    features: Path = Path("configs/features.yaml")
 
 
 class WindowConfig(_Strict):
@@ -171,6 +172,68 @@ class BenchConfig(_Strict):
     emd_per_sigungu: tuple[int, int] = (10, 18)
 
 
+class VolumeConfig(_Strict):
+    """Bounds on signals per source and reported month, from that source's previous months.
+
+    reference = median of the source's previous ``reference_months`` checked months (at least
+    ``min_reference_months`` of them, after its first ``warmup_months``); then
+    lower = reference * low_factor - poisson_slack * sqrt(reference) and
+    upper = reference * high_factor + poisson_slack * sqrt(reference).
+    """
+
+    reference_months: int = Field(6, ge=1, le=36)
+    min_reference_months: int = Field(3, ge=1, le=36)
+    warmup_months: int = Field(2, ge=0, le=12)
+    low_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    high_factor: float = Field(1.75, gt=1.0, le=1000.0)
+    poisson_slack: float = Field(3.0, ge=0.0, le=20.0)
+    high_factor_by_source: dict[str, Annotated[float, Field(gt=1.0, le=1000.0)]] = {
+        "disaster_damage": 50.0
+    }
+
+    @model_validator(mode="after")
+    def _reference_window(self) -> VolumeConfig:
+        if self.min_reference_months > self.reference_months:
+            raise ValueError("min_reference_months must not exceed reference_months")
+        return self
+
+
+class ValueSetsConfig(_Strict):
+    """Allowed values of the raw tables' coded columns (indicators and outcomes: catalogues)."""
+
+    tenure: tuple[str, ...] = ("own", "jeonse", "monthly_rent", "public_rental", "other")
+    income_band: tuple[str, ...] = ("under_30", "30_50", "50_75", "75_100", "over_100")
+    benefit_status: tuple[str, ...] = ("none", "near_poor", "basic_livelihood")
+    relation: tuple[str, ...] = ("head", "spouse", "child", "parent", "other")
+    sex: tuple[str, ...] = ("M", "F")
+    max_household_size: int = Field(20, ge=1, le=100)
+    max_age: int = Field(120, ge=1, le=150)
+
+
+class ValidationConfig(_Strict):
+    """``outreach validate``: what stops a run, what is set aside, what is kept."""
+
+    max_rejected_share: Share = 0.01
+    example_keys: int = Field(5, ge=1, le=20)
+    keep_runs: int = Field(20, ge=1, le=1000)
+    data_docs: bool = True
+    value_sets: ValueSetsConfig = ValueSetsConfig()
+    volume: VolumeConfig = VolumeConfig()
+
+
+class IngestConfig(_Strict):
+    """``outreach ingest``: where the pseudonym key comes from.
+
+    The key is read from the environment variable ``key_env`` or else from ``key_file`` (a file
+    outside the repository). ``demo_key`` allows the public demo key when neither is given, and
+    only for synthetic data; it is meant for the committed sample and must be off for real data.
+    """
+
+    key_env: str = Field("OUTREACH_PSEUDONYM_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    key_file: Path | None = None
+    demo_key: bool = True
+
+
 class Config(_Strict):
     """The whole configuration of a run."""
 
@@ -179,6 +242,8 @@ class Config(_Strict):
     generator: GeneratorConfig = GeneratorConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     bench: BenchConfig = BenchConfig()
+    validation: ValidationConfig = ValidationConfig()
+    ingest: IngestConfig = IngestConfig()
     source: str = "<embedded defaults>"
 
     @model_validator(mode="after")

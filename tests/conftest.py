@@ -52,6 +52,7 @@ def make_config(output_root: Path, **sections: dict) -> Config:
         "truth_input": str(REPO_ROOT / "data_samples" / "truth"),
         "indicators": str(REPO_ROOT / "configs" / "indicators.yaml"),
         "outcomes": str(REPO_ROOT / "configs" / "outcomes.yaml"),
+        "features": str(REPO_ROOT / "configs" / "features.yaml"),
     }
     paths.update(sections.pop("paths", {}))
     runtime = {"progress": False, "workers": 1}
