@@ -46,6 +46,15 @@ def age_band(age: np.ndarray) -> np.ndarray:
     return np.searchsorted(np.array([35, 50, 65, 75]), age, side="right")
 
 
+def positions(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """Position of each value in ``index`` (-1 when absent); fast for categoricals."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        per_category = index.get_indexer(values.cat.categories.astype("string"))
+        codes = values.cat.codes.to_numpy()
+        return np.where(codes >= 0, per_category[codes], -1)
+    return index.get_indexer(values.astype("string").to_numpy())
+
+
 def _window_counts(h: np.ndarray, k: np.ndarray, ago: np.ndarray, w: int, n: int, kk: int):
     mask = ago <= w
     return np.bincount(h[mask] * kk + k[mask], minlength=n * kk).reshape(n, kk)
@@ -75,8 +84,8 @@ def build_features(
     ev = inputs.events
     reported = ev["reported_month"].to_numpy(dtype=np.int64)
     keep = (reported < as_of) & (reported >= as_of - lookback)
-    h = keys.get_indexer(ev["household_key"].to_numpy()[keep])
-    k = pd.Index(codes).get_indexer(ev["indicator_code"].to_numpy()[keep])
+    h = positions(keys, ev["household_key"])[keep]
+    k = positions(pd.Index(codes), ev["indicator_code"])[keep]
     ago = as_of - reported[keep]  # 1 = the month before as_of
     value = ev["value"].to_numpy(dtype=np.float64)[keep]
     valid = (h >= 0) & (k >= 0)

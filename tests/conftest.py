@@ -64,3 +64,29 @@ def make_config(output_root: Path, **sections: dict) -> Config:
 def config_factory():
     """Build a validated Config for a test: ``config_factory(tmp_path, generator={...})``."""
     return make_config
+
+
+def write_config_file(config: Config, path: Path) -> Path:
+    """Write a Config as YAML so that the CLI can be run on it (``--config path``)."""
+    import yaml
+
+    data = config.model_dump(mode="json", exclude={"source"})
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def staged_sample(tmp_path_factory):
+    """validate -> ingest -> features (default round) on the committed sample, once per session.
+
+    Returns (config, config_file). Tests must not modify what it wrote: copy first.
+    """
+    from pipeline.cli import main
+
+    root = tmp_path_factory.mktemp("pipeline")
+    config = make_config(root / "outputs")
+    config_file = write_config_file(config, root / "config.yaml")
+    for stage in ("validate", "ingest", "features"):
+        code = main(["--no-progress", "--config", str(config_file), stage])
+        assert code == 0, f"{stage} failed on the committed sample"
+    return config, config_file

@@ -1,0 +1,143 @@
+"""The ``features`` stage: a round's feature table and labels, partition by partition.
+
+Writes ``outputs/features/as_of=YYYY-MM/``:
+``features/sigungu=CODE/part-0.parquet``, ``labels/sigungu=CODE/part-0.parquet``,
+``data_dictionary.csv`` (and ``.json``) and ``manifest.json``. The folder is built aside and
+swapped in only when every partition succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.build import build_features
+from features.inputs import read_feature_inputs, staged_partitions
+from features.labels import build_labels
+from features.spec import FeatureSpec, feature_columns, load_feature_spec, model_input_names
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.engine import map_partitions
+from pipeline.errors import DataError
+from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
+from pipeline.months import format_month
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureRun:
+    """What the features stage wrote for one round."""
+
+    as_of: str
+    folder: Path
+    households: int
+    features: int
+    labelled_rows: int
+    events_read: int
+
+
+@dataclass(frozen=True)
+class _Task:
+    staged_dir: Path
+    sigungu: str
+    as_of: int
+    spec: FeatureSpec
+    catalogue: IndicatorCatalogue
+    outcome_catalogue: OutcomeCatalogue
+    out_dir: Path
+
+
+def _feature_partition(task: _Task) -> dict[str, int]:
+    inputs = read_feature_inputs(task.staged_dir, task.sigungu)
+    features = build_features(inputs, task.as_of, task.spec, task.catalogue, task.outcome_catalogue)
+    labels = build_labels(inputs.outcomes, task.as_of, task.outcome_catalogue)
+    layout = TableLayout(task.out_dir)
+    write_parquet(features, layout.partition_file("features", task.sigungu))
+    write_parquet(labels, layout.partition_file("labels", task.sigungu))
+    return {
+        "households": len(features),
+        "events": len(inputs.events),
+        "label_rows": len(labels),
+        "labelled": int(labels["label"].notna().sum()),
+    }
+
+
+def data_dictionary(spec: FeatureSpec, catalogue: IndicatorCatalogue) -> pd.DataFrame:
+    """One row per column: name, kind, descriptions in Korean and English, unit, sources, window."""
+    rows = []
+    inputs = set(model_input_names(spec, catalogue))
+    for column in feature_columns(spec, catalogue):
+        row = asdict(column)
+        row["source_indicators"] = ",".join(column.source_indicators)
+        row["model_input"] = column.name in inputs
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def spec_digest(spec: FeatureSpec) -> str:
+    return hashlib.sha256(spec.model_dump_json().encode("utf-8")).hexdigest()
+
+
+def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> FeatureRun:
+    """Build features and labels for the round ``as_of`` from the staged tables."""
+    staged_dir = staged_dir or OutputLayout(config.paths.output_root).staged
+    codes = staged_partitions(staged_dir)
+    if not codes:
+        raise DataError(f"{staged_dir}: no staged households found: run `outreach ingest` first")
+    spec = load_feature_spec(config.paths.features)
+    catalogue = load_indicators(config.paths.indicators)
+    outcome_catalogue = load_outcomes(config.paths.outcomes)
+    label = format_month(as_of)
+    final = OutputLayout(config.paths.output_root).features(label)
+    log.info("features as of %s for %d partitions from %s", label, len(codes), staged_dir)
+    with staging_dir(final) as out_dir:
+        tasks = [
+            _Task(staged_dir, code, as_of, spec, catalogue, outcome_catalogue, out_dir)
+            for code in codes
+        ]
+        stats = map_partitions(
+            _feature_partition,
+            tasks,
+            workers=config.runtime.workers,
+            description=f"features {label}",
+            progress=config.runtime.progress,
+        )
+        dictionary = data_dictionary(spec, catalogue)
+        dictionary.to_csv(out_dir / "data_dictionary.csv", index=False, encoding="utf-8")
+        write_json(dictionary.to_dict(orient="records"), out_dir / "data_dictionary.json")
+        totals = {key: sum(s[key] for s in stats) for key in stats[0]}
+        staged_manifest = staged_dir / "_manifest.json"
+        write_json(
+            {
+                "as_of": label,
+                "knowledge_rule": "facts reported before as_of (reported month < as_of); labels "
+                "from outcomes resolved before as_of",
+                "feature_spec_sha256": spec_digest(spec),
+                "feature_spec_file_sha256": sha256_file(config.paths.features),
+                "indicator_catalogue_sha256": sha256_file(config.paths.indicators),
+                "staged_manifest_sha256": sha256_file(staged_manifest)
+                if staged_manifest.is_file()
+                else None,
+                "partitions": codes,
+                "rows": totals,
+                "model_inputs": len(model_input_names(spec, catalogue)),
+                "columns": len(dictionary),
+                "files_sha256": sha256_tree(out_dir),
+            },
+            out_dir / "manifest.json",
+        )
+    log.info("wrote %s", final)
+    return FeatureRun(
+        as_of=label,
+        folder=final,
+        households=totals["households"],
+        features=len(model_input_names(spec, catalogue)),
+        labelled_rows=totals["labelled"],
+        events_read=totals["events"],
+    )
