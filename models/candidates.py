@@ -1,0 +1,205 @@
+"""Candidate models: the rule baseline, logistic regression and LightGBM, with calibration.
+
+All follow scikit-learn conventions: nothing happens in ``__init__``, ``fit`` returns self,
+learned state ends in ``_``, randomness comes from an explicit ``random_state``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lightgbm import LGBMClassifier
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from models.data import RULE_COLUMN
+from pipeline.config import LightGBMConfig, LogisticConfig
+
+_EPS = 1e-6
+
+
+class RuleBaseline(ClassifierMixin, BaseEstimator):
+    """The list before machine learning: distinct crisis types reported in the last 3 months.
+
+    ``score`` is the count itself (ties are broken by household key when the list is cut);
+    the rule lists only households with at least ``min_score`` crisis types.
+    """
+
+    def __init__(self, column: str = RULE_COLUMN, min_score: float = 1.0) -> None:
+        self.column = column
+        self.min_score = min_score
+
+    def fit(self, X: pd.DataFrame, y: Any = None, sample_weight: Any = None) -> RuleBaseline:
+        if self.column not in X.columns:
+            raise ValueError(f"rule baseline needs the column {self.column}")
+        self.classes_ = np.array([0, 1])
+        self.feature_names_in_ = np.array([self.column], dtype=object)
+        return self
+
+    def score_households(self, X: pd.DataFrame) -> np.ndarray:
+        return X[self.column].fillna(0).to_numpy(dtype=np.float64)
+
+
+def make_logistic(
+    config: LogisticConfig, numeric: list[str], categorical: list[str], random_state: int
+) -> Pipeline:
+    """Imputation (median, with missing indicators) and scaling; one-hot categoricals."""
+    pre = ColumnTransformer(
+        [
+            (
+                "num",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            ),
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="most_frequent")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                categorical,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+    model = LogisticRegression(C=config.C, max_iter=config.max_iter, random_state=random_state)
+    return Pipeline([("prepare", pre), ("model", model)])
+
+
+def make_lightgbm(config: LightGBMConfig, random_state: int) -> LGBMClassifier:
+    """LightGBM with row-wise histograms (much faster on sparse counts) and deterministic fits."""
+    return LGBMClassifier(
+        n_estimators=config.n_estimators,
+        num_leaves=config.num_leaves,
+        learning_rate=config.learning_rate,
+        min_child_samples=config.min_child_samples,
+        subsample=config.subsample,
+        subsample_freq=1 if config.subsample < 1.0 else 0,
+        colsample_bytree=config.colsample_bytree,
+        reg_lambda=config.reg_lambda,
+        n_jobs=config.n_jobs,
+        random_state=random_state,
+        force_row_wise=True,
+        deterministic=True,
+        verbose=-1,
+    )
+
+
+def _fit_with_weight(estimator: Any, X: pd.DataFrame, y: np.ndarray, w: np.ndarray) -> Any:
+    if isinstance(estimator, Pipeline):
+        return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": w})
+    return estimator.fit(X, y, sample_weight=w)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p)).reshape(-1, 1)
+
+
+class CalibratedClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier fitted on some rows and calibrated on held-out rows (``calibration_mask``).
+
+    ``method`` is ``sigmoid`` (Platt scaling on the logit) or ``isotonic``. The held-out rows are
+    chosen by the caller (the latest training rounds): never the test round. The calibrator is
+    fitted unweighted, so probabilities estimate the chance that a visit finds need (the
+    population of visited households), whatever weights the model itself was trained with.
+    """
+
+    def __init__(self, estimator: Any = None, method: str = "sigmoid") -> None:
+        self.estimator = estimator
+        self.method = method
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+        calibration_mask: np.ndarray | None = None,
+    ) -> CalibratedClassifier:
+        y = np.asarray(y, dtype=np.int64)
+        w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+        if calibration_mask is None:
+            raise ValueError("calibration_mask is required: calibrate on held-out rows")
+        held = np.asarray(calibration_mask, dtype=bool)
+        if held.all() or not held.any():
+            raise ValueError("calibration_mask must hold out some rows, not all")
+        if len(np.unique(y[held])) < 2 or len(np.unique(y[~held])) < 2:
+            raise ValueError("both classes are needed in the training and calibration rows")
+        self.feature_names_in_ = np.array(list(X.columns), dtype=object)
+        self.categories_ = {
+            str(c): [str(v) for v in X[c].cat.categories]
+            for c in X.columns
+            if isinstance(X[c].dtype, pd.CategoricalDtype)
+        }
+        self.classes_ = np.array([0, 1])
+        self.estimator_ = _fit_with_weight(clone(self.estimator), X[~held], y[~held], w[~held])
+        raw = self.estimator_.predict_proba(X[held])[:, 1]
+        if self.method == "isotonic":
+            self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+            self.calibrator_.fit(raw, y[held])
+        elif self.method == "sigmoid":
+            self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000)
+            self.calibrator_.fit(_logit(raw), y[held])
+        else:
+            raise ValueError(f"unknown calibration method {self.method!r}")
+        self.n_train_ = int((~held).sum())
+        self.n_calibration_ = int(held.sum())
+        return self
+
+    def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The input columns in training order, categoricals with the training levels."""
+        frame = X[list(self.feature_names_in_)]
+        changed = {}
+        for column, levels in self.categories_.items():
+            values = frame[column]
+            if not (
+                isinstance(values.dtype, pd.CategoricalDtype)
+                and list(values.cat.categories) == levels
+            ):
+                changed[column] = pd.Categorical(values.astype("string"), categories=levels)
+        return frame.assign(**changed) if changed else frame
+
+    def raw_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated probability of need from the underlying model."""
+        return self.estimator_.predict_proba(self.prepare(X))[:, 1]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        raw = self.raw_proba(X)
+        if self.method == "isotonic":
+            p = self.calibrator_.predict(raw)
+        else:
+            p = self.calibrator_.predict_proba(_logit(raw))[:, 1]
+        p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+
+def feature_importance(model: CalibratedClassifier) -> pd.Series:
+    """Gain importance (LightGBM) or absolute standardised coefficient (logistic), descending."""
+    base = model.estimator_
+    if isinstance(base, LGBMClassifier):
+        gain = base.booster_.feature_importance(importance_type="gain")
+        series = pd.Series(gain, index=base.booster_.feature_name(), dtype=float)
+    elif isinstance(base, Pipeline):
+        names = base.named_steps["prepare"].get_feature_names_out()
+        coef = np.abs(base.named_steps["model"].coef_[0])
+        series = pd.Series(coef, index=names, dtype=float)
+    else:  # pragma: no cover - no other candidate
+        raise TypeError(type(base).__name__)
+    return series.sort_values(ascending=False, kind="stable")

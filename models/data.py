@@ -1,0 +1,229 @@
+"""Training data access: the one place where the train stage reads datasets.
+
+Features and labels come from the feature folders ``outputs/features/as_of=YYYY-MM/`` written by
+the features stage (built on demand when a round's folder is missing). Capacity comes from the
+staged (else raw) ``district_capacity`` table. The hidden truth is read only by evaluation, and
+only when it exists (synthetic data): it never reaches a training input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.build import AGE_BANDS, BENEFITS, NO_OUTCOME, TENURES
+from pipeline.catalogue import OutcomeCatalogue
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.errors import DataError
+from pipeline.io import sha256_file
+from pipeline.months import format_month, parse_month_series
+
+log = logging.getLogger(__name__)
+
+KEY = "household_key"
+EMD = "emd_code"
+ID_COLUMNS = (KEY, EMD)
+AUDIT_PREFIX = "audit__"
+RULE_COLUMN = "distinct_types__3m"
+INELIGIBLE_BENEFIT = "basic_livelihood"
+
+
+def category_levels(outcome_catalogue: OutcomeCatalogue) -> dict[str, list[str]]:
+    """Fixed category levels of the categorical feature columns (same codes in train and score)."""
+    return {
+        "hh__tenure": list(TENURES),
+        "hh__benefit_status": list(BENEFITS),
+        "history__last_outcome": [NO_OUTCOME, *outcome_catalogue.codes],
+        "audit__head_sex": ["M", "F"],
+        "audit__head_age_band": list(AGE_BANDS),
+    }
+
+
+def coerce_feature_types(frame: pd.DataFrame, outcome_catalogue: OutcomeCatalogue) -> pd.DataFrame:
+    """Categoricals back to their fixed levels (Parquet stores them as strings); keys as strings.
+
+    Returns a new frame (the input is not changed); untouched columns are shared, not copied.
+    """
+    changes: dict[str, object] = {}
+    for column, levels in category_levels(outcome_catalogue).items():
+        if column in frame.columns:
+            changes[column] = pd.Categorical(frame[column].astype("string"), categories=levels)
+    for column in ID_COLUMNS:
+        if column in frame.columns:
+            changes[column] = frame[column].astype("string")
+    return frame.assign(**changes)
+
+
+def eligible_mask(features: pd.DataFrame) -> np.ndarray:
+    """Households a list may contain: everyone not already receiving basic livelihood support."""
+    return (features["hh__benefit_status"].astype("string") != INELIGIBLE_BENEFIT).to_numpy(
+        dtype=bool
+    )
+
+
+class RoundSource(Protocol):
+    """Where features and labels as of a round come from."""
+
+    def features(self, as_of: int) -> pd.DataFrame: ...
+
+    def labels(self, as_of: int) -> pd.DataFrame: ...
+
+    def lineage(self, as_of: int) -> dict[str, object]: ...
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """Feature folders under the output root; a missing round is built by the features stage."""
+
+    config: Config
+    outcome_catalogue: OutcomeCatalogue
+    build_missing: bool = True
+
+    def folder(self, as_of: int) -> Path:
+        return OutputLayout(self.config.paths.output_root).features(format_month(as_of))
+
+    def _ensure(self, as_of: int) -> Path:
+        folder = self.folder(as_of)
+        if not (folder / "manifest.json").is_file():
+            if not self.build_missing:
+                raise DataError(f"{folder}: feature folder missing: run `outreach features`")
+            from features.stage import build_round  # the features stage owns how it is built
+
+            log.info("feature folder %s missing: building it", folder)
+            build_round(self.config, as_of)
+        return folder
+
+    def _read(self, as_of: int, table: str) -> pd.DataFrame:
+        folder = self._ensure(as_of)
+        layout = TableLayout(folder)
+        codes = layout.partitions(table)
+        if not codes:
+            raise DataError(f"{folder / table}: no partitions found")
+        parts = [pd.read_parquet(layout.partition_file(table, code)) for code in codes]
+        return pd.concat(parts, ignore_index=True)
+
+    def features(self, as_of: int) -> pd.DataFrame:
+        frame = coerce_feature_types(self._read(as_of, "features"), self.outcome_catalogue)
+        if not frame[KEY].is_monotonic_increasing:
+            frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+        return frame
+
+    def labels(self, as_of: int) -> pd.DataFrame:
+        frame = self._read(as_of, "labels")
+        frame[KEY] = frame[KEY].astype("string")
+        frame[EMD] = frame[EMD].astype("string")
+        return frame
+
+    def lineage(self, as_of: int) -> dict[str, object]:
+        """The folder, the sha256 of its manifest and the file digests the manifest records."""
+        folder = self._ensure(as_of)
+        manifest_path = folder / "manifest.json"
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        return {
+            "as_of": format_month(as_of),
+            "folder": str(folder),
+            "manifest_sha256": sha256_file(manifest_path),
+            "files_sha256": manifest.get("files_sha256", {}),
+            "staged_manifest_sha256": manifest.get("staged_manifest_sha256"),
+        }
+
+
+@dataclass
+class CachedSource:
+    """Keeps the features of some months in memory (the test rounds are read twice otherwise)."""
+
+    source: RoundSource
+    keep: frozenset[int]
+    _features: dict[int, pd.DataFrame] | None = None
+    _labels: dict[int, pd.DataFrame] | None = None
+
+    def features(self, as_of: int) -> pd.DataFrame:
+        if as_of not in self.keep:
+            return self.source.features(as_of)
+        self._features = self._features or {}
+        if as_of not in self._features:
+            self._features[as_of] = self.source.features(as_of)
+        return self._features[as_of]
+
+    def labels(self, as_of: int) -> pd.DataFrame:
+        self._labels = self._labels or {}
+        if as_of not in self._labels:
+            self._labels[as_of] = self.source.labels(as_of)
+        return self._labels[as_of]
+
+    def lineage(self, as_of: int) -> dict[str, object]:
+        return self.source.lineage(as_of)
+
+
+def capacity_file(config: Config) -> Path:
+    """The staged capacity table when ingest wrote one, else the raw one."""
+    staged = OutputLayout(config.paths.output_root).staged / "district_capacity.parquet"
+    if staged.is_file():
+        return staged
+    return TableLayout(config.paths.raw_input).small_table_file("district_capacity")
+
+
+def load_capacity(config: Config) -> pd.Series:
+    """Capacity per round of every 읍면동 (index emd_code)."""
+    path = capacity_file(config)
+    if not path.is_file():
+        raise DataError(f"{path}: district capacity table not found")
+    frame = pd.read_parquet(path, columns=["emd_code", "capacity_per_round"])
+    series = frame.set_index(frame["emd_code"].astype("string"))["capacity_per_round"]
+    return series.astype("int64").rename("capacity")
+
+
+def truth_available(config: Config) -> bool:
+    return bool(TableLayout(config.paths.truth_input).partitions("household_month"))
+
+
+def load_truth(config: Config, months: Iterable[int]) -> pd.DataFrame | None:
+    """The hidden truth for some months (evaluation only), or None for real data.
+
+    Columns: household_key, month (index), hardship, in_need.
+    """
+    layout = TableLayout(config.paths.truth_input)
+    codes = layout.partitions("household_month")
+    if not codes:
+        return None
+    wanted = sorted({format_month(m) for m in months})
+    parts = []
+    for code in codes:
+        part = pd.read_parquet(
+            layout.partition_file("household_month", code),
+            columns=[KEY, "month", "hardship", "in_need"],
+            filters=[("month", "in", wanted)],
+        )
+        parts.append(part)
+    truth = pd.concat(parts, ignore_index=True)
+    truth[KEY] = truth[KEY].astype("string")
+    truth["month"] = parse_month_series(truth["month"]).astype("int64")
+    truth["in_need"] = truth["in_need"].astype(bool)
+    return truth
+
+
+def truth_for_round(truth: pd.DataFrame, round_month: int) -> pd.DataFrame:
+    """Per household: in need in the round's month or the month after, and hardship at the round.
+
+    Index household_key; columns in_need (bool), hardship (the latent state at the round month).
+    """
+    now = truth[truth["month"] == round_month].set_index(KEY)
+    after = truth[truth["month"] == round_month + 1].set_index(KEY)["in_need"]
+    need = now["in_need"] | after.reindex(now.index, fill_value=False).astype(bool)
+    return pd.DataFrame({"in_need": need.astype(bool), "hardship": now["hardship"].astype(float)})
+
+
+def raw_file_digests(config: Config) -> dict[str, str]:
+    """sha256 of every raw input file, computed from the bytes (not copied from a record)."""
+    raw = Path(config.paths.raw_input)
+    return {
+        p.relative_to(raw).as_posix(): sha256_file(p) for p in sorted(raw.rglob("*")) if p.is_file()
+    }

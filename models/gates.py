@@ -1,0 +1,127 @@
+"""Promotion gates: pure decisions on measured figures; the stage wrapper moves the alias."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from pipeline.config import GatesConfig
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate: passed on its own, or waived with a written reason."""
+
+    name: str
+    passed: bool
+    value: float | None
+    threshold: float | None
+    detail: str
+    waived: bool = False
+    waiver_reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.passed or self.waived
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _num(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def evaluate_gates(
+    gates: GatesConfig,
+    *,
+    validation_passed: bool | None,
+    validation_detail: str = "",
+    candidate_metric: float | None,
+    rule_metric: float | None,
+    ece: float | None,
+    fairness_flags: int,
+    champion_metric: float | None,
+    champion_version: str | None,
+    metric_name: str | None = None,
+) -> list[GateResult]:
+    """Every gate of ``gates`` on the measured figures, with the configured waivers applied."""
+    results: list[GateResult] = []
+    detail = (
+        validation_detail
+        or {
+            None: "no validation result",
+            True: "validation passed",
+            False: "validation failed",
+        }[validation_passed]
+    )
+    results.append(GateResult("data_validation", bool(validation_passed), None, None, detail))
+    lift = (
+        candidate_metric / rule_metric
+        if _num(candidate_metric) and _num(rule_metric) and rule_metric
+        else None
+    )
+    results.append(
+        GateResult(
+            "lift_over_rule",
+            lift is not None and lift >= gates.min_lift_over_rule,
+            lift,
+            gates.min_lift_over_rule,
+            f"{metric_name or gates.metric} lift over the rule baseline (mean of backtest rounds)",
+        )
+    )
+    results.append(
+        GateResult(
+            "calibration",
+            _num(ece) and ece <= gates.max_ece,
+            ece,
+            gates.max_ece,
+            "expected calibration error on the test rounds' observed labels",
+        )
+    )
+    results.append(
+        GateResult(
+            "fairness",
+            fairness_flags <= gates.max_fairness_flags,
+            float(fairness_flags),
+            float(gates.max_fairness_flags),
+            "groups with precision or recall ratio outside the configured bounds",
+        )
+    )
+    if champion_version is None or not _num(champion_metric):
+        results.append(GateResult("champion", True, None, None, "no current champion"))
+    else:
+        floor = champion_metric - gates.champion_tolerance
+        results.append(
+            GateResult(
+                "champion",
+                _num(candidate_metric) and candidate_metric >= floor,
+                candidate_metric,
+                floor,
+                f"not worse than champion version {champion_version} "
+                f"({champion_metric:.4f}) less tolerance {gates.champion_tolerance}",
+            )
+        )
+    waivers = {w.gate: w.reason for w in gates.waivers}
+    return [
+        GateResult(**{**asdict(r), "waived": True, "waiver_reason": waivers[r.name]})
+        if not r.passed and r.name in waivers
+        else r
+        for r in results
+    ]
+
+
+def decision(results: list[GateResult]) -> tuple[bool, str]:
+    """Promote when every gate passed or was waived; otherwise the failing gates as the reason."""
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        waived = [r.name for r in results if r.waived]
+        note = f" (waived: {', '.join(waived)})" if waived else ""
+        return True, f"all promotion gates passed{note}"
+    parts = []
+    for r in failed:
+        shown = (
+            f" {r.value:.4f} vs {r.threshold:.4f}" if _num(r.value) and _num(r.threshold) else ""
+        )
+        parts.append(f"{r.name}{shown}: {r.detail}")
+    return False, "gates failed: " + "; ".join(parts)

@@ -1,0 +1,107 @@
+"""Charts for the training run (written to files; no keys, only aggregates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.metrics import precision_recall_curve
+
+
+def _figure(width: float, height: float):
+    # The object-oriented API needs no global backend (no import-time side effect).
+    fig = Figure(figsize=(width, height))
+    return fig, fig.subplots()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    return path
+
+
+def precision_at_k(curves: dict[str, pd.DataFrame], k: int, path: Path) -> Path:
+    """Truth precision (or observed, without truth) among the top k, averaged over rounds."""
+    fig, ax = _figure(7, 4.5)
+    ks = np.unique(np.linspace(1, 3 * max(k, 1), 60).astype(int))
+    for name, frame in curves.items():
+        target = "in_need" if "in_need" in frame.columns else "observed"
+        values = []
+        for _, g in frame.groupby("round"):
+            order = np.argsort(-g["score"].to_numpy(), kind="stable")
+            y = pd.to_numeric(g[target], errors="coerce").to_numpy()[order]
+            hits = np.nancumsum(y)
+            seen = np.cumsum(~np.isnan(y))
+            values.append(hits[ks - 1] / np.maximum(seen[ks - 1], 1))
+        ax.plot(ks, np.mean(values, axis=0), label=name)
+    ax.axvline(k, color="grey", linestyle="--", linewidth=1, label="capacity k")
+    ax.set_xlabel("households listed (national ranking)")
+    ax.set_ylabel("precision (truth)" if "in_need" in next(iter(curves.values())) else "precision")
+    ax.set_title("Precision at k, mean over backtest rounds")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pr_curves(curves: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Precision-recall curves against the observed labels of the test rounds (pooled)."""
+    fig, ax = _figure(6, 4.5)
+    for name, frame in curves.items():
+        y = pd.to_numeric(frame["observed"], errors="coerce")
+        known = y.notna().to_numpy()
+        if known.sum() == 0 or y[known].nunique() < 2:
+            continue
+        precision, recall, _ = precision_recall_curve(
+            y[known].astype(int), frame["score"].to_numpy()[known]
+        )
+        ax.plot(recall, precision, label=name)
+    ax.set_xlabel("recall (observed labels)")
+    ax.set_ylabel("precision (observed labels)")
+    ax.set_title("PR curve on the test rounds' visits")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def reliability(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Reliability diagram: mean predicted probability against the observed rate, per bin."""
+    fig, ax = _figure(5.5, 5)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    for name, table in tables.items():
+        pooled = table.assign(hits=table["observed_rate"] * table["count"])
+        pooled = pooled.assign(psum=table["mean_predicted"] * table["count"])
+        g = pooled.groupby("bin")[["count", "hits", "psum"]].sum()
+        ax.plot(g["psum"] / g["count"], g["hits"] / g["count"], marker="o", label=name)
+    ax.set_xlabel("mean calibrated probability")
+    ax.set_ylabel("observed rate of need found")
+    ax.set_title("Calibration on the test rounds")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def importance(series: pd.Series, path: Path, top: int = 25) -> Path:
+    """Top features by importance."""
+    head = series.head(top)[::-1]
+    fig, ax = _figure(7, 0.28 * len(head) + 1.2)
+    ax.barh(head.index, head.to_numpy())
+    ax.set_title(f"Feature importance (top {len(head)})")
+    ax.tick_params(axis="y", labelsize=7)
+    return _save(fig, path)
+
+
+def fairness_chart(table: pd.DataFrame, bounds: tuple[float, float], path: Path) -> Path:
+    """Precision and recall ratio of every group against its reference, with the flag band."""
+    shown = table[table["precision_ratio"].notna() | table["recall_ratio"].notna()]
+    labels = (shown["attribute"] + "=" + shown["group"]).tolist()
+    y = np.arange(len(labels))
+    fig, ax = _figure(7, 0.3 * len(labels) + 1.5)
+    ax.axvspan(bounds[0], bounds[1], color="#e6f2e6")
+    ax.scatter(shown["precision_ratio"], y, label="precision ratio", marker="o")
+    ax.scatter(shown["recall_ratio"], y, label="recall ratio", marker="s")
+    ax.axvline(1.0, color="grey", linewidth=1)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("ratio to the reference group (shaded: within bounds)")
+    ax.set_title("Fairness at the capacity cut (truth)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,24 @@
+"""``outreach promote VERSION --reason TEXT``: give a model version the champion alias by hand."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.config import Config
+from pipeline.errors import EXIT_OK
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("version", help="model version number in the registry")
+    parser.add_argument("--reason", required=True, help="why (logged with the move)")
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    from models.tracking import connect, promote
+
+    move = promote(connect(config), config, str(args.version), args.reason)
+    print(
+        f"{config.training.model_name}: champion {move.previous or '(none)'} -> {move.version} "
+        f"(promote: {move.reason})"
+    )
+    return EXIT_OK

@@ -1,0 +1,23 @@
+"""``outreach rollback --reason TEXT``: return the champion alias to the previous champion."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.config import Config
+from pipeline.errors import EXIT_OK
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reason", required=True, help="why (logged with the move)")
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    from models.tracking import connect, rollback
+
+    move = rollback(connect(config), config, args.reason)
+    print(
+        f"{config.training.model_name}: champion {move.previous} -> {move.version} "
+        f"(rollback: {move.reason})"
+    )
+    return EXIT_OK

@@ -1,0 +1,354 @@
+"""``outreach train`` end to end on the committed sample, into a temporary MLflow store.
+
+Also: an auditor reads a run's lineage through a real ``mlflow server`` on loopback, and no
+identifier reaches the store or its artifacts.
+
+The heavy part runs once per session (module ``_models_fixtures`` writes the feature folders):
+a first training run that becomes champion (two gates waived, the waivers logged), and a second
+one with an unreachable lift gate that stays challenger. Promote and rollback then move the alias.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from _models_fixtures import (
+    config_file,
+    write_feature_folders,
+    write_validation_record,
+)
+from conftest import make_config
+
+from models.data import FolderSource
+from models.tracking import artifact_root, tracking_uri
+from pipeline.catalogue import load_outcomes
+from pipeline.cli import main
+from pipeline.config import Config
+from pipeline.io import sha256_file
+from pipeline.months import parse_month
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
+)
+
+SMALL = {
+    "lightgbm": {"n_estimators": 40, "n_jobs": 1},
+    "logistic": {"max_iter": 300},
+    "backtest": {"bootstrap_samples": 200},
+    "selective_labels": {"compare": ["plain", "negatives"]},
+    "fairness": {"proxy_sample": 1000},
+    "gates": {
+        "waivers": [
+            {"gate": "calibration", "reason": "test: ECE on about 150 labels per round is noisy"},
+            {"gate": "fairness", "reason": "test: disparities reviewed, see fairness.csv"},
+        ]
+    },
+}
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+    config: Config
+    config_path: Path
+    strict_path: Path
+    client: mlflow.MlflowClient
+    first_run: str
+    second_run: str
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Store:
+    root = tmp_path_factory.mktemp("train")
+    config = make_config(root / "outputs", training=SMALL)
+    write_feature_folders(config)
+    write_validation_record(config)
+    path = config_file(config, root / "sample.yaml")
+    assert main(["--config", str(path), "--no-progress", "train"]) == 0
+    strict = config.with_overrides(training={"gates": {"min_lift_over_rule": 50.0}})
+    strict_path = config_file(strict, root / "strict.yaml")
+    assert main(["--config", str(strict_path), "--no-progress", "train"]) == 0
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(config))
+    experiment = client.get_experiment_by_name(config.training.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.`outreach.stage` = 'train'",
+        order_by=["attributes.start_time ASC"],
+    )
+    assert len(runs) == 2
+    return Store(root, config, path, strict_path, client, runs[0].info.run_id, runs[1].info.run_id)
+
+
+def test_store_and_artifacts_live_under_the_output_root(store):
+    assert tracking_uri(store.config).startswith("sqlite:///")
+    assert (store.config.paths.output_root / "mlflow" / "mlflow.db").is_file()
+    experiment = store.client.get_experiment_by_name(store.config.training.experiment)
+    assert experiment.artifact_location == artifact_root(store.config)
+    assert (store.config.paths.output_root / "mlflow" / "artifacts").is_dir()
+
+
+def test_first_version_becomes_champion_with_its_waivers_logged(store):
+    name = store.config.training.model_name
+    champion = store.client.get_model_version_by_alias(name, "champion")
+    assert str(champion.version) == "1" and champion.run_id == store.first_run
+    run = store.client.get_run(store.first_run)
+    assert run.data.tags["waiver.fairness"].startswith("test: disparities")
+    assert "waiver.calibration" in run.data.tags
+    gates = json.loads(champion.tags["gates"])
+    assert {g["name"] for g in gates} == {
+        "data_validation",
+        "lift_over_rule",
+        "calibration",
+        "fairness",
+        "champion",
+    }
+    by_name = {g["name"]: g for g in gates}
+    assert by_name["data_validation"]["passed"]
+    assert by_name["lift_over_rule"]["passed"]
+    assert run.data.metrics["gates.passed"] == 1.0
+
+
+def test_a_failing_gate_leaves_a_challenger_and_the_champion_in_place(store):
+    name = store.config.training.model_name
+    assert store.client.get_model_version_by_alias(name, "champion").version == 1
+    challenger = store.client.get_model_version_by_alias(name, "challenger")
+    assert challenger.version == 2
+    assert "lift_over_rule" in challenger.tags["challenger_reason"]
+    assert store.client.get_run(store.second_run).data.metrics["gates.passed"] == 0.0
+
+
+def test_same_inputs_and_seed_give_the_same_metrics(store):
+    first = store.client.get_run(store.first_run).data.metrics
+    second = store.client.get_run(store.second_run).data.metrics
+    keys = [k for k in first if k.startswith(("lightgbm.", "logistic.", "rule.", "bootstrap."))]
+    assert len(keys) > 50
+    assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
+
+
+def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
+    run = store.client.get_run(store.first_run)
+    params, tags = run.data.params, run.data.tags
+    assert params["seed.training"] == str(store.config.training.seed)
+    assert params["training.lightgbm.n_estimators"] == "40"
+    assert params["as_of"] == "2026-10" and params["test_rounds"] == "2026-04,2026-06,2026-08"
+    assert tags["code.git_commit"] and tags["code.git_dirty"] in ("true", "false", "unknown")
+    assert tags["package.lightgbm"] and tags["package.mlflow"].startswith("3.17")
+    inputs = run.inputs.dataset_inputs
+    contexts = sorted(
+        next(t.value for t in d.tags if t.key == "mlflow.data.context") for d in inputs
+    )
+    assert contexts == ["backtest_test"] * 3 + ["training"]
+    assert all(any(t.key == "manifest_sha256" for t in d.tags) for d in inputs)
+    artifacts = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, tracking_uri=tracking_uri(store.config)
+        )
+    )
+    raw = json.loads((artifacts / "lineage" / "raw_files_sha256.json").read_text())
+    capacity = "district_capacity.parquet"
+    assert raw[capacity] == sha256_file(sample_raw / capacity)
+    folders = json.loads((artifacts / "lineage" / "feature_folders.json").read_text())
+    assert set(folders) >= {"2026-04", "2026-10"}
+    for name in (
+        "model_card.md",
+        "data_dictionary.csv",
+        "validation/validation.json",
+        "backtest/metrics_per_round.csv",
+        "backtest/truth_bootstrap.csv",
+        "fairness/fairness.csv",
+        "fairness/fairness.png",
+        "fairness/proxy_check.csv",
+        "plots/precision_at_k.png",
+        "plots/pr_curve.png",
+        "plots/calibration.png",
+        "plots/feature_importance.png",
+        "gates.json",
+    ):
+        assert (artifacts / name).is_file(), name
+    card = (artifacts / "model_card.md").read_text(encoding="utf-8")
+    for heading in ("Intended use", "Selective labels", "Fairness", "Limitations", "Promotion"):
+        assert f"## {heading}" in card
+    metrics = pd.read_csv(artifacts / "backtest" / "metrics_per_round.csv")
+    assert set(metrics["model"]) >= {"rule", "lightgbm", "logistic", "oracle", "lightgbm-plain"}
+    assert set(metrics["round"]) == {"2026-04", "2026-06", "2026-08"}
+    fairness = pd.read_csv(artifacts / "fairness" / "fairness.csv")
+    assert set(fairness["attribute"]) >= {"urban", "head_sex", "head_age_band", "sido", "tenure"}
+
+
+def test_model_beats_the_rule_against_the_truth(store):
+    metrics = store.client.get_run(store.first_run).data.metrics
+    rule = metrics["rule.truth_emd_precision_mean"]
+    assert 0.25 < rule < 0.5  # docs/synthetic_data.md: the rule is right for about a third
+    assert metrics["lightgbm.truth_emd_precision_mean"] > rule
+    assert metrics["oracle.truth_emd_precision_mean"] > metrics["lightgbm.truth_emd_precision_mean"]
+    low = metrics["bootstrap.lightgbm.truth_precision_low"]
+    high = metrics["bootstrap.lightgbm.truth_precision_high"]
+    assert low <= metrics["lightgbm.truth_emd_precision_mean"] <= high
+
+
+def test_registered_champion_loads_and_scores(store):
+    uri = tracking_uri(store.config)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.sklearn.load_model(f"models:/{store.config.training.model_name}@champion")
+    source = FolderSource(store.config, load_outcomes(store.config.paths.outcomes), False)
+    features = source.features(parse_month("2026-10")).head(500)
+    p = model.predict_proba(features)[:, 1]
+    assert p.shape == (500,) and np.all((p >= 0) & (p <= 1))
+
+
+def test_promote_and_rollback_move_the_alias_and_are_logged(store):
+    name = store.config.training.model_name
+    client = store.client
+    config = str(store.config_path)
+    assert main(["--config", config, "promote", "2", "--reason", "reviewed by the board"]) == 0
+    assert client.get_model_version_by_alias(name, "champion").version == 2
+    assert client.get_registered_model(name).tags["champion_history"] == "1,2"
+    experiment = client.get_experiment_by_name(store.config.training.experiment)
+    logged = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`outreach.action` = 'promote'"
+    )
+    assert logged and logged[0].data.tags["outreach.reason"] == "reviewed by the board"
+    assert logged[0].data.tags["outreach.previous_champion"] == "1"
+    assert main(["--config", config, "rollback", "--reason", "complaint from 동 office"]) == 0
+    assert client.get_model_version_by_alias(name, "champion").version == 1
+    assert client.get_registered_model(name).tags["champion_history"] == "1"
+    rolled = client.search_runs(
+        [experiment.experiment_id], filter_string="tags.`outreach.action` = 'rollback'"
+    )
+    assert rolled[0].data.tags["outreach.reason"] == "complaint from 동 office"
+    assert main(["--config", config, "rollback", "--reason", "nothing to go back to"]) == 2
+    assert main(["--config", config, "promote", "99", "--reason", "no such version"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # --reason is required
+        main(["--config", config, "promote", "2"])
+    assert exit_info.value.code == 2
+
+
+def _identifiers(raw: Path) -> dict[str, set[str]]:
+    members = pd.concat(
+        pd.read_parquet(p, columns=["resident_id", "name"])
+        for p in sorted((raw / "household_members").rglob("*.parquet"))
+    )
+    households = pd.concat(
+        pd.read_parquet(p, columns=["household_key", "phone", "address"])
+        for p in sorted((raw / "households").rglob("*.parquet"))
+    )
+    return {
+        "resident_id": set(members["resident_id"]),
+        "name": set(members["name"]),
+        "phone": set(households["phone"]),
+        "address": set(households["address"]),
+    }
+
+
+def test_no_identifier_or_household_key_reaches_the_mlflow_store(store, sample_raw):
+    root = store.config.paths.output_root / "mlflow"
+    texts = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("utf-8", errors="ignore"))
+    blob = "\n".join(texts)
+    assert len(blob) > 10_000
+    found = {}
+    for kind, values in _identifiers(sample_raw).items():
+        pattern = {
+            "resident_id": r"\d{6}-\d{7}",
+            "phone": r"01\d-\d{3,4}-\d{4}",
+            "name": r"[가-힣]{2,4}",
+            "address": r"[가-힣]+[시도] [가-힣]+[구시군] [^\n\"]{4,60}",
+        }[kind]
+        hits = {m for m in re.findall(pattern, blob) if m in values}
+        if hits:
+            found[kind] = sorted(hits)[:5]
+    assert not found, found
+    assert not re.findall(r"H\d{10}", blob)  # household keys are not logged, not even a few
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture()
+def server(store):
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    process = subprocess.Popen(
+        [
+            str(mlflow_bin),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            tracking_uri(store.config),
+            "--default-artifact-root",
+            artifact_root(store.config),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not become healthy")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_auditor_traces_the_champion_through_the_server(server, store):
+    client = mlflow.MlflowClient(tracking_uri=server, registry_uri=server)
+    name = store.config.training.model_name
+    champion = client.get_model_version_by_alias(name, "champion")
+    run = client.get_run(champion.run_id)
+    # which data (content digests), which code, which configuration, which checks
+    assert run.data.tags["code.git_commit"]
+    assert run.data.tags["outreach.features_digest"] == champion.tags["features_digest"]
+    assert run.data.params["as_of"] == champion.tags["as_of"]
+    assert "passed" in run.data.tags["outreach.validation"]
+    digests = [d.dataset.digest for d in run.inputs.dataset_inputs]
+    assert len(digests) == 4 and all(digests)
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model_card.md", "lineage", "fairness", "backtest", "validation"} <= names
+    local = client.download_artifacts(run.info.run_id, "lineage/raw_files_sha256.json")
+    assert len(json.loads(Path(local).read_text())) >= 18
+    # the REST API answers too (what the UI uses)
+    with urllib.request.urlopen(
+        f"{server}/api/2.0/mlflow/registered-models/alias?name={name}&alias=champion", timeout=10
+    ) as response:
+        body = json.loads(response.read())
+    assert body["model_version"]["run_id"] == champion.run_id
