@@ -9,13 +9,18 @@ STAMP := $(VENV)/.installed
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 BENCH_HOUSEHOLDS ?= 1000000
+BENCH_STAGES ?= generate,validate,ingest,features
+MLFLOW_ROOT ?= outputs/mlflow
+MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test bench lint clean distclean sample describe
+.PHONY: help setup data run test bench bench-train lint clean distclean sample describe features
+.PHONY: validate ingest
+.PHONY: train mlflow-ui promote rollback
 
 help: ## list the documented targets
 	@echo "welfare-outreach — make targets:"
@@ -33,6 +38,15 @@ setup: $(STAMP) ## create .venv and install the locked dependencies (done by run
 data: $(STAMP) ## generate synthetic raw tables and truth into outputs/ (never touches data_samples/)
 	$(OUTREACH) $(CONFIG_ARG) generate
 
+validate: $(STAMP) ## check the raw tables with Great Expectations; results in outputs/validation/
+	$(OUTREACH) $(CONFIG_ARG) validate
+
+ingest: $(STAMP) ## stage validated raw tables without identifiers (keyed pseudonyms) in outputs/staged/
+	$(OUTREACH) $(CONFIG_ARG) ingest
+
+features: $(STAMP) ## point-in-time features and labels of a round (AS_OF=YYYY-MM, default the next round)
+	$(OUTREACH) $(CONFIG_ARG) features $(if $(AS_OF),--as-of $(AS_OF),)
+
 describe: $(STAMP) ## summarise the raw tables (and the hidden truth of synthetic data)
 	$(OUTREACH) $(CONFIG_ARG) describe
 
@@ -43,7 +57,25 @@ test: $(STAMP) ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households; writes outputs/bench/*.json
-	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS)
+	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES)
+
+bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200,000 households)
+	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,validate,ingest,train
+
+train: $(STAMP) ## backtest the candidates, audit fairness, log and register in MLflow, apply the gates
+	$(OUTREACH) $(CONFIG_ARG) train
+
+promote: $(STAMP) ## give VERSION the champion alias by hand: make promote VERSION=3 REASON="..."
+	$(OUTREACH) $(CONFIG_ARG) promote "$(VERSION)" --reason "$(REASON)"
+
+rollback: $(STAMP) ## return the champion alias to the previous champion: make rollback REASON="..."
+	$(OUTREACH) $(CONFIG_ARG) rollback --reason "$(REASON)"
+
+mlflow-ui: $(STAMP) ## serve the MLflow UI for auditors on 127.0.0.1 (MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 \
+		--port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri sqlite:///$(abspath $(MLFLOW_ROOT))/mlflow.db \
+		--default-artifact-root $(abspath $(MLFLOW_ROOT))/artifacts
 
 sample: $(STAMP) ## regenerate the committed sample in data_samples/ byte for byte
 	$(OUTREACH) --config configs/sample.yaml generate --output-dir data_samples --force

@@ -24,15 +24,73 @@ def _bench_generate(config: Config, work: Path) -> int:
     return generate(config, catalogue, work).rows["households"]
 
 
+def _bench_validate(config: Config, work: Path) -> int:
+    from pipeline.catalogue import load_indicators, load_outcomes
+    from pipeline.datasets import OutputLayout
+    from pipeline.errors import DataError
+    from pipeline.validate.report import write_run
+    from pipeline.validate.stage import PASSED, run_validation
+
+    config = config.with_overrides(paths={"output_root": str(work)})
+    result = run_validation(
+        config,
+        load_indicators(config.paths.indicators),
+        load_outcomes(config.paths.outcomes),
+        config.paths.raw_input,
+    )
+    write_run(result, config, OutputLayout(work))
+    if result.status != PASSED:
+        raise DataError(f"bench: validation failed: {result.failures[0].line()}")
+    return sum(result.rows.values())
+
+
+def _bench_ingest(config: Config, work: Path) -> int:
+    from pipeline.catalogue import load_indicators, load_outcomes
+    from pipeline.ingest.keys import resolve_key
+    from pipeline.ingest.stage import ingest
+
+    config = config.with_overrides(paths={"output_root": str(work)})
+    raw = config.paths.raw_input
+    result = ingest(
+        config,
+        load_indicators(config.paths.indicators),
+        load_outcomes(config.paths.outcomes),
+        raw,
+        resolve_key(config, raw),
+    )
+    return sum(r["raw"] for r in result.manifest["rows"].values())
+
+
+def _bench_features(config: Config, work: Path) -> int:
+    from features.command import default_as_of
+    from features.stage import build_round
+
+    return build_round(config, default_as_of(config)).events_read
+
+
+def _bench_train(config: Config, work: Path) -> int:
+    from models.command import default_as_of
+    from models.stage import train
+
+    # Builds the feature folders of past rounds it lacks (through the features stage) first.
+    return train(config, default_as_of(config)).rows
+
+
 # Stage name -> runner(config, work_dir) returning the input rows it processed. Runners run in
 # this order; later stages read what earlier ones wrote under work_dir.
 BENCH_STAGES: dict[str, Callable[[Config, Path], int]] = {
     "generate": _bench_generate,
+    "validate": _bench_validate,
+    "ingest": _bench_ingest,
+    "features": _bench_features,
+    "train": _bench_train,
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--households", type=int, help="size to measure (default: bench.households)")
+    parser.add_argument(
+        "--households", type=int, help="size to measure (default: bench.households)"
+    )
     parser.add_argument(
         "--stages",
         default=",".join(BENCH_STAGES),
@@ -42,16 +100,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     households = args.households or config.bench.households
-    if args.households:
-        sigungu = max(2, round(households / 90_000))
-    else:
-        sigungu = config.bench.sigungu
+    sigungu = max(2, round(households / 90000)) if args.households else config.bench.sigungu
     low, high = config.bench.emd_per_sigungu
     out_dir = config.paths.output_root / "bench"
     work = out_dir / "work"
     bench_config = config.with_overrides(
         generator={"households": households, "sigungu": sigungu, "emd_per_sigungu": [low, high]},
-        paths={"raw_input": str(work / "raw"), "truth_input": str(work / "truth")},
+        paths={
+            "output_root": str(work),
+            "raw_input": str(work / "raw"),
+            "truth_input": str(work / "truth"),
+        },
         runtime={"progress": False},
     )
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]

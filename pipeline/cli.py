@@ -34,14 +34,57 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("generate", "write synthetic raw tables and the hidden truth (Parquet, per 시군구)",
-          "pipeline.generate.command"),
-    Stage("describe", "summarise raw tables and, for synthetic data, the hidden truth",
-          "pipeline.describe", in_run=True),
-    Stage("run", "run every pipeline stage in order on the configured raw input",
-          "pipeline.cli"),
-    Stage("bench", "measure stages at a chosen size; print and write outputs/bench/*.json",
-          "pipeline.bench_command"),
+    Stage(
+        "generate",
+        "write synthetic raw tables and the hidden truth (Parquet, per 시군구)",
+        "pipeline.generate.command",
+    ),
+    Stage(
+        "validate",
+        "check every raw table with Great Expectations; keep the results",
+        "pipeline.validate.command",
+        in_run=True,
+    ),
+    Stage(
+        "ingest",
+        "link signals to households, pseudonymise, write staged tables",
+        "pipeline.ingest.command",
+        in_run=True,
+    ),
+    Stage(
+        "features",
+        "point-in-time features and labels of a round (--as-of YYYY-MM)",
+        "features.command",
+        in_run=True,
+    ),
+    Stage(
+        "train",
+        "backtest candidates, audit fairness, log to MLflow, register, apply gates",
+        "models.command",
+        in_run=True,
+    ),
+    Stage(
+        "promote",
+        "give a model version the champion alias by hand (logged, with a reason)",
+        "models.promote_command",
+    ),
+    Stage(
+        "rollback",
+        "return the champion alias to the previous champion (logged)",
+        "models.rollback_command",
+    ),
+    Stage(
+        "describe",
+        "summarise raw tables and, for synthetic data, the hidden truth",
+        "pipeline.describe",
+        in_run=True,
+    ),
+    Stage("run", "run every pipeline stage in order on the configured raw input", "pipeline.cli"),
+    Stage(
+        "bench",
+        "measure stages at a chosen size; print and write outputs/bench/*.json",
+        "pipeline.bench_command",
+    ),
 )
 
 
@@ -77,7 +120,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _module(stage: Stage):  # noqa: ANN202 - a module object
+def _module(stage: Stage):
     return importlib.import_module(stage.module)
 
 

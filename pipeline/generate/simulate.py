@@ -511,7 +511,7 @@ def _outreach_rounds(
             "emd_code": emd_codes[pop.emd_index[household]].astype(str),
             "round_month": format_months(round_month, ctx.window_start, ctx.window_end),
             "selection_reason": pd.Categorical.from_codes(reason, categories=reasons),
-            "selection_probability": np.round(prob, 6),
+            "selection_probability": np.clip(np.round(prob, 6), 1e-6, 1.0),
             "outcome_code": pd.Categorical.from_codes(outcome, categories=outcome_codes),
             "resolved_month": pd.Series(
                 np.where(

@@ -1,0 +1,1 @@
+"""``outreach ingest``: validated raw tables -> staged tables without direct identifiers."""
