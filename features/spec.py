@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -76,18 +76,7 @@ class FeatureSpec(_Frozen):
     group: GroupAggregations = GroupAggregations()
     distinct_types_windows: Windows = (1, 3, 6, 12)
     months_since_cap: int = Field(36, ge=1, le=120)
-    household: tuple[HouseholdFeature, ...] = (
-        "size",
-        "tenure",
-        "income_band",
-        "benefit_status",
-        "minors",
-        "elderly_members",
-        "disabled_members",
-        "single_elderly",
-        "single_parent",
-        "urban",
-    )
+    household: tuple[HouseholdFeature, ...] = get_args(HouseholdFeature)
     audit_only: tuple[AuditAttribute, ...] = ("head_sex", "head_age_band")
     history: tuple[HistoryFeature, ...] = ("times_listed", "months_since_listed", "last_outcome")
     context: ContextSpec = ContextSpec()
