@@ -104,9 +104,8 @@ def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> F
         stats = map_partitions(
             _feature_partition,
             tasks,
-            workers=config.runtime.workers,
+            runtime=config.runtime,
             description=f"features {label}",
-            progress=config.runtime.progress,
         )
         dictionary = data_dictionary(spec, catalogue)
         dictionary.to_csv(out_dir / "data_dictionary.csv", index=False, encoding="utf-8")

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Config, ConfigError, load_config
+from pipeline.config import Config, ConfigError, config_from_mapping, load_config
 from pipeline.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, DataError, UsageError
 
 log = logging.getLogger("outreach")
@@ -64,6 +64,12 @@ STAGES: tuple[Stage, ...] = (
         in_run=True,
     ),
     Stage(
+        "score",
+        "score a round with the champion; lists per 읍면동 with reasons; manifest",
+        "pipeline.score.command",
+        in_run=True,
+    ),
+    Stage(
         "promote",
         "give a model version the champion alias by hand (logged, with a reason)",
         "models.promote_command",
@@ -92,6 +98,7 @@ def _quiet_telemetry() -> None:
     # MLflow and friends must never call home; this has to happen before they are imported.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +118,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         if not stage.in_run:
             continue
         print(f"==> {stage.name}")
-        stage_args = parser.parse_args([stage.name])
+        # A run scores the round again each time; the earlier folder is kept in _replaced/.
+        extra = ["--force"] if stage.name == "score" else []
+        stage_args = parser.parse_args([stage.name, *extra])
         code = _module(stage).run(config, stage_args)
         if code != EXIT_OK:
             return code
@@ -137,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="YAML config (default: embedded defaults)")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "dask"],
+        help="run partitions in local processes or on a Dask cluster (default: runtime.engine)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="Dask scheduler address for --engine dask, e.g. tcp://host:8786",
+    )
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", parser_class=_Parser)
     for stage in STAGES:
         stage_parser = sub.add_parser(stage.name, help=stage.help, description=stage.help)
@@ -153,6 +172,23 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _runtime_overrides(config: Config, args: argparse.Namespace) -> Config:
+    """The config with the global options ``--no-progress``, ``--engine`` and ``--scheduler``."""
+    runtime: dict[str, object] = {}
+    if args.no_progress:
+        runtime["progress"] = False
+    if args.engine is not None:
+        runtime["engine"] = args.engine
+    if args.scheduler is not None:
+        runtime["scheduler"] = args.scheduler
+    if not runtime:
+        return config
+    data = config.model_dump(exclude={"source"})
+    data["runtime"] = {**data["runtime"], **runtime}
+    checked = config_from_mapping(data, f"{config.source} with the command-line options")
+    return checked.model_copy(update={"source": config.source})  # lineage names the file
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outreach`` console script; returns the exit code."""
     _quiet_telemetry()
@@ -163,8 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         config = load_config(args.config)
-        if args.no_progress:
-            config = config.with_overrides(runtime={"progress": False})
+        config = _runtime_overrides(config, args)
         _setup_logging(args.log_level or config.runtime.log_level)
         stage = next(s for s in STAGES if s.name == args.stage)
         return _module(stage).run(config, args)

@@ -157,11 +157,26 @@ class GeneratorConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    """How the stages run on this machine."""
+    """How the stages run: on this machine (``local``) or on a Dask cluster (``dask``).
+
+    ``workers`` is the size of the local process pool; with ``engine: dask`` the cluster's workers
+    decide the parallelism and ``scheduler`` (for example ``tcp://10.0.0.5:8786``) is required.
+    """
 
     workers: int = Field(2, ge=1, le=256)
     progress: bool = True
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _scheduler_for_dask(self) -> RuntimeConfig:
+        if self.engine == "dask" and self.scheduler is None:
+            raise ValueError(
+                "engine dask needs a scheduler address (runtime.scheduler or --scheduler, "
+                "for example tcp://127.0.0.1:8786)"
+            )
+        return self
 
 
 class BenchConfig(_Strict):
@@ -386,6 +401,28 @@ class TrainingConfig(_Strict):
     gates: GatesConfig = GatesConfig()
 
 
+class ScoringConfig(_Strict):
+    """``outreach score``: who is eligible, how lists are cut, how reasons are written.
+
+    Per 읍면동 with capacity ``c``: the visit tier holds ``c`` households, of which
+    ``round(c * exploration_share)`` are drawn at random among the eligible households with a crisis
+    signal in the last ``exploration_signal_months`` that the model did not already place in the
+    visit tier; the phone tier holds the next ``ceil(c * phone_band)`` by model rank; everyone
+    else eligible is monitored. Ties in score are broken by the administrative household key.
+    """
+
+    experiment: str = "welfare-outreach-scoring"
+    ineligible_benefit_status: tuple[str, ...] = ("basic_livelihood",)
+    phone_band: float = Field(1.0, ge=0.0, le=10.0)
+    exploration_share: float = Field(0.05, ge=0.0, le=0.5)
+    exploration_signal_months: int = Field(12, ge=1, le=36)
+    reasons: int = Field(3, ge=1, le=10)
+    language: Literal["ko", "en"] = "ko"
+    seed: int = Field(20261203, ge=0)
+    audit_sample: int = Field(200, ge=1, le=1_000_000)
+    audit_tolerance: float = Field(1e-9, gt=0.0, le=1e-3)
+
+
 class Config(_Strict):
     """The whole configuration of a run."""
 
@@ -397,6 +434,7 @@ class Config(_Strict):
     validation: ValidationConfig = ValidationConfig()
     ingest: IngestConfig = IngestConfig()
     training: TrainingConfig = TrainingConfig()
+    scoring: ScoringConfig = ScoringConfig()
     source: str = "<embedded defaults>"
 
     @model_validator(mode="after")

@@ -1,7 +1,26 @@
-"""Run one pure function over many partitions: in this process or in a local process pool.
+"""Run one pure function over many partitions: in this process, a local process pool or on Dask.
 
 The function and its arguments must be picklable. Results come back in the order of the inputs,
-whatever order the workers finish in, so that combined results are deterministic.
+whatever order the workers finish in, so that combined results are deterministic. The engine is
+chosen by the runtime config (``runtime.engine``, CLI ``--engine``): the stages call
+:func:`map_partitions` and never know which one ran their partitions.
+
+``local`` (the default) runs in this process when ``runtime.workers`` is 1, else in a
+``ProcessPoolExecutor`` of that many processes. ``dask`` sends every task to the Dask scheduler at
+``runtime.scheduler`` (CLI ``--scheduler``); ``runtime.workers`` is then unused: the cluster's
+workers decide the parallelism. A real cluster needs, on every worker:
+
+- the same version of this package and of its dependencies installed (tasks are pickled by
+  reference to the functions of ``pipeline`` and ``features``, which the workers import);
+- the same paths visible, with the same names (a shared filesystem): tasks carry the paths of the
+  input and output folders, and workers read and write the Parquet files there themselves;
+- one thread per worker process (``dask worker --nthreads 1``): partition functions are written
+  for processes, not for sharing one interpreter with other partitions.
+
+Logs written inside a task stay in the worker's log. An exception raised by a task is raised
+again here with its own type (a ``DataError`` stays a ``DataError``), and the remaining tasks are
+cancelled. The connect timeout is Dask's ``distributed.comm.timeouts.connect`` (30 s by default;
+environment variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
 """
 
 from __future__ import annotations
@@ -9,9 +28,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm import tqdm
+
+from pipeline.config import ConfigError, RuntimeConfig
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -23,24 +47,108 @@ def map_partitions(
     function: Callable[[TaskT], ResultT],
     tasks: Sequence[TaskT],
     *,
-    workers: int,
     description: str,
-    progress: bool = True,
+    runtime: RuntimeConfig | None = None,
+    workers: int | None = None,
+    progress: bool | None = None,
 ) -> list[ResultT]:
-    """Apply ``function`` to every task, with up to ``workers`` processes, keeping input order."""
-    results: list[ResultT | None] = [None] * len(tasks)
+    """Apply ``function`` to every task on the engine of ``runtime``, keeping input order.
+
+    ``workers`` and ``progress``, when given, replace those of ``runtime`` (default: a local run).
+    """
+    runtime = runtime or RuntimeConfig()
+    workers = runtime.workers if workers is None else workers
+    progress = runtime.progress if progress is None else progress
+    client = None
+    if runtime.engine == "dask":
+        if runtime.scheduler is None:  # a validated config never gets here
+            raise ConfigError("runtime.scheduler: engine dask needs a scheduler address")
+        client = connect(runtime.scheduler)
+    results: list[Any] = [None] * len(tasks)
     bar = tqdm(total=len(tasks), desc=description, unit="partition", disable=not progress)
     try:
-        if workers <= 1 or len(tasks) <= 1:
-            for position, task in enumerate(tasks):
-                results[position] = function(task)
-                bar.update(1)
+        if client is None:
+            _run_local(function, tasks, results, bar, workers)
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-                futures = {pool.submit(function, task): i for i, task in enumerate(tasks)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update(1)
+            _run_dask(function, tasks, results, bar, client, description)
     finally:
         bar.close()
-    return results  # type: ignore[return-value]
+        if client is not None:
+            client.close()
+    return results
+
+
+def _run_local(
+    function: Callable[[TaskT], ResultT],
+    tasks: Sequence[TaskT],
+    results: list[Any],
+    bar: tqdm,
+    workers: int,
+) -> None:
+    if workers <= 1 or len(tasks) <= 1:
+        for position, task in enumerate(tasks):
+            results[position] = function(task)
+            bar.update(1)
+        return
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        futures = {pool.submit(function, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()
+            bar.update(1)
+
+
+def _run_dask(
+    function: Callable[[TaskT], ResultT],
+    tasks: Sequence[TaskT],
+    results: list[Any],
+    bar: tqdm,
+    client: Client,
+    description: str,
+) -> None:
+    from distributed import as_completed as dask_as_completed
+
+    log.info(
+        "%s: %d tasks on the Dask scheduler %s (%d workers)",
+        description,
+        len(tasks),
+        client.scheduler.address,
+        len(client.nthreads()),
+    )
+    futures = client.map(function, list(tasks), pure=False)
+    position = {future.key: i for i, future in enumerate(futures)}
+    try:
+        for future in dask_as_completed(futures, loop=client.loop):
+            results[position[future.key]] = future.result()
+            bar.update(1)
+    except BaseException:
+        client.cancel(futures)
+        raise
+
+
+def connect(scheduler: str) -> Client:
+    """A Dask client of the scheduler at ``scheduler``; ConfigError (one line) if it cannot.
+
+    distributed is imported here, not at module level: the local engine must not pay for it.
+    """
+    import asyncio
+
+    import dask
+    from dask.utils import parse_timedelta
+    from distributed import Client
+    from distributed.comm import connect as open_comm
+
+    timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="s")
+
+    async def probe() -> None:
+        comm = await open_comm(scheduler, timeout=timeout)
+        await comm.close()
+
+    try:
+        # Probe first: a Client that failed to connect stalls when it is garbage collected.
+        asyncio.run(probe())
+        return Client(scheduler, set_as_default=False)
+    except (OSError, ValueError, TypeError) as exc:  # refused, timed out, malformed address
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(
+            f"runtime.scheduler: cannot connect to the Dask scheduler at {scheduler}: {reason}"
+        ) from None

@@ -90,11 +90,12 @@ def write_json(data: Any, path: Path) -> None:
 
 
 @contextmanager
-def staging_dir(final: Path) -> Iterator[Path]:
+def staging_dir(final: Path, keep_old_in: Path | None = None) -> Iterator[Path]:
     """Build a folder next to ``final`` and swap it in only when the block succeeds.
 
     On failure the temporary folder is removed and ``final`` is left exactly as it was. On
-    success an existing ``final`` is replaced (it is moved aside first, then removed).
+    success an existing ``final`` is replaced: moved aside and removed, or, with ``keep_old_in``,
+    moved into that folder as ``<name>-1``, ``<name>-2``, ... (never deleted).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +107,15 @@ def staging_dir(final: Path) -> Iterator[Path]:
         raise
     old = None
     if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
-        os.replace(final, old / final.name)
+        if keep_old_in is not None:
+            keep_old_in.mkdir(parents=True, exist_ok=True)
+            n = 1
+            while (keep_old_in / f"{final.name}-{n}").exists():
+                n += 1
+            os.replace(final, keep_old_in / f"{final.name}-{n}")
+        else:
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+            os.replace(final, old / final.name)
     os.replace(temp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

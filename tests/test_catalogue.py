@@ -54,6 +54,7 @@ def test_outcome_codes_match_the_design(outcome_catalogue):
         "central_rule",
         "local_discretion",
         "random_exploration",
+        "model_score",  # lists written by `outreach score`
     ]
 
 

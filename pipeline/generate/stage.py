@@ -100,9 +100,8 @@ def generate(
         stats = map_partitions(
             _generate_partition,
             tasks,
-            workers=config.runtime.workers,
+            runtime=config.runtime,
             description="generate",
-            progress=config.runtime.progress,
         )
         totals: dict[str, float] = {}
         for part in stats:

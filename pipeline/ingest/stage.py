@@ -309,9 +309,8 @@ def ingest(
         counts = map_partitions(
             ingest_partition,
             tasks,
-            workers=config.runtime.workers,
+            runtime=config.runtime,
             description="ingest",
-            progress=config.runtime.progress,
         )
         rows: dict[str, dict[str, int]] = {
             "regions": {

@@ -334,9 +334,8 @@ def run_validation(
     outcomes = map_partitions(
         validate_batch,
         tasks,
-        workers=config.runtime.workers,
+        runtime=config.runtime,
         description="validate",
-        progress=config.runtime.progress,
     )
     merge_partitions(run, outcomes, engine, config, catalogue)
     run.finished = datetime.now(UTC)

@@ -1,0 +1,381 @@
+"""Why a household was flagged: per-row model contributions grouped into reasons, with evidence.
+
+The model's contributions (LightGBM ``pred_contrib``: TreeSHAP values on the log-odds scale, or
+coefficient × standardised value for the logistic model) are summed per *reason unit*:
+
+- ``ind:<code>``: every column of one crisis indicator (``<code>__count_3m``, ...). The columns of
+  its indicator group (``group_<g>__...``) are added to the indicator of that group the household
+  was reported for most recently, so that a reason names a signal, not a category;
+- ``grp:<g>``: group columns of a household with no signal in that group;
+- ``multi``: the number of distinct crisis types;
+- ``hh:<attribute>``: one household attribute (income band, tenure, ...);
+- ``history``: the household's earlier outreach; ``context``: its 읍면동's smoothed rates.
+
+The reasons of a row are its units with the largest positive sums (those that raised the score),
+at most ``k``, and only units that can be shown with evidence: an indicator reason needs a signal
+reported before the round (which signal, its value, the reported month, the source agency).
+Pure functions; the caller reads the events and formats nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.months import format_month
+
+TENURE_TEXT = {
+    "ko": {
+        "own": "자가",
+        "jeonse": "전세",
+        "monthly_rent": "월세",
+        "public_rental": "공공임대",
+        "other": "기타",
+    },
+    "en": {
+        "own": "owner-occupied",
+        "jeonse": "jeonse (lump-sum deposit)",
+        "monthly_rent": "monthly rent",
+        "public_rental": "public rental",
+        "other": "other",
+    },
+}
+INCOME_TEXT = {
+    "ko": ["30% 미만", "30~50%", "50~75%", "75~100%", "100% 초과"],
+    "en": ["under 30%", "30-50%", "50-75%", "75-100%", "over 100%"],
+}
+BENEFIT_TEXT = {
+    "ko": {"none": "수급 없음", "near_poor": "차상위", "basic_livelihood": "기초생활수급"},
+    "en": {"none": "no benefit", "near_poor": "near-poor", "basic_livelihood": "basic livelihood"},
+}
+
+
+@dataclass(frozen=True)
+class ReasonUnits:
+    """Which feature column belongs to which reason unit (a sparse F × U membership)."""
+
+    features: tuple[str, ...]
+    units: tuple[str, ...]
+    column_unit: np.ndarray  # unit index of every feature column, -1: not a reason
+
+    def matrix(self) -> np.ndarray:
+        m = np.zeros((len(self.features), len(self.units)), dtype=np.float64)
+        known = self.column_unit >= 0
+        m[np.flatnonzero(known), self.column_unit[known]] = 1.0
+        return m
+
+
+def unit_of(column: str, indicator_codes: set[str]) -> str | None:
+    """The reason unit of a model input column (None for a column that is not explained)."""
+    head, _, _ = column.partition("__")
+    if head in indicator_codes:
+        return f"ind:{head}"
+    if head.startswith("group_"):
+        return f"grp:{head.removeprefix('group_')}"
+    if head == "distinct_types":
+        return "multi"
+    if head == "hh":
+        return f"hh:{column.partition('__')[2]}"
+    if head in ("history", "context"):
+        return head
+    return None
+
+
+def reason_units(features: list[str], catalogue: IndicatorCatalogue) -> ReasonUnits:
+    """Reason units of the model's input columns, in a fixed order."""
+    codes = set(catalogue.codes)
+    units: list[str] = [f"ind:{c}" for c in catalogue.codes]
+    units += [f"grp:{g}" for g in catalogue.groups]
+    extra = []
+    for column in features:
+        unit = unit_of(column, codes)
+        if unit is not None and unit not in units and unit not in extra:
+            extra.append(unit)
+    units += extra
+    index = {u: i for i, u in enumerate(units)}
+    column_unit = np.array(
+        [index.get(unit_of(c, codes) or "", -1) for c in features], dtype=np.int64
+    )
+    return ReasonUnits(tuple(features), tuple(units), column_unit)
+
+
+def latest_signals(events: pd.DataFrame, as_of: int, window: int) -> pd.DataFrame:
+    """Per (household, indicator): the last report before ``as_of`` and the count in ``window``.
+
+    ``events``: household_key, indicator_code, reported_month (month index), value. Returns
+    household_key, indicator_code, last_month, last_value, count_window.
+    """
+    known = events[events["reported_month"] < as_of]
+    if known.empty:
+        return pd.DataFrame(
+            {
+                "household_key": pd.Series(dtype="string"),
+                "indicator_code": pd.Series(dtype="string"),
+                "last_month": pd.Series(dtype="int64"),
+                "last_value": pd.Series(dtype="float64"),
+                "count_window": pd.Series(dtype="int64"),
+            }
+        )
+    known = known.assign(
+        household_key=known["household_key"].astype("string"),
+        indicator_code=known["indicator_code"].astype("string"),
+        value=known["value"].astype("float64"),
+        recent=(known["reported_month"] >= as_of - window).astype("int64"),
+    )
+    ordered = known.sort_values(
+        ["household_key", "indicator_code", "reported_month", "value"], kind="stable"
+    )
+    grouped = ordered.groupby(["household_key", "indicator_code"], sort=True, observed=True)
+    last = grouped.tail(1).set_index(["household_key", "indicator_code"])
+    counts = grouped["recent"].sum()
+    return pd.DataFrame(
+        {
+            "last_month": last["reported_month"].astype("int64"),
+            "last_value": last["value"],
+            "count_window": counts.reindex(last.index).astype("int64"),
+        }
+    ).reset_index()
+
+
+def fold_groups(
+    unit_sums: np.ndarray,
+    units: ReasonUnits,
+    catalogue: IndicatorCatalogue,
+    last_month: np.ndarray,
+) -> np.ndarray:
+    """Move each group unit's sum onto that group's most recently reported indicator of the row.
+
+    ``last_month`` is (rows × indicators in catalogue order): the last reported month, -1 if
+    none. Rows with no signal in a group keep the group unit. Returns a new array.
+    """
+    out = unit_sums.copy()
+    index = {u: i for i, u in enumerate(units.units)}
+    codes = catalogue.codes
+    rows = np.arange(len(out))
+    for group in catalogue.groups:
+        g = index.get(f"grp:{group}")
+        members = [i for i, c in enumerate(codes) if catalogue.indicators[i].group == group]
+        if g is None or not members:
+            continue
+        months = last_month[:, members]
+        has = months.max(axis=1) >= 0
+        # Most recent; on equal months the first in catalogue order (argmax keeps the first).
+        lead = np.array(members)[np.argmax(months, axis=1)]
+        target = np.array([index[f"ind:{codes[i]}"] for i in range(len(codes))])[lead]
+        out[rows[has], target[has]] += out[rows[has], g]
+        out[rows[has], g] = 0.0
+    return out
+
+
+def top_units(unit_sums: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the ``k`` largest positive allowed units per row (-1 when fewer).
+
+    Equal sums are ordered by unit index (catalogue order), so the choice is deterministic.
+    """
+    masked = np.where(allowed & (unit_sums > 0), unit_sums, -np.inf)
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    values = np.take_along_axis(masked, order, axis=1)
+    chosen = np.where(np.isfinite(values), order, -1)
+    return chosen, np.where(np.isfinite(values), values, np.nan)
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def signal_text(
+    code: str,
+    value: float,
+    month: int,
+    count: int,
+    window: int,
+    catalogue: IndicatorCatalogue,
+    language: str,
+) -> str:
+    """One indicator's evidence, e.g. "건강보험료 체납 6개월 (국민건강보험공단, 2025-10 보고)"."""
+    ind = catalogue.by_code()[code]
+    unit = catalogue.units[ind.unit]
+    month_text = format_month(int(month))
+    if language == "ko":
+        if ind.unit == "flag":
+            what = f"{ind.name_ko} 발생"
+        elif ind.unit == "krw":
+            what = f"{ind.name_ko} {_number(value)}원"
+        else:
+            what = f"{ind.name_ko} {_number(value)}{unit.name_ko}"
+        again = f", 최근 {window}개월 {count}회" if count > 1 else ""
+        return f"{what} ({ind.agency_ko}, {month_text} 보고{again})"
+    if ind.unit == "flag":
+        what = ind.name_en
+    elif ind.unit == "krw":
+        what = f"{ind.name_en}: KRW {_number(value)}"
+    else:
+        what = f"{ind.name_en}: {_number(value)} {unit.name_en}"
+    again = f", {count} times in {window} months" if count > 1 else ""
+    return f"{what} ({ind.agency_en}, reported {month_text}{again})"
+
+
+_ATTRIBUTE_PREFIXES = ("distinct_types", "hh", "history", "context")
+
+
+def attribute_text(
+    unit: str, row: dict, catalogue: IndicatorCatalogue, outcomes: OutcomeCatalogue, language: str
+) -> str | None:
+    """Text of a non-indicator unit from the household's feature values (None: nothing to show)."""
+    ko = language == "ko"
+    if unit == "multi":
+        n = int(row.get("distinct_types__3m", 0) or 0)
+        if n <= 0:
+            n12 = int(row.get("distinct_types__12m", 0) or 0)
+            if not n12:
+                return None
+            return f"최근 12개월 위기정보 {n12}종" if ko else f"{n12} crisis types in 12 months"
+        if ko:
+            return f"최근 3개월 위기정보 {n}종 동시 발생" if n > 1 else "최근 3개월 위기정보 1종"
+        return f"{n} crisis types in 3 months" if n > 1 else "a crisis signal in 3 months"
+    if unit.startswith("grp:"):
+        group = catalogue.groups[unit.removeprefix("grp:")]
+        return f"{group.name_ko} 관련 위험" if ko else f"{group.name_en} risk"
+    if unit == "history":
+        times = int(row.get("history__times_listed", 0) or 0)
+        last = str(row.get("history__last_outcome", "none"))
+        names = {o.code: (o.name_ko if ko else o.name_en) for o in outcomes.outcomes}
+        if times <= 0:
+            return "이전 발굴 이력 없음" if ko else "never listed before"
+        outcome = names.get(last)
+        if ko:
+            return f"이전 발굴 {times}회" + (f", 직전 결과: {outcome}" if outcome else "")
+        return f"listed {times} times before" + (f", last outcome: {outcome}" if outcome else "")
+    if unit == "context":
+        rate = row.get("context__emd_signal_rate_3m")
+        if rate is None or pd.isna(rate):
+            return None
+        return (
+            f"읍면동 위기정보 보고 가구 비율 {float(rate):.1%}"
+            if ko
+            else f"{float(rate):.1%} of the 읍면동's households reported in 3 months"
+        )
+    if unit.startswith("hh:"):
+        return _household_text(unit.removeprefix("hh:"), row, language)
+    return None
+
+
+def _household_text(name: str, row: dict, language: str) -> str | None:
+    ko = language == "ko"
+    value = row.get(f"hh__{name}")
+    if value is None or pd.isna(value):
+        return None
+    if name == "tenure":
+        text = TENURE_TEXT[language].get(str(value), str(value))
+        return f"주거 형태: {text}" if ko else f"tenure: {text}"
+    if name == "income_band":
+        band = int(value)
+        text = INCOME_TEXT[language][band] if 0 <= band < 5 else str(band)
+        return f"소득 구간: 기준중위소득 {text}" if ko else f"income: {text} of median income"
+    if name == "benefit_status":
+        text = BENEFIT_TEXT[language].get(str(value), str(value))
+        return f"수급 상태: {text}" if ko else f"benefit status: {text}"
+    count = int(value)
+    texts = {
+        "size": ("가구원 {n}명", "{n} household members"),
+        "minors": ("18세 미만 가구원 {n}명", "{n} members under 18"),
+        "elderly_members": ("65세 이상 가구원 {n}명", "{n} members aged 65+"),
+        "disabled_members": ("장애인 가구원 {n}명", "{n} members with a disability"),
+    }
+    flags = {
+        "single_elderly": ("1인 노인 가구", "one-person household aged 65+"),
+        "single_parent": ("한부모 가구", "single parent with minors"),
+        "urban": ("동 지역 거주", "lives in a 동 (urban)"),
+    }
+    if name in texts:
+        template = texts[name][0 if ko else 1]
+        return template.format(n=count)
+    if name in flags:
+        if name == "urban" and count == 0:
+            return "읍·면 지역 거주" if ko else "lives in a 읍 or 면 (rural)"
+        return flags[name][0 if ko else 1] if count else None
+    return None
+
+
+def explain(
+    contributions: np.ndarray,
+    rows: pd.DataFrame,
+    signals: pd.DataFrame,
+    units: ReasonUnits,
+    catalogue: IndicatorCatalogue,
+    outcomes: OutcomeCatalogue,
+    *,
+    k: int,
+    window: int,
+    language: str,
+) -> pd.DataFrame:
+    """Top-``k`` reasons per row: ``reason_i`` (unit), ``reason_i_text``, ``reason_i_weight``.
+
+    ``contributions`` is (rows × features) in ``units.features`` order, without the bias column;
+    ``rows`` holds the same rows' features (household_key first); ``signals`` is the output of
+    :func:`latest_signals` for these households.
+    """
+    n = len(rows)
+    sums = contributions @ units.matrix() if n else np.zeros((0, len(units.units)))
+    codes = catalogue.codes
+    keys = rows["household_key"].astype("string").to_numpy()
+    key_pos = {k_: i for i, k_ in enumerate(keys)}
+    code_pos = {c: j for j, c in enumerate(codes)}
+    last_month = np.full((n, len(codes)), -1, dtype=np.int64)
+    last_value = np.zeros((n, len(codes)), dtype=np.float64)
+    count = np.zeros((n, len(codes)), dtype=np.int64)
+    if len(signals):
+        r = signals["household_key"].map(key_pos)
+        c = signals["indicator_code"].astype("string").map(code_pos)
+        ok = r.notna().to_numpy() & c.notna().to_numpy()
+        ri = r[ok].astype("int64").to_numpy()
+        ci = c[ok].astype("int64").to_numpy()
+        last_month[ri, ci] = signals["last_month"].to_numpy()[ok]
+        last_value[ri, ci] = signals["last_value"].to_numpy()[ok]
+        count[ri, ci] = signals["count_window"].to_numpy()[ok]
+    sums = fold_groups(sums, units, catalogue, last_month)
+    allowed = np.ones_like(sums, dtype=bool)
+    allowed[:, : len(codes)] = last_month >= 0  # an indicator reason needs a reported signal
+    # A few spare candidates: a unit whose value has nothing to show gives way to the next.
+    chosen, weights = top_units(sums, allowed, k + 4)
+    out: dict[str, list] = {}
+    for i in range(k):
+        out[f"reason_{i + 1}"] = []
+        out[f"reason_{i + 1}_text"] = []
+        out[f"reason_{i + 1}_weight"] = []
+    shown = [c for c in rows.columns if c.partition("__")[0] in _ATTRIBUTE_PREFIXES]
+    records = rows[shown].to_dict(orient="records") if n else []
+    for row_index in range(n):
+        picked: list[tuple[str, str, float]] = []
+        for u, weight in zip(chosen[row_index], weights[row_index], strict=True):
+            if u < 0 or len(picked) == k:
+                break
+            unit = units.units[int(u)]
+            if u < len(codes):
+                text = signal_text(
+                    codes[u],
+                    last_value[row_index, u],
+                    last_month[row_index, u],
+                    int(count[row_index, u]),
+                    window,
+                    catalogue,
+                    language,
+                )
+            else:
+                text = attribute_text(unit, records[row_index], catalogue, outcomes, language)
+            if text:
+                picked.append((unit, text, float(weight)))
+        picked += [(None, None, np.nan)] * (k - len(picked))
+        for i, (unit, text, weight) in enumerate(picked):
+            out[f"reason_{i + 1}"].append(unit)
+            out[f"reason_{i + 1}_text"].append(text)
+            out[f"reason_{i + 1}_weight"].append(weight)
+    frame = pd.DataFrame(out, index=rows.index)
+    for i in range(k):
+        frame[f"reason_{i + 1}"] = frame[f"reason_{i + 1}"].astype("string")
+        frame[f"reason_{i + 1}_text"] = frame[f"reason_{i + 1}_text"].astype("string")
+        frame[f"reason_{i + 1}_weight"] = frame[f"reason_{i + 1}_weight"].astype("float64")
+    return frame

@@ -1,0 +1,558 @@
+"""The ``score`` stage: the champion scores a round; lists per 읍면동; manifest; MLflow run.
+
+Writes ``<output_root>/rounds/YYYY-MM/`` (built aside, swapped in only when everything
+succeeded; an existing round is replaced only with ``force``, and then kept in
+``rounds/_replaced/``):
+
+- ``scores.parquet``: every eligible household: score, ranks, tier, selection, reasons;
+- ``lists/<시군구>/emd_<읍면동>.csv|.xlsx`` and ``lists/<시군구>/sigungu_<시군구>.csv|.xlsx``;
+- ``manifest.json``: the lineage of the round and the sha256 of every other file.
+
+The work is done partition by partition (one 시군구 at a time, all its 읍면동 inside it) by
+:func:`score_partition`, a picklable function run by the partition engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.spec import load_feature_spec
+from models.candidates import CalibratedClassifier
+from models.data import FolderSource, capacity_file, coerce_feature_types
+from models.tracking import code_version, connect, package_versions, tracking_uri
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
+from pipeline.config import Config, ConfigError, ScoringConfig
+from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.engine import map_partitions
+from pipeline.errors import DataError, UsageError
+from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
+from pipeline.months import format_month
+from pipeline.score.contrib import contributions
+from pipeline.score.lists import list_frame, write_csv, write_xlsx
+from pipeline.score.reasons import explain, latest_signals, reason_units
+from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT, cut_round
+
+log = logging.getLogger(__name__)
+
+SCORE_STAGE = "score"
+MANIFEST = "manifest.json"
+SCORES = "scores.parquet"
+LISTS = "lists"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The registered model version a round is scored with."""
+
+    name: str
+    version: str
+    run_id: str
+    alias: str | None  # "champion" when chosen by alias
+    as_of: str | None
+    features_digest: str | None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What ``outreach score`` did."""
+
+    round: str
+    folder: Path
+    model: ModelRef
+    run_id: str
+    counts: dict[str, int]
+    seconds: float
+
+
+def resolve_model(client: Any, name: str, version: str | None) -> ModelRef:
+    """The pinned version, else the champion; a clear UsageError when there is neither."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if version is not None:
+            mv = client.get_model_version(name, str(version))
+            alias = None
+        else:
+            mv = client.get_model_version_by_alias(name, "champion")
+            alias = "champion"
+    except MlflowException:
+        if version is not None:
+            raise UsageError(f"score: model {name} has no version {version}") from None
+        raise UsageError(
+            f"score: model {name} has no champion: run `outreach train` (its gates must pass), "
+            "`outreach promote VERSION`, or pin one with `--model-version N`"
+        ) from None
+    return ModelRef(
+        name=name,
+        version=str(mv.version),
+        run_id=str(mv.run_id),
+        alias=alias,
+        as_of=mv.tags.get("as_of"),
+        features_digest=mv.tags.get("features_digest"),
+    )
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """The registered model's pickle, as bytes, and its sha256.
+
+    Workers unpickle the bytes themselves: the parent process never runs LightGBM (its OpenMP
+    thread pool is not safe to fork), and the manifest can name the exact model file.
+    """
+
+    data: bytes
+    sha256: str
+    path: str  # inside the model's artifacts
+
+
+def fetch_model(ref: ModelRef) -> ModelFile:
+    """Download the registered model's files and read its pickle (no unpickling here)."""
+    import tempfile
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="outreach-model-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp))
+        pickles = sorted(local.rglob("*.pkl"))
+        if len(pickles) != 1:
+            raise DataError(f"{ref.uri}: expected one pickled model file, found {len(pickles)}")
+        data = pickles[0].read_bytes()
+        relative = pickles[0].relative_to(local).as_posix()
+    return ModelFile(data, hashlib.sha256(data).hexdigest(), relative)
+
+
+def unpickle_model(model: ModelFile) -> CalibratedClassifier:
+    """The model object from its pickle (the classes come from this package)."""
+    import cloudpickle
+
+    loaded = cloudpickle.loads(model.data)
+    if not isinstance(loaded, CalibratedClassifier):
+        raise DataError(f"model file: expected a CalibratedClassifier, got {type(loaded).__name__}")
+    return loaded
+
+
+def set_threads(model: CalibratedClassifier, threads: int) -> None:
+    """Threads LightGBM may use in this process (the engine already runs partitions in parallel)."""
+    base = model.estimator_
+    if hasattr(base, "set_params") and "n_jobs" in base.get_params():
+        base.set_params(n_jobs=threads)
+
+
+def signal_column(config: ScoringConfig, distinct_windows: tuple[int, ...]) -> str:
+    """The feature column telling whether a household had a crisis signal recently."""
+    w = config.exploration_signal_months
+    if w not in distinct_windows:
+        raise ConfigError(
+            f"scoring.exploration_signal_months: {w} is not a window of distinct_types "
+            f"(features spec has {', '.join(map(str, distinct_windows))})"
+        )
+    return f"distinct_types__{w}m"
+
+
+@dataclass(frozen=True)
+class PartitionTask:
+    """Everything one 시군구 partition needs; picklable."""
+
+    sigungu: str
+    features_file: Path
+    events_file: Path
+    as_of: int
+    model: ModelFile
+    capacity: dict[str, int]
+    emd_names: dict[str, str]
+    scoring: ScoringConfig
+    signal_column: str
+    lookback_months: int
+    catalogue: IndicatorCatalogue
+    outcomes: OutcomeCatalogue
+    lists_dir: Path
+    threads: int
+
+
+def score_frame(
+    task: PartitionTask, model: CalibratedClassifier, features: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Scores, tiers and reasons of one partition's eligible households (pure apart from the
+    events read for the evidence of listed households)."""
+    sc = task.scoring
+    ineligible = features["hh__benefit_status"].astype("string").isin(sc.ineligible_benefit_status)
+    eligible = features[~ineligible.to_numpy()].reset_index(drop=True)
+    scores = model.predict_proba(eligible)[:, 1] if len(eligible) else np.zeros(0)
+    base = pd.DataFrame(
+        {
+            "household_key": eligible["household_key"].astype("string"),
+            "emd_code": eligible["emd_code"].astype("string"),
+            "score": scores.astype(np.float64),
+            "has_signal": (eligible[task.signal_column].fillna(0) > 0).to_numpy(),
+        }
+    )
+    cut = cut_round(
+        base,
+        pd.Series(task.capacity, dtype="int64"),
+        phone_band=sc.phone_band,
+        exploration_share=sc.exploration_share,
+        seed=sc.seed,
+        as_of=task.as_of,
+    )
+    listed = np.flatnonzero((cut["tier"] != MONITOR).to_numpy())
+    rows = eligible.iloc[listed]
+    contrib = contributions(model, rows, threads=task.threads)
+    signals = latest_signals(
+        _read_events(task.events_file, set(rows["household_key"].astype(str))),
+        task.as_of,
+        sc.exploration_signal_months,
+    )
+    units = reason_units(list(model.feature_names_in_), task.catalogue)
+    reasons = explain(
+        contrib,
+        rows.reset_index(drop=True),
+        signals,
+        units,
+        task.catalogue,
+        task.outcomes,
+        k=sc.reasons,
+        window=sc.exploration_signal_months,
+        language=sc.language,
+    )
+    reasons.index = cut.index[listed]
+    out = cut.drop(columns=["has_signal"]).join(reasons)
+    out.insert(1, "sigungu_code", task.sigungu)
+    out["sigungu_code"] = out["sigungu_code"].astype("string")
+    out["tier"] = out["tier"].astype("string")
+    out["selection_reason"] = out["selection_reason"].astype("string")
+    out = out.sort_values(["emd_code", "model_rank"], kind="stable").reset_index(drop=True)
+    tiers = out["tier"].value_counts()
+    counts = {
+        "households": len(features),
+        "ineligible": int(ineligible.sum()),
+        "scored": len(out),
+        "visit": int(tiers.get(VISIT, 0)),
+        "phone": int(tiers.get(PHONE, 0)),
+        "monitor": int(tiers.get(MONITOR, 0)),
+        "explored": int((out["selection_reason"] == EXPLORATION).sum()),
+        "emd_without_capacity": len(set(base["emd_code"].unique()) - set(task.capacity)),
+    }
+    return out, counts
+
+
+def _read_events(path: Path, keys: set[str]) -> pd.DataFrame:
+    columns = ["household_key", "indicator_code", "reported_month", "value"]
+    if not path.is_file():
+        raise DataError(f"{path}: staged crisis events missing: run `outreach ingest` again")
+    frame = pd.read_parquet(path, columns=columns)
+    frame = frame[frame["household_key"].astype("string").isin(keys).to_numpy()]
+    return frame.assign(reported_month=frame["reported_month"].astype("int64"))
+
+
+def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Path]:
+    folder = lists_dir / sigungu
+    stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
+    return folder / f"{stem}.csv", folder / f"{stem}.xlsx"
+
+
+def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
+    """CSV and XLSX of every 읍면동 of the partition, and of the 시군구; returns files written."""
+    sc = task.scoring
+    label = format_month(task.as_of)
+    stamp = datetime(task.as_of // 12, task.as_of % 12 + 1, 1)
+    frame = list_frame(scored, label, task.emd_names, task.outcomes, sc.language, sc.reasons)
+    written = 0
+    emds = sorted(set(task.capacity) | set(scored["emd_code"].astype(str)))
+    for emd in emds:
+        rows = frame[frame["emd_code"] == emd].reset_index(drop=True)
+        csv_path, xlsx_path = list_paths(task.lists_dir, task.sigungu, emd)
+        write_csv(rows, csv_path, sc.language)
+        write_xlsx(rows, xlsx_path, sc.language, task.outcomes, stamp)
+        written += 2
+    csv_path, xlsx_path = list_paths(task.lists_dir, task.sigungu, None)
+    write_csv(frame, csv_path, sc.language)
+    write_xlsx(frame, xlsx_path, sc.language, task.outcomes, stamp)
+    return written + 2
+
+
+def score_partition(task: PartitionTask) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Read one partition's features, score it, write its lists; return its scores and counts."""
+    model = unpickle_model(task.model)
+    set_threads(model, task.threads)
+    if not task.features_file.is_file():
+        raise DataError(f"{task.features_file}: feature partition missing")
+    features = coerce_feature_types(pd.read_parquet(task.features_file), task.outcomes)
+    scored, counts = score_frame(task, model, features)
+    counts["list_files"] = write_lists(task, scored)
+    return scored, counts
+
+
+def capacity_by_sigungu(config: Config) -> dict[str, dict[str, int]]:
+    """Capacity per round of every 읍면동, grouped by its 시군구."""
+    path = capacity_file(config)
+    if not path.is_file():
+        raise DataError(f"{path}: district capacity table not found")
+    frame = pd.read_parquet(path, columns=["emd_code", "sigungu_code", "capacity_per_round"])
+    out: dict[str, dict[str, int]] = {}
+    for row in frame.itertuples(index=False):
+        out.setdefault(str(row.sigungu_code), {})[str(row.emd_code)] = int(row.capacity_per_round)
+    return out
+
+
+def _emd_names(config: Config) -> dict[str, str]:
+    layout = OutputLayout(config.paths.output_root)
+    path = TableLayout(layout.staged).small_table_file("regions")
+    if not path.is_file():
+        path = TableLayout(config.paths.raw_input).small_table_file("regions")
+    if not path.is_file():
+        return {}
+    regions = pd.read_parquet(path, columns=["region_code", "level", "name"])
+    emd = regions[regions["level"].astype("string") == "emd"]
+    return dict(zip(emd["region_code"].astype(str), emd["name"].astype(str), strict=True))
+
+
+def config_digest(config: Config) -> str:
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _validation_facts(config: Config, run_id: str | None) -> dict[str, Any]:
+    folder = OutputLayout(config.paths.output_root).validation
+    if not run_id:
+        return {"run_id": None, "status": "unknown: the staged data names no validation run"}
+    record = folder / "runs" / run_id / "validation.json"
+    if not record.is_file():
+        return {"run_id": run_id, "status": f"unknown: {record} not found"}
+    data = json.loads(record.read_text(encoding="utf-8"))
+    return {
+        "run_id": run_id,
+        "status": data.get("status"),
+        "record": _relative(record, config.paths.output_root),
+        "record_sha256": sha256_file(record),
+    }
+
+
+def round_exists(folder: Path) -> bool:
+    return folder.exists() and any(folder.iterdir())
+
+
+def score_round(
+    config: Config, as_of: int, *, model_version: str | None = None, force: bool = False
+) -> ScoreResult:
+    """``outreach score``: score the round ``as_of`` and write its folder, tracked in MLflow."""
+    import mlflow
+
+    started = time.perf_counter()
+    label = format_month(as_of)
+    layout = OutputLayout(config.paths.output_root)
+    final = layout.round(label)
+    if round_exists(final) and not force:
+        raise UsageError(
+            f"{final} exists: a scored round is not overwritten; use --force to score it again "
+            f"(the old folder is kept in {final.parent / '_replaced'})"
+        )
+    spec = load_feature_spec(config.paths.features)
+    catalogue = load_indicators(config.paths.indicators)
+    outcomes = load_outcomes(config.paths.outcomes)
+    column = signal_column(config.scoring, spec.distinct_types_windows)
+    client = connect(config)
+    ref = resolve_model(client, config.training.model_name, model_version)
+    log.info("scoring %s with %s v%s (%s)", label, ref.name, ref.version, ref.alias or "pinned")
+    model = fetch_model(ref)
+    source = FolderSource(config, outcomes)
+    lineage = source.lineage(as_of)  # builds the feature folder when it is missing
+    features_dir = source.folder(as_of)
+    feature_layout = TableLayout(features_dir)
+    codes = feature_layout.partitions("features")
+    if not codes:
+        raise DataError(f"{features_dir}: no feature partitions")
+    capacity = capacity_by_sigungu(config)
+    staged = layout.staged
+    staged_manifest_path = staged / "_manifest.json"
+    staged_manifest = (
+        json.loads(staged_manifest_path.read_text(encoding="utf-8"))
+        if staged_manifest_path.is_file()
+        else {}
+    )
+    emd_names = _emd_names(config)
+    workers = config.runtime.workers
+    with staging_dir(final, keep_old_in=final.parent / "_replaced") as out:
+        lists_dir = out / LISTS
+        tasks = []
+        for code in codes:
+            emds = capacity.get(code, {})
+            tasks.append(
+                PartitionTask(
+                    sigungu=code,
+                    features_file=feature_layout.partition_file("features", code),
+                    events_file=TableLayout(staged).partition_file("crisis_events", code),
+                    as_of=as_of,
+                    model=model,
+                    capacity=emds,
+                    emd_names=emd_names,
+                    scoring=config.scoring,
+                    signal_column=column,
+                    lookback_months=spec.lookback_months,
+                    catalogue=catalogue,
+                    outcomes=outcomes,
+                    lists_dir=lists_dir,
+                    threads=max(1, 2 // max(1, min(workers, len(codes)))),
+                )
+            )
+        results = map_partitions(
+            score_partition,
+            tasks,
+            workers=workers,
+            description=f"score {label}",
+            progress=config.runtime.progress,
+        )
+        scores = pd.concat([r[0] for r in results], ignore_index=True)
+        counts = {k: sum(r[1][k] for r in results) for k in results[0][1]}
+        counts["listed"] = counts["visit"] + counts["phone"]
+        counts["emd"] = int(scores["emd_code"].nunique())
+        counts["sigungu"] = len(codes)
+        write_parquet(scores, out / SCORES)
+        files = sha256_tree(out)
+        code = code_version()
+        experiment_id = _scoring_experiment(client, config)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {label}") as run:
+            manifest = {
+                "round": label,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": {
+                    "name": ref.name,
+                    "version": ref.version,
+                    "uri": ref.uri,
+                    "chosen_by": ref.alias or "pinned version",
+                    "training_run_id": ref.run_id,
+                    "training_as_of": ref.as_of,
+                    "training_features_digest": ref.features_digest,
+                    "file": model.path,
+                    "file_sha256": model.sha256,
+                },
+                "scoring_run": {
+                    "run_id": run.info.run_id,
+                    "experiment_id": experiment_id,
+                    "experiment": config.scoring.experiment,
+                    "tracking_uri": tracking_uri(config),
+                },
+                "features": {
+                    "as_of": label,
+                    "folder": _relative(features_dir, config.paths.output_root),
+                    "manifest_sha256": lineage["manifest_sha256"],
+                    "mlflow_digest": str(lineage["manifest_sha256"])[:32],
+                    "files_sha256": lineage["files_sha256"],
+                },
+                "staged": {
+                    "manifest_sha256": sha256_file(staged_manifest_path)
+                    if staged_manifest_path.is_file()
+                    else None,
+                },
+                "raw_inputs_sha256": staged_manifest.get("inputs_sha256", {}),
+                "validation": _validation_facts(config, staged_manifest.get("validation_run_id")),
+                "config": {
+                    "sha256": config_digest(config),
+                    "source": config.source,
+                    "scoring": config.scoring.model_dump(mode="json"),
+                },
+                "code": {**code, "packages": package_versions()},
+                "counts": counts,
+                "files_sha256": files,
+            }
+            write_json(manifest, out / MANIFEST)
+            manifest_sha = sha256_file(out / MANIFEST)
+            _log_scoring_run(config, ref, manifest, manifest_sha, out, features_dir, code)
+            run_id = run.info.run_id
+    seconds = time.perf_counter() - started
+    log.info(
+        "round %s: %d scored, %d listed in %.1f s",
+        label,
+        counts["scored"],
+        counts["listed"],
+        seconds,
+    )
+    return ScoreResult(label, final, ref, run_id, counts, seconds)
+
+
+def _scoring_experiment(client: Any, config: Config) -> str:
+    from models.tracking import artifact_root
+
+    existing = client.get_experiment_by_name(config.scoring.experiment)
+    if existing is not None:
+        return existing.experiment_id
+    return client.create_experiment(
+        config.scoring.experiment, artifact_location=artifact_root(config)
+    )
+
+
+def _log_scoring_run(
+    config: Config,
+    ref: ModelRef,
+    manifest: dict[str, Any],
+    manifest_sha: str,
+    out: Path,
+    features_dir: Path,
+    code: dict[str, str],
+) -> None:
+    """Params, tags, metrics, the feature dataset and the manifest of the scoring run."""
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    label = manifest["round"]
+    mlflow.log_params(
+        {
+            "as_of": label,
+            "model_name": ref.name,
+            "model_version": ref.version,
+            "config_sha256": manifest["config"]["sha256"],
+            "config_source": config.source,
+            **{f"scoring.{k}": json.dumps(v) for k, v in manifest["config"]["scoring"].items()},
+        }
+    )
+    mlflow.set_tags(
+        {
+            "outreach.stage": SCORE_STAGE,
+            "outreach.as_of": label,
+            "outreach.model_name": ref.name,
+            "outreach.model_version": ref.version,
+            "outreach.model_run_id": ref.run_id,
+            "outreach.model_file_sha256": manifest["model"]["file_sha256"],
+            "outreach.model_chosen_by": ref.alias or "pinned version",
+            "outreach.manifest_sha256": manifest_sha,
+            "outreach.features_manifest_sha256": manifest["features"]["manifest_sha256"],
+            **{f"code.{k}": v for k, v in code.items()},
+        }
+    )
+    mlflow.log_metrics({f"count.{k}": float(v) for k, v in manifest["counts"].items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = MetaDataset(
+            source=resolve_dataset_source(str(features_dir.resolve())),
+            name=f"features_as_of_{label}",
+            digest=manifest["features"]["mlflow_digest"],
+        )
+        mlflow.log_input(
+            dataset,
+            context="scoring",
+            tags={"manifest_sha256": manifest["features"]["manifest_sha256"]},
+        )
+    mlflow.log_artifact(str(out / MANIFEST), artifact_path="round")

@@ -1,0 +1,155 @@
+"""Rank and cut one round per 읍면동: visit, phone and monitor tiers, with random exploration.
+
+Pure functions over frames; nothing here reads files or talks to MLflow.
+
+Rules (docs/scoring.md):
+
+- within a 읍면동, eligible households are ranked by score, highest first; equal scores are
+  ordered by the administrative household key (ascending), so a rank never depends on row order;
+- the visit tier holds ``capacity`` households: the best ``capacity - n_explore`` by rank, plus
+  ``n_explore = round(capacity * exploration_share)`` drawn uniformly at random among the
+  eligible households with a recent crisis signal that the model did not already place in the
+  visit tier. The draw is seeded by (seed, round, 읍면동 code) and made over the pool in key order,
+  so it does not depend on partitioning or row order. Each explored household records its
+  selection probability ``n_explore / pool size``; households placed by the model record 1;
+- the phone tier holds the next ``ceil(capacity * phone_band)`` households by rank;
+- every other eligible household is monitored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+VISIT = "visit"
+PHONE = "phone"
+MONITOR = "monitor"
+TIERS = (VISIT, PHONE, MONITOR)
+MODEL_SCORE = "model_score"
+EXPLORATION = "random_exploration"
+
+
+def exploration_count(capacity: int, share: float) -> int:
+    """Explored slots of a 읍면동 (half rounds up), never the whole visit tier."""
+    if capacity <= 1 or share <= 0:
+        return 0
+    return min(capacity - 1, math.floor(capacity * share + 0.5))
+
+
+def rank_within(scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """1-based ranks by score descending, ties by key ascending."""
+    order = np.lexsort((keys, -scores))
+    ranks = np.empty(len(scores), dtype=np.int64)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    return ranks
+
+
+def _emd_seed(seed: int, as_of: int, emd_code: str) -> np.random.Generator:
+    digits = int(emd_code) if emd_code.isdigit() else sum(map(ord, emd_code))
+    return np.random.default_rng([seed, as_of, digits])
+
+
+def cut_emd(
+    scores: np.ndarray,
+    keys: np.ndarray,
+    has_signal: np.ndarray,
+    capacity: int,
+    *,
+    phone_band: float,
+    exploration_share: float,
+    seed: int,
+    as_of: int,
+    emd_code: str,
+) -> pd.DataFrame:
+    """Tiers of one 읍면동's eligible households (arrays in any order, same length).
+
+    Returns a frame aligned with the inputs: model_rank, tier, selection_reason,
+    selection_probability.
+    """
+    n = len(scores)
+    ranks = rank_within(np.asarray(scores, dtype=np.float64), np.asarray(keys).astype(str))
+    capacity = max(0, int(capacity))
+    n_explore = exploration_count(capacity, exploration_share)
+    model_slots = capacity - n_explore
+    tier = np.full(n, MONITOR, dtype=object)
+    reason = np.full(n, MODEL_SCORE, dtype=object)
+    probability = np.ones(n, dtype=np.float64)
+    by_model = ranks <= model_slots
+    tier[by_model] = VISIT
+    pool = np.flatnonzero(~by_model & np.asarray(has_signal, dtype=bool))
+    drawn = np.array([], dtype=np.int64)
+    if n_explore and len(pool):
+        pool = pool[np.argsort(np.asarray(keys)[pool].astype(str), kind="stable")]
+        take = min(n_explore, len(pool))
+        rng = _emd_seed(seed, as_of, emd_code)
+        drawn = np.sort(rng.choice(pool, size=take, replace=False))
+        tier[drawn] = VISIT
+        reason[drawn] = EXPLORATION
+        probability[drawn] = take / len(pool)
+    # The phone band follows the model's order among those not already visited.
+    phone_slots = math.ceil(capacity * phone_band)
+    rest = np.flatnonzero(tier == MONITOR)
+    if phone_slots and len(rest):
+        rest = rest[np.argsort(ranks[rest], kind="stable")][:phone_slots]
+        tier[rest] = PHONE
+    return pd.DataFrame(
+        {
+            "model_rank": ranks.astype(np.int32),
+            "tier": tier,
+            "selection_reason": reason,
+            "selection_probability": probability,
+        }
+    )
+
+
+def cut_round(
+    frame: pd.DataFrame,
+    capacity: pd.Series,
+    *,
+    phone_band: float,
+    exploration_share: float,
+    seed: int,
+    as_of: int,
+) -> pd.DataFrame:
+    """Tiers for every 읍면동 in ``frame`` (columns household_key, emd_code, score, has_signal).
+
+    ``capacity`` is indexed by 읍면동 code; a 읍면동 missing from it has no capacity (everyone is
+    monitored) and is reported by the caller. Returns ``frame`` with model_rank, tier,
+    selection_reason, selection_probability and list_rank (1.. within the 읍면동's list of visit
+    and phone households: visit first, then by score and key; null when monitored).
+    """
+    parts = []
+    for emd, rows in frame.groupby("emd_code", sort=True, observed=True):
+        cut = cut_emd(
+            rows["score"].to_numpy(),
+            rows["household_key"].to_numpy(),
+            rows["has_signal"].to_numpy(),
+            int(capacity.get(emd, 0)),
+            phone_band=phone_band,
+            exploration_share=exploration_share,
+            seed=seed,
+            as_of=as_of,
+            emd_code=str(emd),
+        )
+        cut.index = rows.index
+        parts.append(cut)
+    tiers = pd.concat(parts) if parts else pd.DataFrame(index=frame.index)
+    out = frame.join(tiers)
+    listed = out["tier"] != MONITOR
+    tier_order = out["tier"].map({VISIT: 0, PHONE: 1, MONITOR: 2}).to_numpy()
+    order = np.lexsort(
+        (
+            out["household_key"].astype(str).to_numpy(),
+            -out["score"].to_numpy(),
+            tier_order,
+            out["emd_code"].astype(str).to_numpy(),
+        )
+    )
+    ordered = out.iloc[order]
+    position = ordered.groupby("emd_code", sort=False, observed=True).cumcount() + 1
+    list_rank = pd.Series(position.to_numpy(), index=ordered.index).reindex(out.index)
+    ranks = np.where(listed, list_rank.fillna(0).to_numpy(), 0).astype(np.int32)
+    out["list_rank"] = pd.Series(ranks, index=out.index, dtype="Int32").mask(~listed)
+    return out
