@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,65 @@ def staged_sample(tmp_path_factory):
         code = main(["--no-progress", "--config", str(config_file), stage])
         assert code == 0, f"{stage} failed on the committed sample"
     return config, config_file
+
+
+# Small, fast training settings for tests that need a registered model (n_jobs=1: see notes).
+SMALL_TRAINING = {
+    "lightgbm": {"n_estimators": 40, "n_jobs": 1},
+    "logistic": {"max_iter": 300},
+    "backtest": {"bootstrap_samples": 200},
+    "selective_labels": {"compare": ["plain", "negatives"]},
+    "fairness": {"proxy_sample": 1000},
+}
+
+
+@dataclass(frozen=True)
+class ScoredSample:
+    """A scored round of the committed sample: config, config file and the round folder."""
+
+    config: Config
+    config_file: Path
+    round_dir: Path
+    as_of: str
+
+
+@pytest.fixture(scope="session")
+def scored_sample(staged_sample, tmp_path_factory) -> ScoredSample:
+    """staged_sample copied, then ``train`` (small model, becomes champion) and ``score``.
+
+    Once per session. Tests must not modify what it wrote: copy the folder first
+    (``copy_outputs``).
+    """
+    import shutil
+
+    from features.command import default_as_of
+    from pipeline.cli import main
+    from pipeline.months import format_month
+
+    base, _ = staged_sample
+    root = tmp_path_factory.mktemp("scored")
+    shutil.copytree(base.paths.output_root, root / "outputs")
+    config = make_config(root / "outputs", training=SMALL_TRAINING)
+    config_file = write_config_file(config, root / "config.yaml")
+    for stage in ("train", "score"):
+        code = main(["--no-progress", "--config", str(config_file), stage])
+        assert code == 0, f"{stage} failed on the committed sample"
+    as_of = format_month(default_as_of(config))
+    return ScoredSample(config, config_file, root / "outputs" / "rounds" / as_of, as_of)
+
+
+def copy_outputs(scored: ScoredSample, destination: Path) -> ScoredSample:
+    """A private copy of a scored sample's outputs (MLflow store included), to change freely.
+
+    The MLflow store's artifact location is absolute, so the copy's config keeps pointing its
+    tracking URI at the copied database, whose artifacts still live in the original folder:
+    tests that tamper with artifacts must do so through MLflow, not on disk.
+    """
+    import shutil
+
+    shutil.copytree(scored.config.paths.output_root, destination / "outputs")
+    config = scored.config.with_overrides(paths={"output_root": str(destination / "outputs")})
+    config_file = write_config_file(config, destination / "config.yaml")
+    return ScoredSample(
+        config, config_file, destination / "outputs" / "rounds" / scored.as_of, scored.as_of
+    )

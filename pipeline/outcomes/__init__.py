@@ -1,0 +1,1 @@
+"""Visit outcomes sent back by caseworkers: import, validation, storage, and labels."""
