@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 BENCH_HOUSEHOLDS ?= 1000000
-BENCH_STAGES ?= generate,validate,ingest,features
+BENCH_STAGES ?= generate,validate,ingest,features,score
 MLFLOW_ROOT ?= outputs/mlflow
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
@@ -20,7 +20,9 @@ export DO_NOT_TRACK := true
 .DEFAULT_GOAL := help
 .PHONY: help setup data run test bench bench-train lint clean distclean sample describe features
 .PHONY: validate ingest
-.PHONY: train mlflow-ui promote rollback
+.PHONY: report
+.PHONY: outcomes-import
+.PHONY: train mlflow-ui promote rollback score
 
 help: ## list the documented targets
 	@echo "welfare-outreach — make targets:"
@@ -65,11 +67,21 @@ bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200
 train: $(STAMP) ## backtest the candidates, audit fairness, log and register in MLflow, apply the gates
 	$(OUTREACH) $(CONFIG_ARG) train
 
+score: $(STAMP) ## score a round with the champion: lists per 읍면동, reasons, manifest (AS_OF=, MODEL_VERSION=, FORCE=1)
+	$(OUTREACH) $(CONFIG_ARG) score $(if $(AS_OF),--as-of $(AS_OF),) $(if $(MODEL_VERSION),--model-version $(MODEL_VERSION),) $(if $(FORCE),--force,)
+
+report: $(STAMP) ## HTML review report of a scored round in rounds/YYYY-MM/report/ (AS_OF=YYYY-MM)
+	$(OUTREACH) $(CONFIG_ARG) report $(if $(AS_OF),--as-of $(AS_OF),)
+
 promote: $(STAMP) ## give VERSION the champion alias by hand: make promote VERSION=3 REASON="..."
 	$(OUTREACH) $(CONFIG_ARG) promote "$(VERSION)" --reason "$(REASON)"
 
 rollback: $(STAMP) ## return the champion alias to the previous champion: make rollback REASON="..."
 	$(OUTREACH) $(CONFIG_ARG) rollback --reason "$(REASON)"
+
+outcomes-import: $(STAMP) ## import lists returned by caseworkers: make outcomes-import FILE="a.xlsx b.csv"
+	@test -n "$(FILE)" || { echo 'usage: make outcomes-import FILE="returned_list.xlsx [...]"'; exit 2; }
+	$(OUTREACH) $(CONFIG_ARG) outcomes import $(FILE)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI for auditors on 127.0.0.1 (MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 \

@@ -76,6 +76,26 @@ def _bench_train(config: Config, work: Path) -> int:
     return train(config, default_as_of(config)).rows
 
 
+def _bench_score(config: Config, work: Path) -> int:
+    from features.command import default_as_of
+    from pipeline.score.stage import score_round
+
+    return score_round(config, default_as_of(config), force=True).counts["households"]
+
+
+def has_champion(config: Config) -> bool:
+    """Whether the (bench) store has a champion to score with."""
+    from mlflow.exceptions import MlflowException
+
+    from models.tracking import connect
+
+    try:
+        connect(config).get_model_version_by_alias(config.training.model_name, "champion")
+    except MlflowException:
+        return False
+    return True
+
+
 # Stage name -> runner(config, work_dir) returning the input rows it processed. Runners run in
 # this order; later stages read what earlier ones wrote under work_dir.
 BENCH_STAGES: dict[str, Callable[[Config, Path], int]] = {
@@ -84,6 +104,7 @@ BENCH_STAGES: dict[str, Callable[[Config, Path], int]] = {
     "ingest": _bench_ingest,
     "features": _bench_features,
     "train": _bench_train,
+    "score": _bench_score,
 }
 
 
@@ -120,6 +141,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
             f"bench: unknown stage(s) {', '.join(unknown)}; available: {', '.join(BENCH_STAGES)}"
         )
     log.info("bench: %d households, %d 시군구 (%d-%d 읍면동 each)", households, sigungu, low, high)
+    if "score" in stages and "train" not in stages and not has_champion(bench_config):
+        # Scoring needs a model: train one at this size first (it is measured as its own stage).
+        log.warning("bench: no champion in %s: training one before scoring", work / "mlflow")
+        stages.append("train")
     for name, runner in BENCH_STAGES.items():
         if name in stages:
             record = bench_stage(name, households, lambda r=runner: r(bench_config, work), out_dir)

@@ -93,6 +93,16 @@ def text_of(path: Path) -> str:
             distinct = pc.unique(column)  # each distinct cell once: the same values, faster
             lines.extend("" if v is None else str(v) for v in distinct.to_pylist())
         return "\n".join(lines)
+    if path.suffix == ".xlsx":  # a zip: search the cells, not the compressed bytes
+        from openpyxl import load_workbook
+
+        book = load_workbook(path, read_only=True)
+        return "\n".join(
+            "" if v is None else str(v)
+            for sheet in book.worksheets
+            for row in sheet.iter_rows(values_only=True)
+            for v in row
+        )
     return path.read_bytes().decode("utf-8", errors="ignore")
 
 

@@ -290,7 +290,14 @@ def score_partition(task: PartitionTask) -> tuple[pd.DataFrame, dict[str, int]]:
     set_threads(model, task.threads)
     if not task.features_file.is_file():
         raise DataError(f"{task.features_file}: feature partition missing")
-    features = coerce_feature_types(pd.read_parquet(task.features_file), task.outcomes)
+    try:
+        frame = pd.read_parquet(task.features_file)
+    except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
+        raise DataError(
+            f"{task.features_file}: cannot read the feature partition "
+            f"({type(exc).__name__}): build the round's features again"
+        ) from None
+    features = coerce_feature_types(frame, task.outcomes)
     scored, counts = score_frame(task, model, features)
     counts["list_files"] = write_lists(task, scored)
     return scored, counts
