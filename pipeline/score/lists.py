@@ -128,73 +128,83 @@ def write_xlsx(
 ) -> None:
     """XLSX: header in bold, frozen, sensible widths, an outcome-code drop-down, a code sheet.
 
-    Document times are set to the round month so that the same list gives the same workbook.
+    Written with XlsxWriter (about twice as fast as openpyxl here: lists are written for every
+    읍면동 of the country each round). Document times are the round month, so the same list gives
+    the same workbook.
     """
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.datavalidation import DataValidation
+    import xlsxwriter
 
     ko = language == "ko"
-    book = Workbook()
-    sheet = book.active
-    sheet.title = "발굴 대상" if ko else "list"
-    sheet.append(header(language))
-    bold = Font(bold=True)
-    fill = PatternFill("solid", start_color="FFDDE7F0")
-    fill_in = PatternFill("solid", start_color="FFFFF6D5")
-    for cell in sheet[1]:
-        cell.font = bold
-        cell.fill = fill
-        cell.alignment = Alignment(vertical="center", wrap_text=True)
-    risk = [c.key for c in LIST_COLUMNS].index("risk_percent")
-    for row in frame.itertuples(index=False):
-        values = ["" if v is None else v for v in row]
-        values[risk] = float(values[risk])  # a number, so that Excel sorts and filters it
-        sheet.append(values)
-    for index, column in enumerate(LIST_COLUMNS, start=1):
-        letter = get_column_letter(index)
-        sheet.column_dimensions[letter].width = column.width
-        if column.key in FILL_IN:
-            sheet[f"{letter}1"].fill = fill_in
-    sheet.freeze_panes = "A2"
-    sheet.auto_filter.ref = sheet.dimensions
-    last = max(2, len(frame) + 1)
-    outcome_col = get_column_letter([c.key for c in LIST_COLUMNS].index("outcome_code") + 1)
-    codes = ",".join(outcomes.codes)
-    check = DataValidation(
-        type="list",
-        formula1=f'"{codes}"',
-        allow_blank=True,
-        showErrorMessage=True,
-        errorTitle="결과 코드" if ko else "outcome code",
-        error=("목록의 결과 코드를 고르세요" if ko else "pick a code from the list"),
-    )
-    check.add(f"{outcome_col}2:{outcome_col}{last}")
-    sheet.add_data_validation(check)
-    legend = book.create_sheet("결과 코드" if ko else "outcome codes")
-    legend.append(["코드", "의미", "선정 사유"] if ko else ["code", "meaning", "selected by"])
-    for cell in legend[1]:
-        cell.font = bold
-    for outcome in outcomes.outcomes:
-        legend.append([outcome.code, outcome.name_ko if ko else outcome.name_en])
-    explored = next(r for r in outcomes.selection_reasons if r.code == EXPLORATION)
-    legend.append([])
-    legend.append(
-        [
-            "",
-            "무작위 탐색 표본: 모형 점수와 무관하게 뽑힌 가구(다음 모형의 학습을 위해)"
-            if ko
-            else "Random exploration: drawn regardless of score (so the next model can learn)",
-            explored.name_ko if ko else explored.name_en,
-        ]
-    )
-    legend.column_dimensions["A"].width = 18
-    legend.column_dimensions["B"].width = 60
-    legend.column_dimensions["C"].width = 20
-    book.properties.creator = "welfare-outreach"
-    book.properties.lastModifiedBy = "welfare-outreach"
-    book.properties.created = round_month
-    book.properties.modified = round_month
+    keys = [c.key for c in LIST_COLUMNS]
+    risk = keys.index("risk_percent")
+    rank = keys.index("list_rank")
     path.parent.mkdir(parents=True, exist_ok=True)
-    book.save(path)
+    book = xlsxwriter.Workbook(
+        str(path), {"in_memory": True, "strings_to_numbers": False, "strings_to_urls": False}
+    )
+    try:
+        book.set_properties(
+            {
+                "title": "복지 사각지대 발굴 대상" if ko else "Welfare outreach list",
+                "author": "welfare-outreach",
+                "created": round_month,
+            }
+        )
+        head = book.add_format({"bold": True, "bg_color": "#DDE7F0", "text_wrap": True})
+        fill_head = book.add_format({"bold": True, "bg_color": "#FFF6D5", "text_wrap": True})
+        number = book.add_format({"num_format": "0.0"})
+        sheet = book.add_worksheet("발굴 대상" if ko else "list")
+        for j, column in enumerate(LIST_COLUMNS):
+            style = fill_head if column.key in FILL_IN else head
+            sheet.write_string(0, j, getattr(column, language), style)
+            sheet.set_column(j, j, column.width)
+        for i, row in enumerate(frame.itertuples(index=False), start=1):
+            for j, value in enumerate(row):
+                if j == risk:  # numbers, so that Excel sorts and filters them
+                    sheet.write_number(i, j, float(value), number)
+                elif j == rank:
+                    sheet.write_number(i, j, int(value))
+                elif value is not None and value != "":
+                    sheet.write_string(i, j, str(value))
+        last = max(1, len(frame))
+        sheet.freeze_panes(1, 0)
+        sheet.autofilter(0, 0, last, len(LIST_COLUMNS) - 1)
+        column = keys.index("outcome_code")
+        sheet.data_validation(
+            1,
+            column,
+            last,
+            column,
+            {
+                "validate": "list",
+                "source": list(outcomes.codes),
+                "error_title": "결과 코드" if ko else "outcome code",
+                "error_message": "목록의 결과 코드를 고르세요"
+                if ko
+                else "pick a code from the list",
+            },
+        )
+        legend = book.add_worksheet("결과 코드" if ko else "outcome codes")
+        titles = ["코드", "의미"] if ko else ["code", "meaning"]
+        for j, title in enumerate(titles):
+            legend.write_string(0, j, title, head)
+        for i, outcome in enumerate(outcomes.outcomes, start=1):
+            legend.write_string(i, 0, outcome.code)
+            legend.write_string(i, 1, outcome.name_ko if ko else outcome.name_en)
+        explored = next(r for r in outcomes.selection_reasons if r.code == EXPLORATION)
+        legend.write_string(
+            len(outcomes.outcomes) + 2,
+            0,
+            explored.name_ko if ko else explored.name_en,
+        )
+        legend.write_string(
+            len(outcomes.outcomes) + 2,
+            1,
+            "모형 점수와 무관하게 무작위로 뽑힌 가구입니다(다음 모형이 배울 수 있도록)."
+            if ko
+            else "Drawn at random regardless of the score (so that the next model can learn).",
+        )
+        legend.set_column(0, 0, 20)
+        legend.set_column(1, 1, 70)
+    finally:
+        book.close()

@@ -253,8 +253,9 @@ def _read_events(path: Path, keys: set[str]) -> pd.DataFrame:
     columns = ["household_key", "indicator_code", "reported_month", "value"]
     if not path.is_file():
         raise DataError(f"{path}: staged crisis events missing: run `outreach ingest` again")
-    frame = pd.read_parquet(path, columns=columns)
-    frame = frame[frame["household_key"].astype("string").isin(keys).to_numpy()]
+    if not keys:
+        return pd.read_parquet(path, columns=columns).iloc[:0]
+    frame = pd.read_parquet(path, columns=columns, filters=[("household_key", "in", sorted(keys))])
     return frame.assign(reported_month=frame["reported_month"].astype("int64"))
 
 
