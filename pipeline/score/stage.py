@@ -259,6 +259,40 @@ def _read_events(path: Path, keys: set[str]) -> pd.DataFrame:
     return frame.assign(reported_month=frame["reported_month"].astype("int64"))
 
 
+PARTS = ".parts"
+
+
+def part_file(round_dir: Path, sigungu: str) -> Path:
+    return round_dir / PARTS / f"{sigungu}.parquet"
+
+
+def assemble_scores(round_dir: Path, codes: list[str]) -> int:
+    """Concatenate the partitions' score parts into ``scores.parquet`` (one row group each, in
+    partition order) and remove the parts; returns the rows written."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from pipeline.io import PARQUET_OPTIONS
+
+    rows = 0
+    target = round_dir / SCORES
+    writer = None
+    try:
+        for code in codes:
+            table = pq.read_table(part_file(round_dir, code))
+            if writer is None:
+                options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+                writer = pq.ParquetWriter(target, table.schema, **options)
+            writer.write_table(table.cast(writer.schema), row_group_size=PARQUET_OPTIONS["row_group_size"])
+            rows += table.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    shutil.rmtree(round_dir / PARTS)
+    return rows
+
+
 def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Path]:
     folder = lists_dir / sigungu
     stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
@@ -285,8 +319,12 @@ def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
     return written + 2
 
 
-def score_partition(task: PartitionTask) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Read one partition's features, score it, write its lists; return its scores and counts."""
+def score_partition(task: PartitionTask) -> dict[str, int]:
+    """Read one partition's features, score it, write its lists and its part of the scores.
+
+    The part goes to ``<round>/.parts/<시군구>.parquet``; the round's ``scores.parquet`` is then
+    assembled part by part, so no process holds the national table.
+    """
     model = unpickle_model(task.model)
     set_threads(model, task.threads)
     if not task.features_file.is_file():
@@ -301,7 +339,9 @@ def score_partition(task: PartitionTask) -> tuple[pd.DataFrame, dict[str, int]]:
     features = coerce_feature_types(frame, task.outcomes)
     scored, counts = score_frame(task, model, features)
     counts["list_files"] = write_lists(task, scored)
-    return scored, counts
+    counts["emd"] = int(scored["emd_code"].nunique())
+    write_parquet(scored, part_file(task.lists_dir.parent, task.sigungu))
+    return counts
 
 
 def capacity_by_sigungu(config: Config) -> dict[str, dict[str, int]]:
@@ -430,12 +470,11 @@ def score_round(
             description=f"score {label}",
             progress=config.runtime.progress,
         )
-        scores = pd.concat([r[0] for r in results], ignore_index=True)
-        counts = {k: sum(r[1][k] for r in results) for k in results[0][1]}
+        counts = {k: sum(r[k] for r in results) for k in results[0]}
         counts["listed"] = counts["visit"] + counts["phone"]
-        counts["emd"] = int(scores["emd_code"].nunique())
         counts["sigungu"] = len(codes)
-        write_parquet(scores, out / SCORES)
+        if assemble_scores(out, codes) != counts["scored"]:
+            raise DataError(f"{out / SCORES}: assembled rows differ from the partitions' counts")
         files = sha256_tree(out)
         code = code_version()
         experiment_id = _scoring_experiment(client, config)
