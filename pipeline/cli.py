@@ -70,6 +70,12 @@ STAGES: tuple[Stage, ...] = (
         in_run=True,
     ),
     Stage(
+        "report",
+        "the administrators' HTML review report of a scored round (--as-of YYYY-MM)",
+        "pipeline.report.command",
+        in_run=True,
+    ),
+    Stage(
         "promote",
         "give a model version the champion alias by hand (logged, with a reason)",
         "models.promote_command",

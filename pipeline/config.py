@@ -423,6 +423,25 @@ class ScoringConfig(_Strict):
     audit_tolerance: float = Field(1e-9, gt=0.0, le=1e-3)
 
 
+class ReportConfig(_Strict):
+    """``outreach report``: the administrators' HTML review report of a round.
+
+    Aggregates on the overview show household counts under ``small_count`` as "<5" (and leave
+    out rates computed from them). Population stability (PSI) is computed for the model's
+    ``leading_features`` most important inputs between this round and the previous one, in
+    ``psi_bins`` bins cut at the previous round's quantiles; a PSI above ``psi_threshold`` is
+    flagged. The follow-up page bins listed households by score into ``calibration_bins``
+    equal-count bins.
+    """
+
+    small_count: int = Field(5, ge=1, le=100)
+    leading_features: int = Field(10, ge=1, le=100)
+    psi_bins: int = Field(10, ge=2, le=50)
+    psi_threshold: float = Field(0.2, gt=0.0, le=10.0)
+    score_bins: int = Field(20, ge=5, le=100)
+    calibration_bins: int = Field(5, ge=2, le=20)
+
+
 class Config(_Strict):
     """The whole configuration of a run."""
 
@@ -435,6 +454,7 @@ class Config(_Strict):
     ingest: IngestConfig = IngestConfig()
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
+    report: ReportConfig = ReportConfig()
     source: str = "<embedded defaults>"
 
     @model_validator(mode="after")

@@ -61,11 +61,21 @@ class ReasonUnits:
     units: tuple[str, ...]
     column_unit: np.ndarray  # unit index of every feature column, -1: not a reason
 
-    def matrix(self) -> np.ndarray:
-        m = np.zeros((len(self.features), len(self.units)), dtype=np.float64)
-        known = self.column_unit >= 0
-        m[np.flatnonzero(known), self.column_unit[known]] = 1.0
-        return m
+    def sums(self, contributions: np.ndarray) -> np.ndarray:
+        """(rows × units) sums of the contributions of each unit's columns.
+
+        Summed with ``np.add.reduceat`` rather than a matrix product: a BLAS product's rounding
+        depends on its thread count, which differs between a process pool and Dask workers.
+        """
+        out = np.zeros((contributions.shape[0], len(self.units)), dtype=np.float64)
+        known = np.flatnonzero(self.column_unit >= 0)
+        if contributions.shape[0] == 0 or len(known) == 0:
+            return out
+        order = known[np.argsort(self.column_unit[known], kind="stable")]
+        units = self.column_unit[order]
+        starts = np.flatnonzero(np.r_[True, units[1:] != units[:-1]])
+        out[:, units[starts]] = np.add.reduceat(contributions[:, order], starts, axis=1)
+        return out
 
 
 def unit_of(column: str, indicator_codes: set[str]) -> str | None:
@@ -319,7 +329,7 @@ def explain(
     :func:`latest_signals` for these households.
     """
     n = len(rows)
-    sums = contributions @ units.matrix() if n else np.zeros((0, len(units.units)))
+    sums = units.sums(np.asarray(contributions, dtype=np.float64))
     codes = catalogue.codes
     keys = rows["household_key"].astype("string").to_numpy()
     key_pos = {k_: i for i, k_ in enumerate(keys)}

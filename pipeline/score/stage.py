@@ -284,7 +284,9 @@ def assemble_scores(round_dir: Path, codes: list[str]) -> int:
             if writer is None:
                 options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
                 writer = pq.ParquetWriter(target, table.schema, **options)
-            writer.write_table(table.cast(writer.schema), row_group_size=PARQUET_OPTIONS["row_group_size"])
+            writer.write_table(
+                table.cast(writer.schema), row_group_size=PARQUET_OPTIONS["row_group_size"]
+            )
             rows += table.num_rows
     finally:
         if writer is not None:
@@ -464,11 +466,7 @@ def score_round(
                 )
             )
         results = map_partitions(
-            score_partition,
-            tasks,
-            workers=workers,
-            description=f"score {label}",
-            progress=config.runtime.progress,
+            score_partition, tasks, runtime=config.runtime, description=f"score {label}"
         )
         counts = {k: sum(r[k] for r in results) for k in results[0]}
         counts["listed"] = counts["visit"] + counts["phone"]
