@@ -76,6 +76,11 @@ STAGES: tuple[Stage, ...] = (
         in_run=True,
     ),
     Stage(
+        "audit",
+        "trace a list or round back through MLflow and verify every link (sha256, re-score)",
+        "pipeline.audit.command",
+    ),
+    Stage(
         "promote",
         "give a model version the champion alias by hand (logged, with a reason)",
         "models.promote_command",

@@ -465,6 +465,9 @@ def score_round(
                     threads=max(1, 2 // max(1, min(workers, len(codes)))),
                 )
             )
+        # Largest partitions first, so that no big one is left running alone at the end; the
+        # results do not depend on the order (every partition writes its own files).
+        tasks.sort(key=lambda t: (-t.features_file.stat().st_size, t.sigungu))
         results = map_partitions(
             score_partition, tasks, runtime=config.runtime, description=f"score {label}"
         )

@@ -1,0 +1,71 @@
+"""CLI wrapper of ``outreach audit [PATH]``: print the chain, one line per link, and a verdict.
+
+Exit codes: 0 every link verifies; 1 a link failed (the line says which and why); 2 PATH is not
+found or not a round, a list or a manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import EXIT_DATA, EXIT_OK, UsageError
+
+MAX_DETAILS = 20
+MARK = {"ok": "ok", "failed": "FAILED", "unverifiable": "unverifiable", "skipped": "skipped"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a round folder (outputs/rounds/YYYY-MM), a list file (CSV or XLSX) in its lists/ "
+        "folder, the round's manifest.json, or a round month YYYY-MM "
+        "(default: the round `outreach score` writes by default)",
+    )
+    parser.add_argument(
+        "--round",
+        type=Path,
+        metavar="DIR",
+        help="the round folder of a list file kept outside it (e.g. a copy sent to an office)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=int,
+        metavar="N",
+        help="rows to re-score with the recorded model (default: scoring.audit_sample)",
+    )
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    from pipeline.audit.stage import audit, resolve_target
+
+    sample = getattr(args, "sample", None)
+    if sample is not None and sample < 1:
+        raise UsageError("audit: --sample must be at least 1")
+    target = resolve_target(config, getattr(args, "path", None), getattr(args, "round", None))
+    report = audit(config, target, sample)
+    print(f"audit of {target.given}")
+    store = f"MLflow store {report.tracking_uri}"
+    if report.recorded_tracking_uri and report.recorded_tracking_uri != report.tracking_uri:
+        store += f" (the round recorded {report.recorded_tracking_uri})"
+    print(f"round {report.round or '?'}; {store}")
+    width = max(len(f.link) for f in report.findings)
+    for finding in report.findings:
+        print(f"  {MARK[finding.status]:<12} {finding.link:<{width}}  {finding.message}")
+        more = finding.details[1:]  # the first is the line's message
+        for line in more[:MAX_DETAILS]:
+            print(f"  {'':<12} {'':<{width}}    - {line}")
+        if len(more) > MAX_DETAILS:
+            print(f"  {'':<12} {'':<{width}}    … {len(more) - MAX_DETAILS} more")
+    if report.passed:
+        print(f"verdict: PASSED: every link of round {report.round} verifies")
+        return EXIT_OK
+    failed = report.failed_links
+    print(
+        f"verdict: FAILED: {len(failed)} of {len(report.findings)} links do not verify: "
+        + ", ".join(failed)
+    )
+    return EXIT_DATA

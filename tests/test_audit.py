@@ -1,0 +1,381 @@
+"""``outreach audit``: the chain verifies on a scored round, and each tampered link fails.
+
+The untouched ``scored_sample`` is only read; every tampering happens on a private copy
+(``copy_outputs``). The copy's MLflow database is its own, its artifact files are shared with the
+original: MLflow records are changed through the client, never the artifact files on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ScoredSample, copy_outputs
+
+from pipeline.audit import checks as c
+from pipeline.cli import main
+
+
+def audit(scored: ScoredSample, capsys, *args: str) -> tuple[int, dict[str, str], str]:
+    """Run ``outreach audit``; return the exit code, each link's status and what it printed."""
+    capsys.readouterr()
+    code = main(["--no-progress", "--config", str(scored.config_file), "audit", *args])
+    captured = capsys.readouterr()
+    return code, statuses(captured.out), captured.out + captured.err
+
+
+def statuses(out: str) -> dict[str, str]:
+    found = {}
+    for line in out.splitlines():
+        for link in c.CHAIN:
+            match = re.match(rf"^  (\S+)\s+{re.escape(link)}\s{{2,}}\S", line)
+            if match:
+                found[link] = match.group(1).lower()
+    return found
+
+
+def failed(status: dict[str, str]) -> set[str]:
+    """Links that do not verify (``unverifiable``, e.g. the code link without git, does)."""
+    return {link for link, s in status.items() if s not in ("ok", "unverifiable")}
+
+
+def line_of(out: str, link: str) -> str:
+    return next(
+        line for line in out.splitlines() if re.match(rf"^  \S+\s+{re.escape(link)}\s", line)
+    )
+
+
+def first_list(round_dir: Path, suffix: str) -> Path:
+    """The first 읍면동 list with rows (a list file may be empty when nobody is listed)."""
+    for path in sorted(round_dir.glob("lists/*/emd_*.csv")):
+        if len(path.read_bytes().decode("utf-8-sig").splitlines()) > 2:
+            return path.with_suffix(suffix)
+    raise AssertionError(f"no 읍면동 list with rows in {round_dir}")
+
+
+@pytest.fixture()
+def private(scored_sample, tmp_path) -> ScoredSample:
+    return copy_outputs(scored_sample, tmp_path)
+
+
+def client_of(scored: ScoredSample):
+    import mlflow
+
+    from models.tracking import tracking_uri
+
+    uri = tracking_uri(scored.config)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def manifest_of(scored: ScoredSample) -> dict:
+    return json.loads((scored.round_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+# --- the untouched round verifies ------------------------------------------------------------
+
+
+def test_round_folder_verifies_link_by_link(scored_sample, capsys):
+    code, status, out = audit(scored_sample, capsys, str(scored_sample.round_dir))
+    assert code == 0, out
+    chain = [link for link in c.CHAIN if link != c.LIST_FILE]
+    assert list(status) == chain  # printed in chain order, one line per link
+    assert set(status.values()) <= {"ok", "unverifiable"}
+    assert status[c.RESCORE] == "ok" and "re-scored" in line_of(out, c.RESCORE)
+    assert "verdict: PASSED" in out
+    manifest = manifest_of(scored_sample)
+    assert manifest["scoring_run"]["run_id"] in line_of(out, c.SCORING_RUN)
+    assert manifest["model"]["training_run_id"] in line_of(out, c.TRAINING_RUN)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_list_file_verifies(scored_sample, capsys, suffix):
+    path = first_list(scored_sample.round_dir, suffix)
+    code, status, out = audit(scored_sample, capsys, str(path))
+    assert code == 0, out
+    assert status[c.LIST_FILE] == "ok" and status[c.LIST_ROWS] == "ok"
+    assert path.name in line_of(out, c.LIST_ROWS)
+
+
+def test_the_manifest_and_a_month_name_the_round(scored_sample, capsys):
+    manifest = scored_sample.round_dir / "manifest.json"
+    code, _, out = audit(scored_sample, capsys, str(manifest))
+    assert code == 0, out
+    code, _, out = audit(scored_sample, capsys, scored_sample.as_of, "--sample", "20")
+    assert code == 0, out
+    assert "20 of " in line_of(out, c.RESCORE)
+
+
+def test_a_list_kept_outside_the_round_verifies_with_round(scored_sample, capsys, tmp_path):
+    sent = tmp_path / "received"
+    sent.mkdir()
+    original = first_list(scored_sample.round_dir, ".csv")
+    shutil.copy2(original, sent / original.name)
+    code, _, out = audit(scored_sample, capsys, str(sent / original.name))
+    assert code == 2 and "--round" in out  # not inside a round: a usage error naming --round
+    code, status, out = audit(
+        scored_sample, capsys, str(sent / original.name), "--round", str(scored_sample.round_dir)
+    )
+    assert code == 0, out
+    assert status[c.LIST_FILE] == "ok"
+
+
+def test_paths_that_are_not_a_round_are_usage_errors(scored_sample, capsys, tmp_path):
+    assert audit(scored_sample, capsys, str(tmp_path / "nope"))[0] == 2
+    assert audit(scored_sample, capsys, str(tmp_path))[0] == 2  # a folder, not a round
+    features = scored_sample.config.paths.output_root / "features" / f"as_of={scored_sample.as_of}"
+    assert audit(scored_sample, capsys, str(features))[0] == 2  # has a manifest, not a round's
+    assert audit(scored_sample, capsys, str(features / "manifest.json"))[0] == 2
+    assert audit(scored_sample, capsys, "2001-01")[0] == 2  # a month that was never scored
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    assert audit(scored_sample, capsys, str(tmp_path / "notes.txt"))[0] == 2
+
+
+# --- each link, tampered, fails and is named --------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_an_edited_list_row_fails_at_the_list(private, capsys, suffix):
+    path = first_list(private.round_dir, suffix)
+    if suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
+        rank = rows[0].index("위험도(%)")
+        rows[1][rank] = "99.9" if rows[1][rank] != "99.9" else "1.0"
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+        path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
+        column = "risk_percent"
+    else:
+        from openpyxl import load_workbook
+
+        book = load_workbook(path)
+        sheet = book.worksheets[0]
+        tier = [cell.value for cell in sheet[1]].index("구분") + 1
+        cell = sheet.cell(row=2, column=tier)
+        cell.value = "전화 확인" if cell.value == "방문" else "방문"
+        book.save(path)
+        column = "tier"
+    code, status, out = audit(private, capsys, str(path))
+    assert code == 1
+    assert status[c.LIST_FILE] == "failed"
+    assert "the list was changed after scoring" in line_of(out, c.LIST_FILE)
+    assert status[c.LIST_ROWS] == "failed" and column in out
+    assert failed(status) == {c.LIST_FILE, c.MANIFEST, c.LIST_ROWS}
+    assert "verdict: FAILED" in out
+    # audited as a round, the manifest link names the changed file
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1 and status[c.MANIFEST] == "failed"
+    assert path.relative_to(private.round_dir).as_posix() in out
+
+
+def test_an_edited_manifest_fails_at_the_scoring_run(private, capsys):
+    from pipeline.io import write_json
+
+    manifest = manifest_of(private)
+    manifest["counts"]["visit"] += 1
+    write_json(manifest, private.round_dir / "manifest.json")
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.SCORING_RUN}
+    assert "the manifest was changed after scoring" in line_of(out, c.SCORING_RUN)
+
+
+def test_a_round_without_its_manifest_fails(private, capsys):
+    (private.round_dir / "manifest.json").unlink()
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1 and status[c.MANIFEST] == "failed"
+    assert "manifest.json missing" in line_of(out, c.MANIFEST)
+    assert {s for link, s in status.items() if link != c.MANIFEST} == {"skipped"}
+
+
+def test_files_added_to_the_round_fail_except_the_report(private, capsys):
+    (private.round_dir / "report").mkdir()
+    (private.round_dir / "report" / "index.html").write_text("<html></html>", encoding="utf-8")
+    assert audit(private, capsys, str(private.round_dir))[0] == 0
+    extra = next(private.round_dir.glob("lists/*")) / "emd_0000000000.csv"
+    extra.write_text("x\r\n", encoding="utf-8")
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1 and failed(status) == {c.MANIFEST}
+    assert "not recorded" in line_of(out, c.MANIFEST)
+
+
+def test_a_deleted_scoring_run_fails(private, capsys):
+    client_of(private).delete_run(manifest_of(private)["scoring_run"]["run_id"])
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.SCORING_RUN}
+    assert "deleted" in line_of(out, c.SCORING_RUN)
+
+
+def test_a_deleted_model_version_fails(private, capsys):
+    model = manifest_of(private)["model"]
+    client_of(private).delete_model_version(model["name"], model["version"])
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert status[c.MODEL] == "failed" and "not in the model registry" in line_of(out, c.MODEL)
+    assert status[c.RESCORE] == "skipped"  # nothing to re-score with
+    assert failed(status) == {c.MODEL, c.RESCORE}
+
+
+def _register_again(scored: ScoredSample, source: str, run_id: str) -> None:
+    """The registered model deleted and created again: version 1 now has this source and run."""
+    client = client_of(scored)
+    model = manifest_of(scored)["model"]
+    old = client.get_model_version(model["name"], model["version"])
+    client.delete_registered_model(model["name"])
+    client.create_registered_model(model["name"])
+    new = client.create_model_version(model["name"], source=source, run_id=run_id, tags=old.tags)
+    assert str(new.version) == model["version"]
+    client.set_registered_model_alias(model["name"], "champion", new.version)
+
+
+def test_a_version_of_another_run_fails_at_the_model(private, capsys):
+    manifest = manifest_of(private)
+    old = client_of(private).get_model_version(
+        manifest["model"]["name"], manifest["model"]["version"]
+    )
+    _register_again(private, old.source, manifest["scoring_run"]["run_id"])
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.MODEL}
+    assert "belongs to run" in line_of(out, c.MODEL)
+
+
+def test_a_replaced_model_fails_at_the_model_and_the_rescore(private, capsys, tmp_path):
+    """Version 1 registered again, same training run and tags, but another model file."""
+    import cloudpickle
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    from models.tracking import connect
+
+    manifest = manifest_of(private)
+    connect(private.config)  # models:/ URIs resolve against the copy's registry
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=manifest["model"]["uri"], dst_path=str(tmp_path / "original")
+        )
+    )
+    replaced = copy.deepcopy(cloudpickle.loads((local / "model.pkl").read_bytes()))
+    replaced.method = "sigmoid"
+    replaced.calibrator_ = LogisticRegression().fit(np.array([[-1.0], [1.0]]), [1, 0])
+    mlflow.sklearn.save_model(
+        replaced,
+        str(tmp_path / "replaced"),
+        serialization_format="cloudpickle",
+        pip_requirements=[],  # no slow inference of requirements
+    )
+    _register_again(private, str(tmp_path / "replaced"), manifest["model"]["training_run_id"])
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.MODEL, c.RESCORE}
+    assert "the model behind this version was replaced" in line_of(out, c.MODEL)
+    assert "differ by more than" in line_of(out, c.RESCORE)
+
+
+def test_a_deleted_training_run_fails(private, capsys):
+    client_of(private).delete_run(manifest_of(private)["model"]["training_run_id"])
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.TRAINING_RUN}
+    assert "deleted" in line_of(out, c.TRAINING_RUN)
+
+
+def test_an_edited_feature_file_fails_at_the_data_and_the_rescore(private, capsys):
+    folder = private.config.paths.output_root / "features" / f"as_of={private.as_of}"
+    part = sorted(folder.glob("features/sigungu=*/part-0.parquet"))[0]
+    frame = pd.read_parquet(part)
+    numbers = [
+        col
+        for col in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[col]) and not col.startswith("audit__")
+    ]
+    frame[numbers] = frame[numbers] + 3
+    frame.to_parquet(part, index=False)
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.TRAINING_DATA, c.SCORING_FEATURES, c.RESCORE}
+    shown = part.relative_to(folder).as_posix()
+    assert shown in line_of(out, c.SCORING_FEATURES)
+    assert "differ by more than" in line_of(out, c.RESCORE)
+
+
+def test_a_missing_training_feature_folder_fails_clearly(private, capsys):
+    first = sorted((private.config.paths.output_root / "features").glob("as_of=*"))[0]
+    shutil.rmtree(first)
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.TRAINING_DATA}
+    assert f"{first.name}: feature folder of the training data is missing" in out
+
+
+def test_a_removed_validation_record_fails(private, capsys):
+    record = manifest_of(private)["validation"]["record"]
+    (private.config.paths.output_root / record).unlink()
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.VALIDATION}
+    assert "validation record missing" in line_of(out, c.VALIDATION)
+
+
+def test_an_unknown_commit_fails_at_the_code_version(private, capsys):
+    from pipeline.audit.stage import commit_exists
+
+    if commit_exists("0" * 40) is None:
+        pytest.skip("git or the repository is not available here")
+    client_of(private).set_tag(
+        manifest_of(private)["model"]["training_run_id"], "code.git_commit", "0" * 40
+    )
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    assert code == 1
+    assert failed(status) == {c.CODE}
+    assert "does not exist in this repository" in line_of(out, c.CODE)
+
+
+# --- pure checks -----------------------------------------------------------------------------
+
+
+def test_round_files_name_missing_changed_and_added_files():
+    recorded = {"scores.parquet": "a" * 64, "lists/1/emd_2.csv": "b" * 64}
+    actual = {"scores.parquet": "c" * 64, "lists/1/emd_3.csv": "d" * 64}
+    (finding,) = c.check_round_files(recorded, actual, "2026-10")
+    assert finding.status == c.FAILED
+    text = "\n".join(finding.details)
+    assert "scores.parquet: sha256 cccccccccccc differs" in text
+    assert "emd_2.csv: missing" in text and "emd_3.csv: not recorded" in text
+    assert c.check_round_files(recorded, dict(recorded), "2026-10")[0].status == c.OK
+
+
+def test_code_without_git_is_unverifiable_not_failed():
+    (finding,) = c.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: None})
+    assert finding.status == c.UNVERIFIABLE and finding.passed
+    (finding,) = c.check_code({"scoring": ("unknown", "unknown")}, {})
+    assert finding.status == c.UNVERIFIABLE
+    (finding,) = c.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: False})
+    assert finding.status == c.FAILED
+
+
+def test_rescore_tolerance_and_missing_features():
+    sample = pd.DataFrame(
+        {
+            "household_key": ["H1", "H2", "H3"],
+            "stored": [0.1, 0.2, 0.3],
+            "recomputed": [0.1, 0.2 + 1e-12, np.nan],
+        }
+    )
+    (finding,) = c.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
+    assert finding.status == c.OK
+    (finding,) = c.check_rescore(sample, 1e-9, 10, "m v1")
+    assert finding.status == c.FAILED
+    assert "1 of 3 sampled households could not be re-scored" in finding.message
+    assert "H3" in finding.message
+    sample.loc[1, "recomputed"] = 0.25
+    (finding,) = c.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
+    assert finding.status == c.FAILED and "1 of 2 re-scored rows differ" in finding.message
