@@ -512,6 +512,10 @@ def score_round(
                     if staged_manifest_path.is_file()
                     else None,
                 },
+                "capacity": {
+                    "file": _relative(capacity_file(config), config.paths.output_root),
+                    "sha256": sha256_file(capacity_file(config)),
+                },
                 "raw_inputs_sha256": staged_manifest.get("inputs_sha256", {}),
                 "validation": _validation_facts(config, staged_manifest.get("validation_run_id")),
                 "config": {
@@ -604,3 +608,4 @@ def _log_scoring_run(
             tags={"manifest_sha256": manifest["features"]["manifest_sha256"]},
         )
     mlflow.log_artifact(str(out / MANIFEST), artifact_path="round")
+    mlflow.log_dict(config.model_dump(mode="json"), "config/resolved_config.json")
