@@ -1,8 +1,16 @@
 """Read one staged partition into the builder's input shape. The only place that knows the
-staged layout (written by ``outreach ingest``)."""
+staged layout (written by ``outreach ingest``).
+
+Past visit outcomes are the staged ``outreach_outcomes`` partition plus, when given, the visit
+outcomes imported from returned lists (``outreach outcomes import``; files
+``outputs/outcomes/round=YYYY-MM/outcomes.parquet``) of the same 시군구. Each row carries its
+``source`` (``staged`` or ``imported``). When both hold the same (household, round), the staged
+row is kept: it is the administrative system's record, validated with the raw tables.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +19,19 @@ import pandas as pd
 from features.build import FeatureInputs
 from pipeline.datasets import TableLayout
 from pipeline.errors import DataError
+from pipeline.outcomes.store import feature_outcomes
+
+STAGED = "staged"
+IMPORTED = "imported"
+OUTCOME_COLUMNS = [
+    "household_key",
+    "emd_code",
+    "round_month",
+    "selection_reason",
+    "selection_probability",
+    "outcome_code",
+    "resolved_month",
+]
 
 
 def to_month_index(values: pd.Series) -> pd.Series:
@@ -46,8 +67,35 @@ def _read(layout: TableLayout, table: str, code: str, columns: list[str]) -> pd.
     return frame[columns]
 
 
-def read_feature_inputs(staged_dir: Path, code: str) -> FeatureInputs:
-    """The staged tables of one 시군구 partition, typed for ``build_features``."""
+def combine_outcomes(staged: pd.DataFrame, imported: list[pd.DataFrame]) -> pd.DataFrame:
+    """Staged and imported outcomes in one frame with a ``source`` column; one row per
+    (household, round), the staged one when both exist; pure."""
+    staged = staged[OUTCOME_COLUMNS].assign(source=pd.array([STAGED] * len(staged), "string"))
+    extra = [frame[OUTCOME_COLUMNS] for frame in imported if len(frame)]
+    if not extra:
+        return staged
+    frame = pd.concat(
+        [staged, *(e.assign(source=pd.array([IMPORTED] * len(e), "string")) for e in extra)],
+        ignore_index=True,
+    )
+    frame = frame.drop_duplicates(["household_key", "round_month"], keep="first")
+    return frame.assign(
+        household_key=frame["household_key"].astype("string"),
+        emd_code=frame["emd_code"].astype("string"),
+        round_month=frame["round_month"].to_numpy(dtype=np.int64),
+        resolved_month=frame["resolved_month"].astype("Int64"),
+        source=frame["source"].astype("string"),
+    ).reset_index(drop=True)
+
+
+def read_feature_inputs(
+    staged_dir: Path, code: str, imported_outcomes: Sequence[Path] = ()
+) -> FeatureInputs:
+    """The staged tables of one 시군구 partition, typed for ``build_features``.
+
+    ``imported_outcomes``: outcomes files of imported returned lists whose rows of this 시군구
+    join the staged outcomes (the caller chooses the rounds and records the files' sha256).
+    """
     layout = TableLayout(staged_dir)
     households = _read(
         layout, "households", code,
@@ -66,15 +114,12 @@ def read_feature_inputs(staged_dir: Path, code: str) -> FeatureInputs:
     events = events.assign(
         reported_month=to_month_index(events["reported_month"]).to_numpy(dtype=np.int64)
     )
-    outcomes = _read(
-        layout, "outreach_outcomes", code,
-        ["household_key", "emd_code", "round_month", "selection_reason", "selection_probability",
-         "outcome_code", "resolved_month"],
-    )  # fmt: skip
+    outcomes = _read(layout, "outreach_outcomes", code, OUTCOME_COLUMNS)
     outcomes = outcomes.assign(
         round_month=to_month_index(outcomes["round_month"]).to_numpy(dtype=np.int64),
         resolved_month=to_month_index(outcomes["resolved_month"]),
     )
+    outcomes = combine_outcomes(outcomes, [feature_outcomes(p, code) for p in imported_outcomes])
     regions_file = layout.small_table_file("regions")
     if not regions_file.is_file():
         raise DataError(f"{regions_file}: staged regions missing: run `outreach ingest` again")

@@ -23,7 +23,8 @@ def build_labels(
 
     Input columns: household_key, emd_code, round_month, selection_reason, selection_probability,
     outcome_code, resolved_month (month indexes; resolved may be NA), and optionally ``source``
-    (generated history or an imported outcomes file). Output adds ``label`` (nullable Int8),
+    (``staged``: the administrative history; ``imported``: a list returned by caseworkers and
+    imported with ``outreach outcomes import``). Output adds ``label`` (nullable Int8),
     ``label_known`` and ``missing_reason``; the outcome shown is the one known at ``as_of``.
     """
     past = outcomes[outcomes["round_month"].to_numpy(dtype=np.int64) < as_of].copy()

@@ -26,6 +26,7 @@ from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
 from pipeline.months import format_month
+from pipeline.outcomes.store import imported_outcome_files, relative_name
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,11 @@ class _Task:
     catalogue: IndicatorCatalogue
     outcome_catalogue: OutcomeCatalogue
     out_dir: Path
+    imported_outcomes: tuple[Path, ...] = ()  # outcomes imported from returned lists
 
 
 def _feature_partition(task: _Task) -> dict[str, int]:
-    inputs = read_feature_inputs(task.staged_dir, task.sigungu)
+    inputs = read_feature_inputs(task.staged_dir, task.sigungu, task.imported_outcomes)
     features = build_features(inputs, task.as_of, task.spec, task.catalogue, task.outcome_catalogue)
     labels = build_labels(inputs.outcomes, task.as_of, task.outcome_catalogue)
     layout = TableLayout(task.out_dir)
@@ -95,10 +97,21 @@ def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> F
     outcome_catalogue = load_outcomes(config.paths.outcomes)
     label = format_month(as_of)
     final = OutputLayout(config.paths.output_root).features(label)
+    outcomes_dir = OutputLayout(config.paths.output_root).outcomes
+    imported = imported_outcome_files(outcomes_dir, before=as_of)  # rounds before as_of only
     log.info("features as of %s for %d partitions from %s", label, len(codes), staged_dir)
     with staging_dir(final) as out_dir:
         tasks = [
-            _Task(staged_dir, code, as_of, spec, catalogue, outcome_catalogue, out_dir)
+            _Task(
+                staged_dir,
+                code,
+                as_of,
+                spec,
+                catalogue,
+                outcome_catalogue,
+                out_dir,
+                tuple(imported.values()),
+            )
             for code in codes
         ]
         stats = map_partitions(
@@ -116,7 +129,7 @@ def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> F
             {
                 "as_of": label,
                 "knowledge_rule": "facts reported before as_of (reported month < as_of); labels "
-                "from outcomes resolved before as_of",
+                "from outcomes (staged and imported) resolved before as_of",
                 "feature_spec_sha256": spec_digest(spec),
                 "feature_spec_file_sha256": sha256_file(config.paths.features),
                 "indicator_catalogue_sha256": sha256_file(config.paths.indicators),
@@ -124,6 +137,9 @@ def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> F
                 if staged_manifest.is_file()
                 else None,
                 "partitions": codes,
+                "imported_outcomes_sha256": {
+                    relative_name(path): sha256_file(path) for path in imported.values()
+                },
                 "rows": totals,
                 "model_inputs": len(model_input_names(spec, catalogue)),
                 "columns": len(dictionary),

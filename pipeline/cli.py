@@ -81,6 +81,11 @@ STAGES: tuple[Stage, ...] = (
         "pipeline.audit.command",
     ),
     Stage(
+        "outcomes",
+        "import returned lists: `outcomes import FILE...` checks visit outcomes, keeps labels",
+        "pipeline.outcomes.command",
+    ),
+    Stage(
         "promote",
         "give a model version the champion alias by hand (logged, with a reason)",
         "models.promote_command",

@@ -7,23 +7,39 @@ feature stage and the report rely on):
 - ``household_key`` (string), ``sigungu_code`` (string), ``emd_code`` (string);
 - ``round`` (string ``YYYY-MM``);
 - ``outcome_code`` (string, a code of ``configs/outcomes.yaml``);
-- ``contact_date`` (date32: the day the caseworker resolved or tried to contact);
+- ``contact_date`` (date32: the day the caseworker resolved or tried to contact; null only for
+  ``in_progress`` sent without a date);
 - ``added_by_caseworker`` (bool: not on the round's list, added by local discretion);
 - ``selection_reason`` (string: ``model_score``, ``random_exploration`` or ``local_discretion``)
   and ``selection_probability`` (float64);
-- ``source_file_sha256`` (string: the imported file the answer came from).
+- ``source_file_sha256`` (string: the imported file the answer came from);
+- ``resolved_month`` (string ``YYYY-MM``, null for an outcome that is not resolved, i.e. whose
+  code has ``resolved: false``): the month from which the answer counts as known (point in time).
+
+Rows are sorted by 읍면동 and household key, so the same answers give the same bytes. Notes are
+never stored (they are dropped when the returned file is read).
+
+Next to the round folders: ``imports.jsonl`` (one JSON line per import: file, sha256, counts,
+time) and ``rejected/<file sha256>.csv`` (the rows of a file that were rejected, and why).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
+from pipeline.io import sha256_file, write_parquet
+from pipeline.months import parse_month
 
 OUTCOMES_FILE = "outcomes.parquet"
+IMPORT_LOG = "imports.jsonl"
+REJECTED_DIR = "rejected"
 COLUMNS = (
     "household_key",
     "sigungu_code",
@@ -35,24 +51,39 @@ COLUMNS = (
     "selection_reason",
     "selection_probability",
     "source_file_sha256",
+    "resolved_month",
 )
+SCHEMA = pa.schema(
+    [
+        ("household_key", pa.string()),
+        ("sigungu_code", pa.string()),
+        ("emd_code", pa.string()),
+        ("round", pa.string()),
+        ("outcome_code", pa.string()),
+        ("contact_date", pa.date32()),
+        ("added_by_caseworker", pa.bool_()),
+        ("selection_reason", pa.string()),
+        ("selection_probability", pa.float64()),
+        ("source_file_sha256", pa.string()),
+        ("resolved_month", pa.string()),
+    ]
+)
+# What makes two answers for a household the same answer (the source file does not).
+ANSWER = ("emd_code", "outcome_code", "contact_date", "added_by_caseworker")
+
+
+def outcomes_root(config: Config) -> Path:
+    return OutputLayout(config.paths.output_root).outcomes
 
 
 def round_outcomes_file(config: Config, round_label: str) -> Path:
     """The outcomes file of one round (it may not exist yet)."""
-    return OutputLayout(config.paths.output_root).outcomes / f"round={round_label}" / OUTCOMES_FILE
+    return outcomes_root(config) / f"round={round_label}" / OUTCOMES_FILE
 
 
 def imported_rounds(config: Config) -> list[str]:
     """Rounds (``YYYY-MM``) with imported outcomes, sorted."""
-    folder = OutputLayout(config.paths.output_root).outcomes
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p.name.removeprefix("round=")
-        for p in folder.iterdir()
-        if p.is_dir() and p.name.startswith("round=") and (p / OUTCOMES_FILE).is_file()
-    )
+    return sorted(imported_outcome_files(outcomes_root(config)))
 
 
 def read_round_outcomes(config: Config, round_label: str) -> pd.DataFrame | None:
@@ -61,3 +92,142 @@ def read_round_outcomes(config: Config, round_label: str) -> pd.DataFrame | None
     if not path.is_file():
         return None
     return pd.read_parquet(path)
+
+
+def imported_outcome_files(root: Path, before: int | None = None) -> dict[str, Path]:
+    """Round label -> outcomes file under ``root`` (``outputs/outcomes``), for rounds before
+    the month index ``before`` when given; sorted by round."""
+    if not root.is_dir():
+        return {}
+    found = {}
+    for folder in sorted(root.iterdir()):
+        if not (folder.is_dir() and folder.name.startswith("round=")):
+            continue
+        label = folder.name.removeprefix("round=")
+        try:
+            month = parse_month(label)
+        except ValueError:
+            continue
+        if (folder / OUTCOMES_FILE).is_file() and (before is None or month < before):
+            found[label] = folder / OUTCOMES_FILE
+    return found
+
+
+def relative_name(path: Path) -> str:
+    """How lineage names an outcomes file: ``round=YYYY-MM/outcomes.parquet``."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def imported_outcome_digests(root: Path, before: int | None = None) -> dict[str, str]:
+    """sha256 of the outcomes files of rounds before ``before``, keyed by :func:`relative_name`."""
+    return {relative_name(p): sha256_file(p) for p in imported_outcome_files(root, before).values()}
+
+
+def to_table(frame: pd.DataFrame) -> pa.Table:
+    """The stored form of outcome rows (columns and types of ``SCHEMA``)."""
+    arrays = []
+    for field in SCHEMA:
+        values = frame[field.name]
+        if field.name == "contact_date":
+            days = [None if v is None or pd.isna(v) else pd.Timestamp(v).date() for v in values]
+            arrays.append(pa.array(days, type=pa.date32()))
+        elif pa.types.is_string(field.type):
+            text = values.astype("string")
+            arrays.append(pa.array([None if pd.isna(v) else str(v) for v in text], pa.string()))
+        elif pa.types.is_boolean(field.type):
+            arrays.append(pa.array(values.astype(bool).to_numpy(), pa.bool_()))
+        else:
+            arrays.append(pa.array(values.astype("float64").to_numpy(), pa.float64()))
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def _answer_text(frame: pd.DataFrame) -> pd.Series:
+    """One comparable string per row for the answer columns."""
+    day = frame["contact_date"].map(
+        lambda v: "" if v is None or pd.isna(v) else pd.Timestamp(v).date().isoformat()
+    )
+    parts = [
+        frame["emd_code"].astype("string").fillna(""),
+        frame["outcome_code"].astype("string").fillna(""),
+        day.astype("string"),
+        frame["added_by_caseworker"].astype(bool).astype("string"),
+    ]
+    out = parts[0]
+    for part in parts[1:]:
+        out = out + "|" + part
+    return out
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Stored rows after an import, and what the import changed."""
+
+    rows: pd.DataFrame
+    new: int
+    replaced: int
+    unchanged: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.replaced)
+
+
+def merge_outcomes(existing: pd.DataFrame | None, incoming: pd.DataFrame) -> Merge:
+    """Merge accepted answers into a round's stored ones; pure.
+
+    A household not stored yet is new; one stored with the same answer is unchanged (its stored
+    row, with its first source file, is kept); one stored with another answer is replaced by the
+    incoming answer. Households stored but absent from the incoming rows keep their answers.
+    """
+    incoming = incoming[list(COLUMNS)].reset_index(drop=True)
+    if existing is None or existing.empty:
+        rows = incoming
+        new, replaced, unchanged = len(incoming), 0, 0
+    else:
+        existing = existing[list(COLUMNS)].reset_index(drop=True)
+        stored = pd.Series(
+            _answer_text(existing).to_numpy(), index=existing["household_key"].astype(str)
+        )
+        keys = incoming["household_key"].astype(str)
+        before = stored.reindex(keys).to_numpy()
+        now = _answer_text(incoming).to_numpy()
+        known = pd.notna(before)
+        same = known & (before == now)
+        new = int((~known).sum())
+        replaced = int((known & ~same).sum())
+        unchanged = int(same.sum())
+        take = incoming[~same]
+        keep = existing[~existing["household_key"].astype(str).isin(set(keys[~same]))]
+        rows = pd.concat([keep, take], ignore_index=True)
+    rows = rows.sort_values(["emd_code", "household_key"], kind="stable").reset_index(drop=True)
+    return Merge(rows, new, replaced, unchanged)
+
+
+def write_round_outcomes(config: Config, round_label: str, rows: pd.DataFrame) -> Path:
+    """Write a round's outcomes atomically; returns the file."""
+    path = round_outcomes_file(config, round_label)
+    write_parquet(to_table(rows), path)
+    return path
+
+
+def feature_outcomes(path: Path, sigungu: str) -> pd.DataFrame:
+    """One round's imported outcomes of one 시군구 in the shape of the staged
+    ``outreach_outcomes`` table the feature stage reads (month indexes, resolved may be NA)."""
+    frame = pd.read_parquet(path)
+    frame = frame[frame["sigungu_code"].astype("string") == sigungu]
+    resolved = frame["resolved_month"].astype("string")
+    return pd.DataFrame(
+        {
+            "household_key": frame["household_key"].astype("string").to_numpy(),
+            "emd_code": frame["emd_code"].astype("string").to_numpy(),
+            "round_month": np.array(
+                [parse_month(r) for r in frame["round"].astype(str)], dtype=np.int64
+            ),
+            "selection_reason": frame["selection_reason"].astype("string").to_numpy(),
+            "selection_probability": frame["selection_probability"].astype("float64").to_numpy(),
+            "outcome_code": frame["outcome_code"].astype("string").to_numpy(),
+            "resolved_month": pd.array(
+                [None if pd.isna(r) else parse_month(str(r)) for r in resolved], dtype="Int64"
+            ),
+        }
+    )

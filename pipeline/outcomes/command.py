@@ -1,0 +1,90 @@
+"""CLI wrapper of ``outreach outcomes import FILE [FILE ...]``.
+
+Exit codes: 0 when every file gave at least one valid answer (rows may have been rejected: the
+report is printed and written); 1 when a file could not be imported at all (unreadable, no
+round folder, no valid filled-in row); 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import EXIT_DATA, EXIT_OK, DataError, UsageError
+
+SHOWN_REJECTIONS = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", parser_class=type(parser), required=True
+    )
+    importer = actions.add_parser(
+        "import",
+        help="check returned lists (CSV or XLSX) and merge their answers into outputs/outcomes/",
+        description="Check lists that caseworkers filled in and sent back, and merge the valid "
+        "answers into <output_root>/outcomes/round=YYYY-MM/outcomes.parquet. Notes are never "
+        "read. Rejected rows are reported by row, field and reason (docs/outcomes.md).",
+    )
+    importer.add_argument("files", nargs="+", type=Path, metavar="FILE", help="returned list")
+
+
+def _summary(result) -> list[str]:
+    from pipeline.outcomes.importer import NOTHING_NEW, NOTHING_VALID
+
+    c = result.counts
+    lines = [
+        f"{result.file.name} (round {result.round}, sha256 {result.sha256[:12]}): "
+        f"{c['rows']} rows, {c['not_filled_in']} not filled in yet (skipped), "
+        f"{c['accepted']} accepted ({c['added_by_caseworker']} added by the caseworker), "
+        f"{c['rejected']} rejected"
+    ]
+    if result.status == NOTHING_VALID:
+        lines.append("  nothing valid in this file: nothing imported")
+    elif result.status == NOTHING_NEW:
+        lines.append("  nothing new: every accepted answer was imported before")
+    else:
+        lines.append(
+            f"  {c['new']} new, {c['replaced']} replaced (earlier answers corrected by this "
+            f"file), {c['unchanged']} unchanged -> {result.outcomes_file}"
+        )
+    if c["repeated"]:
+        lines.append(f"  {c['repeated']} repeated row(s) with the same answer counted once")
+    if result.report is not None:
+        lines.append(f"  rejected rows (row, field, reason) -> {result.report}")
+        shown = result.rejections.head(SHOWN_REJECTIONS)
+        for r in shown.itertuples(index=False):
+            key = f" {r.household_key}" if r.household_key else ""
+            lines.append(f"    row {r.row} {r.field}{key}: {r.reason}")
+        if len(result.rejections) > len(shown):
+            lines.append(f"    ... {len(result.rejections) - len(shown)} more in the report")
+    return lines
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    if args.action != "import":  # argparse only offers "import"
+        raise UsageError(f"outcomes: unknown action {args.action!r}")
+    from pipeline.catalogue import load_outcomes
+    from pipeline.outcomes.checks import RowValidator
+    from pipeline.outcomes.importer import import_file
+
+    catalogue = load_outcomes(config.paths.outcomes)
+    validator = RowValidator()
+    failed = 0
+    for path in args.files:
+        try:
+            result = import_file(config, path, validator, catalogue)
+        except DataError as exc:
+            print(f"outreach: data error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for line in _summary(result):
+            print(line)
+        if not result.ok:
+            failed += 1
+    if failed:
+        print(f"{failed} of {len(args.files)} file(s) could not be imported", file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_OK

@@ -1,0 +1,248 @@
+"""``outreach outcomes import``: returned lists in, checked answers merged into the outcomes store.
+
+The thin I/O wrapper around the pure parts: it reads the returned file
+(:mod:`pipeline.outcomes.returned`), the scored round and the household register, normalises
+(:mod:`pipeline.outcomes.normalise`), validates with Great Expectations
+(:mod:`pipeline.outcomes.checks`), merges (:func:`pipeline.outcomes.store.merge_outcomes`) and
+writes the round's outcomes file atomically, the rejection report and the import log.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.catalogue import OutcomeCatalogue, load_outcomes
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.errors import DataError
+from pipeline.io import sha256_file
+from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
+from pipeline.outcomes.normalise import (
+    LOCAL_DISCRETION,
+    RoundFacts,
+    accepted_outcomes,
+    checked_rows,
+    file_round,
+    fold,
+)
+from pipeline.outcomes.returned import ROW, read_returned_list
+from pipeline.outcomes.store import (
+    IMPORT_LOG,
+    REJECTED_DIR,
+    merge_outcomes,
+    outcomes_root,
+    read_round_outcomes,
+    round_outcomes_file,
+    write_round_outcomes,
+)
+from pipeline.score.tiers import PHONE, VISIT
+
+log = logging.getLogger(__name__)
+
+SCORES = "scores.parquet"
+IMPORTED = "imported"
+NOTHING_NEW = "nothing new"
+NOTHING_VALID = "nothing valid"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What one file's import did."""
+
+    file: Path
+    sha256: str
+    round: str
+    status: str  # IMPORTED, NOTHING_NEW or NOTHING_VALID
+    counts: dict[str, int]
+    rejections: pd.DataFrame
+    report: Path | None
+    outcomes_file: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.status != NOTHING_VALID
+
+
+def _read_scores(config: Config, round_label: str) -> pd.DataFrame:
+    path = OutputLayout(config.paths.output_root).round(round_label) / SCORES
+    if not path.is_file():
+        raise DataError(
+            f"round {round_label} was not scored here ({path} not found): import lists into the "
+            "output root whose `outreach score` wrote them"
+        )
+    columns = [
+        "household_key",
+        "sigungu_code",
+        "emd_code",
+        "tier",
+        "selection_reason",
+        "selection_probability",
+    ]
+    frame = pd.read_parquet(path, columns=columns)
+    for column in ("household_key", "sigungu_code", "emd_code", "tier", "selection_reason"):
+        frame[column] = frame[column].astype("string")
+    return frame
+
+
+def _register(config: Config, sigungu_codes: set[str], scores: pd.DataFrame) -> pd.DataFrame:
+    """household_key, emd_code of every household of these 시군구 (staged households; the
+    round's scores where a staged partition is missing)."""
+    layout = TableLayout(OutputLayout(config.paths.output_root).staged)
+    parts = []
+    for code in sorted(sigungu_codes):
+        path = layout.partition_file("households", code)
+        if path.is_file():
+            part = pd.read_parquet(path, columns=["household_key", "emd_code"])
+        else:
+            part = scores.loc[scores["sigungu_code"] == code, ["household_key", "emd_code"]]
+        parts.append(part.astype({"household_key": "string", "emd_code": "string"}))
+    if not parts:
+        return pd.DataFrame({"household_key": pd.Series(dtype="string"),
+                             "emd_code": pd.Series(dtype="string")})  # fmt: skip
+    return pd.concat(parts, ignore_index=True)
+
+
+def added_marks(catalogue: OutcomeCatalogue) -> frozenset[str]:
+    """Selection texts that mark a row as added by the caseworker (Korean, English, code)."""
+    reason = next(r for r in catalogue.selection_reasons if r.code == LOCAL_DISCRETION)
+    return frozenset(fold(t) for t in (reason.name_ko, reason.name_en, reason.code))
+
+
+def round_facts(
+    config: Config, round_label: str, emd_codes: set[str], catalogue: OutcomeCatalogue
+) -> RoundFacts:
+    """The round's list, the register of the 시군구 concerned and the catalogue facts."""
+    scores = _read_scores(config, round_label)
+    emd_sigungu = dict(
+        zip(scores["emd_code"].astype(str), scores["sigungu_code"].astype(str), strict=True)
+    )
+    sigungu = {emd_sigungu[e] for e in emd_codes if e in emd_sigungu}
+    listed = scores[scores["tier"].isin([VISIT, PHONE])]
+    return RoundFacts(
+        round_label=round_label,
+        interval_months=config.window.round_interval_months,
+        listed=listed[
+            ["household_key", "emd_code", "selection_reason", "selection_probability"]
+        ].reset_index(drop=True),
+        register=_register(config, sigungu, scores),
+        emd_sigungu=emd_sigungu,
+        outcome_codes=tuple(catalogue.codes),
+        resolved_codes=frozenset(o.code for o in catalogue.outcomes if o.resolved),
+        outcome_names={fold(n): o.code for o in catalogue.outcomes for n in (o.name_ko, o.name_en)},
+        added_marks=added_marks(catalogue),
+    )
+
+
+def report_csv(rejections: pd.DataFrame) -> bytes:
+    """The rejection report as CSV bytes (UTF-8 with a BOM, for Excel)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(REPORT_COLUMNS)
+    for row in rejections[list(REPORT_COLUMNS)].itertuples(index=False):
+        writer.writerow(["" if pd.isna(v) else str(v) for v in row])
+    return b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8")
+
+
+def _write_bytes(data: bytes, path: Path) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _append_log(config: Config, record: dict) -> None:
+    path = outcomes_root(config) / IMPORT_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def import_file(
+    config: Config,
+    path: Path,
+    validator: RowValidator,
+    catalogue: OutcomeCatalogue | None = None,
+) -> ImportResult:
+    """Import one returned list; DataError when the file as a whole cannot be imported."""
+    catalogue = catalogue or load_outcomes(config.paths.outcomes)
+    returned = read_returned_list(path)
+    try:
+        round_label = file_round(returned.rows)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    emds = set(returned.rows["emd_code"].dropna().str.strip())
+    facts = round_facts(config, round_label, emds, catalogue)
+    normalised = checked_rows(returned.rows, facts)
+    checked = normalised.checked
+    rejections = validator.rejections(checked, row_checks(facts))
+    rejected_rows = set(rejections["row"].astype(int))
+    accepted = checked[~checked[ROW].isin(rejected_rows)].reset_index(drop=True)
+    incoming = accepted_outcomes(accepted, facts, returned.sha256)
+    merge = merge_outcomes(read_round_outcomes(config, round_label), incoming)
+    target = round_outcomes_file(config, round_label)
+    if len(accepted) == 0:
+        status = NOTHING_VALID
+    elif merge.changed:
+        write_round_outcomes(config, round_label, merge.rows)
+        status = IMPORTED
+    else:
+        status = NOTHING_NEW
+    report = None
+    if len(rejections):
+        report = outcomes_root(config) / REJECTED_DIR / f"{returned.sha256}.csv"
+        _write_bytes(report_csv(rejections), report)
+    counts = {
+        "rows": len(returned.rows),
+        "not_filled_in": normalised.blank_rows,
+        "repeated": normalised.repeated_rows,
+        "rejected": len(rejected_rows),
+        "accepted": len(accepted),
+        "added_by_caseworker": int(incoming["added_by_caseworker"].sum()),
+        "new": merge.new if status != NOTHING_VALID else 0,
+        "replaced": merge.replaced if status != NOTHING_VALID else 0,
+        "unchanged": merge.unchanged if status != NOTHING_VALID else 0,
+    }
+    _append_log(
+        config,
+        {
+            "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "file": returned.path.name,
+            "file_sha256": returned.sha256,
+            "format": returned.kind,
+            "round": round_label,
+            "status": status,
+            "counts": counts,
+            "rejected_report": None
+            if report is None
+            else report.relative_to(outcomes_root(config)).as_posix(),
+            "outcomes_file": target.relative_to(outcomes_root(config)).as_posix(),
+            "outcomes_file_sha256": sha256_file(target) if target.is_file() else None,
+        },
+    )
+    log.info("imported %s: %s %s", returned.path.name, status, counts)
+    return ImportResult(
+        file=returned.path,
+        sha256=returned.sha256,
+        round=round_label,
+        status=status,
+        counts=counts,
+        rejections=rejections,
+        report=report,
+        outcomes_file=target,
+    )

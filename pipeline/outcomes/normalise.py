@@ -1,0 +1,218 @@
+"""Pure normalisation of a returned list's rows into the frame the import checks run on.
+
+Nothing here reads files: the round's list, the household register and the catalogue come in as
+a :class:`RoundFacts`. The output (:func:`checked_rows`) holds one row per filled-in file row
+with the columns the expectations of :mod:`pipeline.outcomes.checks` look at:
+
+- ``row`` (file row number), ``household_key``, ``sigungu_code``, ``emd_code``, ``outcome_code``
+  (lower case; the Korean or English name of an outcome becomes its code), ``contact_date`` (as
+  written), ``contact_day`` (``YYYYMMDD`` integer, NA when empty or not a date);
+- ``household_emd`` (the 읍면동 of the household in the register, NA when unknown),
+  ``emd_sigungu`` (the 시군구 of the row's 읍면동), ``listing``: ``listed`` (on the round's
+  list of this 읍면동), ``added`` (marked as added by the caseworker), ``not_listed``, or NA
+  when the household is unknown or of another 읍면동 (reported by another check);
+- ``added_mark`` (the selection column says local discretion).
+
+Rows not filled in yet (no outcome code and no contact date) are left out and counted; identical
+repeats of a row (same household, same answer) are kept once and counted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from pipeline.months import format_month, parse_month
+from pipeline.outcomes.returned import ROW
+
+LOCAL_DISCRETION = "local_discretion"
+# Months after the round's interval in which a contact date is still accepted (late answers).
+GRACE_MONTHS = 1
+
+_DATE = re.compile(r"^\s*(\d{4})\s*[-./]\s*(\d{1,2})\s*[-./]\s*(\d{1,2})\s*\.?\s*$")
+_ROUND = re.compile(r"^\s*(\d{4})\s*[-./]\s*(\d{1,2})(?:\s*[-./]\s*0?1)?\s*\.?\s*$")
+
+
+@dataclass(frozen=True)
+class RoundFacts:
+    """What the checks of one round compare a returned list with.
+
+    listed: household_key, emd_code, selection_reason, selection_probability of the households on
+    the round's lists (tiers visit and phone). register: household_key, emd_code of every
+    household of the 시군구 concerned. emd_sigungu: 읍면동 code -> 시군구 code.
+    """
+
+    round_label: str
+    interval_months: int
+    listed: pd.DataFrame
+    register: pd.DataFrame
+    emd_sigungu: dict[str, str]
+    outcome_codes: tuple[str, ...]
+    resolved_codes: frozenset[str]
+    outcome_names: dict[str, str]  # folded Korean / English name of an outcome -> its code
+    added_marks: frozenset[str]  # selection texts meaning "added by the caseworker" (folded)
+
+    @property
+    def round_index(self) -> int:
+        return parse_month(self.round_label)
+
+    @property
+    def first_day(self) -> date:
+        year, month0 = divmod(self.round_index, 12)
+        return date(year, month0 + 1, 1)
+
+    @property
+    def last_day(self) -> date:
+        """The last day a contact date may carry: the round interval, then the grace month."""
+        after = self.round_index + self.interval_months + GRACE_MONTHS
+        year, month0 = divmod(after, 12)
+        return date.fromordinal(date(year, month0 + 1, 1).toordinal() - 1)
+
+
+def fold(text: str) -> str:
+    """Case- and space-insensitive form of a label."""
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def parse_day(text: str | None) -> date | None:
+    """``YYYY-MM-DD`` (also ``/`` or ``.`` separated, as spreadsheets rewrite it), else None."""
+    if text is None or pd.isna(text):
+        return None
+    match = _DATE.match(str(text))
+    if not match:
+        return None
+    try:
+        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+    except ValueError:
+        return None
+
+
+def parse_round(text: str | None) -> str | None:
+    """A round as ``YYYY-MM`` (a spreadsheet may have turned it into the first of the month)."""
+    if text is None or pd.isna(text):
+        return None
+    match = _ROUND.match(str(text))
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return None
+    return format_month(int(match.group(1)) * 12 + int(match.group(2)) - 1)
+
+
+def day_number(day: date | None) -> int | None:
+    return None if day is None else day.year * 10000 + day.month * 100 + day.day
+
+
+def file_round(rows: pd.DataFrame) -> str:
+    """The one round a returned list answers for; ValueError when there is none or several."""
+    given = rows["round"].dropna()
+    parsed = {parse_round(v) for v in given}
+    if None in parsed:
+        bad = next(v for v in given if parse_round(v) is None)
+        raise ValueError(f"round column holds {str(bad)[:20]!r}: expected YYYY-MM")
+    if not parsed:
+        raise ValueError("no row names its round (column 회차 / round)")
+    if len(parsed) > 1:
+        raise ValueError(f"the file mixes rounds {', '.join(sorted(parsed))}: send one per round")
+    return parsed.pop()
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """The checked frame and what was set aside before the checks."""
+
+    checked: pd.DataFrame
+    blank_rows: int
+    repeated_rows: int
+
+
+def _strip(values: pd.Series) -> pd.Series:
+    text = values.astype("string").str.strip()
+    return text.mask(text == "")
+
+
+def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
+    """The frame the import expectations run on (see the module docstring); pure."""
+    frame = pd.DataFrame({ROW: rows[ROW].astype("int64").to_numpy()})
+    for column in ("household_key", "sigungu_code", "emd_code", "outcome_code", "contact_date"):
+        values = rows[column] if column in rows else pd.Series(pd.NA, index=rows.index)
+        frame[column] = _strip(values).to_numpy()
+    # Codes as the drop-down gives them; a Korean or English name typed instead is understood.
+    code = frame["outcome_code"]
+    frame["outcome_code"] = pd.array(
+        [facts.outcome_names.get(fold(c), fold(c)) if isinstance(c, str) else None for c in code],
+        dtype="string",
+    )
+    selection = rows["selection"] if "selection" in rows else pd.Series(pd.NA, index=rows.index)
+    selection = _strip(selection).to_numpy()
+    frame["added_mark"] = [isinstance(s, str) and fold(s) in facts.added_marks for s in selection]
+
+    blank = frame["outcome_code"].isna() & frame["contact_date"].isna()
+    frame = frame[~blank.to_numpy()].reset_index(drop=True)
+
+    # A list of one 읍면동: a row added without its 읍면동 code belongs to that 읍면동.
+    emds = frame["emd_code"].dropna().unique()
+    if len(emds) == 1:
+        frame["emd_code"] = frame["emd_code"].fillna(emds[0])
+
+    days = [parse_day(t) for t in frame["contact_date"]]
+    frame["contact_day"] = pd.array([day_number(d) for d in days], dtype="Int64")
+
+    register = facts.register.drop_duplicates("household_key").set_index("household_key")
+    frame["household_emd"] = (
+        register["emd_code"].astype("string").reindex(frame["household_key"]).to_numpy()
+    )
+    frame["household_emd"] = frame["household_emd"].astype("string")
+    frame["emd_sigungu"] = pd.array(
+        [facts.emd_sigungu.get(e) if isinstance(e, str) else None for e in frame["emd_code"]],
+        dtype="string",
+    )
+    listed = facts.listed.drop_duplicates("household_key").set_index("household_key")
+    listed_emd = listed["emd_code"].astype("string").reindex(frame["household_key"]).to_numpy()
+    own = (frame["household_emd"] == frame["emd_code"]).fillna(False).to_numpy(dtype=bool)
+    on_list = (pd.array(listed_emd, dtype="string") == frame["emd_code"].array).fillna(False)
+    on_list = np.asarray(on_list, dtype=bool)
+    listing = np.where(
+        on_list, "listed", np.where(frame["added_mark"].to_numpy(dtype=bool), "added", "not_listed")
+    )
+    frame["listing"] = pd.array(np.where(own, listing, None), dtype="string")
+
+    # The same answer twice (an emd file and its 시군구 file, a pasted row): keep it once.
+    answer = ["household_key", "emd_code", "outcome_code", "contact_day", "listing"]
+    repeated = frame["household_key"].notna() & frame.duplicated(answer, keep="first")
+    frame = frame[~repeated.to_numpy()].reset_index(drop=True)
+    return Normalised(frame, int(blank.sum()), int(repeated.sum()))
+
+
+def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: str) -> pd.DataFrame:
+    """Stored rows (``pipeline.outcomes.store.COLUMNS``) of checked rows that passed; pure."""
+    listed = facts.listed.drop_duplicates("household_key").set_index("household_key")
+    keys = checked["household_key"].astype("string")
+    added = (checked["listing"] == "added").fillna(False).to_numpy(dtype=bool)
+    reason = listed["selection_reason"].astype("string").reindex(keys).to_numpy()
+    probability = listed["selection_probability"].astype("float64").reindex(keys).to_numpy()
+    days = [parse_day(t) for t in checked["contact_date"]]
+    resolved = checked["outcome_code"].isin(facts.resolved_codes).fillna(False).to_numpy(bool)
+    resolved_month = [
+        format_month(d.year * 12 + d.month - 1) if d is not None and r else None
+        for d, r in zip(days, resolved, strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "household_key": keys.to_numpy(),
+            "sigungu_code": checked["emd_sigungu"].astype("string").to_numpy(),
+            "emd_code": checked["emd_code"].astype("string").to_numpy(),
+            "round": facts.round_label,
+            "outcome_code": checked["outcome_code"].astype("string").to_numpy(),
+            "contact_date": days,
+            "added_by_caseworker": added,
+            "selection_reason": np.where(added, LOCAL_DISCRETION, reason),
+            # A household a caseworker chose has no known selection probability: recorded as 1
+            # (a deliberate choice), so inverse-probability weights do not inflate it.
+            "selection_probability": np.where(added, 1.0, probability),
+            "source_file_sha256": source_sha256,
+            "resolved_month": resolved_month,
+        }
+    )

@@ -1,0 +1,645 @@
+"""`outreach outcomes import`: returned lists checked, merged, and turned into the next labels.
+
+Unit tests work on a light copy of the scored sample (its round folder and the staged
+households); the round trip copies the whole scored sample, fills its lists from the hidden
+truth as caseworkers would, imports them, and trains again with the new round's labels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _ingest_leak import Identifiers, assert_no_identifiers, collect_identifiers, text_of
+from conftest import ScoredSample, copy_outputs, write_config_file
+
+from features.inputs import combine_outcomes
+from features.stage import build_round
+from pipeline.cli import main
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.months import parse_month
+from pipeline.outcomes.checks import RowValidator
+from pipeline.outcomes.importer import NOTHING_NEW, import_file
+from pipeline.outcomes.normalise import GRACE_MONTHS
+from pipeline.outcomes.returned import read_returned_list
+from pipeline.outcomes.store import COLUMNS, read_round_outcomes, round_outcomes_file
+from pipeline.score.lists import LIST_COLUMNS, header, header_keys
+
+ROUND = "2026-10"
+NOTE = "김순자 할머니 010-9876-5432, 반지하 거주, 아들 연락 두절"  # what must never leave the file
+LOCAL_KO = "지자체 자체 발굴"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Light:
+    """A private output root with the scored round and the staged households only."""
+
+    config: Config
+    config_file: Path
+    round_dir: Path
+    scores: pd.DataFrame
+
+
+def _light(scored: ScoredSample, tmp_path: Path) -> Light:
+    out = tmp_path / "outputs"
+    source = scored.config.paths.output_root
+    shutil.copytree(scored.round_dir, out / "rounds" / scored.as_of)
+    shutil.copytree(source / "staged" / "households", out / "staged" / "households")
+    config = scored.config.with_overrides(paths={"output_root": str(out)})
+    config_file = write_config_file(config, tmp_path / "config.yaml")
+    scores = pd.read_parquet(out / "rounds" / scored.as_of / "scores.parquet")
+    return Light(config, config_file, out / "rounds" / scored.as_of, scores)
+
+
+KEYS = [c.key for c in LIST_COLUMNS]
+
+
+def _read_list(path: Path) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    return rows[0], rows[1:]
+
+
+def _write_list(
+    path: Path, head: list[str], rows: list[list[str]], bom: bool = True, encoding="utf-8"
+) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(head)
+    writer.writerows(rows)
+    data = buffer.getvalue().encode(encoding)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
+    return path
+
+
+def _set(row: list[str], **values: str) -> list[str]:
+    row = list(row)
+    for key, value in values.items():
+        row[KEYS.index(key)] = value
+    return row
+
+
+def _get(row: list[str], key: str) -> str:
+    return row[KEYS.index(key)]
+
+
+def _emd_lists(light: Light) -> list[Path]:
+    return sorted((light.round_dir / "lists").glob("*/emd_*.csv"))
+
+
+def _first_list(light: Light) -> tuple[Path, list[str], list[list[str]]]:
+    path = next(p for p in _emd_lists(light) if len(_read_list(p)[1]) >= 12)
+    head, rows = _read_list(path)
+    return path, head, rows
+
+
+def _unlisted(light: Light, emd: str, n: int = 1) -> list[str]:
+    """Households of this 읍면동 that are not on the round's list."""
+    scores = light.scores
+    monitor = scores[(scores["emd_code"] == emd) & (scores["tier"] == "monitor")]
+    return sorted(monitor["household_key"].astype(str))[:n]
+
+
+def _listed_elsewhere(light: Light, emd: str) -> str:
+    scores = light.scores
+    other = scores[(scores["emd_code"] != emd) & scores["tier"].isin(["visit", "phone"])]
+    return str(other["household_key"].iloc[0])
+
+
+def _filled(rows: list[list[str]], n: int, day: str = "2026-10-15") -> list[list[str]]:
+    codes = ["public_support", "closed_no_need", "private_support", "unreachable"]
+    return [
+        _set(r, outcome_code=codes[i % 4], contact_date=day, note=NOTE) if i < n else r
+        for i, r in enumerate(rows)
+    ]
+
+
+@pytest.fixture(scope="module")
+def validator() -> RowValidator:
+    return RowValidator()
+
+
+def _run(config_file: Path, *args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(
+            ["--no-progress", "--log-level", "WARNING", "--config", str(config_file), *args]
+        )
+    return code, out.getvalue(), err.getvalue()
+
+
+# --- reading returned lists ---------------------------------------------------------------------
+
+
+def test_korean_and_english_headers_and_bom_or_not_read_the_same(
+    scored_sample, tmp_path, validator
+):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    assert head == header("ko")
+    rows = _filled(rows, 6)
+    ko = _write_list(tmp_path / "ko.csv", head, rows)
+    en = _write_list(tmp_path / "en.csv", header("en"), rows, bom=False)
+    ansi = _write_list(tmp_path / "cp949.csv", head, rows, bom=False, encoding="cp949")
+    frames = [read_returned_list(p).rows for p in (ko, en, ansi)]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    pd.testing.assert_frame_equal(frames[0], frames[2])
+    assert set(header_keys()) >= set(header("ko")) | set(header("en"))
+
+    first = import_file(light.config, ko, validator)
+    assert first.counts["accepted"] == 6 and first.counts["new"] == 6
+    again = import_file(light.config, en, validator)  # the same answers under English headers
+    assert again.status == NOTHING_NEW and again.counts["unchanged"] == 6
+
+
+def test_xlsx_filled_in_a_spreadsheet_is_read_with_date_cells(scored_sample, tmp_path, validator):
+    from openpyxl import load_workbook
+
+    light = _light(scored_sample, tmp_path)
+    path, _, rows = _first_list(light)
+    book = load_workbook(path.with_suffix(".xlsx"))
+    sheet = book.worksheets[0]
+    column = {cell.value: cell.column for cell in sheet[1]}
+    keys = header_keys()
+    col = {keys[name]: index for name, index in column.items()}
+    sheet.cell(2, col["outcome_code"], "public_support")
+    sheet.cell(2, col["contact_date"], datetime(2026, 10, 5))  # Excel turned it into a date
+    sheet.cell(2, col["note"], NOTE)
+    sheet.cell(3, col["outcome_code"], "방문 후 종결(지원 불필요)")  # the name, not the code
+    sheet.cell(3, col["contact_date"], "2026-11-02")
+    sheet.cell(3, col["note"], NOTE)
+    returned = tmp_path / "returned.xlsx"
+    book.save(returned)
+
+    result = import_file(light.config, returned, validator)
+    assert result.status == "imported" and result.counts["accepted"] == 2
+    assert result.counts["not_filled_in"] == len(rows) - 2
+    stored = read_round_outcomes(light.config, ROUND).set_index("household_key")
+    first_key = _get(rows[0], "household_key")
+    assert stored.loc[first_key, "contact_date"] == date(2026, 10, 5)
+    assert stored.loc[first_key, "resolved_month"] == "2026-10"
+    assert stored.loc[_get(rows[1], "household_key"), "outcome_code"] == "closed_no_need"
+    assert list(stored.reset_index().columns) == list(COLUMNS)
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+
+def test_bad_rows_are_rejected_by_row_field_and_reason_and_the_rest_imported(
+    scored_sample, tmp_path, validator
+):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    emd = _get(rows[0], "emd_code")
+    rows = _filled(rows, 12)
+    rows[1] = _set(rows[1], outcome_code="visited")  # file row 3
+    rows[2] = _set(rows[2], contact_date="2027-03-02")  # row 4: after the round and its grace
+    rows[3] = _set(rows[3], contact_date="2026-09-30")  # row 5: before the round
+    rows[4] = _set(rows[4], contact_date="2026-02-30")  # row 6: not a date
+    rows[5] = _set(rows[5], contact_date="")  # row 7: missing for a resolved outcome
+    rows[6] = _set(rows[6], household_key=_unlisted(light, emd)[0])  # row 8: not on the list
+    rows[7] = _set(rows[7], household_key=_listed_elsewhere(light, emd))  # row 9: other 읍면동
+    rows[8] = _set(rows[8], household_key="김순자 010-9876-5432")  # row 10: a note in the key
+    rows[9] = _set(rows[9], outcome_code="in_progress", contact_date="")  # row 11: fine
+    path = _write_list(tmp_path / "bad.csv", head, rows)
+
+    result = import_file(light.config, path, validator)
+    report = result.rejections
+    got = {(r.row, r.field) for r in report.itertuples()}
+    assert got == {
+        (3, "outcome_code"),
+        (4, "contact_date"),
+        (5, "contact_date"),
+        (6, "contact_date"),
+        (7, "contact_date"),
+        (8, "household_key"),
+        (9, "household_key"),
+        (10, "household_key"),
+    }
+    reason = dict(zip(report["row"], report["reason"], strict=True))
+    assert reason[3].startswith("unknown outcome code")
+    assert "outside the round" in reason[4] and "2026-10-01" in reason[4]
+    assert "2026-12-31" in reason[4]  # the round's two months and GRACE_MONTHS after
+    assert GRACE_MONTHS == 1
+    assert reason[6].startswith("not a date")
+    assert reason[7].startswith("contact date missing")
+    assert "not on this round's list" in reason[8] and LOCAL_KO in reason[8]
+    assert "another 읍면동" in reason[9]
+    assert "not a household of the register" in reason[10]
+    assert report.loc[report["row"] == 10, "household_key"].item() == "(not shown)"
+    assert result.counts == {
+        "rows": len(rows),
+        "not_filled_in": len(rows) - 12,
+        "repeated": 0,
+        "rejected": 8,
+        "accepted": 4,
+        "added_by_caseworker": 0,
+        "new": 4,
+        "replaced": 0,
+        "unchanged": 0,
+    }
+    on_disk = pd.read_csv(result.report, encoding="utf-8-sig", dtype=str)
+    assert list(on_disk.columns) == ["row", "field", "household_key", "reason"]
+    assert len(on_disk) == len(report)
+    stored = read_round_outcomes(light.config, ROUND)
+    assert len(stored) == 4
+    assert "in_progress" in set(stored["outcome_code"])
+    assert stored.loc[stored["outcome_code"] == "in_progress", "resolved_month"].isna().all()
+
+
+def test_a_household_added_by_the_caseworker_is_accepted_as_local_discretion(
+    scored_sample, tmp_path, validator
+):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    emd = _get(rows[0], "emd_code")
+    first, second = _unlisted(light, emd, 2)
+    added = [
+        _set(rows[0], household_key=first, list_rank="", selection=LOCAL_KO,
+             outcome_code="public_support", contact_date="2026-10-20"),
+        _set(rows[0], household_key=second, list_rank="", selection="Local discretion",
+             outcome_code="closed_no_need", contact_date="2026. 11. 3."),
+    ]  # fmt: skip
+    path = _write_list(tmp_path / "added.csv", head, [*rows, *added])
+    result = import_file(light.config, path, validator)
+    assert result.counts["rejected"] == 0 and result.counts["added_by_caseworker"] == 2
+    stored = read_round_outcomes(light.config, ROUND).set_index("household_key")
+    assert stored.loc[[first, second], "added_by_caseworker"].all()
+    assert (stored.loc[[first, second], "selection_reason"] == "local_discretion").all()
+    assert (stored.loc[[first, second], "selection_probability"] == 1.0).all()
+    assert stored.loc[second, "contact_date"] == date(2026, 11, 3)
+
+
+def test_listed_rows_keep_the_selection_of_the_round(scored_sample, tmp_path, validator):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    rows = [_set(r, outcome_code="closed_no_need", contact_date="2026-10-09") for r in rows]
+    result = import_file(light.config, _write_list(tmp_path / "all.csv", head, rows), validator)
+    assert result.counts["accepted"] == len(rows)
+    stored = read_round_outcomes(light.config, ROUND).set_index("household_key")
+    scores = light.scores.set_index("household_key")
+    for column in ("selection_reason", "selection_probability", "emd_code", "sigungu_code"):
+        expected = scores.loc[stored.index, column]
+        assert (stored[column].to_numpy() == expected.to_numpy()).all(), column
+    assert not stored["added_by_caseworker"].any()
+
+
+def test_blank_rows_are_skipped_and_counted_not_rejected(scored_sample, tmp_path, validator):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    rows = _filled(rows, 3)
+    rows[5] = _set(rows[5], note=NOTE)  # a note alone does not make an answer
+    path = _write_list(tmp_path / "partly.csv", head, [*rows, [""] * len(head)])
+    result = import_file(light.config, path, validator)
+    assert result.counts["not_filled_in"] == len(rows) - 3
+    assert result.counts["rejected"] == 0 and result.report is None
+    assert result.counts["accepted"] == 3
+
+
+def test_notes_are_dropped_on_reading_and_never_stored(scored_sample, tmp_path, validator):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    rows = _filled(rows, 8)
+    rows[0] = _set(rows[0], outcome_code="visited")  # a rejected row with a note, too
+    path = _write_list(tmp_path / "notes.csv", head, rows)
+    returned = read_returned_list(path)
+    assert "note" not in returned.rows.columns
+    assert not returned.rows.isin([NOTE]).any().any()
+    result = import_file(light.config, path, validator)
+    assert result.report is not None
+    outcomes = OutputLayout(light.config.paths.output_root).outcomes
+    files = [p for p in outcomes.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".parquet", ".csv", ".jsonl"}
+    for file in files:
+        text = text_of(file)
+        assert "김순자" not in text and "010-9876-5432" not in text, file
+
+
+# --- idempotency and corrections (through the command line) ------------------------------------
+
+
+def test_the_same_file_twice_changes_nothing(scored_sample, tmp_path):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    path = _write_list(tmp_path / "list.csv", head, _filled(rows, 10))
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(path))
+    assert code == 0 and "10 new" in out
+    target = round_outcomes_file(light.config, ROUND)
+    before = target.read_bytes()
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(path))
+    assert code == 0
+    assert "nothing new" in out
+    assert target.read_bytes() == before
+    log = (target.parent.parent / "imports.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(log) == 2 and '"status": "nothing new"' in log[1]
+
+
+def test_a_corrected_file_replaces_the_earlier_answer_and_says_so(scored_sample, tmp_path):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    rows = _filled(rows, 10)
+    first = _write_list(tmp_path / "first.csv", head, rows)
+    assert _run(light.config_file, "outcomes", "import", str(first))[0] == 0
+    corrected = list(rows)
+    corrected[2] = _set(corrected[2], outcome_code="public_support", contact_date="2026-11-20")
+    second = _write_list(tmp_path / "second.csv", head, corrected)
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(second))
+    assert code == 0
+    assert "0 new, 1 replaced" in out and "9 unchanged" in out
+    stored = read_round_outcomes(light.config, ROUND).set_index("household_key")
+    key = _get(rows[2], "household_key")
+    assert stored.loc[key, "outcome_code"] == "public_support"
+    assert stored.loc[key, "resolved_month"] == "2026-11"
+    sources = stored["source_file_sha256"].value_counts()
+    assert sources.loc[read_returned_list(second).sha256] == 1
+    assert sources.loc[read_returned_list(first).sha256] == 9
+
+
+def test_exit_codes(scored_sample, tmp_path):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    unfilled = _write_list(tmp_path / "unfilled.csv", head, rows)
+    all_bad = _write_list(
+        tmp_path / "bad.csv", head, [_set(r, outcome_code="x", contact_date="1") for r in rows]
+    )
+    other_round = _write_list(tmp_path / "old.csv", head, [_set(r, round="2026-06") for r in rows])
+    good = _write_list(tmp_path / "good.csv", head, _filled(rows, 4))
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(unfilled))
+    assert code == 1 and "nothing valid" in out
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(all_bad))
+    assert code == 1 and "rejected rows" in out
+    code, _, err = _run(light.config_file, "outcomes", "import", str(other_round))
+    assert code == 1 and "round 2026-06 was not scored here" in err
+    code, _, err = _run(light.config_file, "outcomes", "import", str(tmp_path / "missing.xlsx"))
+    assert code == 1 and "file not found" in err
+    # one good file among bad ones is imported; the exit code still says something failed
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(good), str(unfilled))
+    assert code == 1 and "4 new" in out
+    assert _run(light.config_file, "outcomes", "import", str(good))[0] == 0
+    with pytest.raises(SystemExit) as info:
+        _run(light.config_file, "outcomes")
+    assert info.value.code == 2
+
+
+# --- labels: staged and imported outcomes together ---------------------------------------------
+
+
+def test_imported_outcomes_join_staged_ones_without_double_counting():
+    columns = {
+        "emd_code": "1111051000",
+        "selection_reason": "central_rule",
+        "selection_probability": 1.0,
+        "outcome_code": "public_support",
+    }
+    staged = pd.DataFrame(
+        {"household_key": ["A", "B"], "round_month": [100, 100],
+         "resolved_month": pd.array([100, None], dtype="Int64"), **columns}
+    )  # fmt: skip
+    imported = pd.DataFrame(
+        {"household_key": ["B", "C"], "round_month": [100, 102],
+         "resolved_month": pd.array([101, 102], dtype="Int64"), **columns}
+    )  # fmt: skip
+    both = combine_outcomes(staged, [imported]).set_index("household_key")
+    assert list(both.index) == ["A", "B", "C"]
+    assert both.loc["B", "source"] == "staged" and pd.isna(both.loc["B", "resolved_month"])
+    assert both.loc["C", "source"] == "imported"
+    alone = combine_outcomes(staged, [])
+    assert (alone["source"] == "staged").all() and len(alone) == 2
+
+
+# --- the round trip ----------------------------------------------------------------------------
+
+
+def _truth_before(config: Config, round_month: int) -> pd.Series:
+    """in_need of every household at the latest month of the hidden truth before the round
+    (the sample's truth ends with its window, the month before the scored round)."""
+    layout = TableLayout(config.paths.truth_input)
+    month = f"{(round_month - 1) // 12:04d}-{(round_month - 1) % 12 + 1:02d}"
+    parts = [
+        pd.read_parquet(
+            layout.partition_file("household_month", code),
+            columns=["household_key", "month", "in_need"],
+            filters=[("month", "==", month)],
+        )
+        for code in layout.partitions("household_month")
+    ]
+    truth = pd.concat(parts, ignore_index=True)
+    assert len(truth), "the hidden truth has no month before the round"
+    return truth.set_index(truth["household_key"].astype(str))["in_need"].astype(bool)
+
+
+@dataclass(frozen=True)
+class Answer:
+    outcome: str
+    day: date | None
+
+
+def _caseworker_answers(
+    keys: list[str], need: pd.Series, rng: np.random.Generator
+) -> dict[str, Answer | None]:
+    """What caseworkers write back: some not filled in yet, some unreachable, some in
+    progress, a few late answers in the grace month; the rest from the hidden need."""
+    answers: dict[str, Answer | None] = {}
+    for key in keys:
+        u = rng.random()
+        if u < 0.04:
+            answers[key] = None  # not filled in yet
+            continue
+        late = rng.random() < 0.08
+        start = date(2026, 12, 1) if late else date(2026, 10, 1)
+        span = 31 if late else 61
+        day = date.fromordinal(start.toordinal() + int(rng.integers(0, span)))
+        if u < 0.14:
+            answers[key] = Answer("unreachable", day)
+        elif u < 0.17:
+            answers[key] = Answer("in_progress", None)
+        elif bool(need.get(key, False)):
+            answers[key] = Answer(
+                "public_support" if rng.random() < 0.55 else "private_support", day
+            )
+        else:
+            answers[key] = Answer("closed_no_need", day)
+    return answers
+
+
+def _fill_lists(
+    round_dir: Path,
+    returned: Path,
+    need: pd.Series,
+    scores: pd.DataFrame,
+    notes: list[str],
+    seed: int,
+) -> tuple[list[Path], dict[str, Answer], set[str]]:
+    """Fill every 읍면동 list (XLSX for half of them, CSV for the others) and add one household
+    per 시군구 as local discretion. Returns the files, the answers and the added households."""
+    from openpyxl import load_workbook
+
+    rng = np.random.default_rng(seed)
+    files: list[Path] = []
+    expected: dict[str, Answer] = {}
+    added: set[str] = set()
+    seen_sigungu: set[str] = set()
+    keys = header_keys()
+    for i, csv_path in enumerate(sorted((round_dir / "lists").glob("*/emd_*.csv"))):
+        head, rows = _read_list(csv_path)
+        if not rows:
+            continue
+        emd = _get(rows[0], "emd_code")
+        sigungu = _get(rows[0], "sigungu_code")
+        answers = _caseworker_answers([_get(r, "household_key") for r in rows], need, rng)
+        extra: list[list[str]] = []
+        if sigungu not in seen_sigungu:
+            seen_sigungu.add(sigungu)
+            pool = scores[(scores["emd_code"] == emd) & (scores["tier"] == "monitor")]
+            key = str(pool["household_key"].iloc[int(rng.integers(0, len(pool)))])
+            answer = Answer(
+                "public_support" if bool(need.get(key, False)) else "closed_no_need",
+                date(2026, 10, 28),
+            )
+            answers[key] = answer
+            added.add(key)
+            extra.append(_set(rows[0], household_key=key, list_rank="", selection=LOCAL_KO))
+        values: list[dict[str, object]] = []
+        for n, row in enumerate([*rows, *extra]):
+            answer = answers[_get(row, "household_key")]
+            if answer is None:
+                values.append({})
+                continue
+            expected[_get(row, "household_key")] = answer
+            text_day = "" if answer.day is None else answer.day.isoformat()
+            values.append(
+                {
+                    "outcome_code": answer.outcome,
+                    "contact_date": text_day,
+                    "note": notes[n % len(notes)] if n % 3 == 0 else "",
+                }
+            )
+        target = returned / csv_path.parent.name
+        target.mkdir(parents=True, exist_ok=True)
+        if i % 2 == 0:
+            book = load_workbook(csv_path.with_suffix(".xlsx"))
+            sheet = book.worksheets[0]
+            col = {keys[c.value]: c.column for c in sheet[1]}
+            for row in extra:
+                sheet.append(row)
+            for n, filled in enumerate(values, start=2):
+                for key, value in filled.items():
+                    if key == "contact_date" and value and n % 2 == 0:
+                        value = datetime.fromisoformat(str(value))  # a date cell
+                    sheet.cell(n, col[key], value or None)
+            path = target / csv_path.with_suffix(".xlsx").name
+            book.save(path)
+        else:
+            out_rows = [_set(r, **{k: str(v) for k, v in filled.items()})
+                        for r, filled in zip([*rows, *extra], values, strict=True)]  # fmt: skip
+            path = _write_list(target / csv_path.name, head, out_rows)
+        files.append(path)
+    return files, expected, added
+
+
+def test_round_trip_generate_train_score_fill_import_train(
+    scored_sample, tmp_path, sample_raw, outcome_catalogue
+):
+    from mlflow.tracking import MlflowClient
+
+    from models.data import FolderSource
+    from models.tracking import tracking_uri
+
+    scored = copy_outputs(scored_sample, tmp_path)
+    round_month = parse_month(scored.as_of)
+    next_round = round_month + scored.config.window.round_interval_months
+    # Two months later: the data window ends the month before the next round. The sample's data
+    # (and its hidden truth) stop at 2026-09, so the training that uses the new labels runs as on
+    # real data, without truth: its test round 2026-10 is measured by the imported labels.
+    config = scored.config.with_overrides(
+        window={"end": "2026-11"},
+        paths={"truth_input": str(tmp_path / "no-truth")},
+        # its own experiment (artifacts inside the copy); the new round is the one test round
+        training={"experiment": "welfare-outreach-roundtrip", "backtest": {"test_rounds": 1}},
+    )
+    config_file = write_config_file(config, tmp_path / "later.yaml")
+
+    # Before the import the next round's labels know nothing of round 2026-10.
+    build_round(config, next_round)
+    source = FolderSource(config, outcome_catalogue)
+    assert not (source.labels(next_round)["round_month"] == round_month).any()
+
+    # Caseworkers fill the lists from what they find (the hidden truth) and send them back.
+    identifiers = collect_identifiers(sample_raw)
+    names = sorted(identifiers.names)[:5]
+    phones = sorted(identifiers.phones)[:5]
+    notes = [
+        f"{n} 010 연락처 {p} 반지하, 이웃 {names[0]} 제보"
+        for n, p in zip(names, phones, strict=True)
+    ]
+    scores = pd.read_parquet(scored.round_dir / "scores.parquet")
+    need = _truth_before(scored.config, round_month)
+    files, expected, added = _fill_lists(
+        scored.round_dir, tmp_path / "returned", need, scores, notes, seed=20261126
+    )
+    assert {p.suffix for p in files} == {".csv", ".xlsx"} and len(added) >= 2
+    code, out, err = _run(config_file, "outcomes", "import", *map(str, files))
+    assert code == 0, err
+    assert out.count("rejected") == len(files)  # each summary line says "0 rejected"
+    assert "0 rejected" in out and "rejected rows" not in out
+    stored = read_round_outcomes(config, scored.as_of)
+    assert set(stored["household_key"]) == set(expected)
+    assert set(stored.loc[stored["added_by_caseworker"], "household_key"]) == added
+
+    # The next round's labels include round 2026-10: the stale feature folder is rebuilt.
+    labels = source.labels(next_round)
+    new = labels[labels["round_month"] == round_month].set_index("household_key")
+    assert set(new.index) == set(expected)
+    assert (new["source"] == "imported").all()
+    label_of = outcome_catalogue.label_of()
+    listed = scores.set_index(scores["household_key"].astype(str))
+    for key, answer in expected.items():
+        row = new.loc[key]
+        known = answer.day is not None and answer.day < date(2026, 12, 1)
+        if answer.outcome == "in_progress":
+            assert pd.isna(row["label"]) and row["missing_reason"] == "in_progress"
+        elif not known:  # a late answer (grace month): known only from 2026-12 on
+            assert pd.isna(row["label"]) and row["missing_reason"] == "not_resolved_by_as_of"
+        elif label_of[answer.outcome] is None:
+            assert pd.isna(row["label"]) and row["missing_reason"] == "unreachable"
+        else:
+            assert row["label"] == label_of[answer.outcome], key
+        reason = "local_discretion" if key in added else listed.loc[key, "selection_reason"]
+        assert row["selection_reason"] == reason
+    assert {"model_score", "random_exploration", "local_discretion"} <= set(new["selection_reason"])
+    labelled = int(new["label"].notna().sum())
+    assert labelled > 200
+    manifest = OutputLayout(config.paths.output_root).features("2026-12") / "manifest.json"
+    assert f"round={scored.as_of}/outcomes.parquet" in manifest.read_text(encoding="utf-8")
+
+    # Train again as of the next round: round 2026-10 is a training and a test round now.
+    code, train_out, train_err = _run(config_file, "train", "--as-of", "2026-12")
+    assert code == 0, train_err
+    client = MlflowClient(tracking_uri(config))
+    experiment = client.get_experiment_by_name("welfare-outreach-roundtrip")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert scored.as_of in run.data.params["train_rounds"].split(",")
+    assert run.data.params["test_rounds"] == scored.as_of
+    assert run.data.params["as_of"] == "2026-12"
+
+    # Notes (real names and phones of the sample) never left the returned files.
+    root = config.paths.output_root
+    leak = Identifiers(frozenset(), frozenset(names), frozenset(phones), frozenset())
+    searched = assert_no_identifiers(
+        [root / "outcomes", OutputLayout(root).features("2026-12"), root / "mlflow"],
+        leak,
+        texts={"import": out + err, "train": train_out + train_err},
+    )
+    assert searched > 10
