@@ -83,6 +83,14 @@ def _bench_score(config: Config, work: Path) -> int:
     return score_round(config, default_as_of(config), force=True).counts["households"]
 
 
+def _bench_report(config: Config, work: Path) -> int:
+    from features.command import default_as_of
+    from pipeline.report.stage import write_report
+
+    write_report(config, default_as_of(config))
+    return config.generator.households
+
+
 def has_champion(config: Config) -> bool:
     """Whether the (bench) store has a champion to score with."""
     from mlflow.exceptions import MlflowException
@@ -105,6 +113,7 @@ BENCH_STAGES: dict[str, Callable[[Config, Path], int]] = {
     "features": _bench_features,
     "train": _bench_train,
     "score": _bench_score,
+    "report": _bench_report,
 }
 
 

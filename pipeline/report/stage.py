@@ -436,8 +436,20 @@ def feature_descriptions(folder: Path) -> dict[str, str]:
     return dict(zip(frame["name"], frame["description_ko"].fillna(""), strict=True))
 
 
-def training_importance(config: Config, run_id: str | None) -> pd.Series | None:
-    """``feature_importance.csv`` of the training run, read through MLflow (None if absent)."""
+def training_importance(
+    config: Config, run_id: str | None, round_dir: Path | None = None
+) -> pd.Series | None:
+    """``feature_importance.csv`` of the training run (None if absent).
+
+    The score stage keeps a copy in the round folder (``model/feature_importance.csv``, covered
+    by the round's manifest); only rounds without it are read through MLflow.
+    """
+    kept = round_dir / "model" / "feature_importance.csv" if round_dir is not None else None
+    if kept is not None and kept.is_file():
+        frame = pd.read_csv(kept)
+        return pd.Series(
+            frame["importance"].to_numpy(dtype=float), index=frame["feature"].astype(str)
+        )
     if not run_id:
         return None
     from models.tracking import tracking_uri
@@ -486,7 +498,7 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
     if not available:
         raise DataError(f"{current_folder}: the round's feature partitions are missing")
     run_id = manifest.get("model", {}).get("training_run_id")
-    importance = training_importance(config, run_id)
+    importance = training_importance(config, run_id, folder)
     model_inputs = [c for c in available if c not in (KEY, "emd_code") and "audit__" not in c]
     if importance is not None:
         leading = agg.leading_from_importance(importance, model_inputs, rc.leading_features)

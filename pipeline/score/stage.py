@@ -135,6 +135,27 @@ def fetch_model(ref: ModelRef) -> ModelFile:
     return ModelFile(data, hashlib.sha256(data).hexdigest(), relative)
 
 
+IMPORTANCE = "model/feature_importance.csv"
+
+
+def fetch_importance(ref: ModelRef) -> bytes | None:
+    """The training run's ``feature_importance.csv`` (kept with the round for its report)."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="outreach-importance-") as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=ref.run_id, artifact_path="feature_importance.csv", dst_path=tmp
+            )
+        except (MlflowException, OSError) as exc:
+            log.warning("feature importance of run %s not available: %s", ref.run_id, exc)
+            return None
+        return Path(path).read_bytes()
+
+
 def unpickle_model(model: ModelFile) -> CalibratedClassifier:
     """The model object from its pickle (the classes come from this package)."""
     import cloudpickle
@@ -471,6 +492,10 @@ def score_round(
         results = map_partitions(
             score_partition, tasks, runtime=config.runtime, description=f"score {label}"
         )
+        importance = fetch_importance(ref)
+        if importance is not None:
+            (out / IMPORTANCE).parent.mkdir(parents=True, exist_ok=True)
+            (out / IMPORTANCE).write_bytes(importance)
         counts = {k: sum(r[k] for r in results) for k in results[0]}
         counts["listed"] = counts["visit"] + counts["phone"]
         counts["sigungu"] = len(codes)
