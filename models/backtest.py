@@ -3,6 +3,10 @@
 Training rows for a labelled (household, round r) use the features as of r (what was known when
 that list was made) and only labels resolved before the test round. Test rows are every eligible
 household at the test round, with features as of it. Never a random split.
+
+Memory: the training pool reads only the rows it keeps (labelled visits and the chosen negatives,
+:func:`build_pool`); a test round is scored partition by partition (:class:`TestRoundReader`) and
+only the columns the metrics need are kept of its households.
 """
 
 from __future__ import annotations
@@ -10,13 +14,31 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from models.candidates import CalibratedClassifier, RuleBaseline, make_lightgbm, make_logistic
-from models.data import EMD, KEY, RoundSource, eligible_mask, truth_for_round
+from models.candidates import (
+    CalibratedClassifier,
+    LightGBMFitter,
+    RuleBaseline,
+    make_lightgbm,
+    make_logistic,
+)
+from models.data import (
+    EMD,
+    KEY,
+    RULE_COLUMN,
+    RoundSource,
+    eligible_mask,
+    read_feature_file,
+    truth_for_round,
+)
+from models.dataset_summary import column_flags
+from models.fairness import AUDIT_SOURCES
 from models.metrics import (
     calibration_metrics,
     count_list,
@@ -25,7 +47,8 @@ from models.metrics import (
     gap_closed,
     ranking_metrics,
 )
-from pipeline.config import SelectiveLabelsConfig, TrainingConfig
+from pipeline.config import RuntimeConfig, SelectiveLabelsConfig, TrainingConfig
+from pipeline.engine import map_partitions
 from pipeline.months import format_month
 
 log = logging.getLogger(__name__)
@@ -64,12 +87,20 @@ class TrainTable:
 
 @dataclass
 class TestRound:
-    """One test round: eligible households' features, observed labels and (synthetic) truth."""
+    """One test round, scored: what the metrics need of every eligible household, no inputs.
+
+    ``features`` holds the key, the 읍면동, the rule's column and the audit attributes' columns
+    (:data:`TEST_COLUMNS`); ``scores`` the calibrated probability of every backtest model, on the
+    same rows. ``input_flags`` are the per-partition flags of the model inputs (missing values,
+    all-text columns) from which the stage writes the round's MLflow dataset record.
+    """
 
     round_month: int
     features: pd.DataFrame
     observed: pd.Series  # Int8 label of the test round's own visits (NA: no label)
     truth: pd.DataFrame | None  # in_need, hardship (aligned on features' rows)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    input_flags: list[tuple[pd.Series, pd.Series]] = field(default_factory=list)
 
 
 @dataclass
@@ -83,13 +114,40 @@ class BacktestResult:
     curves: dict[str, pd.DataFrame]  # per model: score, observed label, in_need (no keys)
     lists: list[pd.DataFrame] = field(default_factory=list)  # per round: audit rows at the cut
     train_rows: dict[str, int] = field(default_factory=dict)
+    tests: list[TestRound] = field(default_factory=list)
+
+
+def _since_columns(columns: list[str]) -> list[str]:
+    return [c for c in columns if c.startswith("group_") and "months_since" in c]
 
 
 def _min_months_since(features: pd.DataFrame, cap: float) -> pd.Series:
-    columns = [c for c in features.columns if c.startswith("group_") and "months_since" in c]
-    since = features[columns].to_numpy(dtype=np.float64)
+    since = features[_since_columns(list(features.columns))].to_numpy(dtype=np.float64)
     since = np.where(np.isnan(since), cap, since)
     return pd.Series(since.min(axis=1), index=features[KEY].to_numpy())
+
+
+def _negative_candidates(
+    source: RoundSource,
+    r: int,
+    listed: pd.Index,
+    listed_any: set,
+    settings: SelectiveLabelsConfig,
+    seed: int,
+) -> tuple[int, pd.Index]:
+    """Labelled rows of round ``r`` and the keys drawn as candidate negatives, in key order.
+
+    Reads two columns of every household (key, benefit status): the draw is a permutation of
+    the eligible unlisted households, so it needs them all, but not their features.
+    """
+    index = source.features(r, columns=[KEY, "hh__benefit_status"])
+    keys = index[KEY]
+    n_labelled = int(keys.isin(listed).sum())
+    pool = keys[eligible_mask(index) & ~keys.isin(listed_any).to_numpy()]
+    wanted = math.ceil(settings.negatives_per_label * n_labelled * 6) + 10
+    rng = np.random.default_rng([seed, r])
+    take = rng.permutation(len(pool))[: min(wanted, len(pool))]
+    return n_labelled, pd.Index(pool.iloc[np.sort(take)].to_numpy())
 
 
 def build_pool(
@@ -105,40 +163,54 @@ def build_pool(
 
     Labels are those known at ``final_as_of`` (each with its resolved month, so a backtest can
     keep only the labels resolved before its test round).
+
+    Negatives of round r: among the eligible households not listed in r, a seeded random draw
+    (``6 × negatives_per_label`` per labelled visit, plus 10) in key order; of those, the first
+    ``negatives_per_label`` per labelled visit that stayed quiet (no crisis signal) for
+    ``quiet_months`` after r, known from the features as of r + quiet_months when that month is
+    a round or ``final_as_of``.
+
+    Only the rows kept are read with all their inputs (labelled visits and chosen negatives):
+    memory grows with the labelled rows, not with the households of a round.
     """
     all_labels = source.labels(final_as_of)
     labels = all_labels[all_labels["label"].notna()]
-    since_by_month: dict[int, pd.Series] = {}
-    labelled: dict[int, pd.DataFrame] = {}
-    candidates: dict[int, pd.DataFrame] = {}
+    listed: dict[int, pd.DataFrame] = {}
+    n_labelled: dict[int, int] = {}
+    candidates: dict[int, pd.Index] = {}
     for r in rounds:
-        features = source.features(r)
-        since_by_month[r] = _min_months_since(features, cap)
-        listed = labels[labels["round_month"] == r].set_index(KEY)
-        frame = features[features[KEY].isin(listed.index)].reset_index(drop=True)
-        extra = listed.reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
-        # .copy() consolidates the blocks: later concatenations and fits are much faster
-        labelled[r] = pd.concat([frame[[KEY, *inputs]], extra], axis=1).copy()
+        listed[r] = labels[labels["round_month"] == r].set_index(KEY)
         listed_any = set(all_labels.loc[all_labels["round_month"] == r, KEY])
-        pool = features[eligible_mask(features) & ~features[KEY].isin(listed_any).to_numpy()]
-        wanted = math.ceil(settings.negatives_per_label * len(labelled[r]) * 6) + 10
-        rng = np.random.default_rng([seed, r])
-        take = rng.permutation(len(pool))[: min(wanted, len(pool))]
-        candidates[r] = pool.iloc[np.sort(take)][[KEY, *inputs]].reset_index(drop=True).copy()
-    later = [m for m in (final_as_of,) if m not in since_by_month]
-    for m in later:
-        since_by_month[m] = _min_months_since(source.features(m), cap)
+        n_labelled[r], candidates[r] = _negative_candidates(
+            source, r, listed[r].index, listed_any, settings, seed
+        )
+    known = set(rounds) | {final_as_of}  # months whose features say who stayed quiet
+    by_month: dict[int, list[int]] = {}
+    for r in rounds:
+        if r + settings.quiet_months in known:
+            by_month.setdefault(r + settings.quiet_months, []).append(r)
+    negatives: dict[int, pd.Index] = {r: pd.Index([], dtype="string") for r in rounds}
+    for month, of_rounds in sorted(by_month.items()):
+        wanted_keys = pd.Index(np.concatenate([candidates[r].to_numpy() for r in of_rounds]))
+        columns = _since_columns(source.feature_columns(month))
+        since = _min_months_since(
+            source.features(month, columns=columns, keys=wanted_keys.unique()), cap
+        )
+        for r in of_rounds:
+            quiet = since.reindex(candidates[r]).to_numpy() > settings.quiet_months
+            wanted = math.ceil(settings.negatives_per_label * n_labelled[r])
+            negatives[r] = candidates[r][quiet][:wanted]
     log.info("training pool: %d rounds, %d labelled visits", len(rounds), len(labels))
     result = []
     for r in rounds:
-        known_from = r + settings.quiet_months
-        since = since_by_month.get(known_from)
-        negatives = candidates[r].iloc[0:0]
-        if since is not None:
-            quiet = since.reindex(candidates[r][KEY]).to_numpy() > settings.quiet_months
-            wanted = math.ceil(settings.negatives_per_label * len(labelled[r]))
-            negatives = candidates[r][quiet].head(wanted).reset_index(drop=True)
-        result.append(RoundPool(r, labelled[r], negatives, known_from))
+        keys = listed[r].index.union(negatives[r])
+        rows = source.features(r, columns=[KEY, *inputs], keys=keys)[[KEY, *inputs]]
+        frame = rows[rows[KEY].isin(listed[r].index).to_numpy()].reset_index(drop=True)
+        extra = listed[r].reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
+        # .copy() consolidates the blocks: later concatenations and fits are much faster
+        labelled = pd.concat([frame, extra], axis=1).copy()
+        chosen = rows[rows[KEY].isin(negatives[r]).to_numpy()].reset_index(drop=True).copy()
+        result.append(RoundPool(r, labelled, chosen, r + settings.quiet_months))
     return result
 
 
@@ -195,26 +267,132 @@ def fit_candidate(
     config: TrainingConfig,
     numeric: list[str],
     categorical: list[str],
+    fitter: LightGBMFitter | None = None,
 ) -> CalibratedClassifier:
-    """Fit one learned candidate (``logistic`` or ``lightgbm``) with held-out calibration."""
+    """Fit one learned candidate (``logistic`` or ``lightgbm``) with held-out calibration.
+
+    ``fitter`` fits the LightGBM model elsewhere (on a Dask cluster): it gets the training rows
+    (not the held-out ones) and returns a fitted ``LGBMClassifier``, which is then calibrated here
+    exactly as a model fitted in this process.
+    """
     if name == "logistic":
         base = make_logistic(config.logistic, numeric, categorical, config.seed)
     elif name == "lightgbm":
         base = make_lightgbm(config.lightgbm, config.seed)
     else:
         raise ValueError(f"unknown candidate {name!r}")
-    model = CalibratedClassifier(base, method=config.calibration.method)
+    prefit = False
+    if fitter is not None and name == "lightgbm":
+        held = np.asarray(table.calibration_mask, dtype=bool)
+        base = fitter.fit(base, table.X[~held], table.y[~held], table.weight[~held])
+        prefit = True
+    model = CalibratedClassifier(base, method=config.calibration.method, prefit=prefit)
     return model.fit(
         table.X, table.y, sample_weight=table.weight, calibration_mask=table.calibration_mask
     )
 
 
-def load_test_round(
-    source: RoundSource, round_month: int, final_as_of: int, truth: pd.DataFrame | None
-) -> TestRound:
-    """Eligible households at the round, with the round's observed labels and the truth."""
-    features = source.features(round_month)
+# What the metrics and the fairness audit need of a test round's households (no model inputs).
+TEST_COLUMNS = tuple(dict.fromkeys((KEY, EMD, RULE_COLUMN, *AUDIT_SOURCES)))
+SCORE_PREFIX = "score::"
+
+
+@dataclass(frozen=True)
+class ScoreTask:
+    """One partition file of a test round, to be scored by every backtest model (picklable)."""
+
+    path: Path
+    levels: dict[str, list[str]]
+    inputs: list[str]
+    models: dict[str, CalibratedClassifier]
+
+
+@dataclass(frozen=True)
+class ScoredPartition:
+    """A partition's eligible households: :data:`TEST_COLUMNS` and one score column per model."""
+
+    frame: pd.DataFrame
+    missing: pd.Series  # per model input: some value is missing
+    text: pd.Series  # per model input: every value is a str
+
+
+PREDICT_ROWS = 50_000  # households scored at once: bounds the copies a model makes of its input
+
+
+def _probability(model: CalibratedClassifier, X: pd.DataFrame) -> np.ndarray:
+    parts = [
+        model.predict_proba(X.iloc[start : start + PREDICT_ROWS])[:, 1]
+        for start in range(0, len(X), PREDICT_ROWS)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+
+def score_partition(task: ScoreTask) -> ScoredPartition:
+    """Read one partition, keep the eligible households, score them; return what metrics need."""
+    features = read_feature_file(task.path, task.levels)
     features = features[eligible_mask(features)].reset_index(drop=True)
+    X = features[task.inputs]
+    scores = {
+        f"{SCORE_PREFIX}{name}": _probability(model, X) for name, model in task.models.items()
+    }
+    frame = features[list(TEST_COLUMNS)].assign(**scores)
+    missing, text = column_flags(X)
+    return ScoredPartition(frame, missing, text)
+
+
+@dataclass(frozen=True)
+class TestRoundReader:
+    """Reads a test round partition by partition and scores it with the models of its backtest.
+
+    The partitions run on the configured engine (``runtime``): in this process when it is local
+    (LightGBM already uses the cores, and a forked process pool could hang in OpenMP after the
+    fits), on the workers when it is Dask. Only the columns the metrics need come back, so the
+    round's model inputs are never held whole.
+    """
+
+    source: RoundSource
+    round_month: int
+    final_as_of: int
+    inputs: list[str]
+    levels: dict[str, list[str]]
+    truth: Callable[[list[int]], pd.DataFrame | None] | None = None  # months -> hidden truth
+    runtime: RuntimeConfig | None = None
+
+    def score(self, models: dict[str, CalibratedClassifier]) -> TestRound:
+        runtime = self.runtime or RuntimeConfig(progress=False)
+        tasks = [
+            ScoreTask(path, self.levels, self.inputs, models)
+            for path in self.source.feature_files(self.round_month)
+        ]
+        parts = map_partitions(
+            score_partition,
+            tasks,
+            description=f"backtest {format_month(self.round_month)}: scoring",
+            runtime=runtime,
+            workers=1 if runtime.engine == "local" else None,
+        )
+        frame = pd.concat([p.frame for p in parts], ignore_index=True)
+        if not frame[KEY].is_monotonic_increasing:
+            frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+        truth = self.truth([self.round_month, self.round_month + 1]) if self.truth else None
+        test = _test_round(
+            self.source, self.round_month, self.final_as_of, truth, frame[list(TEST_COLUMNS)]
+        )
+        test.scores = {
+            name: frame[f"{SCORE_PREFIX}{name}"].to_numpy(dtype=np.float64) for name in models
+        }
+        test.input_flags = [(p.missing, p.text) for p in parts]
+        return test
+
+
+def _test_round(
+    source: RoundSource,
+    round_month: int,
+    final_as_of: int,
+    truth: pd.DataFrame | None,
+    features: pd.DataFrame,
+) -> TestRound:
+    """The round's observed labels and (synthetic) truth, aligned on ``features``' rows."""
     labels = source.labels(final_as_of)
     own = labels[(labels["round_month"] == round_month) & labels["label"].notna()]
     observed = own.set_index(KEY)["label"].reindex(features[KEY]).astype("Int8")
@@ -282,64 +460,87 @@ def candidate_specs(config: TrainingConfig) -> list[CandidateSpec]:
     return specs
 
 
+def backtest_models(
+    pool: list[RoundPool],
+    test_round: int,
+    config: TrainingConfig,
+    numeric: list[str],
+    categorical: list[str],
+    fitter: LightGBMFitter | None = None,
+) -> tuple[dict[str, CalibratedClassifier], dict[str, int]]:
+    """Every candidate of the backtest of ``test_round``, fitted on what was known before it.
+
+    Returns the models by name and the number of training rows of each.
+    """
+    inputs = numeric + categorical
+    label = format_month(test_round)
+    tables: dict[str, TrainTable] = {}
+    models: dict[str, CalibratedClassifier] = {}
+    rows: dict[str, int] = {}
+    for spec in candidate_specs(config):
+        if spec.method not in tables:
+            tables[spec.method] = training_table(
+                pool,
+                test_round,
+                spec.method,
+                config.selective_labels,
+                inputs,
+                config.calibration.holdout_rounds,
+            )
+        table = tables[spec.method]
+        if len(table.rounds) < config.backtest.min_train_rounds:
+            raise ValueError(
+                f"test round {label}: only {len(table.rounds)} training rounds "
+                f"(min_train_rounds {config.backtest.min_train_rounds})"
+            )
+        started = time.perf_counter()
+        models[spec.name] = fit_candidate(spec.kind, table, config, numeric, categorical, fitter)
+        log.info(
+            "backtest %s: %s on %d rows (%d labelled) in %.1f s",
+            label,
+            spec.name,
+            len(table.y),
+            table.n_labelled,
+            time.perf_counter() - started,
+        )
+        rows[spec.name] = len(table.y)
+    return models, rows
+
+
 def run_backtests(
     pool: list[RoundPool],
-    tests: list[TestRound],
+    tests: list[TestRoundReader],
     capacity: pd.Series,
     config: TrainingConfig,
     numeric: list[str],
     categorical: list[str],
+    fitter: LightGBMFitter | None = None,
 ) -> BacktestResult:
-    """Fit every candidate per test round, evaluate, and bootstrap the truth figures."""
-    inputs = numeric + categorical
+    """Fit every candidate per test round, score the round, evaluate; bootstrap the truth."""
     rows: list[dict] = []
     reliability: dict[str, list[pd.DataFrame]] = {}
     curves: dict[str, list[pd.DataFrame]] = {}
     boot_rounds: list[pd.DataFrame] = []
     lists: list[pd.DataFrame] = []
     train_rows: dict[str, int] = {}
-    specs = candidate_specs(config)
+    scored_tests: list[TestRound] = []
     rule = RuleBaseline()
-    for test in tests:
-        t = test.round_month
+    for reader in tests:
+        t = reader.round_month
         label = format_month(t)
+        models, fitted_rows = backtest_models(pool, t, config, numeric, categorical, fitter)
+        train_rows.update({f"{label}/{name}": n for name, n in fitted_rows.items()})
+        test = reader.score(models)
+        scored_tests.append(test)
         listed: dict[str, np.ndarray] = {}
         probs: dict[str, np.ndarray] = {}
-        X_test = test.features[inputs]
         rule.fit(test.features)
         scored: dict[str, tuple[np.ndarray, np.ndarray | None, float | None]] = {
             RULE: (rule.score_households(test.features), None, rule.min_score)
         }
-        tables: dict[str, TrainTable] = {}
-        for spec in specs:
-            if spec.method not in tables:
-                tables[spec.method] = training_table(
-                    pool,
-                    t,
-                    spec.method,
-                    config.selective_labels,
-                    inputs,
-                    config.calibration.holdout_rounds,
-                )
-            table = tables[spec.method]
-            if len(table.rounds) < config.backtest.min_train_rounds:
-                raise ValueError(
-                    f"test round {label}: only {len(table.rounds)} training rounds "
-                    f"(min_train_rounds {config.backtest.min_train_rounds})"
-                )
-            started = time.perf_counter()
-            model = fit_candidate(spec.kind, table, config, numeric, categorical)
-            p = model.predict_proba(X_test)[:, 1]
-            log.info(
-                "backtest %s: %s on %d rows (%d labelled) in %.1f s",
-                label,
-                spec.name,
-                len(table.y),
-                table.n_labelled,
-                time.perf_counter() - started,
-            )
-            scored[spec.name] = (p, p, None)
-            train_rows[f"{label}/{spec.name}"] = len(table.y)
+        for name in models:
+            p = test.scores[name]
+            scored[name] = (p, p, None)
         if test.truth is not None:
             hardship = test.truth["hardship"].fillna(-1e9).to_numpy()
             scored[ORACLE] = (hardship, None, None)
@@ -374,10 +575,10 @@ def run_backtests(
     if boot_rounds:
         from models.metrics import paired_bootstrap
 
-        models = [n for n in metrics["model"].unique()]
+        names = [n for n in metrics["model"].unique()]
         bootstrap = paired_bootstrap(
             boot_rounds,
-            models,
+            names,
             reference=RULE,
             oracle=ORACLE,
             samples=config.backtest.bootstrap_samples,
@@ -391,6 +592,7 @@ def run_backtests(
         curves={k: pd.concat(v, ignore_index=True) for k, v in curves.items()},
         lists=lists,
         train_rows=train_rows,
+        tests=scored_tests,
     )
 
 

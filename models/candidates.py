@@ -6,7 +6,7 @@ learned state ends in ``_``, randomness comes from an explicit ``random_state``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,18 @@ def make_lightgbm(config: LightGBMConfig, random_state: int) -> LGBMClassifier:
     )
 
 
+class LightGBMFitter(Protocol):
+    """Fits a LightGBM model somewhere else (e.g. on a Dask cluster) and returns it fitted.
+
+    ``fit`` gets an unfitted ``LGBMClassifier`` (its parameters are the ones to train with) and
+    returns a fitted ``LGBMClassifier`` that predicts in this process.
+    """
+
+    def fit(
+        self, estimator: LGBMClassifier, X: pd.DataFrame, y: np.ndarray, sample_weight: np.ndarray
+    ) -> LGBMClassifier: ...
+
+
 def _fit_with_weight(estimator: Any, X: pd.DataFrame, y: np.ndarray, w: np.ndarray) -> Any:
     if isinstance(estimator, Pipeline):
         return estimator.fit(X, y, **{f"{estimator.steps[-1][0]}__sample_weight": w})
@@ -117,11 +129,17 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
     chosen by the caller (the latest training rounds): never the test round. The calibrator is
     fitted unweighted, so probabilities estimate the chance that a visit finds need (the
     population of visited households), whatever weights the model itself was trained with.
+
+    ``prefit=True``: ``estimator`` was already fitted on the rows outside ``calibration_mask``
+    (for example on a Dask cluster); ``fit`` then only calibrates it on the held-out rows.
     """
 
-    def __init__(self, estimator: Any = None, method: str = "sigmoid") -> None:
+    def __init__(
+        self, estimator: Any = None, method: str = "sigmoid", prefit: bool = False
+    ) -> None:
         self.estimator = estimator
         self.method = method
+        self.prefit = prefit
 
     def fit(
         self,
@@ -146,7 +164,10 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
             if isinstance(X[c].dtype, pd.CategoricalDtype)
         }
         self.classes_ = np.array([0, 1])
-        self.estimator_ = _fit_with_weight(clone(self.estimator), X[~held], y[~held], w[~held])
+        if self.prefit:
+            self.estimator_ = self.estimator
+        else:
+            self.estimator_ = _fit_with_weight(clone(self.estimator), X[~held], y[~held], w[~held])
         raw = self.estimator_.predict_proba(X[held])[:, 1]
         if self.method == "isotonic":
             self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)

@@ -35,6 +35,7 @@ class CardFacts:
     gate_metric: str
     features_digest: str
     code_version: dict[str, str]
+    engine: str = "local"  # where LightGBM was fitted: local, or dask (lightgbm.dask)
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -94,6 +95,12 @@ def render_card(f: CardFacts) -> str:
         f"size {f.lightgbm_size}.",
         f"- Calibration: {f.calibration}, fitted on the latest training round(s) held out, never "
         "on a test round.",
+        "- Trained "
+        + (
+            "on a Dask cluster (`lightgbm.dask`, data parallel; backtests and final model alike)."
+            if f.engine == "dask"
+            else "in one process."
+        ),
         "",
         "## Backtest metrics (mean over test rounds, cut per 읍면동 at capacity)",
         "",

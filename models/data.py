@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,10 +52,15 @@ def coerce_feature_types(frame: pd.DataFrame, outcome_catalogue: OutcomeCatalogu
 
     Returns a new frame (the input is not changed); untouched columns are shared, not copied.
     """
+    return coerce_with_levels(frame, category_levels(outcome_catalogue))
+
+
+def coerce_with_levels(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """:func:`coerce_feature_types` with the levels given (picklable, for partition tasks)."""
     changes: dict[str, object] = {}
-    for column, levels in category_levels(outcome_catalogue).items():
+    for column, values in levels.items():
         if column in frame.columns:
-            changes[column] = pd.Categorical(frame[column].astype("string"), categories=levels)
+            changes[column] = pd.Categorical(frame[column].astype("string"), categories=values)
     for column in ID_COLUMNS:
         if column in frame.columns:
             changes[column] = frame[column].astype("string")
@@ -69,10 +74,73 @@ def eligible_mask(features: pd.DataFrame) -> np.ndarray:
     )
 
 
-class RoundSource(Protocol):
-    """Where features and labels as of a round come from."""
+def read_feature_file(
+    path: Path,
+    levels: dict[str, list[str]],
+    columns: Sequence[str] | None = None,
+    keys: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """One partition file of a feature table, typed (:func:`coerce_with_levels`).
 
-    def features(self, as_of: int) -> pd.DataFrame: ...
+    ``columns`` reads only those columns (in that order); ``keys`` reads only the rows of
+    those households (a row filter evaluated while the file is read, so that a partition is never
+    held whole beside the rows kept).
+    """
+    filters = None
+    if keys is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        wanted = pa.array(np.asarray(keys, dtype=object), type=pa.string())
+        filters = pc.field(KEY).isin(wanted)
+    selected = list(columns) if columns is not None else None
+    frame = pd.read_parquet(path, columns=selected, filters=filters)
+    return coerce_with_levels(frame, levels)
+
+
+def key_range_holds(path: Path, sorted_keys: np.ndarray) -> bool:
+    """Whether some of ``sorted_keys`` lies within the file's household-key range.
+
+    From the Parquet statistics alone (no data read); True when the file has no statistics.
+    A row filter is evaluated on every row, so a file that cannot hold a wanted key is skipped.
+    """
+    import pyarrow.parquet as pq
+
+    if len(sorted_keys) == 0:
+        return False
+    metadata = pq.ParquetFile(path).metadata
+    column = metadata.schema.names.index(KEY) if KEY in metadata.schema.names else None
+    if column is None:
+        return True
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return True
+        first = np.searchsorted(sorted_keys, stats.min, side="left")
+        if first < len(sorted_keys) and sorted_keys[first] <= stats.max:
+            return True
+    return False
+
+
+class RoundSource(Protocol):
+    """Where features and labels as of a round come from.
+
+    ``features`` reads the whole table only when asked to: ``columns`` and ``keys`` restrict it
+    to some columns and to some households, so that training holds labelled rows, not a national
+    table. ``feature_files`` are the partition files, for work done partition by partition
+    (:func:`read_feature_file` reads one).
+    """
+
+    def features(
+        self,
+        as_of: int,
+        columns: Sequence[str] | None = None,
+        keys: Iterable[str] | None = None,
+    ) -> pd.DataFrame: ...
+
+    def feature_columns(self, as_of: int) -> list[str]: ...
+
+    def feature_files(self, as_of: int) -> list[Path]: ...
 
     def labels(self, as_of: int) -> pd.DataFrame: ...
 
@@ -92,26 +160,59 @@ class FolderSource:
 
     def _ensure(self, as_of: int) -> Path:
         folder = self.folder(as_of)
-        if not (folder / "manifest.json").is_file():
+        stale = _outcomes_changed(self.config, folder, as_of)
+        if not (folder / "manifest.json").is_file() or stale:
             if not self.build_missing:
                 raise DataError(f"{folder}: feature folder missing: run `outreach features`")
             from features.stage import build_round  # the features stage owns how it is built
 
-            log.info("feature folder %s missing: building it", folder)
+            why = "imported outcomes changed since it was built" if stale else "missing"
+            log.info("feature folder %s %s: building it", folder, why)
             build_round(self.config, as_of)
         return folder
 
-    def _read(self, as_of: int, table: str) -> pd.DataFrame:
+    def _files(self, as_of: int, table: str) -> list[Path]:
         folder = self._ensure(as_of)
         layout = TableLayout(folder)
         codes = layout.partitions(table)
         if not codes:
             raise DataError(f"{folder / table}: no partitions found")
-        parts = [pd.read_parquet(layout.partition_file(table, code)) for code in codes]
+        return [layout.partition_file(table, code) for code in codes]
+
+    def _read(self, as_of: int, table: str) -> pd.DataFrame:
+        parts = [pd.read_parquet(path) for path in self._files(as_of, table)]
         return pd.concat(parts, ignore_index=True)
 
-    def features(self, as_of: int) -> pd.DataFrame:
-        frame = coerce_feature_types(self._read(as_of, "features"), self.outcome_catalogue)
+    def feature_files(self, as_of: int) -> list[Path]:
+        return self._files(as_of, "features")
+
+    def feature_columns(self, as_of: int) -> list[str]:
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(self.feature_files(as_of)[0]).names)
+
+    def features(
+        self,
+        as_of: int,
+        columns: Sequence[str] | None = None,
+        keys: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        """Features as of a round, sorted by household key; all of them unless restricted.
+
+        ``columns`` (the key is always read) and ``keys`` (households) are applied while each
+        partition file is read: the columns left out are not read, the rows left out are dropped
+        as they are read, so memory holds the rows kept plus one file being read at most.
+        """
+        levels = category_levels(self.outcome_catalogue)
+        if columns is not None:
+            columns = [KEY, *(c for c in columns if c != KEY)]
+        files = self.feature_files(as_of)
+        if keys is not None:
+            keys = np.sort(np.asarray(list(keys), dtype=object))  # once, not per partition
+            holding = [path for path in files if key_range_holds(path, keys)]
+            files = holding or files[:1]  # one file read anyway: the columns and their types
+        parts = [read_feature_file(path, levels, columns, keys) for path in files]
+        frame = pd.concat(parts, ignore_index=True)
         if not frame[KEY].is_monotonic_increasing:
             frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
         return frame
@@ -136,22 +237,39 @@ class FolderSource:
         }
 
 
+def _outcomes_changed(config: Config, folder: Path, as_of: int) -> bool:
+    """Whether visit outcomes imported for rounds before ``as_of`` differ from those the
+    folder's labels were built with (``outreach outcomes import`` ran since)."""
+    from pipeline.outcomes.store import imported_outcome_digests
+
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return False
+    recorded = json.loads(manifest.read_text(encoding="utf-8")).get("imported_outcomes_sha256")
+    current = imported_outcome_digests(OutputLayout(config.paths.output_root).outcomes, as_of)
+    return (recorded or {}) != current
+
+
 @dataclass
 class CachedSource:
-    """Keeps the features of some months in memory (the test rounds are read twice otherwise)."""
+    """Keeps the labels of some months in memory (the same labels are read once per round)."""
 
     source: RoundSource
-    keep: frozenset[int]
-    _features: dict[int, pd.DataFrame] | None = None
     _labels: dict[int, pd.DataFrame] | None = None
 
-    def features(self, as_of: int) -> pd.DataFrame:
-        if as_of not in self.keep:
-            return self.source.features(as_of)
-        self._features = self._features or {}
-        if as_of not in self._features:
-            self._features[as_of] = self.source.features(as_of)
-        return self._features[as_of]
+    def features(
+        self,
+        as_of: int,
+        columns: Sequence[str] | None = None,
+        keys: Iterable[str] | None = None,
+    ) -> pd.DataFrame:
+        return self.source.features(as_of, columns=columns, keys=keys)
+
+    def feature_columns(self, as_of: int) -> list[str]:
+        return self.source.feature_columns(as_of)
+
+    def feature_files(self, as_of: int) -> list[Path]:
+        return self.source.feature_files(as_of)
 
     def labels(self, as_of: int) -> pd.DataFrame:
         self._labels = self._labels or {}

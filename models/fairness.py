@@ -30,6 +30,15 @@ ATTRIBUTES = (
     "tenure",
 )
 AUDIT_ONLY = ("audit__head_sex", "audit__head_age_band")
+# the feature columns audit_attributes reads (besides emd_code)
+AUDIT_SOURCES = (
+    "hh__urban",
+    "audit__head_sex",
+    "audit__head_age_band",
+    "hh__disabled_members",
+    "hh__size",
+    "hh__tenure",
+)
 
 
 def audit_attributes(features: pd.DataFrame) -> pd.DataFrame:
@@ -130,15 +139,24 @@ def fairness_table(audit: pd.DataFrame, settings: FairnessConfig, listed: str) -
     return pd.concat(parts, ignore_index=True)
 
 
+def proxy_sample(rows: int, sample: int, seed: int) -> np.ndarray:
+    """Positions (sorted) of the households the proxy check uses among ``rows`` households."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.permutation(rows)[: min(sample, rows)])
+
+
 def proxy_check(features: pd.DataFrame, inputs: list[str], sample: int, seed: int) -> pd.DataFrame:
     """How well the model inputs predict each audit-only attribute (3-fold cross-validated).
 
     A high AUC means the inputs carry the attribute anyway (a proxy), even though the attribute
     itself is never an input. Reported with the majority-class accuracy as a baseline.
     """
-    rng = np.random.default_rng(seed)
-    take = np.sort(rng.permutation(len(features))[: min(sample, len(features))])
-    frame = features.iloc[take].reset_index(drop=True)
+    take = proxy_sample(len(features), sample, seed)
+    return proxy_check_rows(features.iloc[take].reset_index(drop=True), inputs, seed)
+
+
+def proxy_check_rows(frame: pd.DataFrame, inputs: list[str], seed: int) -> pd.DataFrame:
+    """:func:`proxy_check` on rows already drawn with :func:`proxy_sample`."""
     X = frame[inputs]
     rows = []
     for column in AUDIT_ONLY:

@@ -12,6 +12,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +25,31 @@ from models.backtest import (
     ORACLE,
     RULE,
     BacktestResult,
+    TestRound,
+    TestRoundReader,
     build_pool,
     fit_candidate,
-    load_test_round,
     run_backtests,
     training_table,
 )
-from models.candidates import CalibratedClassifier, feature_importance
+from models.candidates import CalibratedClassifier, LightGBMFitter, feature_importance
 from models.card import CardFacts, render_card
 from models.data import (
+    KEY,
     CachedSource,
     FolderSource,
     RoundSource,
     capacity_file,
     category_levels,
+    eligible_mask,
     load_capacity,
     load_truth,
     raw_file_digests,
+    truth_available,
 )
-from models.fairness import fairness_table, proxy_check
+from models.dataset_summary import DIGEST_ROWS, DatasetSummary
+from models.distributed import engine_of, lightgbm_fitter
+from models.fairness import fairness_table, proxy_check_rows, proxy_sample
 from models.gates import GateResult, decision, evaluate_gates
 from models.tracking import (
     CHALLENGER,
@@ -100,7 +107,8 @@ class Trained:
     proxy: pd.DataFrame | None
     example: pd.DataFrame
     train_frame: pd.DataFrame
-    test_frames: dict[int, pd.DataFrame]
+    test_summaries: dict[int, DatasetSummary]  # each test round's model inputs, for MLflow
+    engine: str = "local"  # where LightGBM was fitted: local or dask
 
 
 def plan_rounds(config: Config, as_of: int) -> tuple[list[int], list[int]]:
@@ -133,8 +141,38 @@ def _example_row(X: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(row)
 
 
-def fit_all(config: Config, source: RoundSource, as_of: int) -> Trained:
-    """Backtests, the final model and the fairness audit: no tracking, no files."""
+def round_input_rows(
+    source: RoundSource, test: TestRound, inputs: list[str], proxy: int, seed: int
+) -> tuple[DatasetSummary, pd.DataFrame]:
+    """The round's MLflow dataset summary and the proxy check's rows, by one lean read.
+
+    Both need the model inputs of a few households only: the first rows in key order (the
+    digest) and a seeded sample (the proxy check), so only those rows are read again.
+    """
+    keys = test.features[KEY]
+    head = keys.iloc[: min(DIGEST_ROWS, len(keys))]
+    sample = keys.iloc[proxy_sample(len(keys), proxy, seed)]
+    wanted = pd.Index(head).union(pd.Index(sample))
+    rows = source.features(test.round_month, keys=wanted)
+    rows = rows[eligible_mask(rows)].set_index(KEY, drop=False)
+    summary = DatasetSummary.from_parts(
+        rows.loc[head, inputs].reset_index(drop=True), len(keys), test.input_flags
+    )
+    return summary, rows.loc[sample].reset_index(drop=True)
+
+
+def fit_all(
+    config: Config,
+    source: RoundSource,
+    as_of: int,
+    fitter: LightGBMFitter | None = None,
+) -> Trained:
+    """Backtests, the final model and the fairness audit: no tracking, no files.
+
+    ``fitter`` fits the LightGBM candidates elsewhere (``models.distributed``, on Dask), in the
+    backtests and for the final model alike, so that the backtest metrics describe how the
+    registered model was trained. Test rounds are scored on ``config.runtime``'s engine.
+    """
     tc = config.training
     spec = load_feature_spec(config.paths.features)
     catalogue = load_indicators(config.paths.indicators)
@@ -144,7 +182,7 @@ def fit_all(config: Config, source: RoundSource, as_of: int) -> Trained:
     categorical = [c for c in inputs if c in levels]
     numeric = [c for c in inputs if c not in levels]
     rounds, test_rounds = plan_rounds(config, as_of)
-    source = CachedSource(source, frozenset(test_rounds))
+    source = CachedSource(source)
     log.info(
         "train as of %s: %d past rounds, test rounds %s",
         format_month(as_of),
@@ -160,11 +198,21 @@ def fit_all(config: Config, source: RoundSource, as_of: int) -> Trained:
         tc.seed,
         cap=float(spec.months_since_cap),
     )
-    truth_months = [m for r in test_rounds for m in (r, r + 1)]
-    truth = load_truth(config, truth_months)
-    tests = [load_test_round(source, r, as_of, truth) for r in test_rounds]
+    has_truth = truth_available(config)
+    readers = [
+        TestRoundReader(
+            source,
+            r,
+            as_of,
+            inputs,
+            levels,
+            truth=partial(load_truth, config) if has_truth else None,
+            runtime=config.runtime,
+        )
+        for r in test_rounds
+    ]
     capacity = load_capacity(config)
-    result = run_backtests(pool, tests, capacity, tc, numeric, categorical)
+    result = run_backtests(pool, readers, capacity, tc, numeric, categorical, fitter)
     table = training_table(
         pool,
         as_of,
@@ -173,14 +221,23 @@ def fit_all(config: Config, source: RoundSource, as_of: int) -> Trained:
         inputs,
         tc.calibration.holdout_rounds,
     )
-    model = fit_candidate(tc.candidate, table, tc, numeric, categorical)
+    model = fit_candidate(tc.candidate, table, tc, numeric, categorical, fitter)
     log.info("final %s model on %d rows", tc.candidate, len(table.y))
     fairness = fairness_rule = None
-    if truth is not None:
+    if result.tests and result.tests[0].truth is not None:
         audit = pd.concat(result.lists, ignore_index=True)
         fairness = fairness_table(audit, tc.fairness, "listed_model")
         fairness_rule = fairness_table(audit, tc.fairness, "listed_rule")
-    proxy = proxy_check(tests[-1].features, inputs, tc.fairness.proxy_sample, tc.seed)
+    summaries: dict[int, DatasetSummary] = {}
+    proxy = None
+    for test in result.tests:
+        last = test is result.tests[-1]  # the proxy check uses the latest test round
+        sample = tc.fairness.proxy_sample if last else 0
+        summaries[test.round_month], proxy_rows = round_input_rows(
+            source, test, inputs, sample, tc.seed
+        )
+        if last:
+            proxy = proxy_check_rows(proxy_rows, inputs, tc.seed)
     train_frame = table.X.assign(label=table.y, weight=table.weight)
     return Trained(
         as_of=as_of,
@@ -198,7 +255,8 @@ def fit_all(config: Config, source: RoundSource, as_of: int) -> Trained:
         proxy=proxy,
         example=_example_row(table.X),
         train_frame=train_frame,
-        test_frames={t.round_month: t.features[inputs] for t in tests},
+        test_summaries=summaries,
+        engine=engine_of(fitter),
     )
 
 
@@ -290,23 +348,39 @@ def _write_artifacts(trained: Trained, config: Config, out: Path) -> dict[str, P
     return files
 
 
-def _dataset(frame: pd.DataFrame, source: str, name: str, targets: str | None = None) -> Any:
-    """An MLflow pandas dataset whose schema is computed fast.
+def _dataset(summary: DatasetSummary, source: str, name: str, targets: str | None = None) -> Any:
+    """An MLflow pandas dataset recorded from a summary, as MLflow records the whole frame.
 
-    MLflow infers each column's "required" flag by walking every value in Python (41 s for
-    60,000 × 323); here the types come from the first rows and required-ness from a vectorised
-    ``isna``. The digest and the profile (row count) are MLflow's own, on the whole frame.
+    MLflow walks every value in Python for the digest and the schema's "required" flags (41 s
+    for 60,000 × 323; hours on a national test round). Here the digest is MLflow's own algorithm
+    on the summary (the same value: :mod:`models.dataset_summary`), the types come from the first
+    rows, required-ness and the profile (rows, cells) from the summary's counts.
     """
     import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import PandasDataset
     from mlflow.types import ColSpec, Schema
 
-    dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
-    sample = mlflow.data.from_pandas(frame.head(50), source=source, name=name).schema
+    rows, cells = summary.rows, summary.rows * len(summary.columns)
+
+    class SummarisedDataset(PandasDataset):
+        @property
+        def profile(self) -> dict[str, int]:
+            return {"num_rows": rows, "num_elements": cells}
+
+    head = summary.head
+    dataset = SummarisedDataset(
+        head,
+        source=resolve_dataset_source(source),
+        targets=targets,
+        name=name,
+        digest=summary.digest(),
+    )
+    sample = mlflow.data.from_pandas(head.head(50), source=source, name=name).schema
     if sample is not None:
-        missing = frame.isna().any()
         dataset.__dict__["schema"] = Schema(
             [
-                ColSpec(type=c.type, name=c.name, required=not bool(missing[c.name]))
+                ColSpec(type=c.type, name=c.name, required=not bool(summary.missing[c.name]))
                 for c in sample.inputs
             ]
         )
@@ -322,7 +396,7 @@ def _log_datasets(
         warnings.simplefilter("ignore")
         last = lineage[trained.as_of]
         train_ds = _dataset(
-            trained.train_frame,
+            DatasetSummary.of(trained.train_frame),
             str(source.folder(trained.as_of)),
             f"training_as_of_{format_month(trained.as_of)}",
             targets="label",
@@ -332,8 +406,8 @@ def _log_datasets(
             context="training",
             tags={"manifest_sha256": str(last["manifest_sha256"])},
         )
-        for r, frame in trained.test_frames.items():
-            ds = _dataset(frame, str(source.folder(r)), f"test_{format_month(r)}")
+        for r, summary in trained.test_summaries.items():
+            ds = _dataset(summary, str(source.folder(r)), f"test_{format_month(r)}")
             mlflow.log_input(
                 ds, context="backtest_test", tags={"manifest_sha256": lineage[r]["manifest_sha256"]}
             )
@@ -373,7 +447,9 @@ def train(config: Config, as_of: int) -> TrainResult:
     tc = config.training
     outcomes = load_outcomes(config.paths.outcomes)
     source = FolderSource(config, outcomes)
-    trained = fit_all(config, source, as_of)
+    with lightgbm_fitter(config.runtime) as fitter:
+        trained = fit_all(config, source, as_of, fitter)
+        cluster = fitter.describe() if fitter is not None else {}
     lineage = {m: source.lineage(m) for m in [*trained.rounds, as_of]}
     has_truth = trained.backtest.bootstrap is not None
     metric = gate_metric_name(config, has_truth)
@@ -434,6 +510,8 @@ def train(config: Config, as_of: int) -> TrainResult:
                 "train_rounds": ",".join(format_month(r) for r in trained.final_rounds),
                 "n_inputs": str(len(trained.inputs)),
                 "config_source": config.source,
+                "training.engine": trained.engine,
+                **cluster,
             }
         )
         mlflow.log_params(params)
@@ -446,6 +524,7 @@ def train(config: Config, as_of: int) -> TrainResult:
                 "outreach.features_digest": features_digest,
                 "outreach.gate_metric": metric,
                 "outreach.validation": validation.detail,
+                "outreach.engine": trained.engine,
             }
         )
         resolved = config.model_dump(mode="json")
@@ -499,6 +578,7 @@ def train(config: Config, as_of: int) -> TrainResult:
             gate_metric=metric,
             features_digest=features_digest,
             code_version=code,
+            engine=trained.engine,
         )
         (out / "model_card.md").write_text(render_card(facts), encoding="utf-8")
         mlflow.log_artifacts(str(out))
@@ -542,7 +622,7 @@ def train(config: Config, as_of: int) -> TrainResult:
         client.set_registered_model_alias(tc.model_name, CHALLENGER, version)
         client.set_model_version_tag(tc.model_name, version, "challenger_reason", reason)
     seconds = time.perf_counter() - started
-    rows = trained.final_rows + sum(len(f) for f in trained.test_frames.values())
+    rows = trained.final_rows + sum(s.rows for s in trained.test_summaries.values())
     return TrainResult(
         run_id=run_id,
         model_name=tc.model_name,
