@@ -303,6 +303,20 @@ def truth_available(config: Config) -> bool:
     return bool(TableLayout(config.paths.truth_input).partitions("household_month"))
 
 
+def truth_covers(config: Config, months: Iterable[int]) -> bool:
+    """Whether the hidden truth has every one of ``months`` (it ends where its data window
+    ended: a round scored after that, e.g. once visit outcomes came back, has no truth)."""
+    import pyarrow.parquet as pq
+
+    layout = TableLayout(config.paths.truth_input)
+    codes = layout.partitions("household_month")
+    if not codes:
+        return False
+    known = pq.read_table(layout.partition_file("household_month", codes[0]), columns=["month"])
+    present = {str(m) for m in known.column("month").unique().to_pylist()}
+    return all(format_month(m) in present for m in months)
+
+
 def load_truth(config: Config, months: Iterable[int]) -> pd.DataFrame | None:
     """The hidden truth for some months (evaluation only), or None for real data.
 

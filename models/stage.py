@@ -46,6 +46,7 @@ from models.data import (
     load_truth,
     raw_file_digests,
     truth_available,
+    truth_covers,
 )
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
 from models.distributed import engine_of, lightgbm_fitter
@@ -199,6 +200,13 @@ def fit_all(
         cap=float(spec.months_since_cap),
     )
     has_truth = truth_available(config)
+    if has_truth and not truth_covers(config, test_rounds):
+        # Scoring every household as "not in need" would make truth metrics (and gates) wrong.
+        log.warning(
+            "the hidden truth does not cover the test rounds %s: evaluating on observed labels",
+            ", ".join(format_month(r) for r in test_rounds),
+        )
+        has_truth = False
     readers = [
         TestRoundReader(
             source,
