@@ -77,10 +77,15 @@ def _bench_train(config: Config, work: Path) -> int:
 
 
 def _bench_score(config: Config, work: Path) -> int:
+    import shutil
+
     from features.command import default_as_of
     from pipeline.score.stage import score_round
 
-    return score_round(config, default_as_of(config), force=True).counts["households"]
+    # The bench's own scratch folder: earlier benchmark rounds are not kept (outside the bench,
+    # --force keeps the replaced round instead).
+    shutil.rmtree(work / "rounds", ignore_errors=True)
+    return score_round(config, default_as_of(config)).counts["households"]
 
 
 def _bench_report(config: Config, work: Path) -> int:
