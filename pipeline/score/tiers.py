@@ -69,7 +69,10 @@ def cut_emd(
     selection_probability.
     """
     n = len(scores)
-    ranks = rank_within(np.asarray(scores, dtype=np.float64), np.asarray(keys).astype(str))
+    keys = np.asarray(keys)
+    if keys.dtype.kind not in "iu":  # integer keys are key ranks already (see cut_round)
+        keys = keys.astype(str)
+    ranks = rank_within(np.asarray(scores, dtype=np.float64), keys)
     capacity = max(0, int(capacity))
     n_explore = exploration_count(capacity, exploration_share)
     model_slots = capacity - n_explore
@@ -81,7 +84,7 @@ def cut_emd(
     pool = np.flatnonzero(~by_model & np.asarray(has_signal, dtype=bool))
     drawn = np.array([], dtype=np.int64)
     if n_explore and len(pool):
-        pool = pool[np.argsort(np.asarray(keys)[pool].astype(str), kind="stable")]
+        pool = pool[np.argsort(keys[pool], kind="stable")]
         take = min(n_explore, len(pool))
         rng = _emd_seed(seed, as_of, emd_code)
         drawn = np.sort(rng.choice(pool, size=take, replace=False))
@@ -120,12 +123,21 @@ def cut_round(
     selection_reason, selection_probability and list_rank (1.. within the 읍면동's list of visit
     and phone households: visit first, then by score and key; null when monitored).
     """
+    # Keys replaced by their rank once (a C sort of fixed-width text), so that every later sort
+    # compares integers, not Python strings.
+    key_text = frame["household_key"].to_numpy(dtype=str)
+    key_rank = np.empty(len(frame), dtype=np.int64)
+    key_rank[np.argsort(key_text, kind="stable")] = np.arange(len(frame))
+    emd_code, emd_levels = pd.factorize(frame["emd_code"].astype(str), sort=True)
+    scores = frame["score"].to_numpy(dtype=np.float64)
+    signal = frame["has_signal"].to_numpy(dtype=bool)
     parts = []
-    for emd, rows in frame.groupby("emd_code", sort=True, observed=True):
+    for index, emd in enumerate(emd_levels):
+        rows = np.flatnonzero(emd_code == index)
         cut = cut_emd(
-            rows["score"].to_numpy(),
-            rows["household_key"].to_numpy(),
-            rows["has_signal"].to_numpy(),
+            scores[rows],
+            key_rank[rows],
+            signal[rows],
             int(capacity.get(emd, 0)),
             phone_band=phone_band,
             exploration_share=exploration_share,
@@ -133,20 +145,13 @@ def cut_round(
             as_of=as_of,
             emd_code=str(emd),
         )
-        cut.index = rows.index
+        cut.index = frame.index[rows]
         parts.append(cut)
     tiers = pd.concat(parts) if parts else pd.DataFrame(index=frame.index)
     out = frame.join(tiers)
     listed = out["tier"] != MONITOR
     tier_order = out["tier"].map({VISIT: 0, PHONE: 1, MONITOR: 2}).to_numpy()
-    order = np.lexsort(
-        (
-            out["household_key"].astype(str).to_numpy(),
-            -out["score"].to_numpy(),
-            tier_order,
-            out["emd_code"].astype(str).to_numpy(),
-        )
-    )
+    order = np.lexsort((key_rank, -scores, tier_order, emd_code))
     ordered = out.iloc[order]
     position = ordered.groupby("emd_code", sort=False, observed=True).cumcount() + 1
     list_rank = pd.Series(position.to_numpy(), index=ordered.index).reindex(out.index)
