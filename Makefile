@@ -18,7 +18,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test bench bench-train lint clean distclean sample describe features
+.PHONY: help setup data run test bench bench-national bench-train lint clean distclean sample describe features
 .PHONY: validate ingest
 .PHONY: report
 .PHONY: outcomes-import
@@ -61,6 +61,9 @@ test: $(STAMP) ## run the test suite
 
 bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households; writes outputs/bench/*.json
 	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES)
+
+bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (about 50 min and 25 GB of disk, extrapolated)
+	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,features,score,report
 
 bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200,000 households)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,validate,ingest,train
