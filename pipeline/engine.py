@@ -26,6 +26,8 @@ environment variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import multiprocessing.context
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -78,6 +80,25 @@ def map_partitions(
     return results
 
 
+# Imported once by the fork server, so that each worker forked from it starts warm.
+FORKSERVER_PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "sklearn", "lightgbm")
+
+
+def pool_context() -> multiprocessing.context.BaseContext:
+    """The start method of the local process pool: a fork server.
+
+    Plain ``fork`` copies a process whose other threads hold locks (LightGBM's OpenMP pool once a
+    model was fitted or used in this process, as ``outreach run`` does when it trains and then
+    scores): a child that needs such a lock waits forever. The fork server is a clean process
+    that imports the heavy libraries once (``FORKSERVER_PRELOAD``) and forks every worker.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    return context
+
+
 def _run_local(
     function: Callable[[TaskT], ResultT],
     tasks: Sequence[TaskT],
@@ -90,7 +111,9 @@ def _run_local(
             results[position] = function(task)
             bar.update(1)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=pool_context()
+    ) as pool:
         futures = {pool.submit(function, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
