@@ -153,3 +153,21 @@ def copy_outputs(scored: ScoredSample, destination: Path) -> ScoredSample:
     return ScoredSample(
         config, config_file, destination / "outputs" / "rounds" / scored.as_of, scored.as_of
     )
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The address of a local Dask cluster (2 worker processes on 127.0.0.1) for one module."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()

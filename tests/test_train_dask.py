@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,24 +54,6 @@ pytestmark = pytest.mark.filterwarnings(
 PRECISION_TOLERANCE = 0.06
 TRUTH_AUC_TOLERANCE = 0.01
 AUC_TOLERANCE = 0.03
-
-
-@pytest.fixture(scope="module")
-def scheduler() -> Iterator[str]:
-    """The address of a local Dask cluster started for this module."""
-    from distributed import LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
-    try:
-        yield cluster.scheduler_address
-    finally:
-        cluster.close()
 
 
 @dataclass(frozen=True)
