@@ -199,13 +199,16 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
         return self.estimator_.predict_proba(self.prepare(X))[:, 1]
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        raw = self.raw_proba(X)
+        p = self.calibrate(self.raw_proba(X))
+        return np.column_stack([1 - p, p])
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probability of need from the underlying model's probability ``raw``."""
         if self.method == "isotonic":
             p = self.calibrator_.predict(raw)
         else:
             p = self.calibrator_.predict_proba(_logit(raw))[:, 1]
-        p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
-        return np.column_stack([1 - p, p])
+        return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)

@@ -84,19 +84,38 @@ def map_partitions(
 FORKSERVER_PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "sklearn", "lightgbm")
 
 
-def pool_context() -> multiprocessing.context.BaseContext:
+def pool_context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
     """The start method of the local process pool: a fork server.
 
     Plain ``fork`` copies a process whose other threads hold locks (LightGBM's OpenMP pool once a
     model was fitted or used in this process, as ``outreach run`` does when it trains and then
     scores): a child that needs such a lock waits forever. The fork server is a clean process
-    that imports the heavy libraries once (``FORKSERVER_PRELOAD``) and forks every worker.
+    that imports the heavy libraries once (``FORKSERVER_PRELOAD``, and the modules ``preload``
+    names when it is started by this call) and forks every worker.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(FORKSERVER_PRELOAD))
+    # Never __main__: the fork server would run the main script again.
+    modules = [m for m in preload if m != "__main__"]
+    context.set_forkserver_preload([*FORKSERVER_PRELOAD, *modules])
     return context
+
+
+def warm_up(runtime: RuntimeConfig, modules: Sequence[str] = ()) -> None:
+    """Start the local pool's fork server now, importing ``modules`` as well, so that it gets
+    ready while this process does other work (opening the MLflow store, say) instead of after.
+
+    Nothing to do for Dask, for one worker, or where the fork server is already running (the
+    modules are then imported by each worker when it needs them).
+    """
+    if runtime.engine != "local" or runtime.workers <= 1:
+        return
+    context = pool_context(modules)
+    if context.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def _run_local(
@@ -112,7 +131,8 @@ def _run_local(
             bar.update(1)
         return
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=pool_context()
+        max_workers=min(workers, len(tasks)),
+        mp_context=pool_context([function.__module__]),
     ) as pool:
         futures = {pool.submit(function, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):

@@ -19,6 +19,7 @@ Pure functions; the caller reads the events and formats nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,6 +232,11 @@ def signal_text(
 _ATTRIBUTE_PREFIXES = ("distinct_types", "hh", "history", "context")
 
 
+def attribute_columns(columns: Iterable[str]) -> list[str]:
+    """The feature columns whose values a reason's evidence may show."""
+    return [c for c in columns if str(c).partition("__")[0] in _ATTRIBUTE_PREFIXES]
+
+
 def attribute_text(
     unit: str, row: dict, catalogue: IndicatorCatalogue, outcomes: OutcomeCatalogue, language: str
 ) -> str | None:
@@ -356,7 +362,7 @@ def explain(
         out[f"reason_{i + 1}"] = []
         out[f"reason_{i + 1}_text"] = []
         out[f"reason_{i + 1}_weight"] = []
-    shown = [c for c in rows.columns if c.partition("__")[0] in _ATTRIBUTE_PREFIXES]
+    shown = attribute_columns(rows.columns)
     records = rows[shown].to_dict(orient="records") if n else []
     for row_index in range(n):
         picked: list[tuple[str, str, float]] = []

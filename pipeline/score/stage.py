@@ -25,6 +25,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.spec import load_feature_spec
 from models.candidates import CalibratedClassifier
@@ -33,13 +36,13 @@ from models.tracking import code_version, connect, package_versions, tracking_ur
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
 from pipeline.config import Config, ConfigError, ScoringConfig
 from pipeline.datasets import OutputLayout, TableLayout
-from pipeline.engine import map_partitions
+from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
 from pipeline.months import format_month
-from pipeline.score.contrib import contributions
-from pipeline.score.lists import list_frame, write_csv, write_xlsx
-from pipeline.score.reasons import explain, latest_signals, reason_units
+from pipeline.score.contrib import FrameScorer, used_inputs
+from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
+from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
 from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT, cut_round
 
 log = logging.getLogger(__name__)
@@ -211,14 +214,16 @@ def score_frame(
     events read for the evidence of listed households)."""
     sc = task.scoring
     ineligible = features["hh__benefit_status"].astype("string").isin(sc.ineligible_benefit_status)
-    eligible = features[~ineligible.to_numpy()].reset_index(drop=True)
-    scores = model.predict_proba(eligible)[:, 1] if len(eligible) else np.zeros(0)
+    eligible = np.flatnonzero(~ineligible.to_numpy(dtype=bool))
+    # Every row is scored and the eligible ones kept: cheaper than copying the eligible rows.
+    scorer = FrameScorer(model, features, threads=task.threads)
+    scores = scorer.scores()[eligible]
     base = pd.DataFrame(
         {
-            "household_key": eligible["household_key"].astype("string"),
-            "emd_code": eligible["emd_code"].astype("string"),
+            "household_key": features["household_key"].astype("string").to_numpy()[eligible],
+            "emd_code": features["emd_code"].astype("string").to_numpy()[eligible],
             "score": scores.astype(np.float64),
-            "has_signal": (eligible[task.signal_column].fillna(0) > 0).to_numpy(),
+            "has_signal": (features[task.signal_column].fillna(0) > 0).to_numpy()[eligible],
         }
     )
     cut = cut_round(
@@ -230,8 +235,8 @@ def score_frame(
         as_of=task.as_of,
     )
     listed = np.flatnonzero((cut["tier"] != MONITOR).to_numpy())
-    rows = eligible.iloc[listed]
-    contrib = contributions(model, rows, threads=task.threads)
+    rows = features.iloc[eligible[listed]]
+    contrib = scorer.contributions(eligible[listed])
     signals = latest_signals(
         _read_events(task.events_file, set(rows["household_key"].astype(str))),
         task.as_of,
@@ -274,9 +279,10 @@ def _read_events(path: Path, keys: set[str]) -> pd.DataFrame:
     columns = ["household_key", "indicator_code", "reported_month", "value"]
     if not path.is_file():
         raise DataError(f"{path}: staged crisis events missing: run `outreach ingest` again")
-    if not keys:
-        return pd.read_parquet(path, columns=columns).iloc[:0]
-    frame = pd.read_parquet(path, columns=columns, filters=[("household_key", "in", sorted(keys))])
+    table = pq.read_table(path, columns=columns)
+    # A filter after the read: about twice as fast as the reader's "in" filter here.
+    wanted = pc.is_in(table["household_key"], value_set=pa.array(sorted(keys), type=pa.string()))
+    frame = table.filter(wanted).to_pandas()
     return frame.assign(reported_month=frame["reported_month"].astype("int64"))
 
 
@@ -291,8 +297,6 @@ def assemble_scores(round_dir: Path, codes: list[str]) -> int:
     """Concatenate the partitions' score parts into ``scores.parquet`` (one row group each, in
     partition order) and remove the parts; returns the rows written."""
     import shutil
-
-    import pyarrow.parquet as pq
 
     from pipeline.io import PARQUET_OPTIONS
 
@@ -328,18 +332,41 @@ def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
     label = format_month(task.as_of)
     stamp = datetime(task.as_of // 12, task.as_of % 12 + 1, 1)
     frame = list_frame(scored, label, task.emd_names, task.outcomes, sc.language, sc.reasons)
+    rows = list_rows(frame)
+    # list_frame orders rows by 읍면동: each 읍면동's rows are one slice.
+    emd_of_row = frame["emd_code"].to_numpy(dtype=object)
+    bounds = {}
+    for emd in pd.unique(emd_of_row):
+        where = np.flatnonzero(emd_of_row == emd)
+        bounds[str(emd)] = (int(where[0]), int(where[-1]) + 1)
     written = 0
-    emds = sorted(set(task.capacity) | set(scored["emd_code"].astype(str)))
+    emds = sorted(set(task.capacity) | set(scored["emd_code"].unique().tolist()))
     for emd in emds:
-        rows = frame[frame["emd_code"] == emd].reset_index(drop=True)
+        start, stop = bounds.get(emd, (0, 0))
         csv_path, xlsx_path = list_paths(task.lists_dir, task.sigungu, emd)
-        write_csv(rows, csv_path, sc.language)
-        write_xlsx(rows, xlsx_path, sc.language, task.outcomes, stamp)
+        write_csv(rows[start:stop], csv_path, sc.language)
+        write_xlsx(rows[start:stop], xlsx_path, sc.language, task.outcomes, stamp)
         written += 2
     csv_path, xlsx_path = list_paths(task.lists_dir, task.sigungu, None)
-    write_csv(frame, csv_path, sc.language)
-    write_xlsx(frame, xlsx_path, sc.language, task.outcomes, stamp)
+    write_csv(rows, csv_path, sc.language)
+    write_xlsx(rows, xlsx_path, sc.language, task.outcomes, stamp)
     return written + 2
+
+
+def partition_columns(path: Path, model: CalibratedClassifier, task: PartitionTask) -> list[str]:
+    """The feature columns scoring reads: the inputs the model uses, those reasons may show,
+    keys, eligibility and the exploration signal (the model's other inputs are never read by it).
+    """
+    present = pq.read_schema(path).names
+    wanted = {
+        *used_inputs(model),
+        *attribute_columns(present),
+        "household_key",
+        "emd_code",
+        "hh__benefit_status",
+        task.signal_column,
+    }
+    return [c for c in present if c in wanted]
 
 
 def score_partition(task: PartitionTask) -> dict[str, int]:
@@ -353,7 +380,9 @@ def score_partition(task: PartitionTask) -> dict[str, int]:
     if not task.features_file.is_file():
         raise DataError(f"{task.features_file}: feature partition missing")
     try:
-        frame = pd.read_parquet(task.features_file)
+        frame = pd.read_parquet(
+            task.features_file, columns=partition_columns(task.features_file, model, task)
+        )
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         raise DataError(
             f"{task.features_file}: cannot read the feature partition "
@@ -427,9 +456,11 @@ def score_round(
     config: Config, as_of: int, *, model_version: str | None = None, force: bool = False
 ) -> ScoreResult:
     """``outreach score``: score the round ``as_of`` and write its folder, tracked in MLflow."""
+    started = time.perf_counter()
+    # The workers' fork server imports its libraries while this process opens the MLflow store.
+    warm_up(config.runtime, [score_partition.__module__])
     import mlflow
 
-    started = time.perf_counter()
     label = format_month(as_of)
     layout = OutputLayout(config.paths.output_root)
     final = layout.round(label)
