@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.data import RULE_COLUMN
+from models.data import RULE_COLUMN, as_levels
 from pipeline.config import LightGBMConfig, LogisticConfig
 
 _EPS = 1e-6
@@ -191,7 +191,7 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
                 isinstance(values.dtype, pd.CategoricalDtype)
                 and list(values.cat.categories) == levels
             ):
-                changed[column] = pd.Categorical(values.astype("string"), categories=levels)
+                changed[column] = as_levels(values, levels)
         return frame.assign(**changed) if changed else frame
 
     def raw_proba(self, X: pd.DataFrame) -> np.ndarray:

@@ -55,12 +55,19 @@ def coerce_feature_types(frame: pd.DataFrame, outcome_catalogue: OutcomeCatalogu
     return coerce_with_levels(frame, category_levels(outcome_catalogue))
 
 
+def as_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
+    """``values`` as a categorical of ``levels``: text outside them becomes missing (pandas 4
+    refuses to build a categorical from unknown values)."""
+    text = values.astype("string")
+    return pd.Categorical(text.where(text.isin(levels)), categories=levels)
+
+
 def coerce_with_levels(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
     """:func:`coerce_feature_types` with the levels given (picklable, for partition tasks)."""
     changes: dict[str, object] = {}
     for column, values in levels.items():
         if column in frame.columns:
-            changes[column] = pd.Categorical(frame[column].astype("string"), categories=values)
+            changes[column] = as_levels(frame[column], values)
     for column in ID_COLUMNS:
         if column in frame.columns:
             changes[column] = frame[column].astype("string")
