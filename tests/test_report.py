@@ -238,6 +238,97 @@ def test_psi_table_flags_a_shift_above_the_threshold():
     assert list(table["rank"]) == [1, 2]
 
 
+def _psi_reference(expected: pd.Series, actual: pd.Series, bins: int = 10) -> float:
+    """PSI as the report computed it from whole columns before it counted values (kept here as
+    the reference the counts must reproduce)."""
+    numeric = pd.api.types.is_numeric_dtype(expected) and pd.api.types.is_numeric_dtype(actual)
+    if numeric and expected.nunique(dropna=True) > bins:
+        e = expected.to_numpy(dtype=np.float64, na_value=np.nan)
+        a = actual.to_numpy(dtype=np.float64, na_value=np.nan)
+        edges = np.unique(np.nanquantile(e, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+
+        def codes(x: np.ndarray) -> np.ndarray:
+            return np.where(np.isnan(x), len(edges) + 1, np.searchsorted(edges, x, side="left"))
+
+        e_counts = np.bincount(codes(e), minlength=len(edges) + 2)
+        a_counts = np.bincount(codes(a), minlength=len(edges) + 2)
+    else:
+        e_text = expected.astype("string").fillna("<NA>")
+        a_text = actual.astype("string").fillna("<NA>")
+        categories = sorted(set(e_text.unique()) | set(a_text.unique()))
+        e_counts = e_text.value_counts().reindex(categories, fill_value=0).to_numpy()
+        a_counts = a_text.value_counts().reindex(categories, fill_value=0).to_numpy()
+    e_share = np.maximum(e_counts / e_counts.sum(), 1e-4)
+    a_share = np.maximum(a_counts / a_counts.sum(), 1e-4)
+    return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_quantiles_from_value_counts_are_numpys_to_the_bit(seed):
+    rng = np.random.default_rng(seed)
+    values = np.round(rng.gamma(1.5, 3.0, 3000), int(rng.integers(0, 3))).astype(np.float32)
+    values[rng.random(len(values)) < 0.1] = np.nan
+    probs = np.linspace(0.0, 1.0, 11)[1:-1]
+    parts = [agg.value_counts(pd.Series(p)) for p in np.array_split(values, 4)]
+    counts = agg.combine_value_counts(parts)
+    whole = values.astype(np.float64)
+    assert np.array_equal(agg.quantiles(counts, probs), np.nanquantile(whole, probs))
+    assert counts.missing == int(np.isnan(whole).sum()) and not counts.merged
+    # pandas adds float32 values in float32; the counts add them in float64, then round
+    assert counts.mean == pytest.approx(float(pd.Series(values).mean()), rel=1e-6)
+
+
+def test_psi_from_partition_counts_equals_the_whole_columns():
+    rng = np.random.default_rng(7)
+    previous = pd.DataFrame(
+        {
+            "amount": np.round(rng.lognormal(8, 1, 4000), -2).astype(np.float32),
+            "size": rng.integers(1, 7, 4000).astype(np.int8),
+            "tenure": pd.Series(rng.choice(["own", "jeonse", "monthly_rent", None], 4000)),
+        }
+    )
+    current = previous.sample(frac=1.0, random_state=2).reset_index(drop=True)
+    current["amount"] = (current["amount"] * 2).astype(np.float32)
+    columns = ["amount", "size", "tenure"]
+
+    def counts(frame: pd.DataFrame) -> dict[str, agg.ValueCounts]:
+        parts = np.array_split(np.arange(len(frame)), 3)
+        return {
+            c: agg.combine_value_counts([agg.value_counts(frame[c].iloc[i]) for i in parts])
+            for c in columns
+        }
+
+    table = agg.psi_table_from_counts(
+        counts(current), counts(previous), columns, bins=10, threshold=0.2
+    ).set_index("feature")
+    for c in columns:
+        assert table.loc[c, "psi"] == _psi_reference(previous[c], current[c]), c
+    assert table.loc["amount", "shifted"] and not table.loc["size", "shifted"]
+    assert not table["merged"].any()
+
+
+def test_value_counts_beyond_the_cap_are_merged_and_flagged():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=50_000)
+    parts = [agg.value_counts(pd.Series(p), cap=1_000) for p in np.array_split(x, 5)]
+    combined = agg.combine_value_counts(parts, cap=2_000)
+    assert combined.merged and len(combined.values) <= 2_000 and combined.present == len(x)
+    assert combined.distinct > 2_000
+    assert combined.mean == pytest.approx(x.mean(), abs=1e-12)
+    probs = np.linspace(0.0, 1.0, 11)[1:-1]
+    ordered = np.sort(x)
+    exact = np.searchsorted(ordered, np.quantile(x, probs))
+    approx = np.searchsorted(ordered, agg.quantiles(combined, probs))
+    assert np.abs(exact - approx).max() <= len(x) * (1 / 1_000 + 1 / 2_000)
+    shifted = pd.Series(x[:20_000] + 0.5)
+    merged = agg.psi_from_counts(combined, agg.value_counts(shifted, cap=1_000))
+    assert merged == pytest.approx(_psi_reference(pd.Series(x), shifted), rel=0.02)
+    table = agg.psi_table_from_counts(
+        {"x": agg.value_counts(shifted)}, {"x": combined}, ["x"], bins=10, threshold=0.2
+    )
+    assert pages.psi_rows(table, {})[0]["merged"]  # the page marks the feature
+
+
 def test_leading_features_from_the_importance_of_either_model():
     available = ["a__count_3m", "hh__tenure", "hh__size", "b__max_12m"]
     lightgbm = pd.Series({"b__max_12m": 5.0, "hh__size": 9.0, "a__count_3m": 1.0})
@@ -334,6 +425,14 @@ def test_realised_precision_and_calibration_on_hand_made_outcomes(outcome_catalo
     rows = pages.followup_summary_rows(follow, 5)
     assert rows[0]["precision"] == pages.DASH  # 3 positives: under five, not shown
     assert rows[0]["labelled"] == "5"
+    # The report reads the listed rows only, and which answered households were scored.
+    scored = set(scores["household_key"]) & set(outcomes["household_key"])
+    lean = agg.followup_tables(
+        agg.listed_rows(scores), outcomes, outcome_catalogue.label_of(), bins=2, scored=scored
+    )
+    pd.testing.assert_frame_equal(lean.summary, follow.summary)
+    pd.testing.assert_frame_equal(lean.calibration, follow.calibration)
+    assert (lean.unmatched, lean.added) == (follow.unmatched, follow.added)
 
 
 # --- end to end: the CLI on a copy of the scored sample --------------------------------------
@@ -460,6 +559,151 @@ def reported(scored_sample, tmp_path_factory):
         "leading": leading,
         "output": first_output + second_output,
     }
+
+
+def _fairness_reference(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """The fairness snapshot as the report computed it from whole frames before it counted
+    partitions (a merge of every scored household with its groups), kept as the reference."""
+    f = features
+    disabled = pd.to_numeric(f["hh__disabled_members"], errors="coerce").fillna(0).to_numpy()
+    size = pd.to_numeric(f["hh__size"], errors="coerce").fillna(0).to_numpy()
+    urban = pd.to_numeric(f["hh__urban"], errors="coerce").fillna(0).to_numpy()
+    groups = pd.DataFrame(
+        {
+            "household_key": f["household_key"].astype(str).to_numpy(),
+            "head_sex": f["audit__head_sex"].astype("string").fillna("unknown").to_numpy(),
+            "head_age_band": f["audit__head_age_band"]
+            .astype("string")
+            .fillna("unknown")
+            .to_numpy(),
+            "disability": np.where(disabled > 0, "yes", "no"),
+            "single_person": np.where(size == 1, "yes", "no"),
+            "tenure": f["hh__tenure"].astype("string").fillna("unknown").to_numpy(),
+            "urban": np.where(urban == 1, "urban", "rural"),
+        }
+    )
+    frame = pd.DataFrame(
+        {
+            "household_key": scores["household_key"].astype(str).to_numpy(),
+            "listed": scores["tier"].isin(["visit", "phone"]).to_numpy().astype(int),
+        }
+    ).merge(groups, on="household_key", how="left")
+    rows = []
+    for attribute in agg.ATTRIBUTES:
+        values = frame[attribute].astype("string").fillna("unknown")
+        stats = frame.assign(group=values).groupby("group")["listed"].agg(["size", "sum"])
+        for group, row in stats.iterrows():
+            e_share = row["size"] / len(frame)
+            l_share = row["sum"] / frame["listed"].sum()
+            rows.append(
+                {
+                    "attribute": attribute,
+                    "group": str(group),
+                    "eligible": int(row["size"]),
+                    "listed": int(row["sum"]),
+                    "eligible_share": e_share,
+                    "listed_share": l_share,
+                    "ratio": l_share / e_share,
+                }
+            )
+    return pd.DataFrame(rows, columns=agg.FAIRNESS_TABLE)
+
+
+def _count_round(scores_file: Path, folder: Path, leading: list[str], edges) -> agg.RoundCounts:
+    from pipeline.report import stage
+
+    tasks = stage.count_tasks(
+        "round",
+        scores_file,
+        folder,
+        score_columns=[
+            *stage.COUNT_COLUMNS,
+            *agg.reason_columns(pq.read_schema(scores_file).names),
+        ],
+        feature_columns=list(dict.fromkeys(["household_key", *agg.FAIRNESS_COLUMNS, *leading])),
+        leading=leading,
+        edges=edges,
+        fairness=True,
+    )
+    assert len(tasks) > 1, "the sample must have several partitions"
+    return agg.combine_counts([stage.count_partition(t) for t in tasks], cap=agg.ROUND_DISTINCT)
+
+
+@pytest.mark.parametrize("layout", ["as scored", "other row groups, no statistics"])
+def test_counts_partition_by_partition_equal_the_whole_round(scored_sample, tmp_path, layout):
+    from pipeline.report import stage
+
+    config = scored_sample.config
+    scores_file = scored_sample.round_dir / "scores.parquet"
+    if layout != "as scored":  # row groups across 시군구 and no statistics: fallbacks used
+        table = pq.read_table(scores_file)
+        scores_file = tmp_path / "scores.parquet"
+        pq.write_table(table, scores_file, row_group_size=3_000, write_statistics=False)
+    scores = pd.read_parquet(scores_file)
+    root = config.paths.output_root
+    current = root / "features" / f"as_of={scored_sample.as_of}"
+    previous_label = format_month(
+        parse_month(scored_sample.as_of) - config.window.round_interval_months
+    )
+    previous = root / "features" / f"as_of={previous_label}"
+    features = pd.concat(
+        [pd.read_parquet(p) for p in sorted(current.glob("features/sigungu=*/part-0.parquet"))]
+    )
+    previous_features = pd.concat(
+        [pd.read_parquet(p) for p in sorted(previous.glob("features/sigungu=*/part-0.parquet"))]
+    )
+    importance = stage.training_importance(config, None, scored_sample.round_dir)
+    leading = agg.leading_from_importance(importance, list(features.columns[2:]), 10)
+    leading = list(dict.fromkeys([*leading, "hh__tenure", "hh__benefit_status"]))
+    assert any(features[c].nunique() > 10 for c in leading), "a column cut at deciles"
+    low, high = stage.score_range(scores_file)
+    assert (low, high) == (scores["score"].min(), scores["score"].max())
+    assert stage.scores_sigungu(scores_file) == sorted(scores["sigungu_code"].unique())
+    edges = agg.score_edges(low, high, config.report.score_bins)
+
+    counts = _count_round(scores_file, current, leading, edges)
+    before = _count_round(scores_file, previous, leading, None)
+
+    capacity = stage.read_capacity(config)
+    pd.testing.assert_frame_equal(
+        agg.district_table_from_counts(counts.districts, capacity),
+        agg.district_table(scores, capacity),
+    )
+    pd.testing.assert_frame_equal(counts.tiers, agg.tier_table(scores))
+    pd.testing.assert_frame_equal(
+        counts.histogram, agg.score_histogram(scores, config.report.score_bins)
+    )
+    pd.testing.assert_frame_equal(
+        agg.reason_table_from_counts(counts.reasons), agg.reason_table(scores)
+    )
+    assert (counts.scored, counts.listed) == (len(scores), len(agg.listed_rows(scores)))
+    pd.testing.assert_frame_equal(
+        agg.fairness_table_from_counts(counts.fairness), _fairness_reference(scores, features)
+    )
+    keys = set(scores["household_key"])
+    now = features[features["household_key"].isin(keys)]
+    then = previous_features[previous_features["household_key"].isin(keys)]
+    table = agg.psi_table_from_counts(
+        counts.values, before.values, leading, bins=10, threshold=0.2
+    ).set_index("feature")
+    for column in leading:
+        assert table.loc[column, "psi"] == _psi_reference(then[column], now[column]), column
+        assert table.loc[column, "mean_current"] == pytest.approx(
+            agg.psi_table(now, then, [column], bins=10, threshold=0.2)["mean_current"].iloc[0],
+            rel=1e-6,
+            nan_ok=True,
+        )
+    assert not table["merged"].any()
+
+
+def test_report_from_the_process_pool_is_the_same(reported, scored_sample, tmp_path):
+    """Partitions counted and 읍면동 pages written by two worker processes: the same files."""
+    copy = copy_outputs(scored_sample, tmp_path)
+    config = copy.config.with_overrides(runtime={"workers": 2})
+    from pipeline.report.stage import write_report
+
+    result = write_report(config, parse_month(copy.as_of))
+    assert sha256_tree(result.folder) == sha256_tree(reported["first"])
 
 
 def test_report_is_registered_after_score_and_part_of_run():

@@ -8,21 +8,45 @@ Inputs are the round's datasets: ``scores.parquet`` (every eligible household of
 tier, selection and reasons), the round's feature folder (for the fairness snapshot and the
 population stability of the leading features), the capacity table, and, for the follow-up page,
 the imported visit outcomes (``pipeline.outcomes.store``). The hidden truth is never an input.
+
+**Counts, then tables.** A national round (23 million households) is not held in memory, so every
+figure over households is made in two steps: :func:`round_counts` counts the rows of one 시군구
+partition into small tables that add up (:class:`RoundCounts`: households per 읍면동 and tier,
+score histogram on fixed edges, reason frequencies, fairness groups, value counts of the leading
+features), :func:`combine_counts` adds the partitions' counts, and the ``*_from_counts`` functions
+turn the sums into the tables the pages show. Counting the whole round at once gives the same
+tables: the frame functions (:func:`district_table`, :func:`fairness_table`, :func:`psi`, ...) are
+exactly that, for tests and small data.
+
+**PSI without the rows.** A leading feature is kept as the count of each of its distinct values
+(:class:`ValueCounts`), from which the previous round's deciles (NumPy's linear ``nanquantile``),
+the bin counts, hence the PSI, are exactly those of the rows; the mean too, but for the last
+float32 digit (pandas adds float32 values in float32, the counts in float64). Should a feature
+have more distinct values than ``PARTITION_DISTINCT`` in one partition or ``ROUND_DISTINCT`` in a
+round (the model's features are counts, months, bands, amounts and rates: about 2,000 distinct
+values at most in a 5-million-household round), neighbouring values are merged into equal-count
+groups (:func:`compact`): a decile edge may then move by up to about 1/5,000 of the households
+(0.02 %), and the page marks the feature.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT
 
 LISTED_TIERS = (VISIT, PHONE)
 KEY = "household_key"
+PARTITION_DISTINCT = 5_000
+ROUND_DISTINCT = 100_000
 
 
 def listed_rows(scores: pd.DataFrame) -> pd.DataFrame:
@@ -30,30 +54,50 @@ def listed_rows(scores: pd.DataFrame) -> pd.DataFrame:
     return scores[scores["tier"].astype("string").isin(LISTED_TIERS).to_numpy()]
 
 
+def add_counts(frames: Iterable[pd.DataFrame], keys: Sequence[str]) -> pd.DataFrame:
+    """Count tables (key columns, then counts) added up by key; sorted by the keys."""
+    frames = list(frames)
+    both = pd.concat(frames, ignore_index=True)
+    counts = [c for c in both.columns if c not in keys]
+    if both.empty:
+        return both.astype({c: "int64" for c in counts})
+    return both.groupby(list(keys), sort=True)[counts].sum().reset_index()
+
+
 # --- districts and tiers ---------------------------------------------------------------------
 
+DISTRICT_COUNTS = ["scored", "visit", "explored", "phone", "monitor"]
 
-def district_table(scores: pd.DataFrame, capacity: pd.DataFrame) -> pd.DataFrame:
-    """One row per 읍면동 (in the capacity table or scored): capacity against the round's tiers.
 
-    ``capacity``: emd_code, sigungu_code, capacity_per_round. Returns sigungu_code, emd_code,
-    capacity, scored, visit, explored, phone, monitor, listed; sorted by 시군구 then 읍면동.
+def district_counts(scores: pd.DataFrame) -> pd.DataFrame:
+    """Households per 읍면동 of the scored rows, by tier.
+
+    Returns sigungu_code, emd_code, scored, visit, explored, phone, monitor (sorted).
     """
     tier = scores["tier"].astype("string")
     flags = pd.DataFrame(
         {
-            "sigungu_code": scores["sigungu_code"].astype("string").to_numpy(),
-            "emd_code": scores["emd_code"].astype("string").to_numpy(),
-            "scored": 1,
-            "visit": (tier == VISIT).to_numpy().astype(int),
+            "sigungu_code": scores["sigungu_code"].astype("string").array,
+            "emd_code": scores["emd_code"].astype("string").array,
+            "scored": np.ones(len(scores), dtype="int64"),
+            "visit": (tier == VISIT).to_numpy(dtype=bool).astype("int64"),
             "explored": (scores["selection_reason"].astype("string") == EXPLORATION)
-            .to_numpy()
-            .astype(int),
-            "phone": (tier == PHONE).to_numpy().astype(int),
-            "monitor": (tier == MONITOR).to_numpy().astype(int),
+            .to_numpy(dtype=bool)
+            .astype("int64"),
+            "phone": (tier == PHONE).to_numpy(dtype=bool).astype("int64"),
+            "monitor": (tier == MONITOR).to_numpy(dtype=bool).astype("int64"),
         }
     )
-    counts = flags.groupby(["sigungu_code", "emd_code"], sort=True).sum().reset_index()
+    return add_counts([flags], ["sigungu_code", "emd_code"])
+
+
+def district_table_from_counts(counts: pd.DataFrame, capacity: pd.DataFrame) -> pd.DataFrame:
+    """One row per 읍면동 (in the capacity table or counted): capacity against the round's tiers.
+
+    ``counts``: :func:`district_counts` (of the whole round, or added over partitions);
+    ``capacity``: emd_code, sigungu_code, capacity_per_round. Returns sigungu_code, emd_code,
+    capacity, scored, visit, explored, phone, monitor, listed; sorted by 시군구 then 읍면동.
+    """
     cap = pd.DataFrame(
         {
             "sigungu_code": capacity["sigungu_code"].astype("string").to_numpy(),
@@ -61,12 +105,18 @@ def district_table(scores: pd.DataFrame, capacity: pd.DataFrame) -> pd.DataFrame
             "capacity": capacity["capacity_per_round"].astype("int64").to_numpy(),
         }
     )
+    counts = counts.astype({"sigungu_code": "string", "emd_code": "string"})
     out = cap.merge(counts, on=["sigungu_code", "emd_code"], how="outer")
-    numbers = ["capacity", "scored", "visit", "explored", "phone", "monitor"]
+    numbers = ["capacity", *DISTRICT_COUNTS]
     out[numbers] = out[numbers].fillna(0).astype("int64")
     out["listed"] = out["visit"] + out["phone"]
     out = out.sort_values(["sigungu_code", "emd_code"], kind="stable").reset_index(drop=True)
-    return out[["sigungu_code", "emd_code", "capacity", *numbers[1:], "listed"]]
+    return out[["sigungu_code", "emd_code", *numbers, "listed"]]
+
+
+def district_table(scores: pd.DataFrame, capacity: pd.DataFrame) -> pd.DataFrame:
+    """:func:`district_table_from_counts` of the given scored rows."""
+    return district_table_from_counts(district_counts(scores), capacity)
 
 
 def sigungu_table(districts: pd.DataFrame) -> pd.DataFrame:
@@ -76,6 +126,9 @@ def sigungu_table(districts: pd.DataFrame) -> pd.DataFrame:
     out = grouped[numbers].sum()
     out.insert(0, "emd", grouped.size())
     return out.reset_index()
+
+
+TIER_PARTS = ("visit_model", "visit_exploration", "phone", "monitor")
 
 
 def tier_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -91,23 +144,34 @@ def tier_table(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["tier", "households"])
 
 
+def add_tiers(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """:func:`tier_table` of several partitions added up (same rows, same order)."""
+    households = sum(
+        (t["households"].to_numpy(dtype="int64") for t in tables), np.zeros(4, "int64")
+    )
+    return pd.DataFrame({"tier": list(TIER_PARTS), "households": households.astype("int64")})
+
+
 # --- distributions ---------------------------------------------------------------------------
 
+HISTOGRAM_COLUMNS = ["low", "high", "eligible", "listed"]
 
-def score_histogram(scores: pd.DataFrame, bins: int) -> pd.DataFrame:
-    """Equal-width score bins over the round's range (edges rounded to 0.01).
 
-    Returns low, high, eligible (all scored households) and listed per bin; the last bin is
-    closed on the right.
-    """
-    values = scores["score"].to_numpy(dtype=np.float64)
-    if len(values) == 0:
-        return pd.DataFrame(columns=["low", "high", "eligible", "listed"])
-    low = math.floor(float(values.min()) * 100) / 100
-    high = math.ceil(float(values.max()) * 100) / 100
+def score_edges(lowest: float, highest: float, bins: int) -> np.ndarray:
+    """Equal-width bin edges over the round's score range, rounded out to 0.01."""
+    low = math.floor(float(lowest) * 100) / 100
+    high = math.ceil(float(highest) * 100) / 100
     if high <= low:
         high = low + 0.01
-    edges = np.linspace(low, high, bins + 1)
+    return np.linspace(low, high, bins + 1)
+
+
+def histogram_counts(scores: pd.DataFrame, edges: np.ndarray) -> pd.DataFrame:
+    """Scored and listed households per score bin (fixed ``edges``; the last bin is closed).
+
+    Returns low, high, eligible, listed; adding the tables of partitions gives the round's.
+    """
+    values = scores["score"].to_numpy(dtype=np.float64)
     listed = scores["tier"].astype("string").isin(LISTED_TIERS).to_numpy()
     eligible_counts, _ = np.histogram(values, bins=edges)
     listed_counts, _ = np.histogram(values[listed], bins=edges)
@@ -121,28 +185,55 @@ def score_histogram(scores: pd.DataFrame, bins: int) -> pd.DataFrame:
     )
 
 
-def reason_columns(scores: pd.DataFrame) -> list[str]:
-    """``reason_1``, ``reason_2``, ... present in the scores (the units, not the texts)."""
+def add_histograms(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """:func:`histogram_counts` of several partitions (same edges) added up."""
+    out = tables[0].copy()
+    for column in ("eligible", "listed"):
+        out[column] = sum(t[column].to_numpy(dtype="int64") for t in tables)
+    return out
+
+
+def score_histogram(scores: pd.DataFrame, bins: int) -> pd.DataFrame:
+    """Equal-width score bins over the round's range (edges rounded to 0.01).
+
+    Returns low, high, eligible (all scored households) and listed per bin; the last bin is
+    closed on the right.
+    """
+    values = scores["score"].to_numpy(dtype=np.float64)
+    if len(values) == 0:
+        return pd.DataFrame(columns=HISTOGRAM_COLUMNS)
+    return histogram_counts(scores, score_edges(values.min(), values.max(), bins))
+
+
+def reason_columns(columns: Iterable[str] | pd.DataFrame) -> list[str]:
+    """``reason_1``, ``reason_2``, ... among the columns (the units, not the texts)."""
+    names = set(columns)
     out = []
     i = 1
-    while f"reason_{i}" in scores.columns:
+    while f"reason_{i}" in names:
         out.append(f"reason_{i}")
         i += 1
     return out
 
 
-def reason_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """How often each reason unit is named for listed households.
+def _empty_reasons() -> pd.DataFrame:
+    return pd.DataFrame({"unit": [], "first": [], "any": []}).astype(
+        {"unit": "string", "first": "int64", "any": "int64"}
+    )
+
+
+def reason_counts(scores: pd.DataFrame) -> pd.DataFrame:
+    """How often each reason unit is named for the listed households among the rows.
 
     Returns unit, first (households whose first reason it is), any (households with it among
-    their reasons); sorted by ``any`` then ``first`` (descending), then unit.
+    their reasons); unsorted. Adding the tables of partitions gives the round's.
     """
-    listed = listed_rows(scores)
-    columns = reason_columns(listed)
-    if not columns or listed.empty:
-        return pd.DataFrame({"unit": [], "first": [], "any": []}).astype(
-            {"unit": "string", "first": "int64", "any": "int64"}
-        )
+    columns = reason_columns(scores)
+    if not columns:
+        return _empty_reasons()
+    listed = listed_rows(scores[[KEY, "tier", *columns]])
+    if listed.empty:
+        return _empty_reasons()
     first = listed[columns[0]].dropna().astype(str).value_counts()
     stacked = pd.concat(
         [listed[[KEY, c]].rename(columns={c: "unit"}) for c in columns], ignore_index=True
@@ -153,29 +244,46 @@ def reason_table(scores: pd.DataFrame) -> pd.DataFrame:
     out["first"] = out["first"].fillna(0).astype("int64")
     out["any"] = out["any"].astype("int64")
     out = out.rename_axis("unit").reset_index()
+    return out[["unit", "first", "any"]].astype({"unit": "string"})
+
+
+def reason_table_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
+    """:func:`reason_counts` sorted by ``any`` then ``first`` (descending), then unit."""
+    if counts.empty:
+        return _empty_reasons()
+    out = counts.astype({"unit": "string", "first": "int64", "any": "int64"})
     out = out.sort_values(
         ["any", "first", "unit"], ascending=[False, False, True], kind="stable"
     ).reset_index(drop=True)
     return out[["unit", "first", "any"]]
 
 
+def reason_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """How often each reason unit is named for listed households.
+
+    Returns unit, first (households whose first reason it is), any (households with it among
+    their reasons); sorted by ``any`` then ``first`` (descending), then unit.
+    """
+    return reason_table_from_counts(reason_counts(scores))
+
+
 # --- change since the previous round ---------------------------------------------------------
 
 
-def listed_change(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+def listed_change_from_counts(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
     """Listed and visit households per 시군구 in the previous and this round, and the change.
 
-    Returns sigungu_code, visit_previous, visit_current, listed_previous, listed_current,
-    listed_change; a last row with sigungu_code ``"total"``.
+    ``current``, ``previous``: :func:`district_counts` of the two rounds. Returns sigungu_code,
+    visit_previous, visit_current, listed_previous, listed_current, listed_change; a last row
+    with sigungu_code ``"total"``.
     """
 
-    def per_sigungu(scores: pd.DataFrame) -> pd.DataFrame:
-        tier = scores["tier"].astype("string")
+    def per_sigungu(counts: pd.DataFrame) -> pd.DataFrame:
         frame = pd.DataFrame(
             {
-                "sigungu_code": scores["sigungu_code"].astype("string").to_numpy(),
-                "visit": (tier == VISIT).to_numpy().astype(int),
-                "listed": tier.isin(LISTED_TIERS).to_numpy().astype(int),
+                "sigungu_code": counts["sigungu_code"].astype("string").to_numpy(),
+                "visit": counts["visit"].to_numpy(dtype="int64"),
+                "listed": (counts["visit"] + counts["phone"]).to_numpy(dtype="int64"),
             }
         )
         return frame.groupby("sigungu_code", sort=True).sum()
@@ -199,33 +307,230 @@ def listed_change(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame
     ]
 
 
-def _psi_bins(expected: pd.Series, actual: pd.Series, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts of both samples in the same bins (the last bin: missing values)."""
-    numeric = pd.api.types.is_numeric_dtype(expected) and pd.api.types.is_numeric_dtype(actual)
-    if numeric and expected.nunique(dropna=True) > bins:
-        e = expected.to_numpy(dtype=np.float64, na_value=np.nan)
-        a = actual.to_numpy(dtype=np.float64, na_value=np.nan)
-        probs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
-        edges = np.unique(np.nanquantile(e, probs))
+def listed_change(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """:func:`listed_change_from_counts` of two rounds' scored rows."""
+    return listed_change_from_counts(district_counts(current), district_counts(previous))
 
-        # (-inf, q1], (q1, q2], ..., (qk, inf), then missing.
-        def codes(x: np.ndarray) -> np.ndarray:
-            c = np.searchsorted(edges, x, side="left")
-            return np.where(np.isnan(x), len(edges) + 1, c)
 
-        size = len(edges) + 2
-        return (
-            np.bincount(codes(e), minlength=size),
-            np.bincount(codes(a), minlength=size),
+# --- population stability (PSI) --------------------------------------------------------------
+
+MISSING_TEXT = "<NA>"
+
+
+@dataclass(frozen=True)
+class ValueCounts:
+    """How often each value of one column occurs: what PSI and the mean need, without the rows.
+
+    Numeric columns keep their distinct values as float64, other columns the values' texts;
+    both sorted, each with its count (``counts``). Missing values are counted apart
+    (``missing``). ``total`` is the sum of the numeric values, ``distinct`` the number of distinct
+    values (a lower bound once ``merged``: neighbouring values were merged into groups, see
+    :func:`compact`).
+    """
+
+    dtype: str
+    numeric: bool
+    values: np.ndarray
+    counts: np.ndarray
+    missing: int = 0
+    total: float = 0.0
+    distinct: int = 0
+    merged: bool = False
+
+    @property
+    def present(self) -> int:
+        """Rows with a value (not missing)."""
+        return int(self.counts.sum())
+
+    @property
+    def mean(self) -> float:
+        """The mean of the values as pandas gives it (in the column's float precision)."""
+        n = self.present
+        if not self.numeric or n == 0:
+            return float("nan")
+        value = self.total / n
+        dtype = _numpy_dtype(self.dtype)
+        if dtype is not None and dtype.kind == "f" and dtype.itemsize < 8:
+            value = dtype.type(value)
+        return float(value)
+
+
+def _numpy_dtype(name: str) -> np.dtype | None:
+    try:
+        dtype = pd.api.types.pandas_dtype(name)
+    except TypeError:
+        return None
+    dtype = getattr(dtype, "numpy_dtype", dtype)
+    return dtype if isinstance(dtype, np.dtype) else None
+
+
+def compact(values: np.ndarray, counts: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merge neighbouring sorted values into at most ``size`` groups of about equal count.
+
+    Each group is represented by its smallest value and holds the counts of its values; a
+    quantile then moves by less than one group (1/``size`` of the rows, plus one value's count).
+    """
+    if len(values) <= size:
+        return values, counts
+    before = np.cumsum(counts) - counts
+    group = before * size // max(int(counts.sum()), 1)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    return values[starts], np.add.reduceat(counts, starts).astype("int64")
+
+
+def value_counts(values: pd.Series, cap: int | None = None) -> ValueCounts:
+    """The :class:`ValueCounts` of a column; more than ``cap`` distinct values are merged."""
+    dtype = str(values.dtype)
+    if pd.api.types.is_numeric_dtype(values):
+        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        present = x[~np.isnan(x)]
+        distinct, counts = np.unique(present, return_counts=True)
+        n = len(distinct)
+        merged = cap is not None and n > cap
+        if merged:
+            distinct, counts = compact(distinct, counts, cap)
+        return ValueCounts(
+            dtype=dtype,
+            numeric=True,
+            values=distinct,
+            counts=counts.astype("int64"),
+            missing=int(len(x) - len(present)),
+            total=float(present.sum()),
+            distinct=n,
+            merged=merged,
         )
-    # Categories (or few distinct values): one bin per value seen in either sample.
-    e_text = expected.astype("string").fillna("<NA>")
-    a_text = actual.astype("string").fillna("<NA>")
-    categories = sorted(set(e_text.unique()) | set(a_text.unique()))
-    return (
-        e_text.value_counts().reindex(categories, fill_value=0).to_numpy(),
-        a_text.value_counts().reindex(categories, fill_value=0).to_numpy(),
+    text = values.astype("string")
+    missing = int(text.isna().sum())
+    found = text.dropna().value_counts(sort=False).sort_index()
+    return ValueCounts(
+        dtype=dtype,
+        numeric=False,
+        values=np.array([str(v) for v in found.index], dtype=object),
+        counts=found.to_numpy(dtype="int64"),
+        missing=missing,
+        distinct=len(found),
     )
+
+
+def _texts(counts: ValueCounts) -> pd.Series:
+    """Count per text of the value (missing values as ``<NA>``), as the old frame code had it."""
+    if counts.numeric:
+        dtype = pd.api.types.pandas_dtype(counts.dtype)
+        texts = pd.Series(counts.values).astype(dtype).astype("string").tolist()
+    else:
+        texts = list(counts.values)
+    series = pd.Series(counts.counts, index=pd.Index(texts, dtype=object), dtype="int64")
+    if counts.missing:
+        series = pd.concat([series, pd.Series([counts.missing], index=[MISSING_TEXT])])
+    return series.groupby(level=0).sum().astype("int64")
+
+
+def _common_dtype(names: Sequence[str]) -> str:
+    if len(set(names)) == 1:
+        return names[0]
+    try:
+        return str(np.result_type(*[np.dtype(n) for n in names]))
+    except TypeError:
+        return "float64"
+
+
+def combine_value_counts(parts: Sequence[ValueCounts], cap: int | None = None) -> ValueCounts:
+    """The :class:`ValueCounts` of several partitions' rows of one column."""
+    dtype = _common_dtype([p.dtype for p in parts])
+    merged = any(p.merged for p in parts)
+    missing = sum(p.missing for p in parts)
+    if all(p.numeric for p in parts):
+        values = np.concatenate([p.values for p in parts]).astype(np.float64)
+        counts = np.concatenate([p.counts for p in parts]).astype("int64")
+        total = float(sum(p.total for p in parts))
+    else:  # mixed or text: compare texts
+        texts = [_texts(p) for p in parts]
+        values = np.array([v for t in texts for v in t.index if v != MISSING_TEXT], dtype=object)
+        counts = np.array(
+            [c for t in texts for v, c in t.items() if v != MISSING_TEXT], dtype="int64"
+        )
+        missing = int(sum(t.get(MISSING_TEXT, 0) for t in texts))
+        total = 0.0
+    distinct_values, inverse = np.unique(values, return_inverse=True)
+    summed = np.zeros(len(distinct_values), dtype="int64")
+    np.add.at(summed, inverse, counts)
+    distinct = len(distinct_values)
+    if merged:
+        distinct = max(distinct, *(p.distinct for p in parts))
+    numeric = all(p.numeric for p in parts)
+    if numeric and cap is not None and len(distinct_values) > cap:
+        distinct_values, summed = compact(distinct_values, summed, cap)
+        merged = True
+    return ValueCounts(
+        dtype=dtype if numeric else "string",
+        numeric=numeric,
+        values=distinct_values,
+        counts=summed,
+        missing=missing,
+        total=total,
+        distinct=distinct,
+        merged=merged,
+    )
+
+
+def quantiles(counts: ValueCounts, probs: np.ndarray) -> np.ndarray:
+    """``np.nanquantile(values, probs)`` (linear method) of the values the counts stand for."""
+    n = counts.present
+    virtual = (n - 1) * probs
+    below = np.floor(virtual)
+    gamma = virtual - below
+    last = n - 1
+    prev = np.minimum(below, last).astype(np.int64)
+    nxt = np.minimum(below + 1, last).astype(np.int64)
+    cum = np.cumsum(counts.counts)
+    a = counts.values[np.searchsorted(cum, prev, side="right")]
+    b = counts.values[np.searchsorted(cum, nxt, side="right")]
+    diff = b - a
+    out = a + diff * gamma
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), out)
+
+
+def psi_bins(
+    expected: ValueCounts, actual: ValueCounts, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of both rounds in the same bins (numeric: the last bin holds missing values).
+
+    Numeric values with more than ``bins`` distinct values are cut at ``expected``'s quantiles
+    (ties merged): (-inf, q1], (q1, q2], ..., (qk, inf), then missing. Other values get one bin
+    per text of the value seen in either round (missing as ``<NA>``).
+    """
+    if expected.numeric and actual.numeric and expected.distinct > bins:
+        probs = np.linspace(0.0, 1.0, bins + 1)[1:-1]
+        edges = np.unique(quantiles(expected, probs))
+        size = len(edges) + 2
+
+        def binned(c: ValueCounts) -> np.ndarray:
+            codes = np.searchsorted(edges, c.values, side="left")
+            out = np.zeros(size, dtype="int64")
+            np.add.at(out, codes, c.counts)
+            out[-1] += c.missing
+            return out
+
+        return binned(expected), binned(actual)
+    e = _texts(expected)
+    a = _texts(actual)
+    categories = sorted(set(e.index) | set(a.index))
+    return (
+        e.reindex(categories, fill_value=0).to_numpy(),
+        a.reindex(categories, fill_value=0).to_numpy(),
+    )
+
+
+def psi_from_counts(
+    expected: ValueCounts, actual: ValueCounts, bins: int = 10, floor: float = 1e-4
+) -> float:
+    """PSI of ``actual`` against ``expected`` (see :func:`psi`), from their value counts."""
+    e_counts, a_counts = psi_bins(expected, actual, bins)
+    if e_counts.sum() == 0 or a_counts.sum() == 0:
+        return float("nan")
+    e = np.maximum(e_counts / e_counts.sum(), floor)
+    a = np.maximum(a_counts / a_counts.sum(), floor)
+    return float(np.sum((a - e) * np.log(a / e)))
 
 
 def psi(expected: pd.Series, actual: pd.Series, bins: int = 10, floor: float = 1e-4) -> float:
@@ -236,12 +541,42 @@ def psi(expected: pd.Series, actual: pd.Series, bins: int = 10, floor: float = 1
     shares are floored at ``floor`` so that an empty bin gives a large but finite term.
     PSI = sum((a - e) * ln(a / e)).
     """
-    e_counts, a_counts = _psi_bins(pd.Series(expected), pd.Series(actual), bins)
-    if e_counts.sum() == 0 or a_counts.sum() == 0:
-        return float("nan")
-    e = np.maximum(e_counts / e_counts.sum(), floor)
-    a = np.maximum(a_counts / a_counts.sum(), floor)
-    return float(np.sum((a - e) * np.log(a / e)))
+    return psi_from_counts(
+        value_counts(pd.Series(expected)), value_counts(pd.Series(actual)), bins, floor
+    )
+
+
+def psi_table_from_counts(
+    current: Mapping[str, ValueCounts],
+    previous: Mapping[str, ValueCounts],
+    columns: Sequence[str],
+    *,
+    bins: int,
+    threshold: float,
+) -> pd.DataFrame:
+    """PSI of each column, this round against the previous; ``shifted`` when above threshold.
+
+    ``merged``: the column had so many distinct values that neighbouring ones were merged
+    (:func:`compact`), so its PSI is close to, not exactly, the one of the rows.
+    """
+    rows = []
+    for rank, column in enumerate(columns, start=1):
+        value = psi_from_counts(previous[column], current[column], bins)
+        rows.append(
+            {
+                "rank": rank,
+                "feature": column,
+                "psi": value,
+                "shifted": bool(np.isfinite(value) and value > threshold),
+                "mean_previous": previous[column].mean,
+                "mean_current": current[column].mean,
+                "merged": previous[column].merged or current[column].merged,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=["rank", "feature", "psi", "shifted", "mean_previous", "mean_current", "merged"],
+    )
 
 
 def psi_table(
@@ -253,28 +588,13 @@ def psi_table(
     threshold: float,
 ) -> pd.DataFrame:
     """PSI of each column, this round against the previous; ``shifted`` when above threshold."""
-    rows = []
-    for rank, column in enumerate(columns, start=1):
-        value = psi(previous[column], current[column], bins)
-        rows.append(
-            {
-                "rank": rank,
-                "feature": column,
-                "psi": value,
-                "shifted": bool(np.isfinite(value) and value > threshold),
-                "mean_previous": _mean(previous[column]),
-                "mean_current": _mean(current[column]),
-            }
-        )
-    return pd.DataFrame(
-        rows, columns=["rank", "feature", "psi", "shifted", "mean_previous", "mean_current"]
+    return psi_table_from_counts(
+        {c: value_counts(current[c]) for c in columns},
+        {c: value_counts(previous[c]) for c in columns},
+        columns,
+        bins=bins,
+        threshold=threshold,
     )
-
-
-def _mean(values: pd.Series) -> float:
-    if not pd.api.types.is_numeric_dtype(values):
-        return float("nan")
-    return float(pd.to_numeric(values, errors="coerce").mean())
 
 
 # --- leading features ------------------------------------------------------------------------
@@ -326,9 +646,14 @@ def unit_column(unit: str) -> str:
 
 def leading_from_reasons(scores: pd.DataFrame, available: Sequence[str], n: int) -> list[str]:
     """Fallback: the feature columns of the reason units named most often for listed households."""
+    return leading_from_reason_table(reason_table(scores), available, n)
+
+
+def leading_from_reason_table(reasons: pd.DataFrame, available: Sequence[str], n: int) -> list[str]:
+    """:func:`leading_from_reasons` from the round's :func:`reason_table`."""
     columns = set(available)
     out: list[str] = []
-    for unit in reason_table(scores)["unit"]:
+    for unit in reasons["unit"]:
         column = unit_column(str(unit))
         if column in columns and column not in out:
             out.append(column)
@@ -348,54 +673,113 @@ FAIRNESS_COLUMNS = (
     "hh__urban",
 )
 ATTRIBUTES = ("head_sex", "head_age_band", "disability", "single_person", "tenure", "urban")
+FAIRNESS_TABLE = [
+    "attribute",
+    "group",
+    "eligible",
+    "listed",
+    "eligible_share",
+    "listed_share",
+    "ratio",
+]
 
 
-def audit_groups(features: pd.DataFrame) -> pd.DataFrame:
-    """The snapshot's groups of each household (same definitions as the training audit)."""
-    yes_no = np.array(["no", "yes"])
-    disabled = pd.to_numeric(features["hh__disabled_members"], errors="coerce").fillna(0)
-    size = pd.to_numeric(features["hh__size"], errors="coerce").fillna(0)
-    urban = pd.to_numeric(features["hh__urban"], errors="coerce").fillna(0)
-    return pd.DataFrame(
-        {
-            KEY: features[KEY].astype("string").to_numpy(),
-            "head_sex": features["audit__head_sex"].astype("string").fillna("unknown").to_numpy(),
-            "head_age_band": features["audit__head_age_band"]
-            .astype("string")
-            .fillna("unknown")
-            .to_numpy(),
-            "disability": yes_no[(disabled.to_numpy() > 0).astype(int)],
-            "single_person": yes_no[(size.to_numpy() == 1).astype(int)],
-            "tenure": features["hh__tenure"].astype("string").fillna("unknown").to_numpy(),
-            "urban": np.where(urban.to_numpy() == 1, "urban", "rural"),
-        }
-    )
+def _arrow_keys(values: pd.Series) -> pa.Array:
+    return pa.array(values.astype("string").array, type=pa.string())
 
 
-def fairness_table(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+def feature_positions(scores: pd.DataFrame, features: pd.DataFrame | None) -> np.ndarray:
+    """For each scored row, the position of its household's row in ``features`` (-1: none).
+
+    A household has one feature row (the first one counts, should there be more).
+    """
+    if features is None or features.empty or scores.empty:
+        return np.full(len(scores), -1, dtype=np.int64)
+    found = pc.index_in(_arrow_keys(scores[KEY]), value_set=_arrow_keys(features[KEY]))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _labels(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    text = values.astype("string").fillna("unknown")
+    codes, uniques = pd.factorize(text)
+    return codes.astype(np.int64), [str(u) for u in uniques]
+
+
+def _flag(values: pd.Series, test: Any, names: tuple[str, str]) -> tuple[np.ndarray, list[str]]:
+    number = pd.to_numeric(values, errors="coerce").fillna(0).to_numpy()
+    return test(number).astype(np.int64), list(names)
+
+
+def audit_codes(features: pd.DataFrame) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """The snapshot's group of each feature row, per attribute, as (codes, group names); same
+    definitions as the training audit."""
+    return {
+        "head_sex": _labels(features["audit__head_sex"]),
+        "head_age_band": _labels(features["audit__head_age_band"]),
+        "disability": _flag(features["hh__disabled_members"], lambda v: v > 0, ("no", "yes")),
+        "single_person": _flag(features["hh__size"], lambda v: v == 1, ("no", "yes")),
+        "tenure": _labels(features["hh__tenure"]),
+        "urban": _flag(features["hh__urban"], lambda v: v == 1, ("rural", "urban")),
+    }
+
+
+def fairness_counts(
+    scores: pd.DataFrame, features: pd.DataFrame | None, positions: np.ndarray | None = None
+) -> pd.DataFrame:
+    """Scored (eligible) and listed households per group of each audit attribute.
+
+    ``features`` needs household_key and ``FAIRNESS_COLUMNS``; a scored household without a
+    feature row (or ``features`` None) is in group ``unknown``. ``positions``: the scored rows'
+    :func:`feature_positions`, when already known. Returns attribute, group, eligible, listed
+    (groups with households only); adding the tables of partitions gives the round's.
+    """
+    if features is None:
+        features = pd.DataFrame({c: pd.Series(dtype="object") for c in [KEY, *FAIRNESS_COLUMNS]})
+    if positions is None:
+        positions = feature_positions(scores, features)
+    listed = scores["tier"].astype("string").isin(LISTED_TIERS).to_numpy(dtype=bool)
+    found = positions >= 0
+    parts = []
+    for attribute, (codes, names) in audit_codes(features).items():
+        names = list(names)
+        if "unknown" not in names:
+            names.append("unknown")
+        group = np.full(len(scores), names.index("unknown"), dtype=np.int64)
+        group[found] = codes[positions[found]]
+        eligible = np.bincount(group, minlength=len(names))
+        chosen = np.bincount(group[listed], minlength=len(names))
+        order = [i for i in sorted(range(len(names)), key=names.__getitem__) if eligible[i]]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "attribute": [attribute] * len(order),
+                    "group": [names[i] for i in order],
+                    "eligible": eligible[order].astype("int64"),
+                    "listed": chosen[order].astype("int64"),
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def fairness_table_from_counts(counts: pd.DataFrame) -> pd.DataFrame:
     """Share of the listed households per group against the group's share of the eligible.
 
-    ``features`` needs household_key and ``FAIRNESS_COLUMNS``; only scored (eligible) households
-    count. Returns attribute, group, eligible, listed, eligible_share, listed_share, ratio
-    (listed share / eligible share: above 1, the group is listed more often than its size).
+    ``counts``: :func:`fairness_counts` (of the round, or added over partitions). Returns
+    attribute, group, eligible, listed, eligible_share, listed_share, ratio (listed share /
+    eligible share: above 1, the group is listed more often than its size); attributes in the
+    order of ``ATTRIBUTES``, groups sorted.
     """
-    groups = audit_groups(features)
-    frame = pd.DataFrame(
-        {
-            KEY: scores[KEY].astype("string").to_numpy(),
-            "listed": scores["tier"].astype("string").isin(LISTED_TIERS).to_numpy().astype(int),
-        }
-    ).merge(groups, on=KEY, how="left")
-    total_eligible = len(frame)
-    total_listed = int(frame["listed"].sum())
+    first = counts[counts["attribute"] == ATTRIBUTES[0]]
+    total_eligible = int(first["eligible"].sum())
+    total_listed = int(first["listed"].sum())
     rows = []
     for attribute in ATTRIBUTES:
-        values = frame[attribute].astype("string").fillna("unknown")
-        stats = (
-            frame.assign(group=values).groupby("group", sort=True)["listed"].agg(["size", "sum"])
-        )
-        for group, row in stats.iterrows():
-            eligible, listed = int(row["size"]), int(row["sum"])
+        part = counts[counts["attribute"] == attribute].sort_values("group", kind="stable")
+        for group, eligible, listed in zip(
+            part["group"], part["eligible"], part["listed"], strict=True
+        ):
+            eligible, listed = int(eligible), int(listed)
             e_share = eligible / total_eligible if total_eligible else float("nan")
             l_share = listed / total_listed if total_listed else float("nan")
             rows.append(
@@ -409,17 +793,106 @@ def fairness_table(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame
                     "ratio": l_share / e_share if e_share else float("nan"),
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "attribute",
-            "group",
-            "eligible",
-            "listed",
-            "eligible_share",
-            "listed_share",
-            "ratio",
-        ],
+    return pd.DataFrame(rows, columns=FAIRNESS_TABLE)
+
+
+def fairness_table(scores: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
+    """:func:`fairness_table_from_counts` of the given scored rows and their feature rows.
+
+    Only scored (eligible) households count; ``features`` needs household_key and
+    ``FAIRNESS_COLUMNS``.
+    """
+    return fairness_table_from_counts(fairness_counts(scores, features))
+
+
+# --- counts of a partition, added over the round ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoundCounts:
+    """Every count the overview needs, of some scored households of a round (one partition or
+    the whole round); :func:`combine_counts` adds those of several partitions."""
+
+    scored: int
+    listed: int
+    districts: pd.DataFrame  # district_counts
+    tiers: pd.DataFrame  # tier_table
+    reasons: pd.DataFrame  # reason_counts (unsorted)
+    histogram: pd.DataFrame | None = None  # histogram_counts (None: not asked for)
+    fairness: pd.DataFrame | None = None  # fairness_counts (None: not asked for)
+    values: dict[str, ValueCounts] = field(default_factory=dict)  # eligible rows' features
+
+
+def eligible_rows(
+    features: pd.DataFrame, scores: pd.DataFrame, positions: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The feature rows of the scored (eligible) households (``positions``: the scored rows'
+    :func:`feature_positions`, when already known)."""
+    if positions is None:
+        positions = feature_positions(scores, features)
+    member = np.zeros(len(features), dtype=bool)
+    member[positions[positions >= 0]] = True
+    return features[member]
+
+
+def round_counts(
+    scores: pd.DataFrame,
+    features: pd.DataFrame | None = None,
+    *,
+    leading: Sequence[str] = (),
+    edges: np.ndarray | None = None,
+    fairness: bool = False,
+    cap: int | None = None,
+) -> RoundCounts:
+    """Count the scored rows (and their feature rows, when given).
+
+    ``edges``: the score histogram's bin edges (fixed for the round: :func:`score_edges`);
+    ``fairness``: count the audit groups; ``leading``: the feature columns whose values are
+    counted (of the scored households only), ``cap``: see :func:`value_counts`.
+    """
+    positions = feature_positions(scores, features)
+    values = {}
+    if features is not None and leading:
+        eligible = eligible_rows(features, scores, positions)
+        values = {c: value_counts(eligible[c], cap) for c in leading}
+    return RoundCounts(
+        scored=len(scores),
+        listed=len(listed_rows(scores)),
+        districts=district_counts(scores),
+        tiers=tier_table(scores),
+        reasons=reason_counts(scores),
+        histogram=None if edges is None else histogram_counts(scores, edges),
+        fairness=fairness_counts(scores, features, positions) if fairness else None,
+        values=values,
+    )
+
+
+def empty_scores() -> pd.DataFrame:
+    """Scored rows of no household (the columns the counts need)."""
+    columns = (KEY, "sigungu_code", "emd_code", "tier", "selection_reason")
+    return pd.DataFrame({c: pd.Series(dtype="string") for c in columns})
+
+
+def combine_counts(parts: Sequence[RoundCounts], cap: int | None = None) -> RoundCounts:
+    """The counts of several partitions of one round added up (``cap``: see
+    :func:`combine_value_counts`); no partition at all: the counts of no household."""
+    if not parts:
+        return round_counts(empty_scores())
+    histograms = [p.histogram for p in parts if p.histogram is not None]
+    fairness = [p.fairness for p in parts if p.fairness is not None]
+    columns = list(dict.fromkeys(c for p in parts for c in p.values))
+    return RoundCounts(
+        scored=sum(p.scored for p in parts),
+        listed=sum(p.listed for p in parts),
+        districts=add_counts([p.districts for p in parts], ["sigungu_code", "emd_code"]),
+        tiers=add_tiers([p.tiers for p in parts]),
+        reasons=add_counts([p.reasons for p in parts], ["unit"]),
+        histogram=add_histograms(histograms) if histograms else None,
+        fairness=add_counts(fairness, ["attribute", "group"]) if fairness else None,
+        values={
+            c: combine_value_counts([p.values[c] for p in parts if c in p.values], cap)
+            for c in columns
+        },
     )
 
 
@@ -469,13 +942,16 @@ def followup_tables(
     label_of: Mapping[str, int | None],
     *,
     bins: int,
+    scored: Iterable[str] | None = None,
 ) -> FollowUp:
     """Realised precision (share of labelled outcomes that found need) and calibration.
 
     ``outcomes`` follows ``pipeline.outcomes.store`` (household_key, outcome_code,
     added_by_caseworker, ...); ``label_of`` maps outcome codes to 1 (need), 0 (no need) or None
     (no label: unreachable, in progress; unknown codes too). The list is the visit and phone
-    tiers; households added by caseworkers are counted apart.
+    tiers; households added by caseworkers are counted apart. ``scores`` needs the listed rows
+    of the round at least; ``scored``: the keys of the outcomes' households that were scored in
+    the round (default: the keys of ``scores``), for the count of unmatched answers.
     """
     out = outcomes.copy()
     out[KEY] = out[KEY].astype("string")
@@ -494,8 +970,10 @@ def followup_tables(
     on_list = on_list.drop_duplicates(KEY, keep="last")
     merged = listed.merge(on_list, on=KEY, how="left")
     merged["part"] = _part_of(merged)
-    known = set(scores[KEY].astype("string"))
-    listed_keys = set(listed[KEY])
+    known = pd.Index(
+        scores[KEY].astype("string").unique() if scored is None else list(scored), dtype="string"
+    )
+    listed_keys = pd.Index(listed[KEY].unique(), dtype="string")
     unmatched = int((~out[KEY].isin(known)).sum())
     # Answers for households that were not on the list, flagged or not, are counted with the
     # caseworkers' additions: the list did not choose them.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -264,6 +265,7 @@ def psi_rows(psi: pd.DataFrame, descriptions: Mapping[str, str]) -> list[dict[st
             "shifted": bool(r.shifted),
             "mean_previous": decimal(r.mean_previous, 3),
             "mean_current": decimal(r.mean_current, 3),
+            "merged": bool(getattr(r, "merged", False)),
         }
         for r in psi.itertuples(index=False)
     ]
@@ -314,34 +316,66 @@ def fairness_rows(
 # --- 읍면동 page rows (households: nothing masked) ----------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class HouseholdRow:
+    """One row of a 읍면동 page (attributes, not a dict: the template reads them fast)."""
+
+    list_rank: int
+    household_key: str
+    tier: str
+    tier_name: str
+    score: float
+    score_text: str
+    model_rank: int
+    model_rank_text: str
+    selection: str
+    explored: bool
+    probability: float
+    probability_text: str
+    reasons: list[str]
+
+
 def household_rows(
     scores: pd.DataFrame, selection: Mapping[str, str], reasons: int
-) -> list[dict[str, Any]]:
+) -> list[HouseholdRow]:
     """The listed households of one 읍면동, in list order."""
-    rows = []
     ordered = scores.sort_values("list_rank", kind="stable")
-    for r in ordered.to_dict(orient="records"):
-        texts = []
-        for i in range(1, reasons + 1):
-            text = r.get(f"reason_{i}_text")
-            texts.append("" if is_missing(text) else str(text))
-        probability = float(r["selection_probability"])
+    blank = [None] * len(ordered)
+
+    def column(name: str) -> list[Any]:
+        return ordered[name].tolist() if name in ordered.columns else blank
+
+    texts = [column(f"reason_{i}_text") for i in range(1, reasons + 1)]
+    rows = []
+    for i, (rank, key, tier, score, model_rank, chosen, probability) in enumerate(
+        zip(
+            column("list_rank"),
+            column("household_key"),
+            column("tier"),
+            column("score"),
+            column("model_rank"),
+            column("selection_reason"),
+            column("selection_probability"),
+            strict=True,
+        )
+    ):
+        score, probability = float(score), float(probability)
         rows.append(
-            {
-                "list_rank": int(r["list_rank"]),
-                "household_key": str(r["household_key"]),
-                "tier": str(r["tier"]),
-                "tier_name": TIER_KO.get(str(r["tier"]), str(r["tier"])),
-                "score": float(r["score"]),
-                "score_text": f"{100 * float(r['score']):.1f}",
-                "model_rank": int(r["model_rank"]),
-                "model_rank_text": f"{int(r['model_rank']):,}",
-                "selection": selection.get(str(r["selection_reason"]), str(r["selection_reason"])),
-                "explored": str(r["selection_reason"]) == EXPLORATION,
-                "probability": probability,
-                "probability_text": percent(probability, 1),
-                "reasons": texts,
-            }
+            HouseholdRow(
+                list_rank=int(rank),
+                household_key=str(key),
+                tier=str(tier),
+                tier_name=TIER_KO.get(str(tier), str(tier)),
+                score=score,
+                score_text=f"{100 * score:.1f}",
+                model_rank=int(model_rank),
+                model_rank_text=f"{int(model_rank):,}",
+                selection=selection.get(str(chosen), str(chosen)),
+                explored=str(chosen) == EXPLORATION,
+                probability=probability,
+                probability_text=percent(probability, 1),
+                reasons=["" if is_missing(t[i]) else str(t[i]) for t in texts],
+            )
         )
     return rows
 
