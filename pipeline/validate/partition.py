@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pandas.api.types import union_categoricals
 
 from pipeline.datasets import PARTITION_KEY, PARTITIONED_RAW_TABLES, TableLayout
 from pipeline.validate import frames
@@ -35,7 +36,9 @@ from pipeline.validate.checks import (
 )
 from pipeline.validate.contract import CONTRACTS
 from pipeline.validate.engine import GxEngine, engine_for
+from pipeline.validate.national_keys import KeySegment, key_segment
 from pipeline.validate.verdict import CheckResult, file_failure, read_results
+from pipeline.validate.volume import combine_counts
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +316,12 @@ class BatchTask:
 
 @dataclass
 class BatchOutcome:
-    """What validating a batch of partitions produced, for the national merge."""
+    """What validating a batch of partitions produced, for the national merge.
+
+    Whatever grows with the rows travels compactly: the keys as numpy arrays, the rows set aside
+    with categorical columns (see :func:`compact_rejected`), the volume counts summed over the
+    batch.
+    """
 
     codes: tuple[str, ...]
     files: dict[str, str] = field(default_factory=dict)
@@ -323,7 +331,7 @@ class BatchOutcome:
     gx_results: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     rejected: pd.DataFrame | None = None
     volume: list[pd.DataFrame] = field(default_factory=list)
-    keys: list[pd.DataFrame] = field(default_factory=list)
+    keys: list[KeySegment] = field(default_factory=list)
 
 
 @dataclass
@@ -379,12 +387,12 @@ def _partition_frames(
         keys = frames.strings(raw_households.column("household_key"))
         present = np.flatnonzero(keys.is_valid().to_numpy(zero_copy_only=False))
         hashes = frames.hash_values(keys.take(pa.array(present)))
-        out.keys.append(_key_hashes("households", code, hashes, present))
+        out.keys.append(key_segment("households", code, hashes, present))
     if "household_members" in tables and households is not None:
         members, residents = frames.members_frame(tables.pop("household_members"), code, keys)
         acc.members.append(members)
         out.keys.append(
-            _key_hashes("household_members", code, residents.hashes(), residents.first_row)
+            key_segment("household_members", code, residents.hashes(), residents.first_row)
         )
     if "crisis_events" in tables and residents is not None:
         events = frames.events_frames(tables.pop("crisis_events"), code, residents, task.inputs)
@@ -398,28 +406,6 @@ def _partition_frames(
         acc.outcomes.append(
             frames.outcomes_frame(tables.pop("outreach_outcomes"), code, households)
         )
-
-
-# Hashes of different tables' keys must not meet in the check across partitions.
-_TABLE_SALT = {"households": np.uint64(0x9E3779B97F4A7C15), "household_members": np.uint64(0)}
-
-
-def _key_hashes(
-    table: str, code: str, hashes: np.ndarray, rows: np.ndarray | None = None
-) -> pd.DataFrame:
-    """One row per distinct key of a partition: its hash (salted by table) and first row.
-
-    Duplicates inside one partition are that partition's own failure, so each key counts once.
-    """
-    unique, first = np.unique(hashes, return_index=True)
-    return pd.DataFrame(
-        {
-            "table": table,
-            "sigungu": code,
-            "row": first if rows is None else rows[first],
-            "key_hash": unique ^ _TABLE_SALT[table],
-        }
-    )
 
 
 def _offset(frames_: list[pd.DataFrame], column: str) -> list[pd.DataFrame]:
@@ -482,6 +468,8 @@ def validate_batch(task: BatchTask) -> BatchOutcome:
     out.rejected = pd.concat(rejected, ignore_index=True) if rejected else empty_rejected()
     over_share = [r for _, _, item in checked for r in item.over_share]
     out.results.extend(share_failures(out.rejected, out.rows, over_share, task.max_rejected_share))
+    out.rejected = compact_rejected(out.rejected)
+    out.volume = [combine_counts(out.volume)] if out.volume else []
     return out
 
 
@@ -538,6 +526,42 @@ def share_failures(
             )
         )
     return out
+
+
+# Text columns of the rejected rows: few distinct values, repeated on every row.
+_REJECTED_TEXT = ("table", "sigungu", "check", "reason", "detail")
+
+
+def compact_rejected(rejected: pd.DataFrame) -> pd.DataFrame:
+    """The rejected rows with categorical text columns (a few bytes a row instead of a string
+    per row and column), as they travel to the driver and stay there until written."""
+    return rejected.astype({c: "category" for c in _REJECTED_TEXT})
+
+
+def concat_rejected(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Stack compact rejected rows (see :func:`compact_rejected`), still compact."""
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return compact_rejected(empty_rejected())
+    if len(parts) == 1:
+        return parts[0].reset_index(drop=True)
+    columns = {}
+    for column in REJECTED_COLUMNS:
+        if column in _REJECTED_TEXT:
+            columns[column] = pd.Series(
+                union_categoricals([p[column].astype("category").array for p in parts])
+            )
+        else:
+            columns[column] = pd.concat([p[column] for p in parts], ignore_index=True)
+    return pd.DataFrame(columns, copy=False)
+
+
+def plain_rejected(rejected: pd.DataFrame) -> pd.DataFrame:
+    """The rejected rows with text columns as strings again (the rejected-rows file's types)."""
+    text = [c for c in _REJECTED_TEXT if isinstance(rejected[c].dtype, pd.CategoricalDtype)]
+    if not text:
+        return rejected
+    return rejected.astype({c: "str" for c in text})
 
 
 def empty_rejected() -> pd.DataFrame:

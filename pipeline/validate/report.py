@@ -22,6 +22,7 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.io import staging_dir, write_json, write_parquet
+from pipeline.validate.partition import plain_rejected
 from pipeline.validate.stage import PASSED, ValidationRun
 from pipeline.validate.verdict import CheckResult
 
@@ -88,7 +89,7 @@ def validation_record(run: ValidationRun, config: Config, data_docs: bool) -> di
     """The run's JSON record (``validation.json``)."""
     failures = run.failures
     rejected_by_table = (
-        run.rejected.groupby("table")["row"].size().astype(int).to_dict()
+        run.rejected["table"].astype("str").value_counts().sort_index().astype(int).to_dict()
         if len(run.rejected)
         else {}
     )
@@ -190,7 +191,7 @@ def write_run(run: ValidationRun, config: Config, layout: OutputLayout) -> Path:
     with staging_dir(final) as folder:
         write_json(record, folder / VALIDATION_JSON)
         write_json(volume_records(run.volume), folder / VOLUME_JSON)
-        write_parquet(run.rejected.reset_index(drop=True), folder / REJECTED_ROWS)
+        write_parquet(plain_rejected(run.rejected).reset_index(drop=True), folder / REJECTED_ROWS)
         gx = [{"suite": s, "batch": b, "result": r} for s, b, r in run.gx_results]
         (folder / GX_RESULTS).write_text(
             json.dumps(gx, ensure_ascii=False, sort_keys=True, default=str), encoding="utf-8"

@@ -3,7 +3,10 @@
 Order: the file inventory, the two small reference tables (regions, district capacity), then the
 시군구 partitions in parallel batches (:func:`pipeline.validate.partition.validate_batch`), then
 the national checks combined from the partitions' results: every file has rows, keys are unique
-across partitions, and the volume of signals per source and month stays within its bounds.
+across partitions (bucket by bucket on compact hashes, :mod:`pipeline.validate.national_keys`),
+and the volume of signals per source and month stays within its bounds. What the batches return
+is compact (key hashes as numpy arrays, rows set aside with categorical text, volume counts
+summed per batch): the driver holds about 12 bytes per key, not a frame row per key.
 Nothing is written here; :mod:`pipeline.validate.report` keeps the results.
 """
 
@@ -43,11 +46,13 @@ from pipeline.validate.contract import (
     VOLUME_SUITE,
 )
 from pipeline.validate.engine import GxEngine, engine_for
+from pipeline.validate.national_keys import check_keys_across
 from pipeline.validate.partition import (
     BatchOutcome,
     BatchTask,
     LoadedFile,
     check_frame,
+    concat_rejected,
     empty_rejected,
     load_file,
     read_columns,
@@ -75,6 +80,7 @@ class ValidationRun:
     rows: dict[str, int] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     gx_results: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # Text columns may be categorical (compact); plain_rejected gives the file's string types.
     rejected: pd.DataFrame = field(default_factory=empty_rejected)
     volume: pd.DataFrame | None = None
     suites: dict[str, list[Check]] = field(default_factory=dict)
@@ -359,8 +365,7 @@ def merge_partitions(
             run.rows[table] = run.rows.get(table, 0) + rows
         run.gx_results.extend(out.gx_results)
         unusable |= out.unusable
-    rejected = [o.rejected for o in outcomes if o.rejected is not None and len(o.rejected)]
-    run.rejected = pd.concat(rejected, ignore_index=True) if rejected else empty_rejected()
+    run.rejected = concat_rejected([o.rejected for o in outcomes])
 
     file_rows = pd.DataFrame(
         [
@@ -378,16 +383,12 @@ def merge_partitions(
         run.results.extend(results)
         run.gx_results.append((FILE_ROWS_SUITE, "national", gx_result))
 
+    # Keys across partitions: bucket by bucket, each bucket's GX result kept (national_keys).
     keys = [k for o in outcomes for k in o.keys]
     if keys:
-        frame = pd.concat(keys, ignore_index=True)
-        frame["table"] = frame["table"].astype("category")
-        frame["sigungu"] = frame["sigungu"].astype("category")
-        results, gx_result = _national_frame_results(
-            engine, UNIQUE_ACROSS_SUITE, frame, cfg.example_keys
-        )
+        results, bucket_results = check_keys_across(engine, keys, example_keys=cfg.example_keys)
         run.results.extend(results)
-        run.gx_results.append((UNIQUE_ACROSS_SUITE, "national", gx_result))
+        run.gx_results.extend((UNIQUE_ACROSS_SUITE, label, r) for label, r in bucket_results)
 
     if not any(table == "crisis_events" for table, _ in unusable):
         window = config.window
