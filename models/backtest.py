@@ -5,8 +5,8 @@ that list was made) and only labels resolved before the test round. Test rows ar
 household at the test round, with features as of it. Never a random split.
 
 Memory: the training pool reads only the rows it keeps (labelled visits and the chosen negatives,
-:func:`build_pool`); a test round is scored partition by partition (:class:`TestRoundReader`) and
-only the columns the metrics need are kept of its households.
+:func:`build_pool`); a test round is evaluated partition by partition and only aggregates of its
+households are kept (:mod:`models.evaluation`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,37 +22,20 @@ import pandas as pd
 from models.candidates import (
     CalibratedClassifier,
     LightGBMFitter,
-    RuleBaseline,
     make_lightgbm,
     make_logistic,
 )
-from models.data import (
-    EMD,
-    KEY,
-    RULE_COLUMN,
-    RoundSource,
-    eligible_mask,
-    read_feature_file,
-    truth_for_round,
-)
-from models.dataset_summary import column_flags
-from models.fairness import AUDIT_SOURCES
-from models.metrics import (
-    calibration_metrics,
-    count_list,
-    counts_to_metrics,
-    cut_list,
-    gap_closed,
-    ranking_metrics,
-)
-from pipeline.config import RuntimeConfig, SelectiveLabelsConfig, TrainingConfig
-from pipeline.engine import map_partitions
+from models.data import KEY, RoundSource, eligible_mask
+from models.evaluation import ORACLE, RULE, RoundHouseholds, TestRoundReader
+from models.fairness import add_audit_counts
+from models.metrics import gap_closed, paired_bootstrap
+from pipeline.config import SelectiveLabelsConfig, TrainingConfig
 from pipeline.months import format_month
 
 log = logging.getLogger(__name__)
 
-RULE = "rule"
-ORACLE = "oracle"
+__all__ = ["ORACLE", "RULE", "TestRoundReader"]  # re-exported for the stage and the tests
+
 LABEL_COLUMNS = ("label", "resolved_month", "selection_probability", "selection_reason")
 
 
@@ -86,24 +67,6 @@ class TrainTable:
 
 
 @dataclass
-class TestRound:
-    """One test round, scored: what the metrics need of every eligible household, no inputs.
-
-    ``features`` holds the key, the 읍면동, the rule's column and the audit attributes' columns
-    (:data:`TEST_COLUMNS`); ``scores`` the calibrated probability of every backtest model, on the
-    same rows. ``input_flags`` are the per-partition flags of the model inputs (missing values,
-    all-text columns) from which the stage writes the round's MLflow dataset record.
-    """
-
-    round_month: int
-    features: pd.DataFrame
-    observed: pd.Series  # Int8 label of the test round's own visits (NA: no label)
-    truth: pd.DataFrame | None  # in_need, hardship (aligned on features' rows)
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
-    input_flags: list[tuple[pd.Series, pd.Series]] = field(default_factory=list)
-
-
-@dataclass
 class BacktestResult:
     """Everything the backtests measured (pure data; the stage wrapper logs it)."""
 
@@ -111,10 +74,11 @@ class BacktestResult:
     summary: pd.DataFrame  # mean and sd per model and metric
     bootstrap: pd.DataFrame | None
     reliability: dict[str, pd.DataFrame]
-    curves: dict[str, pd.DataFrame]  # per model: score, observed label, in_need (no keys)
-    lists: list[pd.DataFrame] = field(default_factory=list)  # per round: audit rows at the cut
+    curves: dict[str, pd.DataFrame]  # per model: precision at k (round, listed, precision, target)
+    labelled: dict[str, pd.DataFrame]  # per model: score, observed, round of labelled households
+    audit: pd.DataFrame | None = None  # fairness counts pooled over the rounds (with truth)
     train_rows: dict[str, int] = field(default_factory=dict)
-    tests: list[TestRound] = field(default_factory=list)
+    rounds: list[RoundHouseholds] = field(default_factory=list)
 
 
 def _since_columns(columns: list[str]) -> list[str]:
@@ -292,153 +256,6 @@ def fit_candidate(
     )
 
 
-# What the metrics and the fairness audit need of a test round's households (no model inputs).
-TEST_COLUMNS = tuple(dict.fromkeys((KEY, EMD, RULE_COLUMN, *AUDIT_SOURCES)))
-SCORE_PREFIX = "score::"
-
-
-@dataclass(frozen=True)
-class ScoreTask:
-    """One partition file of a test round, to be scored by every backtest model (picklable)."""
-
-    path: Path
-    levels: dict[str, list[str]]
-    inputs: list[str]
-    models: dict[str, CalibratedClassifier]
-
-
-@dataclass(frozen=True)
-class ScoredPartition:
-    """A partition's eligible households: :data:`TEST_COLUMNS` and one score column per model."""
-
-    frame: pd.DataFrame
-    missing: pd.Series  # per model input: some value is missing
-    text: pd.Series  # per model input: every value is a str
-
-
-PREDICT_ROWS = 50_000  # households scored at once: bounds the copies a model makes of its input
-
-
-def _probability(model: CalibratedClassifier, X: pd.DataFrame) -> np.ndarray:
-    parts = [
-        model.predict_proba(X.iloc[start : start + PREDICT_ROWS])[:, 1]
-        for start in range(0, len(X), PREDICT_ROWS)
-    ]
-    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
-
-
-def score_partition(task: ScoreTask) -> ScoredPartition:
-    """Read one partition, keep the eligible households, score them; return what metrics need."""
-    features = read_feature_file(task.path, task.levels)
-    features = features[eligible_mask(features)].reset_index(drop=True)
-    X = features[task.inputs]
-    scores = {
-        f"{SCORE_PREFIX}{name}": _probability(model, X) for name, model in task.models.items()
-    }
-    frame = features[list(TEST_COLUMNS)].assign(**scores)
-    missing, text = column_flags(X)
-    return ScoredPartition(frame, missing, text)
-
-
-@dataclass(frozen=True)
-class TestRoundReader:
-    """Reads a test round partition by partition and scores it with the models of its backtest.
-
-    The partitions run on the configured engine (``runtime``): in this process when it is local
-    (LightGBM already uses the cores, and a forked process pool could hang in OpenMP after the
-    fits), on the workers when it is Dask. Only the columns the metrics need come back, so the
-    round's model inputs are never held whole.
-    """
-
-    source: RoundSource
-    round_month: int
-    final_as_of: int
-    inputs: list[str]
-    levels: dict[str, list[str]]
-    truth: Callable[[list[int]], pd.DataFrame | None] | None = None  # months -> hidden truth
-    runtime: RuntimeConfig | None = None
-
-    def score(self, models: dict[str, CalibratedClassifier]) -> TestRound:
-        runtime = self.runtime or RuntimeConfig(progress=False)
-        tasks = [
-            ScoreTask(path, self.levels, self.inputs, models)
-            for path in self.source.feature_files(self.round_month)
-        ]
-        parts = map_partitions(
-            score_partition,
-            tasks,
-            description=f"backtest {format_month(self.round_month)}: scoring",
-            runtime=runtime,
-            workers=1 if runtime.engine == "local" else None,
-        )
-        frame = pd.concat([p.frame for p in parts], ignore_index=True)
-        if not frame[KEY].is_monotonic_increasing:
-            frame = frame.sort_values(KEY, kind="stable").reset_index(drop=True)
-        truth = self.truth([self.round_month, self.round_month + 1]) if self.truth else None
-        test = _test_round(
-            self.source, self.round_month, self.final_as_of, truth, frame[list(TEST_COLUMNS)]
-        )
-        test.scores = {
-            name: frame[f"{SCORE_PREFIX}{name}"].to_numpy(dtype=np.float64) for name in models
-        }
-        test.input_flags = [(p.missing, p.text) for p in parts]
-        return test
-
-
-def _test_round(
-    source: RoundSource,
-    round_month: int,
-    final_as_of: int,
-    truth: pd.DataFrame | None,
-    features: pd.DataFrame,
-) -> TestRound:
-    """The round's observed labels and (synthetic) truth, aligned on ``features``' rows."""
-    labels = source.labels(final_as_of)
-    own = labels[(labels["round_month"] == round_month) & labels["label"].notna()]
-    observed = own.set_index(KEY)["label"].reindex(features[KEY]).astype("Int8")
-    observed = observed.reset_index(drop=True)
-    aligned = None
-    if truth is not None:
-        per = truth_for_round(truth, round_month).reindex(features[KEY])
-        aligned = pd.DataFrame(
-            {
-                "in_need": per["in_need"].fillna(False).astype(bool).to_numpy(),
-                "hardship": per["hardship"].to_numpy(dtype=np.float64),
-            }
-        )
-    return TestRound(round_month, features, observed, aligned)
-
-
-def evaluate_scores(
-    test: TestRound,
-    scores: np.ndarray,
-    capacity: pd.Series,
-    probabilities: np.ndarray | None = None,
-    min_score: float | None = None,
-    bins: int = 10,
-) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame | None]:
-    """Metrics of one model on one test round; also the per-읍면동 cut and reliability table."""
-    keys = test.features[KEY].to_numpy()
-    emd = test.features[EMD].to_numpy()
-    k_total = int(capacity.reindex(pd.unique(emd)).fillna(0).sum())
-    by_emd = cut_list(keys, emd, scores, capacity, min_score)
-    overall = cut_list(keys, emd, scores, k_total, min_score)
-    metrics: dict[str, float] = {"k": float(k_total)}
-    metrics.update(counts_to_metrics("observed_emd_", count_list(by_emd, test.observed)))
-    metrics.update(counts_to_metrics("observed_k_", count_list(overall, test.observed)))
-    metrics.update(ranking_metrics(scores, test.observed))
-    reliability = None
-    if probabilities is not None:
-        calib, reliability = calibration_metrics(probabilities, test.observed, bins)
-        metrics.update(calib)
-    if test.truth is not None:
-        need = test.truth["in_need"].to_numpy(dtype=np.int64)
-        metrics.update(counts_to_metrics("truth_emd_", count_list(by_emd, need), truth=True))
-        metrics.update(counts_to_metrics("truth_k_", count_list(overall, need), truth=True))
-        metrics["truth_roc_auc"] = ranking_metrics(scores, need)["roc_auc"]
-    return metrics, by_emd, reliability
-
-
 @dataclass(frozen=True)
 class CandidateSpec:
     """One model of the backtest: a learned candidate and its selective-label method."""
@@ -516,65 +333,44 @@ def run_backtests(
     categorical: list[str],
     fitter: LightGBMFitter | None = None,
 ) -> BacktestResult:
-    """Fit every candidate per test round, score the round, evaluate; bootstrap the truth."""
+    """Fit every candidate per test round, evaluate the round by partition; bootstrap the truth.
+
+    The precision-at-k curves of every round use the list sizes of the first round's.
+    """
     rows: list[dict] = []
     reliability: dict[str, list[pd.DataFrame]] = {}
     curves: dict[str, list[pd.DataFrame]] = {}
+    labelled: dict[str, list[pd.DataFrame]] = {}
     boot_rounds: list[pd.DataFrame] = []
-    lists: list[pd.DataFrame] = []
+    audits: list[pd.DataFrame] = []
     train_rows: dict[str, int] = {}
-    scored_tests: list[TestRound] = []
-    rule = RuleBaseline()
+    households: list[RoundHouseholds] = []
+    ks = None
     for reader in tests:
-        t = reader.round_month
-        label = format_month(t)
-        models, fitted_rows = backtest_models(pool, t, config, numeric, categorical, fitter)
+        label = format_month(reader.round_month)
+        models, fitted_rows = backtest_models(
+            pool, reader.round_month, config, numeric, categorical, fitter
+        )
         train_rows.update({f"{label}/{name}": n for name, n in fitted_rows.items()})
-        test = reader.score(models)
-        scored_tests.append(test)
-        listed: dict[str, np.ndarray] = {}
-        probs: dict[str, np.ndarray] = {}
-        rule.fit(test.features)
-        scored: dict[str, tuple[np.ndarray, np.ndarray | None, float | None]] = {
-            RULE: (rule.score_households(test.features), None, rule.min_score)
-        }
-        for name in models:
-            p = test.scores[name]
-            scored[name] = (p, p, None)
-        if test.truth is not None:
-            hardship = test.truth["hardship"].fillna(-1e9).to_numpy()
-            scored[ORACLE] = (hardship, None, None)
-        for name, (scores, prob, min_score) in scored.items():
-            metrics, by_emd, rel = evaluate_scores(
-                test, scores, capacity, prob, min_score, config.calibration.bins
-            )
-            rows.append({"round": label, "model": name, **metrics})
-            listed[name] = by_emd["listed"].to_numpy(bool)
-            if prob is not None:
-                probs[name] = prob
-            if rel is not None:
-                reliability.setdefault(name, []).append(rel.assign(round=label))
-            curve = pd.DataFrame(
-                {"score": scores, "observed": test.observed.to_numpy(), "round": label}
-            )
-            if test.truth is not None:
-                curve["in_need"] = test.truth["in_need"].to_numpy()
+        evaluation = reader.evaluate(
+            models, capacity, config.candidate, config.calibration.bins, ks
+        )
+        ks = evaluation.ks
+        rows.extend(evaluation.metrics)
+        for name, table in evaluation.reliability.items():
+            reliability.setdefault(name, []).append(table)
+        for name, curve in evaluation.curves.items():
             curves.setdefault(name, []).append(curve)
-        if test.truth is not None:
-            union = np.zeros(len(test.features), dtype=bool)
-            for flags in listed.values():
-                union |= flags
-            frame = pd.DataFrame({m: f[union] for m, f in listed.items()})
-            frame["in_need"] = test.truth["in_need"].to_numpy()[union]
-            frame.attrs["total_need"] = int(test.truth["in_need"].sum())
-            boot_rounds.append(frame)
-        lists.append(_audit_rows(test, listed, probs, config.candidate))
+        for name, frame in evaluation.labelled.items():
+            labelled.setdefault(name, []).append(frame)
+        if evaluation.bootstrap is not None:
+            boot_rounds.append(evaluation.bootstrap)
+            audits.append(evaluation.audit)
+        households.append(evaluation.households)
     metrics = pd.DataFrame(rows)
     summary = summarise(metrics)
     bootstrap = None
     if boot_rounds:
-        from models.metrics import paired_bootstrap
-
         names = [n for n in metrics["model"].unique()]
         bootstrap = paired_bootstrap(
             boot_rounds,
@@ -590,27 +386,11 @@ def run_backtests(
         bootstrap=bootstrap,
         reliability={k: pd.concat(v, ignore_index=True) for k, v in reliability.items()},
         curves={k: pd.concat(v, ignore_index=True) for k, v in curves.items()},
-        lists=lists,
+        labelled={k: pd.concat(v, ignore_index=True) for k, v in labelled.items()},
+        audit=add_audit_counts(audits) if audits else None,
         train_rows=train_rows,
-        tests=scored_tests,
+        rounds=households,
     )
-
-
-def _audit_rows(
-    test: TestRound, listed: dict[str, np.ndarray], probs: dict[str, np.ndarray], main: str
-) -> pd.DataFrame:
-    """Rows for the fairness audit: attributes, listed by the main model and the rule, truth."""
-    from models.fairness import audit_attributes
-
-    frame = audit_attributes(test.features)
-    frame["round"] = format_month(test.round_month)
-    frame["listed_model"] = listed[main]
-    frame["listed_rule"] = listed[RULE]
-    frame["probability"] = probs.get(main, np.full(len(frame), np.nan))
-    frame["observed"] = test.observed.to_numpy()
-    if test.truth is not None:
-        frame["in_need"] = test.truth["in_need"].to_numpy()
-    return frame
 
 
 def summarise(metrics: pd.DataFrame) -> pd.DataFrame:

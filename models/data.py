@@ -129,6 +129,34 @@ def key_range_holds(path: Path, sorted_keys: np.ndarray) -> bool:
     return False
 
 
+def file_key_range(path: Path) -> tuple[str, str] | None:
+    """The smallest and largest household key of a Parquet file, from its statistics alone.
+
+    None when some row group has no statistics (the range is then unknown); ``("", "")`` for a
+    file without rows.
+    """
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_rows == 0:
+        return ("", "")
+    if KEY not in metadata.schema.names:
+        return None
+    column = metadata.schema.names.index(KEY)
+    low = high = None
+    for group in range(metadata.num_row_groups):
+        if metadata.row_group(group).num_rows == 0:
+            continue
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        low = stats.min if low is None else min(low, stats.min)
+        high = stats.max if high is None else max(high, stats.max)
+    if low is None:
+        return ("", "")
+    return (str(low), str(high))
+
+
 class RoundSource(Protocol):
     """Where features and labels as of a round come from.
 
@@ -324,29 +352,42 @@ def truth_covers(config: Config, months: Iterable[int]) -> bool:
     return all(format_month(m) in present for m in months)
 
 
-def load_truth(config: Config, months: Iterable[int]) -> pd.DataFrame | None:
-    """The hidden truth for some months (evaluation only), or None for real data.
-
-    Columns: household_key, month (index), hardship, in_need.
-    """
+def truth_files(config: Config) -> list[Path]:
+    """The partition files of the hidden truth (none for real data)."""
     layout = TableLayout(config.paths.truth_input)
-    codes = layout.partitions("household_month")
-    if not codes:
-        return None
-    wanted = sorted({format_month(m) for m in months})
-    parts = []
-    for code in codes:
-        part = pd.read_parquet(
-            layout.partition_file("household_month", code),
-            columns=[KEY, "month", "hardship", "in_need"],
-            filters=[("month", "in", wanted)],
+    return [
+        layout.partition_file("household_month", code)
+        for code in layout.partitions("household_month")
+    ]
+
+
+def read_round_truth(paths: Sequence[Path], keys: pd.Series, round_month: int) -> pd.DataFrame:
+    """The truth of a round for some households (evaluation only), aligned on ``keys``.
+
+    Reads the round's month and the month after from ``paths`` (the truth files that can hold
+    these households). Columns: in_need (bool, False when the truth lacks the household) and
+    hardship (the latent state at the round month, NaN when lacking).
+    """
+    if not paths:
+        return pd.DataFrame({"in_need": np.zeros(len(keys), bool), "hardship": np.nan})
+    wanted = [format_month(round_month), format_month(round_month + 1)]
+    parts = [
+        pd.read_parquet(
+            path, columns=[KEY, "month", "hardship", "in_need"], filters=[("month", "in", wanted)]
         )
-        parts.append(part)
+        for path in paths
+    ]
     truth = pd.concat(parts, ignore_index=True)
     truth[KEY] = truth[KEY].astype("string")
     truth["month"] = parse_month_series(truth["month"]).astype("int64")
     truth["in_need"] = truth["in_need"].astype(bool)
-    return truth
+    per = truth_for_round(truth, round_month).reindex(pd.Index(keys))
+    return pd.DataFrame(
+        {
+            "in_need": per["in_need"].fillna(False).astype(bool).to_numpy(),
+            "hardship": per["hardship"].to_numpy(dtype=np.float64),
+        }
+    )
 
 
 def truth_for_round(truth: pd.DataFrame, round_month: int) -> pd.DataFrame:

@@ -59,63 +59,91 @@ def audit_attributes(features: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _group_stats(frame: pd.DataFrame, listed: str) -> pd.DataFrame:
-    sel = frame[listed].astype(bool)
-    need = frame["in_need"].astype(bool)
-    observed = pd.to_numeric(frame["observed"], errors="coerce")
-    data = pd.DataFrame(
-        {
-            "value": frame["value"],
-            "n": 1,
-            "need": need.astype(int),
-            "selected": sel.astype(int),
-            "hit": (sel & need).astype(int),
-            "prob": frame["probability"],
-            "obs_known": observed.notna().astype(int),
-            "obs_pos": observed.fillna(0),
-            "prob_obs": frame["probability"].where(observed.notna()),
-        }
-    )
-    g = data.groupby("value", sort=True).agg(
-        size=("n", "sum"),
-        in_need=("need", "sum"),
-        selected=("selected", "sum"),
-        hits=("hit", "sum"),
-        mean_probability=("prob", "mean"),
-        labelled=("obs_known", "sum"),
-        labelled_positive=("obs_pos", "sum"),
-        mean_probability_labelled=("prob_obs", "mean"),
-    )
-    out = pd.DataFrame(index=g.index)
+COUNT_COLUMNS = (
+    "size",
+    "in_need",
+    "labelled",
+    "labelled_positive",
+    "probability_labelled_sum",
+    "probability_labelled_n",
+)
+
+
+def audit_counts(audit: pd.DataFrame, listed: list[str]) -> pd.DataFrame:
+    """Counts per (attribute, group) from which :func:`fairness_from_counts` computes the table.
+
+    ``audit`` holds the attribute columns, ``in_need``, ``observed``, ``probability`` and one
+    boolean column per name in ``listed``. Counts of several parts (partitions, rounds) add up
+    (:func:`add_audit_counts`): the audit never needs the households' rows together.
+    Columns: attribute, group, :data:`COUNT_COLUMNS`, and ``selected_<l>``, ``hits_<l>``.
+    """
+    need = audit["in_need"].astype(bool).to_numpy()
+    observed = pd.to_numeric(audit["observed"], errors="coerce")
+    known = observed.notna().to_numpy()
+    probability = audit["probability"].to_numpy(dtype=np.float64)
+    with_probability = known & ~np.isnan(probability)
+    data = {
+        "size": np.ones(len(audit), dtype=np.int64),
+        "in_need": need.astype(np.int64),
+        "labelled": known.astype(np.int64),
+        "labelled_positive": observed.fillna(0).to_numpy(dtype=np.int64),
+        "probability_labelled_sum": np.where(with_probability, probability, 0.0),
+        "probability_labelled_n": with_probability.astype(np.int64),
+    }
+    for name in listed:
+        selected = audit[name].astype(bool).to_numpy()
+        data[f"selected_{name}"] = selected.astype(np.int64)
+        data[f"hits_{name}"] = (selected & need).astype(np.int64)
+    values = pd.DataFrame(data)
+    parts = []
+    for attribute in ATTRIBUTES:
+        counts = values.groupby(audit[attribute].to_numpy(), sort=True).sum()
+        counts.insert(0, "group", counts.index.astype(str))
+        counts.insert(0, "attribute", attribute)
+        parts.append(counts.reset_index(drop=True))
+    return pd.concat(parts, ignore_index=True)
+
+
+def add_audit_counts(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The sum of several :func:`audit_counts` tables (groups missing from a part count 0)."""
+    frame = pd.concat(parts, ignore_index=True)
+    return frame.groupby(["attribute", "group"], sort=False).sum().reset_index()
+
+
+def _group_stats(counts: pd.DataFrame, listed: str) -> pd.DataFrame:
+    g = counts.set_index("group").sort_index()
+    out = pd.DataFrame(index=pd.Index(g.index, name="value"))
     out["size"] = g["size"]
     out["in_need"] = g["in_need"]
     out["need_rate"] = g["in_need"] / g["size"]
-    out["selected"] = g["selected"]
-    out["selection_rate"] = g["selected"] / g["size"]
+    out["selected"] = g[f"selected_{listed}"]
+    out["selection_rate"] = out["selected"] / g["size"]
     out["selection_to_need"] = out["selection_rate"] / out["need_rate"].replace(0, np.nan)
-    out["precision"] = g["hits"] / g["selected"].replace(0, np.nan)
-    out["recall"] = g["hits"] / g["in_need"].replace(0, np.nan)
+    hits = g[f"hits_{listed}"]
+    out["precision"] = hits / out["selected"].replace(0, np.nan)
+    out["recall"] = hits / g["in_need"].replace(0, np.nan)
     out["false_negative_rate"] = 1 - out["recall"]
     out["labelled"] = g["labelled"]
     out["observed_rate"] = g["labelled_positive"] / g["labelled"].replace(0, np.nan)
-    out["mean_probability_labelled"] = g["mean_probability_labelled"]
+    out["mean_probability_labelled"] = g["probability_labelled_sum"] / g[
+        "probability_labelled_n"
+    ].replace(0, np.nan)
     out["calibration_gap"] = out["mean_probability_labelled"] - out["observed_rate"]
     return out
 
 
-def fairness_table(audit: pd.DataFrame, settings: FairnessConfig, listed: str) -> pd.DataFrame:
+def fairness_from_counts(
+    counts: pd.DataFrame, settings: FairnessConfig, listed: str
+) -> pd.DataFrame:
     """One row per (attribute, group) with disparities against the reference group and flags.
 
-    ``audit`` holds the attribute columns plus ``in_need``, ``observed``, ``probability`` and the
-    boolean ``listed`` column, pooled over the test rounds.
+    ``counts`` is an :func:`audit_counts` table (pooled over the test rounds) with the
+    ``listed`` selection among its columns.
     """
     low, high = settings.ratio_bounds
     parts = []
     for attribute in ATTRIBUTES:
-        frame = audit[[attribute, listed, "in_need", "observed", "probability"]].rename(
-            columns={attribute: "value"}
-        )
-        stats = _group_stats(frame, listed)
+        stats = _group_stats(counts[counts["attribute"] == attribute], listed)
         reference = settings.reference_groups.get(attribute, "largest")
         if reference == "largest" or reference not in stats.index:
             reference = str(stats["size"].idxmax())
@@ -137,6 +165,11 @@ def fairness_table(audit: pd.DataFrame, settings: FairnessConfig, listed: str) -
         stats.insert(0, "attribute", attribute)
         parts.append(stats.reset_index(drop=True))
     return pd.concat(parts, ignore_index=True)
+
+
+def fairness_table(audit: pd.DataFrame, settings: FairnessConfig, listed: str) -> pd.DataFrame:
+    """:func:`fairness_from_counts` of household rows (``audit``: see :func:`audit_counts`)."""
+    return fairness_from_counts(audit_counts(audit, [listed]), settings, listed)
 
 
 def proxy_sample(rows: int, sample: int, seed: int) -> np.ndarray:

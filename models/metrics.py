@@ -9,18 +9,36 @@ nobody visited, or whose visit did not resolve): those are counted separately, n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 ALL = "__all__"
+BOOTSTRAP_CELLS = 2**22  # draws held at once by the bootstrap (rows × households): 32 MB
+
+
+def _key_rank(keys: pd.Series | np.ndarray) -> np.ndarray:
+    """Rank of each key in ascending order: numbers by value, anything else as text."""
+    values = np.asarray(keys)
+    if values.dtype.kind not in "iuf":
+        values = values.astype(object)
+    return np.asarray(pd.factorize(values, sort=True)[0], dtype=np.int64)
+
+
+def _group_codes(groups: pd.Series | np.ndarray) -> tuple[np.ndarray, pd.Index]:
+    """A code per group (in no particular order: each group's list is cut on its own)."""
+    values = groups.array if isinstance(groups, pd.Series) else groups
+    if not isinstance(values, pd.Categorical | pd.api.extensions.ExtensionArray):
+        values = np.asarray(values, dtype=object)
+    codes, uniques = pd.factorize(values)
+    return np.asarray(codes, dtype=np.int64), pd.Index(uniques)
 
 
 def cut_list(
     keys: pd.Series | np.ndarray,
-    groups: pd.Series | np.ndarray,
+    groups: pd.Series | np.ndarray | None,
     scores: np.ndarray,
     capacity: pd.Series | int,
     min_score: float | None = None,
@@ -29,24 +47,22 @@ def cut_list(
 
     ``capacity`` is a Series (group -> slots, e.g. 읍면동 -> capacity) or one number for a single
     national cut (then ``groups`` is ignored). Households scoring below ``min_score`` are never
-    listed. Columns: group, score, rank (0-based within the group), listed, tied (same score as
-    the group's last listed household), above (score strictly above it).
+    listed. Ties are broken by ``keys`` ascending (text, or numbers such as positions in key
+    order). Columns: group (categorical), score, rank (0-based within the group), listed, tied
+    (same score as the group's last listed household), above (score strictly above it).
     """
     scores = np.asarray(scores, dtype=np.float64)
     if np.isnan(scores).any():
         raise ValueError("scores must not be NaN")
     n = len(scores)
     if isinstance(capacity, pd.Series):
-        group = np.asarray(groups, dtype=object)
-    else:
-        group = np.full(n, ALL, dtype=object)
-    group_code, uniques = pd.factorize(pd.Series(group, dtype="string"), sort=True)
-    if isinstance(capacity, pd.Series):
-        per_group = capacity.reindex(pd.Index(uniques).astype(object)).fillna(0)
+        group_code, uniques = _group_codes(groups)
+        per_group = capacity.reindex(uniques.astype(object)).fillna(0)
         slots = per_group.to_numpy(dtype=np.int64)[group_code]
     else:
+        group_code, uniques = np.zeros(n, dtype=np.int64), pd.Index([ALL])
         slots = np.full(n, int(capacity), dtype=np.int64)
-    key_rank = pd.factorize(pd.Series(np.asarray(keys), dtype="string"), sort=True)[0]
+    key_rank = _key_rank(keys)
     # sorted by group, score descending, key ascending (the deterministic tie-break)
     order = np.lexsort((key_rank, -scores, group_code))
     sorted_group = group_code[order]
@@ -56,12 +72,14 @@ def cut_list(
     rank[order] = np.arange(n) - first
     allowed = np.ones(n, bool) if min_score is None else scores >= min_score
     listed = (rank < slots) & allowed
-    cut_score = pd.Series(scores[listed]).groupby(group_code[listed]).min()
-    cut = pd.Series(group_code).map(cut_score).to_numpy(dtype=np.float64)
+    lowest = np.full(len(uniques) + 1, np.nan)  # the last entry: households without a group
+    np.fmin.at(lowest, group_code[listed], scores[listed])
+    lowest[-1] = np.nan
+    cut = lowest[group_code]
     has_cut = ~np.isnan(cut)
     return pd.DataFrame(
         {
-            "group": group,
+            "group": pd.Categorical.from_codes(group_code, categories=uniques),
             "score": scores,
             "rank": rank,
             "listed": listed,
@@ -124,38 +142,25 @@ class ListCounts:
 def count_list(cut: pd.DataFrame, labels: pd.Series | np.ndarray) -> ListCounts:
     """Count positives, negatives and unlabelled on a cut list (labels 1/0/NA, in cut's order)."""
     label = pd.array(labels, dtype="Int8")
-    known = ~pd.isna(label)
+    known = ~np.asarray(pd.isna(label), dtype=bool)
     y = np.where(known, np.asarray(label.fillna(0), dtype=np.int64), 0)
     pos = known & (y == 1)
     neg = known & (y == 0)
     unl = ~known
     listed = cut["listed"].to_numpy(bool)
     tied = cut["tied"].to_numpy(bool)
-    above = cut["above"].to_numpy(bool)
-    frame = pd.DataFrame(
-        {
-            "group": cut["group"].to_numpy(),
-            "listed": listed,
-            "sure": listed & above,
-            "tied": tied,
-            "pos": pos,
-            "neg": neg,
-            "unl": unl,
-        }
-    )
+    sure = listed & cut["above"].to_numpy(bool)
     best_pos = best_neg = worst_pos = worst_neg = 0
-    sure = frame[frame["sure"]]
-    sure_pos, sure_neg = int(sure["pos"].sum()), int(sure["neg"].sum())
-    tied_rows = frame[frame["tied"]]
-    if len(tied_rows):
-        per_group = tied_rows.groupby("group").agg(
-            n_pos=("pos", "sum"),
-            n_neg=("neg", "sum"),
-            n_unl=("unl", "sum"),
-            slots=("listed", "sum"),
-        )
-        slots = per_group["slots"].to_numpy()
-        n_pos, n_neg, n_unl = (per_group[c].to_numpy() for c in ("n_pos", "n_neg", "n_unl"))
+    group = np.asarray(pd.factorize(cut["group"].array[tied])[0], dtype=np.int64)
+    if len(group):
+        present = group >= 0  # rows without a group are in none (as groupby drops them)
+        group, size = group[present], int(group.max()) + 1
+
+        def per_group(flags: np.ndarray) -> np.ndarray:
+            return np.bincount(group[flags[tied][present]], minlength=size)
+
+        slots = per_group(listed)
+        n_pos, n_neg, n_unl = per_group(pos), per_group(neg), per_group(unl)
         # best: positives first, then unlabelled, then negatives; worst: the reverse.
         bp = np.minimum(slots, n_pos)
         bu = np.minimum(slots - bp, n_unl)
@@ -163,6 +168,7 @@ def count_list(cut: pd.DataFrame, labels: pd.Series | np.ndarray) -> ListCounts:
         wn = np.minimum(slots, n_neg)
         wu = np.minimum(slots - wn, n_unl)
         worst_neg, worst_pos = int(wn.sum()), int((slots - wn - wu).sum())
+    sure_pos, sure_neg = int((sure & pos).sum()), int((sure & neg).sum())
     return ListCounts(
         listed=int(listed.sum()),
         positives=int((listed & pos).sum()),
@@ -175,6 +181,94 @@ def count_list(cut: pd.DataFrame, labels: pd.Series | np.ndarray) -> ListCounts:
         total_positives=int(pos.sum()),
         total_labelled=int((pos | neg).sum()),
     )
+
+
+def add_counts(counts: list[ListCounts]) -> ListCounts:
+    """Counts of several parts of one list (e.g. partitions whose 읍면동 lists were cut apart)."""
+    names = [f.name for f in fields(ListCounts)]
+    return ListCounts(**{n: int(sum(getattr(c, n) for c in counts)) for n in names})
+
+
+def curve_points(k: int, multiple: int = 3, points: int = 60) -> np.ndarray:
+    """List sizes of a precision-at-k curve: up to ``multiple`` × the capacity ``k``."""
+    return np.unique(np.linspace(1, multiple * max(k, 1), points).astype(int))
+
+
+def top_candidates(scores: np.ndarray, rows: int) -> np.ndarray:
+    """Positions (ascending) of every row scoring at least the ``rows``-th highest score.
+
+    Every row that a ranking cut at ``rows`` or fewer can list, or tie at its cut, is among them.
+    """
+    n = len(scores)
+    rows = min(max(rows, 0), n)
+    if rows == 0:
+        return np.empty(0, dtype=np.int64)
+    threshold = np.partition(scores, n - rows)[n - rows]
+    return np.flatnonzero(scores >= threshold)
+
+
+def ranked_cut(
+    scores: np.ndarray,
+    observed: np.ndarray,
+    need: np.ndarray | None,
+    k: int,
+    min_score: float | None,
+    ks: np.ndarray,
+) -> tuple[ListCounts, ListCounts | None, np.ndarray]:
+    """The national cut at ``k`` and the precision-at-k curve, from one round's arrays.
+
+    Rows are households in key order (the position is the tie-break); ``observed`` is the label
+    code (1, 0, -1 for none), ``need`` the truth (or None). Only the rows that can reach the
+    top ``max(k, ks)`` are ranked; totals come from all rows. The same figures as
+    :func:`cut_list` and :func:`count_list` on every row. The curve's precision is against the
+    truth when given, else among labelled households.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if np.isnan(scores).any():
+        raise ValueError("scores must not be NaN")
+    top = top_candidates(scores, max(k, int(ks.max()) if len(ks) else 0))
+    cut = cut_list(top, None, scores[top], k, min_score)
+    code = observed[top]
+    labels = pd.array(np.where(code < 0, 0, code), dtype="Int8")
+    labels[code < 0] = pd.NA
+    seen = replace(
+        count_list(cut, labels),
+        total_positives=int((observed == 1).sum()),
+        total_labelled=int((observed >= 0).sum()),
+    )
+    truth = None
+    if need is not None:
+        truth = replace(
+            count_list(cut, need[top].astype(np.int64)),
+            total_positives=int(need.sum()),
+            total_labelled=len(need),
+        )
+    order = top[np.lexsort((top, -scores[top]))]
+    target = need[order].astype(np.float64) if need is not None else observed[order].astype(float)
+    if need is None:
+        target[observed[order] < 0] = np.nan
+    hits = np.nancumsum(target)
+    known = np.cumsum(~np.isnan(target))
+    at = np.minimum(ks, len(order)) - 1
+    curve = hits[at] / np.maximum(known[at], 1) if len(order) else np.full(len(ks), np.nan)
+    return seen, truth, curve
+
+
+def roc_auc_ranks(scores: np.ndarray, labels: np.ndarray) -> float:
+    """ROC-AUC of boolean ``labels`` by exact ranks (Mann-Whitney; ties count one half).
+
+    Equals ``sklearn.metrics.roc_auc_score`` to float rounding with a fraction of its memory:
+    two sorted copies of the scores, no per-threshold curve.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    positive = np.sort(scores[labels])
+    negative = np.sort(scores[~labels])
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    below = np.searchsorted(negative, positive, side="left").sum(dtype=np.int64)
+    upto = np.searchsorted(negative, positive, side="right").sum(dtype=np.int64)
+    return float((int(below) + int(upto)) / (2 * len(positive) * len(negative)))
 
 
 def ranking_metrics(scores: np.ndarray, labels: pd.Series | np.ndarray) -> dict[str, float]:
@@ -257,7 +351,9 @@ def paired_bootstrap(
     Each frame in ``rounds`` holds one test round: one row per household on any list, a boolean
     column per model (listed by it), ``in_need`` and the attribute ``total_need`` (in ``attrs``)
     of the round. Rows are resampled with replacement within each round (a paired bootstrap: the
-    same draw serves every model); the statistic is the mean over rounds.
+    same draw serves every model); the statistic is the mean over rounds. Draws are made in
+    blocks (:data:`BOOTSTRAP_CELLS`): the counts are whole numbers, so the sums are exact and the
+    result is the same as with one block.
     """
     rng = np.random.default_rng(seed)
     per_model: dict[str, list[np.ndarray]] = {m: [] for m in models}
@@ -268,16 +364,24 @@ def paired_bootstrap(
         n = len(frame)
         need = frame["in_need"].to_numpy(dtype=np.float64)
         total = float(frame.attrs["total_need"])
-        draws = rng.multinomial(n, np.full(n, 1.0 / n), size=samples).astype(np.float64)
+        listed = {m: frame[m].to_numpy(dtype=np.float64) for m in models}
+        hits = {m: np.empty(samples) for m in models}
+        size = {m: np.empty(samples) for m in models}
+        # the draws in blocks of rows (bounded memory); the same stream as one draw of all
+        block = max(1, BOOTSTRAP_CELLS // max(n, 1))
+        for start in range(0, samples, block):
+            stop = min(start + block, samples)
+            draws = rng.multinomial(n, np.full(n, 1.0 / n), size=stop - start).astype(np.float64)
+            for m in models:
+                hits[m][start:stop] = draws @ (need * listed[m])
+                size[m][start:stop] = draws @ listed[m]
         for m in models:
-            listed = frame[m].to_numpy(dtype=np.float64)
-            hits = draws @ (need * listed)
-            size = draws @ listed
             with np.errstate(invalid="ignore", divide="ignore"):
-                per_model[m].append(hits / size)
-            found[m].append(hits / total if total else np.full(samples, np.nan))
-            point[m].append(float((need * listed).sum() / listed.sum()) if listed.sum() else np.nan)
-            point_found[m].append(float((need * listed).sum() / total) if total else np.nan)
+                per_model[m].append(hits[m] / size[m])
+            found[m].append(hits[m] / total if total else np.full(samples, np.nan))
+            on = listed[m]
+            point[m].append(float((need * on).sum() / on.sum()) if on.sum() else np.nan)
+            point_found[m].append(float((need * on).sum() / total) if total else np.nan)
     rows = []
     boot = {m: np.nanmean(np.vstack(per_model[m]), axis=0) for m in models}
     boot_found = {m: np.nanmean(np.vstack(found[m]), axis=0) for m in models}

@@ -24,22 +24,20 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def precision_at_k(curves: dict[str, pd.DataFrame], k: int, path: Path) -> Path:
-    """Truth precision (or observed, without truth) among the top k, averaged over rounds."""
+    """Truth precision (or observed, without truth) among the top k, averaged over rounds.
+
+    ``curves``: per model, the precision at each list size (columns round, listed, precision,
+    target), as the backtests measured it (:func:`models.metrics.ranked_cut`).
+    """
     fig, ax = _figure(7, 4.5)
-    ks = np.unique(np.linspace(1, 3 * max(k, 1), 60).astype(int))
     for name, frame in curves.items():
-        target = "in_need" if "in_need" in frame.columns else "observed"
-        values = []
-        for _, g in frame.groupby("round"):
-            order = np.argsort(-g["score"].to_numpy(), kind="stable")
-            y = pd.to_numeric(g[target], errors="coerce").to_numpy()[order]
-            hits = np.nancumsum(y)
-            seen = np.cumsum(~np.isnan(y))
-            values.append(hits[ks - 1] / np.maximum(seen[ks - 1], 1))
+        values = [g["precision"].to_numpy() for _, g in frame.groupby("round", sort=True)]
+        ks = frame.loc[frame["round"] == frame["round"].iloc[0], "listed"].to_numpy()
         ax.plot(ks, np.mean(values, axis=0), label=name)
     ax.axvline(k, color="grey", linestyle="--", linewidth=1, label="capacity k")
     ax.set_xlabel("households listed (national ranking)")
-    ax.set_ylabel("precision (truth)" if "in_need" in next(iter(curves.values())) else "precision")
+    truth = next(iter(curves.values()))["target"].eq("in_need").all()
+    ax.set_ylabel("precision (truth)" if truth else "precision")
     ax.set_title("Precision at k, mean over backtest rounds")
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -12,7 +12,6 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from models.backtest import (
     ORACLE,
     RULE,
     BacktestResult,
-    TestRound,
     TestRoundReader,
     build_pool,
     fit_candidate,
@@ -43,14 +41,15 @@ from models.data import (
     category_levels,
     eligible_mask,
     load_capacity,
-    load_truth,
     raw_file_digests,
     truth_available,
     truth_covers,
+    truth_files,
 )
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
 from models.distributed import engine_of, lightgbm_fitter
-from models.fairness import fairness_table, proxy_check_rows, proxy_sample
+from models.evaluation import RoundHouseholds, household_keys
+from models.fairness import fairness_from_counts, proxy_check_rows, proxy_sample
 from models.gates import GateResult, decision, evaluate_gates
 from models.tracking import (
     CHALLENGER,
@@ -143,23 +142,25 @@ def _example_row(X: pd.DataFrame) -> pd.DataFrame:
 
 
 def round_input_rows(
-    source: RoundSource, test: TestRound, inputs: list[str], proxy: int, seed: int
+    source: RoundSource, test: RoundHouseholds, inputs: list[str], proxy: int, seed: int
 ) -> tuple[DatasetSummary, pd.DataFrame]:
     """The round's MLflow dataset summary and the proxy check's rows, by one lean read.
 
     Both need the model inputs of a few households only: the first rows in key order (the
     digest) and a seeded sample (the proxy check), so only those rows are read again.
     """
-    keys = test.features[KEY]
-    head = keys.iloc[: min(DIGEST_ROWS, len(keys))]
-    sample = keys.iloc[proxy_sample(len(keys), proxy, seed)]
-    wanted = pd.Index(head).union(pd.Index(sample))
-    rows = source.features(test.round_month, keys=wanted)
-    rows = rows[eligible_mask(rows)].set_index(KEY, drop=False)
+    rows = test.total
+    head_at = np.arange(min(DIGEST_ROWS, rows))
+    sample_at = proxy_sample(rows, proxy, seed)
+    wanted_at = np.union1d(head_at, sample_at)
+    keys = pd.Series(household_keys(test, wanted_at), index=wanted_at, dtype="string")
+    head, sample = keys.loc[head_at], keys.loc[sample_at]
+    found = source.features(test.round_month, keys=pd.Index(keys.unique()))
+    found = found[eligible_mask(found)].set_index(KEY, drop=False)
     summary = DatasetSummary.from_parts(
-        rows.loc[head, inputs].reset_index(drop=True), len(keys), test.input_flags
+        found.loc[head, inputs].reset_index(drop=True), rows, test.input_flags
     )
-    return summary, rows.loc[sample].reset_index(drop=True)
+    return summary, found.loc[sample].reset_index(drop=True)
 
 
 def fit_all(
@@ -207,16 +208,9 @@ def fit_all(
             ", ".join(format_month(r) for r in test_rounds),
         )
         has_truth = False
+    truth = tuple(truth_files(config)) if has_truth else None
     readers = [
-        TestRoundReader(
-            source,
-            r,
-            as_of,
-            inputs,
-            levels,
-            truth=partial(load_truth, config) if has_truth else None,
-            runtime=config.runtime,
-        )
+        TestRoundReader(source, r, as_of, inputs, levels, truth_files=truth, runtime=config.runtime)
         for r in test_rounds
     ]
     capacity = load_capacity(config)
@@ -232,14 +226,13 @@ def fit_all(
     model = fit_candidate(tc.candidate, table, tc, numeric, categorical, fitter)
     log.info("final %s model on %d rows", tc.candidate, len(table.y))
     fairness = fairness_rule = None
-    if result.tests and result.tests[0].truth is not None:
-        audit = pd.concat(result.lists, ignore_index=True)
-        fairness = fairness_table(audit, tc.fairness, "listed_model")
-        fairness_rule = fairness_table(audit, tc.fairness, "listed_rule")
+    if result.audit is not None:
+        fairness = fairness_from_counts(result.audit, tc.fairness, "listed_model")
+        fairness_rule = fairness_from_counts(result.audit, tc.fairness, "listed_rule")
     summaries: dict[int, DatasetSummary] = {}
     proxy = None
-    for test in result.tests:
-        last = test is result.tests[-1]  # the proxy check uses the latest test round
+    for test in result.rounds:
+        last = test is result.rounds[-1]  # the proxy check uses the latest test round
         sample = tc.fairness.proxy_sample if last else 0
         summaries[test.round_month], proxy_rows = round_input_rows(
             source, test, inputs, sample, tc.seed
@@ -336,7 +329,7 @@ def _write_artifacts(trained: Trained, config: Config, out: Path) -> dict[str, P
     k = int(bt.metrics["k"].iloc[0])
     plot_dir = out / "plots"
     plots.precision_at_k(bt.curves, k, plot_dir / "precision_at_k.png")
-    learned = {m: c for m, c in bt.curves.items() if m not in (ORACLE,)}
+    learned = {m: c for m, c in bt.labelled.items() if m not in (ORACLE,)}
     plots.pr_curves(learned, plot_dir / "pr_curve.png")
     plots.reliability(bt.reliability, plot_dir / "calibration.png")
     importance = feature_importance(trained.model)

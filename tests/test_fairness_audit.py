@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _models_fixtures import old_fairness_table
 
-from models.fairness import ATTRIBUTES, fairness_table
+from models.evaluation import LISTED
+from models.fairness import (
+    ATTRIBUTES,
+    add_audit_counts,
+    audit_counts,
+    fairness_from_counts,
+    fairness_table,
+)
 from pipeline.config import FairnessConfig
 
 
@@ -63,3 +71,35 @@ def test_largest_group_is_the_reference_when_configured_so():
     settings = FairnessConfig(reference_groups={"head_sex": "largest"})
     table = fairness_table(_audit(800, 1200, 30, 30), settings, "listed")
     assert set(table.loc[table["attribute"] == "head_sex", "reference"]) == {"F"}
+
+
+def _random_audit(n: int, seed: int) -> pd.DataFrame:
+    """Household rows with several groups per attribute, missing groups and labels."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {a: rng.choice(["a", "b", "c"], size=n).astype(object) for a in ATTRIBUTES}
+    )
+    frame.loc[rng.random(n) < 0.05, "head_sex"] = pd.NA  # missing: in no group
+    frame["sido"] = rng.choice(["11", "41", "26", "50"], size=n)  # a group absent from parts
+    frame["in_need"] = rng.random(n) < 0.3
+    frame["listed_model"] = rng.random(n) < 0.2
+    frame["listed_rule"] = rng.random(n) < 0.2
+    observed = rng.choice(np.array([-1, 0, 1]), size=n, p=[0.7, 0.15, 0.15])
+    frame["observed"] = np.where(observed < 0, np.nan, observed)  # as the test rounds gave it
+    frame["probability"] = rng.random(n)
+    return frame
+
+
+def test_counts_of_parts_give_the_table_of_the_rows():
+    """Count tables per partition and round add up to the table computed on all rows."""
+    rows = _random_audit(3000, 4)
+    rows.loc[:999, "sido"] = rows.loc[:999, "sido"].replace("50", "11")  # not in every part
+    parts = [audit_counts(rows.iloc[s], list(LISTED)) for s in (slice(0, 1000), slice(1000, 3000))]
+    pooled = add_audit_counts(parts)
+    for listed in LISTED:
+        settings = FairnessConfig(min_group_size=5)
+        expected = old_fairness_table(rows, settings, listed)
+        table = fairness_from_counts(pooled, settings, listed)
+        pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-12, atol=0)
+        direct = fairness_table(rows, settings, listed)
+        pd.testing.assert_frame_equal(direct, expected, check_exact=False, rtol=1e-12, atol=0)

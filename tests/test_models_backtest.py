@@ -1,22 +1,52 @@
-"""Backtest data: point in time, selective-label weights, and the rule baseline's list."""
+"""Backtest data: point in time, selective-label weights, the rule baseline's list, and the
+partition-wise evaluation of test rounds against their whole-frame evaluation."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from _features_fixtures import sample_inputs
+from _models_fixtures import (
+    old_fairness_table,
+    old_precision_at_k,
+    whole_round_evaluation,
+    write_feature_folders,
+)
+from conftest import make_config
 
 from features.build import build_features
-from features.spec import load_feature_spec
-from models.backtest import RoundPool, candidate_specs, training_table
+from features.spec import load_feature_spec, model_input_names
+from models import evaluation as partitioned  # by module: pytest collects Test* names
+from models.backtest import RoundPool, TrainTable, candidate_specs, fit_candidate, training_table
 from models.candidates import CalibratedClassifier, RuleBaseline, make_lightgbm
-from models.data import coerce_feature_types, eligible_mask
-from models.metrics import cut_list
-from pipeline.config import LightGBMConfig, SelectiveLabelsConfig, TrainingConfig
+from models.data import (
+    FolderSource,
+    category_levels,
+    coerce_feature_types,
+    eligible_mask,
+    load_capacity,
+    truth_files,
+)
+from models.evaluation import LISTED, household_keys
+from models.fairness import add_audit_counts, fairness_from_counts
+from models.metrics import cut_list, paired_bootstrap
+from pipeline.catalogue import load_indicators, load_outcomes
+from pipeline.config import (
+    Config,
+    LightGBMConfig,
+    RuntimeConfig,
+    SelectiveLabelsConfig,
+    TrainingConfig,
+)
 from pipeline.datasets import TableLayout
 from pipeline.describe import read_partition, recent_indicator_counts, rule_list
 from pipeline.months import parse_month
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 INPUTS = ["x"]
 
@@ -126,3 +156,191 @@ def test_rule_baseline_lists_what_the_documented_rule_lists(
     distinct = (recent_indicator_counts(part.events, keys, round_month, 3) > 0).sum(axis=1)
     theirs = set(rule_list(part.households, distinct, capacity))
     assert ours == theirs and len(ours) > 20
+
+
+# --- a test round evaluated partition by partition equals its whole-frame evaluation ----------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    config: Config
+    source: FolderSource
+    rounds: list[int]
+    as_of: int
+    inputs: list[str]
+    levels: dict[str, list[str]]
+    models: dict[str, CalibratedClassifier]
+    capacity: pd.Series
+    truth: tuple[Path, ...]
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory) -> Evaluation:
+    """Feature folders of two test rounds and the labels' month; three small fitted models.
+
+    The models are fitted on the first round's visits (and some unvisited households): they
+    only need to rank like real ones. ``lightgbm-isotonic`` gives probabilities with many ties.
+    """
+    config = make_config(tmp_path_factory.mktemp("evaluation") / "outputs")
+    rounds = [parse_month("2026-06"), parse_month("2026-08")]
+    as_of = parse_month("2026-10")
+    write_feature_folders(config, [*rounds, as_of])
+    outcomes = load_outcomes(config.paths.outcomes)
+    source = FolderSource(config, outcomes, build_missing=False)
+    spec = load_feature_spec(config.paths.features)
+    inputs = model_input_names(spec, load_indicators(config.paths.indicators))
+    levels = category_levels(outcomes)
+    labels = source.labels(as_of)
+    visits = labels[(labels["round_month"] == rounds[0]) & labels["label"].notna()]
+    features = source.features(rounds[0])
+    features = features[eligible_mask(features)].reset_index(drop=True)
+    others = features.loc[~features["household_key"].isin(visits["household_key"]), "household_key"]
+    quiet = others.sample(3000, random_state=1)
+    rows = features.set_index("household_key").loc[
+        pd.concat([visits["household_key"], quiet], ignore_index=True)
+    ]
+    y = np.r_[visits["label"].astype(int).to_numpy(), np.zeros(len(quiet), dtype=int)]
+    table = TrainTable(
+        X=rows[inputs].reset_index(drop=True),
+        y=y,
+        weight=np.ones(len(y)),
+        calibration_mask=np.arange(len(y)) % 3 == 0,
+        round_month=np.full(len(y), rounds[0]),
+        n_labelled=len(visits),
+        n_negatives=len(quiet),
+    )
+    numeric = [c for c in inputs if c not in levels]
+    categorical = [c for c in inputs if c in levels]
+    small = TrainingConfig(lightgbm={"n_estimators": 30, "n_jobs": 1}, logistic={"max_iter": 300})
+    isotonic = small.model_copy(
+        update={"calibration": small.calibration.model_copy(update={"method": "isotonic"})}
+    )
+    models = {
+        "lightgbm": fit_candidate("lightgbm", table, small, numeric, categorical),
+        "logistic": fit_candidate("logistic", table, small, numeric, categorical),
+        "lightgbm-isotonic": fit_candidate("lightgbm", table, isotonic, numeric, categorical),
+    }
+    return Evaluation(
+        config,
+        source,
+        rounds,
+        as_of,
+        inputs,
+        levels,
+        models,
+        load_capacity(config),
+        tuple(truth_files(config)),
+    )
+
+
+@dataclass
+class SplitFiles:
+    """A source whose test rounds are in files with overlapping key ranges (읍면동 kept whole)."""
+
+    source: FolderSource
+    files: dict[int, list[Path]]
+
+    def feature_files(self, as_of):
+        return self.files.get(as_of) or self.source.feature_files(as_of)
+
+    def __getattr__(self, name):
+        return getattr(self.source, name)
+
+
+def _split_by_emd(source: FolderSource, rounds: list[int], folder: Path) -> SplitFiles:
+    files = {}
+    for r in rounds:
+        files[r] = []
+        for i, path in enumerate(source.feature_files(r)):
+            frame = pd.read_parquet(path)
+            emds = sorted(frame["emd_code"].unique())
+            for half in (0, 1):
+                part = frame[frame["emd_code"].isin(emds[half::2])]
+                out = folder / f"{r}-{i}-{half}.parquet"
+                part.to_parquet(out, index=False)
+                files[r].append(out)
+        files[r] = files[r][::-1]  # and not in key order
+    return SplitFiles(source, files)
+
+
+def _assert_close(new: pd.DataFrame, old: pd.DataFrame) -> float:
+    """Same frame to float rounding (1e-12 relative, nothing absolute); the largest difference."""
+    pd.testing.assert_frame_equal(new, old, check_exact=False, rtol=1e-12, atol=0)
+    numbers = old.select_dtypes("number").columns
+    difference = (new[numbers] - old[numbers]).abs().to_numpy(dtype=float)
+    return float(np.nanmax(difference, initial=0.0))
+
+
+@pytest.fixture(scope="module")
+def whole_frame(evaluation) -> list:
+    """The reference: each test round evaluated on its whole frame, as training did before."""
+    e = evaluation
+    return [
+        whole_round_evaluation(
+            e.source, r, e.as_of, e.inputs, e.truth, e.models, e.capacity, "lightgbm"
+        )
+        for r in e.rounds
+    ]
+
+
+@pytest.mark.parametrize("layout", ["partitions", "overlapping_files"])
+def test_partition_wise_evaluation_equals_the_whole_frame_evaluation(
+    evaluation, whole_frame, layout, tmp_path
+):
+    """Every metric, table and curve of the test rounds is the one the whole frame gave.
+
+    ``overlapping_files``: the rounds' files split by 읍면동 so that their key ranges overlap
+    (the round is then put in key order when combined).
+    """
+    e = evaluation
+    source = e.source if layout == "partitions" else _split_by_emd(e.source, e.rounds, tmp_path)
+    runtime = RuntimeConfig(progress=False)
+    ks, audits, boots, largest = None, [], [], 0.0
+    for r, old in zip(e.rounds, whole_frame, strict=True):
+        reader = partitioned.TestRoundReader(
+            source, r, e.as_of, e.inputs, e.levels, truth_files=e.truth, runtime=runtime
+        )
+        new = reader.evaluate(e.models, e.capacity, "lightgbm", 10, ks)
+        ks = new.ks if ks is None else ks
+        assert new.households.ordered == (layout == "partitions")
+        metrics = pd.DataFrame(new.metrics)
+        assert list(metrics["model"]) == ["rule", *e.models, "oracle"]
+        largest = max(largest, _assert_close(metrics, pd.DataFrame(old.metrics)))
+        for name, table in old.reliability.items():
+            pd.testing.assert_frame_equal(new.reliability[name], table)
+        for name, curve in old.curves.items():
+            np.testing.assert_allclose(
+                new.curves[name]["precision"], old_precision_at_k(curve, ks), rtol=1e-12, atol=0
+            )
+            visited = curve[curve["observed"].notna()].reset_index(drop=True)
+            pd.testing.assert_frame_equal(
+                new.labelled[name],
+                visited[["score", "observed", "round"]].astype({"observed": "Int8"}),
+            )
+        pd.testing.assert_frame_equal(new.bootstrap, old.bootstrap)
+        assert new.bootstrap.attrs == old.bootstrap.attrs
+        boots.append(new.bootstrap)
+        audits.append(new.audit)
+        # the households' keys, read again by position, are the round's in key order
+        at = np.r_[0:50, len(old.keys) - 50 : len(old.keys), 7000:7100]
+        assert new.households.total == len(old.keys)
+        assert list(household_keys(new.households, at)) == list(old.keys.iloc[at])
+    pooled = add_audit_counts(audits)
+    rows = pd.concat([old.audit for old in whole_frame], ignore_index=True)
+    for listed in LISTED:
+        settings = e.config.training.fairness
+        largest = max(
+            largest,
+            _assert_close(
+                fairness_from_counts(pooled, settings, listed),
+                old_fairness_table(rows, settings, listed),
+            ),
+        )
+    names = ["rule", *e.models, "oracle"]
+    args = dict(reference="rule", oracle="oracle", samples=200, seed=3)
+    old_boots = [old.bootstrap for old in whole_frame]
+    pd.testing.assert_frame_equal(
+        paired_bootstrap(boots, names, **args), paired_bootstrap(old_boots, names, **args)
+    )
+    assert largest < 1e-12
+    print(f"\n{layout}: largest difference to the whole-frame evaluation {largest:.2e}")

@@ -8,13 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models import metrics as metrics_module
 from models.metrics import (
+    add_counts,
     calibration_metrics,
     count_list,
+    curve_points,
     cut_list,
     gap_closed,
     paired_bootstrap,
+    ranked_cut,
     ranking_metrics,
+    roc_auc_ranks,
 )
 
 
@@ -122,3 +127,87 @@ def test_paired_bootstrap_is_deterministic_and_brackets_the_point():
     row = first.set_index("model").loc["model"]
     assert row["truth_precision_low"] <= row["truth_precision"] <= row["truth_precision_high"]
     assert first.set_index("model").loc["rule", "lift_over_rule"] == 1.0
+
+
+def _ties_and_gaps(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores with many ties, observed labels with gaps (-1), truth."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 12, size=n).astype(float) / 4  # many ties
+    observed = rng.choice(np.array([-1, 0, 1], dtype=np.int8), size=n, p=[0.8, 0.1, 0.1])
+    need = rng.random(n) < 0.2
+    return scores, observed, need
+
+
+@pytest.mark.parametrize("min_score", [None, 1.0])
+@pytest.mark.parametrize("k", [1, 37, 150, 900])
+def test_ranked_cut_equals_cutting_every_row(k, min_score):
+    scores, observed, need = _ties_and_gaps(1000, k)
+    keys = np.array([f"h{i:05d}" for i in range(1000)], dtype=object)  # in key order
+    whole = cut_list(keys, None, scores, k, min_score)
+    labels = pd.array(np.where(observed < 0, 0, observed), dtype="Int8")
+    labels[observed < 0] = pd.NA
+    ks = curve_points(k)
+    seen, truth, curve = ranked_cut(scores, observed, need, k, min_score, ks)
+    assert seen == count_list(whole, labels)
+    assert truth == count_list(whole, need.astype(np.int64))
+    order = np.argsort(-scores, kind="stable")  # ties by position: the key order
+    hits = np.cumsum(need[order])
+    at = np.minimum(ks, 1000) - 1
+    np.testing.assert_array_equal(curve, hits[at] / np.maximum(at + 1, 1))
+    # without truth: precision among labelled households
+    _, none, observed_curve = ranked_cut(scores, observed, None, k, min_score, ks)
+    y = observed[order].astype(float)
+    y[observed[order] < 0] = np.nan
+    expected = np.nancumsum(y)[at] / np.maximum(np.cumsum(~np.isnan(y))[at], 1)
+    assert none is None
+    np.testing.assert_array_equal(observed_curve, expected)
+
+
+def test_cut_list_breaks_ties_by_numeric_keys_by_value():
+    cut = cut_list(np.array([10, 9, 100]), None, np.array([1.0, 1.0, 1.0]), 1)
+    assert cut["listed"].tolist() == [False, True, False]  # 9 < 10 < 100, not as text
+
+
+def test_rank_auc_equals_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    for seed in range(5):
+        scores, _, need = _ties_and_gaps(5000, seed)
+        assert abs(roc_auc_ranks(scores, need) - roc_auc_score(need, scores)) < 1e-12
+        smooth = np.random.default_rng(seed).random(5000) + need * 0.1
+        assert abs(roc_auc_ranks(smooth, need) - roc_auc_score(need, smooth)) < 1e-12
+    assert math.isnan(roc_auc_ranks(np.array([0.1, 0.2]), np.array([True, True])))
+
+
+def test_counts_of_parts_add_up_to_the_counts_of_the_whole():
+    scores, observed, need = _ties_and_gaps(600, 3)
+    emd = np.repeat(["A", "B", "C"], 200)
+    keys = np.array([f"h{i:04d}" for i in range(600)], dtype=object)
+    capacity = pd.Series({"A": 20, "B": 35, "C": 5})
+    labels = pd.array(np.where(observed < 0, 0, observed), dtype="Int8")
+    labels[observed < 0] = pd.NA
+    for y in (need.astype(np.int64), labels):
+        whole = count_list(cut_list(keys, emd, scores, capacity), y)
+        parts = [
+            count_list(cut_list(keys[s], emd[s], scores[s], capacity), y[s])
+            for s in (slice(0, 200), slice(200, 600))
+        ]
+        assert add_counts(parts) == whole
+        assert whole.best_positives > whole.worst_positives  # ties straddle the cuts
+
+
+def test_bootstrap_in_blocks_equals_one_draw(monkeypatch):
+    rng = np.random.default_rng(2)
+    rounds = []
+    for n in (300, 250):
+        frame = pd.DataFrame(
+            {m: rng.random(n) < 0.4 for m in ("rule", "model", "oracle")}
+            | {"in_need": rng.random(n) < 0.3}
+        )
+        frame.attrs["total_need"] = int(frame["in_need"].sum()) + 20
+        rounds.append(frame)
+    args = dict(reference="rule", oracle="oracle", samples=101, seed=5)
+    one = paired_bootstrap(rounds, ["rule", "model", "oracle"], **args)
+    monkeypatch.setattr(metrics_module, "BOOTSTRAP_CELLS", 7 * 300)  # blocks of 7 and 8 draws
+    blocks = paired_bootstrap(rounds, ["rule", "model", "oracle"], **args)
+    pd.testing.assert_frame_equal(one, blocks, check_exact=True)

@@ -9,8 +9,8 @@ tolerance of the local run's.
 
 Lean reads: the training pool read household by household (the rows it keeps) equals the pool
 built from whole feature tables, a round's test scores computed partition by partition equal the
-scores of the whole round, and the MLflow dataset records (digests) are those MLflow computes on
-the whole frames.
+scores of the whole round while only aggregates come back, and the MLflow dataset records
+(digests) are those MLflow computes on the whole frames.
 """
 
 from __future__ import annotations
@@ -30,7 +30,14 @@ from features.spec import load_feature_spec, model_input_names
 from models import backtest
 from models.backtest import LABEL_COLUMNS, build_pool, fit_candidate, training_table
 from models.candidates import CalibratedClassifier
-from models.data import KEY, FolderSource, category_levels, eligible_mask
+from models.data import (
+    KEY,
+    FolderSource,
+    category_levels,
+    eligible_mask,
+    load_capacity,
+    truth_files,
+)
 from models.dataset_summary import DatasetSummary
 from models.stage import plan_rounds
 from models.tracking import tracking_uri
@@ -283,7 +290,11 @@ def test_the_lean_training_pool_equals_the_pool_read_from_whole_tables(setting):
     assert max(rows for rows, columns in narrow if columns > 2) < households / 3
 
 
-def test_a_test_round_scored_by_partition_equals_scoring_it_whole(setting):
+def test_a_test_round_evaluated_by_partition_keeps_aggregates_only(setting):
+    """Scores equal scoring the whole round; what comes back is aggregates and labelled visits.
+
+    (Every metric equals the whole-frame evaluation's: tests/test_models_backtest.py.)
+    """
     tc = setting.config.training.model_copy(
         update={
             "lightgbm": setting.config.training.lightgbm.model_copy(update={"n_estimators": 20})
@@ -300,25 +311,41 @@ def test_a_test_round_scored_by_partition_equals_scoring_it_whole(setting):
         setting.as_of,
         setting.inputs,
         setting.levels,
+        truth_files=tuple(truth_files(setting.config)),
         runtime=RuntimeConfig(progress=False),
     )
-    test = reader.score({"lightgbm": model})
+    result = reader.evaluate({"lightgbm": model}, load_capacity(setting.config), "lightgbm")
     whole = setting.source.features(round_month)
     whole = whole[eligible_mask(whole)].reset_index(drop=True)
-    pd.testing.assert_series_equal(test.features[KEY], whole[KEY])
-    np.testing.assert_array_equal(test.scores["lightgbm"], model.predict_proba(whole)[:, 1])
-    assert set(test.features.columns) < set(whole.columns)  # no model inputs kept
-    assert len(test.features.columns) <= 10
+    households = len(whole)
+    assert result.households.ordered and result.households.total == households
+    # the labelled visits' scores are those of the whole round scored at once
+    labels = setting.source.labels(setting.as_of)
+    own = labels[(labels["round_month"] == round_month) & labels["label"].notna()]
+    visited = whole[KEY].isin(own[KEY]).to_numpy()
+    np.testing.assert_array_equal(
+        result.labelled["lightgbm"]["score"], model.predict_proba(whole[visited])[:, 1]
+    )
+    # what is kept: aggregates, the labelled visits, the households on some list (no keys)
+    assert len(result.labelled["lightgbm"]) < households / 20
+    assert len(result.bootstrap) < households / 20 and KEY not in result.bootstrap.columns
+    assert len(result.audit) < 100 and all(len(c) == len(result.ks) for c in result.curves.values())
     # the MLflow record of the round's inputs is the one MLflow computes on the whole frame
     from mlflow.data.digest_utils import compute_pandas_digest
 
     from models.stage import round_input_rows
 
-    summary, proxy_rows = round_input_rows(setting.source, test, setting.inputs, 300, tc.seed)
+    summary, proxy_rows = round_input_rows(
+        setting.source, result.households, setting.inputs, 300, tc.seed
+    )
     X = whole[setting.inputs]
     assert summary.rows == len(X) and summary.digest() == compute_pandas_digest(X)
     pd.testing.assert_series_equal(summary.missing, X.isna().any(), check_names=False)
     assert len(proxy_rows) == 300 and proxy_rows[KEY].is_monotonic_increasing
+    from models.fairness import proxy_sample
+
+    expected = whole[KEY].iloc[proxy_sample(households, 300, tc.seed)].to_numpy()
+    np.testing.assert_array_equal(proxy_rows[KEY].to_numpy(), expected)
 
 
 def test_the_training_frame_record_equals_mlflows(setting):
