@@ -76,22 +76,21 @@ def write_config_file(config: Config, path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def staged_sample(tmp_path_factory):
-    """validate -> ingest -> features (default round) on the committed sample, once per session.
+# --- the committed sample through the pipeline, once per session ------------------------------
+#
+# ``staged_sample`` (validate, ingest, features) and ``scored_sample`` (then train and score) are
+# the session's expensive set-up, a minute and a half on two cores. They run in a background
+# process started with the session's first test, on the other core, while the modules that need
+# neither run first: ``pytest_collection_modifyitems`` moves the modules that need them to the
+# end, those that need the scored sample last, keeping the order otherwise. The stages run
+# through the CLI in that process exactly as they would in-process (``pipeline.cli.main``, each
+# stage's output captured); the fixtures wait for them.
 
-    Returns (config, config_file). Tests must not modify what it wrote: copy first.
-    """
-    from pipeline.cli import main
-
-    root = tmp_path_factory.mktemp("pipeline")
-    config = make_config(root / "outputs")
-    config_file = write_config_file(config, root / "config.yaml")
-    for stage in ("validate", "ingest", "features"):
-        code = main(["--no-progress", "--config", str(config_file), stage])
-        assert code == 0, f"{stage} failed on the committed sample"
-    return config, config_file
-
+# The fixtures whose modules wait for the prepared sample, and what each needs prepared.
+STAGED_FIXTURES = frozenset({"_prepared_sample", "staged_sample", "validated_sample"})
+SCORED_FIXTURES = frozenset({"scored_sample"})
+STAGED_STAGES = ("validate", "ingest", "features")
+SCORED_STAGES = ("train", "score")
 
 # Small, fast training settings for tests that need a registered model (n_jobs=1: see notes).
 SMALL_TRAINING = {
@@ -101,6 +100,200 @@ SMALL_TRAINING = {
     "selective_labels": {"compare": ["plain", "negatives"]},
     "fairness": {"proxy_sample": 1000},
 }
+
+_PLAN = pytest.StashKey[frozenset]()
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules that need the prepared sample run after all others, those that need it scored
+    last (the order is kept within each part): the background process prepares it meanwhile."""
+    staged, scored = set(), set()
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & (STAGED_FIXTURES | SCORED_FIXTURES):
+            staged.add(_module_of(item))
+        if names & SCORED_FIXTURES:
+            scored.add(_module_of(item))
+    plan = set()
+    if staged:
+        plan.add("staged")
+    if scored:
+        plan.add("scored")
+    config.stash[_PLAN] = frozenset(plan)
+
+    def part(item: pytest.Item) -> int:
+        module = _module_of(item)
+        return 2 if module in scored else 1 if module in staged else 0
+
+    items[:] = sorted(items, key=part)  # a stable sort: the order within each part is kept
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What one stage printed when the session's sample was prepared: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def run_stages(config_file: Path, stages: tuple[str, ...], record: Path) -> None:
+    """Run stages through the CLI (in this process), each one's output captured; stop at the
+    first that fails. ``record`` (JSON: stage -> code, out, err) is written when done."""
+    import contextlib
+    import io
+    import json
+
+    from pipeline.cli import main
+
+    runs = {}
+    for stage in stages:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["--no-progress", "--config", str(config_file), stage])
+        runs[stage] = {"code": code, "out": out.getvalue(), "err": err.getvalue()}
+        if code != 0:
+            break
+    partial = record.with_name(record.name + ".part")
+    partial.write_text(json.dumps(runs), encoding="utf-8")
+    partial.replace(record)  # appears whole, or not at all
+
+
+def _prepare(argv: list[str]) -> None:
+    """The background process: ``staged_file staged_record [scored_file scored_record]``.
+
+    The scored phase copies the staged output root first (as ``scored_sample`` always did).
+    """
+    import json
+    import shutil
+
+    staged_file, staged_record = Path(argv[0]), Path(argv[1])
+    run_stages(staged_file, STAGED_STAGES, staged_record)
+    if len(argv) > 2:
+        runs = json.loads(staged_record.read_text(encoding="utf-8"))
+        if any(run["code"] != 0 for run in runs.values()):
+            return
+        scored_file, scored_record = Path(argv[2]), Path(argv[3])
+        shutil.copytree(staged_file.parent / "outputs", scored_file.parent / "outputs")
+        run_stages(scored_file, SCORED_STAGES, scored_record)
+
+
+class SamplePipeline:
+    """The background process that prepares the session's sample, and the waiting for it."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory, scored: bool) -> None:
+        import subprocess
+        import sys
+
+        staged_root = tmp_path_factory.mktemp("pipeline")
+        self.staged_config = make_config(staged_root / "outputs")
+        self.staged_file = write_config_file(self.staged_config, staged_root / "config.yaml")
+        self.staged_record = staged_root / "stages.json"
+        scored_root = tmp_path_factory.mktemp("scored")
+        self.scored_config = make_config(scored_root / "outputs", training=SMALL_TRAINING)
+        self.scored_file = write_config_file(self.scored_config, scored_root / "config.yaml")
+        self.scored_record = scored_root / "stages.json"
+        args = [str(self.staged_file), str(self.staged_record)]
+        self.plans_scored = scored
+        if scored:
+            args += [str(self.scored_file), str(self.scored_record)]
+        self.log = staged_root / "prepare.log"
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+            "conftest._prepare(sys.argv[2:])"
+        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", code, str(Path(__file__).parent), *args],
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def wait_for(self, record: Path, what: str) -> dict[str, StageRun]:
+        """The stages of ``record`` once written; fails if a stage or the process failed."""
+        import json
+        import time
+
+        while not record.is_file():
+            if self.process.poll() is not None and not record.is_file():
+                log = self.log.read_text(encoding="utf-8", errors="replace")
+                pytest.fail(
+                    f"preparing the {what} sample failed (exit {self.process.returncode}):\n"
+                    f"{log[-4000:]}"
+                )
+            time.sleep(0.2)
+        runs = {
+            stage: StageRun(**run)
+            for stage, run in json.loads(record.read_text(encoding="utf-8")).items()
+        }
+        for stage, run in runs.items():
+            assert run.code == 0, f"{stage} failed on the committed sample:\n{run.err}"
+        return runs
+
+    def staged(self) -> dict[str, StageRun]:
+        return self.wait_for(self.staged_record, "staged")
+
+    def scored(self) -> dict[str, StageRun]:
+        self.staged()
+        if not self.plans_scored and not self.scored_record.is_file():
+            # not planned at collection (the process prepares the staged sample only): here
+            import shutil
+
+            shutil.copytree(
+                self.staged_file.parent / "outputs", self.scored_file.parent / "outputs"
+            )
+            run_stages(self.scored_file, SCORED_STAGES, self.scored_record)
+        return self.wait_for(self.scored_record, "scored")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()  # the session ended before the sample was needed
+        self.process.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sample_pipeline(request, tmp_path_factory):
+    """Starts preparing the sample with the session's first test, if a collected test needs it."""
+    plan = request.config.stash.get(_PLAN, frozenset())
+    pipeline = SamplePipeline(tmp_path_factory, scored="scored" in plan) if plan else None
+    yield pipeline
+    if pipeline is not None:
+        pipeline.stop()
+
+
+@pytest.fixture(scope="session")
+def _prepared_sample(_sample_pipeline, tmp_path_factory):
+    """The background preparation (started now if no collected test asked for it)."""
+    if _sample_pipeline is not None:
+        yield _sample_pipeline
+        return
+    pipeline = SamplePipeline(tmp_path_factory, scored=True)
+    yield pipeline
+    pipeline.stop()
+
+
+@pytest.fixture(scope="session")
+def staged_sample(_prepared_sample):
+    """validate -> ingest -> features (default round) on the committed sample, once per session.
+
+    Returns (config, config_file). Tests must not modify what it wrote: copy first.
+    """
+    _prepared_sample.staged()
+    return _prepared_sample.staged_config, _prepared_sample.staged_file
+
+
+@pytest.fixture(scope="session")
+def validated_sample(_prepared_sample, staged_sample) -> StageRun:
+    """What ``outreach validate`` printed when ``staged_sample`` validated the committed sample
+    (one worker, Data Docs on: the sample config's defaults). Its results are under
+    ``staged_sample``'s ``outputs/validation`` (read only: copy first)."""
+    return _prepared_sample.staged()["validate"]
 
 
 @dataclass(frozen=True)
@@ -114,28 +307,22 @@ class ScoredSample:
 
 
 @pytest.fixture(scope="session")
-def scored_sample(staged_sample, tmp_path_factory) -> ScoredSample:
+def scored_sample(_prepared_sample, staged_sample) -> ScoredSample:
     """staged_sample copied, then ``train`` (small model, becomes champion) and ``score``.
 
     Once per session. Tests must not modify what it wrote: copy the folder first
     (``copy_outputs``).
     """
-    import shutil
-
     from features.command import default_as_of
-    from pipeline.cli import main
     from pipeline.months import format_month
 
-    base, _ = staged_sample
-    root = tmp_path_factory.mktemp("scored")
-    shutil.copytree(base.paths.output_root, root / "outputs")
-    config = make_config(root / "outputs", training=SMALL_TRAINING)
-    config_file = write_config_file(config, root / "config.yaml")
-    for stage in ("train", "score"):
-        code = main(["--no-progress", "--config", str(config_file), stage])
-        assert code == 0, f"{stage} failed on the committed sample"
+    _prepared_sample.scored()
+    config = _prepared_sample.scored_config
+    config_file = _prepared_sample.scored_file
     as_of = format_month(default_as_of(config))
-    return ScoredSample(config, config_file, root / "outputs" / "rounds" / as_of, as_of)
+    return ScoredSample(
+        config, config_file, config_file.parent / "outputs" / "rounds" / as_of, as_of
+    )
 
 
 def copy_outputs(scored: ScoredSample, destination: Path) -> ScoredSample:
@@ -155,9 +342,15 @@ def copy_outputs(scored: ScoredSample, destination: Path) -> ScoredSample:
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scheduler():
-    """The address of a local Dask cluster (2 worker processes on 127.0.0.1) for one module."""
+    """The address of a local Dask cluster (2 worker processes on 127.0.0.1).
+
+    One cluster serves every Dask test of the session: starting one, warming its workers (they
+    import pandas, LightGBM, Great Expectations and the pipeline on first use) and closing it
+    cost several seconds each. No test depends on a fresh cluster: a task's result depends on
+    its inputs only (what a worker keeps between tasks are imported modules and caches).
+    """
     from distributed import LocalCluster
 
     cluster = LocalCluster(

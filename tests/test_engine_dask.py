@@ -1,6 +1,6 @@
 """The Dask engine: the same partition functions on a local Dask cluster give the same files.
 
-One ``LocalCluster`` (2 worker processes, 1 thread each, loopback only) serves the module. The
+The session's ``LocalCluster`` (2 worker processes, 1 thread each, loopback only) serves it. The
 stages run through the CLI (``outreach --engine dask --scheduler ADDRESS ...``) on copies of what
 the session fixture ``staged_sample`` wrote with the local engine, and their Parquet files are
 compared byte for byte with the local ones.

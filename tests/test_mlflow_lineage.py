@@ -3,9 +3,14 @@
 Also: an auditor reads a run's lineage through a real ``mlflow server`` on loopback, and no
 identifier reaches the store or its artifacts.
 
-The heavy part runs once per session (module ``_models_fixtures`` writes the feature folders):
-a first training run that becomes champion (two gates waived, the waivers logged), and a second
-one with an unreachable lift gate that stays challenger. Promote and rollback then move the alias.
+The first training run is the session's (``scored_sample``: validate, ingest, features, then
+``outreach train`` with the small settings; it becomes champion with the sample's two gates
+waived, the waivers logged). This module trains once more, on a private copy of that output
+root (``copy_outputs``) and into an experiment of its own (so that its artifacts live inside the
+copy), with an unreachable lift gate: the second version stays challenger. Promote and rollback
+then move the alias in the copy's registry. The scored sample itself is only read. The
+auditor's server serves another copy of the scored sample's store: it boots while the module
+trains.
 """
 
 from __future__ import annotations
@@ -26,12 +31,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from _models_fixtures import (
-    config_file,
-    write_feature_folders,
-    write_validation_record,
-)
-from conftest import make_config
+from conftest import ScoredSample, copy_outputs, write_config_file
 
 from models.data import FolderSource
 from models.tracking import artifact_root, tracking_uri
@@ -45,23 +45,14 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
 )
 
-SMALL = {
-    "lightgbm": {"n_estimators": 40, "n_jobs": 1},
-    "logistic": {"max_iter": 300},
-    "backtest": {"bootstrap_samples": 200},
-    "selective_labels": {"compare": ["plain", "negatives"]},
-    "fairness": {"proxy_sample": 1000},
-    "gates": {
-        "waivers": [
-            {"gate": "calibration", "reason": "test: ECE on about 150 labels per round is noisy"},
-            {"gate": "fairness", "reason": "test: disparities reviewed, see fairness.csv"},
-        ]
-    },
-}
+EXPERIMENT = "welfare-outreach-lineage"  # the copy's own experiment: its artifacts in the copy
 
 
 @dataclass(frozen=True)
 class Store:
+    """The scored sample (first run, read only) and a private copy with the second run."""
+
+    original: ScoredSample
     root: Path
     config: Config
     config_path: Path
@@ -71,33 +62,52 @@ class Store:
     second_run: str
 
 
-@pytest.fixture(scope="session")
-def store(tmp_path_factory) -> Store:
-    root = tmp_path_factory.mktemp("train")
-    config = make_config(root / "outputs", training=SMALL)
-    write_feature_folders(config)
-    write_validation_record(config)
-    path = config_file(config, root / "sample.yaml")
-    assert main(["--config", str(path), "--no-progress", "train"]) == 0
-    strict = config.with_overrides(training={"gates": {"min_lift_over_rule": 50.0}})
-    strict_path = config_file(strict, root / "strict.yaml")
-    assert main(["--config", str(strict_path), "--no-progress", "train"]) == 0
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri(config))
-    experiment = client.get_experiment_by_name(config.training.experiment)
-    runs = client.search_runs(
+def _train_runs(client: mlflow.MlflowClient, experiment_name: str) -> list:
+    experiment = client.get_experiment_by_name(experiment_name)
+    assert experiment is not None, experiment_name
+    return client.search_runs(
         [experiment.experiment_id],
         filter_string="tags.`outreach.stage` = 'train'",
         order_by=["attributes.start_time ASC"],
     )
-    assert len(runs) == 2
-    return Store(root, config, path, strict_path, client, runs[0].info.run_id, runs[1].info.run_id)
+
+
+@pytest.fixture(scope="module")
+def store(scored_sample, _server_process, tmp_path_factory) -> Store:
+    root = tmp_path_factory.mktemp("train")
+    copy = copy_outputs(scored_sample, root)
+    config = copy.config.with_overrides(training={"experiment": EXPERIMENT})
+    path = write_config_file(config, root / "sample.yaml")
+    strict = config.with_overrides(training={"gates": {"min_lift_over_rule": 50.0}})
+    strict_path = write_config_file(strict, root / "strict.yaml")
+    assert main(["--config", str(strict_path), "--no-progress", "train"]) == 0
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(config))
+    (first,) = _train_runs(client, scored_sample.config.training.experiment)
+    (second,) = _train_runs(client, EXPERIMENT)
+    assert first.info.start_time < second.info.start_time
+    return Store(
+        scored_sample, root, config, path, strict_path, client, first.info.run_id,
+        second.info.run_id,
+    )  # fmt: skip
 
 
 def test_store_and_artifacts_live_under_the_output_root(store):
+    # the first training (the scored sample's) created its store and experiment...
+    original = store.original.config
+    assert tracking_uri(original).startswith("sqlite:///")
+    assert (original.paths.output_root / "mlflow" / "mlflow.db").is_file()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(original))
+    experiment = client.get_experiment_by_name(original.training.experiment)
+    assert experiment.artifact_location == artifact_root(original)
+    assert (original.paths.output_root / "mlflow" / "artifacts").is_dir()
+    # ... and the second one, in the copy, created its experiment under the copy's root
     assert tracking_uri(store.config).startswith("sqlite:///")
     assert (store.config.paths.output_root / "mlflow" / "mlflow.db").is_file()
     experiment = store.client.get_experiment_by_name(store.config.training.experiment)
     assert experiment.artifact_location == artifact_root(store.config)
+    assert artifact_root(store.config) != artifact_root(original)
+    run = store.client.get_run(store.second_run)
+    assert run.info.artifact_uri.startswith(artifact_root(store.config))
     assert (store.config.paths.output_root / "mlflow" / "artifacts").is_dir()
 
 
@@ -106,8 +116,10 @@ def test_first_version_becomes_champion_with_its_waivers_logged(store):
     champion = store.client.get_model_version_by_alias(name, "champion")
     assert str(champion.version) == "1" and champion.run_id == store.first_run
     run = store.client.get_run(store.first_run)
-    assert run.data.tags["waiver.fairness"].startswith("test: disparities")
-    assert "waiver.calibration" in run.data.tags
+    waivers = {w.gate: w.reason for w in store.original.config.training.gates.waivers}
+    assert set(waivers) == {"calibration", "fairness"}  # the sample's waivers
+    assert run.data.tags["waiver.fairness"] == waivers["fairness"]
+    assert run.data.tags["waiver.calibration"] == waivers["calibration"]
     gates = json.loads(champion.tags["gates"])
     assert {g["name"] for g in gates} == {
         "data_validation",
@@ -283,8 +295,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture()
-def server(store):
+@pytest.fixture(scope="module")
+def _server_process(scored_sample, tmp_path_factory):
+    """``mlflow server`` on loopback over a copy of the scored sample's store (the champion an
+    auditor traces is its version 1). Started first thing in the module (``store`` asks for it):
+    the server boots, ten seconds and more, while ``store`` trains."""
+    served = copy_outputs(scored_sample, tmp_path_factory.mktemp("served"))
     port = _free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     mlflow_bin = Path(sys.executable).with_name("mlflow")
@@ -299,28 +315,16 @@ def server(store):
             "--workers",
             "1",
             "--backend-store-uri",
-            tracking_uri(store.config),
+            tracking_uri(served.config),
             "--default-artifact-root",
-            artifact_root(store.config),
+            artifact_root(served.config),
         ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not become healthy")
-            time.sleep(0.5)
-        yield url
+        yield process, f"http://127.0.0.1:{port}"
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -328,6 +332,23 @@ def server(store):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture()
+def server(_server_process):
+    process, url = _server_process
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("mlflow server did not become healthy")
+        time.sleep(0.5)
+    return url
 
 
 def test_auditor_traces_the_champion_through_the_server(server, store):

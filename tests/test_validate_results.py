@@ -1,4 +1,8 @@
-"""Validating the committed sample: it passes, and the results are kept as documented."""
+"""Validating the committed sample: it passes, and the results are kept as documented.
+
+The committed sample's validation is the session's (``staged_sample`` validated it, one worker,
+Data Docs on); later runs (two workers, then one, keeping two run folders) work on a copy.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import contextlib
 import io
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
 from _validate_helpers import config_for, latest_record, latest_run_dir, run_cli, validation_dir
+from conftest import write_config_file
 
 from pipeline.io import sha256_tree
 from pipeline.validate.checks import EVENTS_DOMAIN_SUITE
@@ -19,13 +25,43 @@ EXTERNAL = re.compile(r"(https?:)?//[A-Za-z0-9.-]+\.[A-Za-z]{2,}|@import|url\(",
 
 
 @pytest.fixture(scope="module")
-def sample_run(tmp_path_factory):
+def sample_run(staged_sample, validated_sample, tmp_path_factory):
+    """The session's validation of the committed sample (``staged_sample`` ran ``outreach
+    validate`` with one worker and Data Docs, ``validated_sample`` is what it printed), its
+    results copied into a private output root: (config, config_file, code, stdout, stderr)."""
+    staged, _ = staged_sample
     tmp = tmp_path_factory.mktemp("sample")
     config, config_file = config_for(tmp, validation={"data_docs": True})
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run_cli(config_file, "validate")
-    return config, config_file, code, out.getvalue(), err.getvalue()
+    assert config.validation == staged.validation  # the same checks as the session's run
+    assert config.paths.raw_input == staged.paths.raw_input
+    shutil.copytree(validation_dir(staged), validation_dir(config))
+    run = validated_sample
+    return config, config_file, run.code, run.out, run.err
+
+
+@pytest.fixture(scope="module")
+def later_runs(sample_run, tmp_path_factory):
+    """Two more runs on a copy of the sample run's output root, keeping two run folders: the
+    first with two workers, the second with one. Returns (config keeping two runs, the run id
+    of the sample run, the two-worker run's validation.json)."""
+    config, _, _, _, _ = sample_run
+    tmp = tmp_path_factory.mktemp("later")
+    keep_two = config.with_overrides(
+        paths={"output_root": str(tmp / "outputs")},
+        validation={"keep_runs": 2, "data_docs": False},
+    )
+    shutil.copytree(validation_dir(config), validation_dir(keep_two))
+    first_id = latest_record(keep_two)["run_id"]
+    two_workers = write_config_file(
+        keep_two.with_overrides(runtime={"workers": 2}), tmp / "two-workers.yaml"
+    )
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert run_cli(two_workers, "validate") == 0
+    two = latest_record(keep_two)
+    assert two["run_id"] != first_id
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert run_cli(write_config_file(keep_two, tmp / "c.yaml"), "validate") == 0
+    return keep_two, first_id, two
 
 
 def test_the_committed_sample_passes(sample_run, sample_raw):
@@ -89,30 +125,20 @@ def test_the_summary_page_opens_offline(sample_run):
     assert "<link" not in html and "<script" not in html
 
 
-def test_a_second_run_is_another_folder_and_old_runs_are_pruned(sample_run, tmp_path):
-    config, _, _, _, _ = sample_run
-    from conftest import write_config_file
-
-    keep_two = config.with_overrides(validation={"keep_runs": 2, "data_docs": False})
-    config_file = write_config_file(keep_two, tmp_path / "c.yaml")
-    for _ in range(2):
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            assert run_cli(config_file, "validate") == 0
-    runs = sorted(p.name for p in (validation_dir(config) / "runs").iterdir())
+def test_a_second_run_is_another_folder_and_old_runs_are_pruned(later_runs):
+    keep_two, first_id, two = later_runs
+    runs = sorted(p.name for p in (validation_dir(keep_two) / "runs").iterdir())
     assert len(runs) == 2
-    passed = json.loads((validation_dir(config) / "passed.json").read_text(encoding="utf-8"))
+    assert two["run_id"] in runs and first_id not in runs  # the oldest run went
+    passed = json.loads((validation_dir(keep_two) / "passed.json").read_text(encoding="utf-8"))
     assert passed["run_id"] in runs
 
 
-def test_two_workers_give_the_same_verdict(sample_run, tmp_path):
+def test_two_workers_give_the_same_verdict(sample_run, later_runs):
     config, _, _, _, _ = sample_run
-    _, config_file = config_for(tmp_path, runtime={"workers": 2})
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert run_cli(config_file, "validate") == 0
+    _, _, two = later_runs
     one = latest_record(config)
-    two = json.loads(
-        next((tmp_path / "outputs" / "validation" / "runs").glob("*/validation.json")).read_text()
-    )
+    assert one["run_id"] != two["run_id"]
     assert one["files_sha256"] == two["files_sha256"]
     assert one["rows"] == two["rows"]
     totals = lambda r: sorted(  # noqa: E731
