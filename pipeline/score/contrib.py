@@ -119,12 +119,6 @@ def empty_matrix(rows: int, inputs: int, dtype: np.dtype) -> np.ndarray:
     return np.full((rows, inputs), np.nan, dtype=dtype)
 
 
-def model_matrix(model: CalibratedClassifier, frame: pd.DataFrame) -> np.ndarray:
-    """LightGBM's whole input matrix of ``frame`` (see :func:`input_columns`)."""
-    columns, dtype = input_columns(model, frame)
-    return fill_matrix(columns, slice(None), empty_matrix(len(frame), len(columns), dtype))
-
-
 class FrameScorer:
     """Calibrated scores of a frame's rows and contributions of chosen rows, converting the
     frame's columns to model input once.
