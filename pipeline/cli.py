@@ -1,6 +1,8 @@
 """The ``outreach`` command line: ``outreach [--config FILE] STAGE [--as-of YYYY-MM] [...]``.
 
-Exit codes: 0 success, 1 the data or a check failed, 2 usage or configuration error.
+Exit codes: 0 success, 1 the data or a check failed, 2 usage or configuration error, 130
+interrupted (Ctrl-C), 143 terminated (SIGTERM). Interrupted or terminated, a stage stops its
+workers and removes its temporary files; the last complete outputs stay as they were.
 
 Each stage lives in its own module, which exposes ``add_arguments(parser)`` and
 ``run(config, args) -> int``; this file only registers them, in pipeline order.
@@ -12,13 +14,24 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config, ConfigError, config_from_mapping, load_config
-from pipeline.errors import EXIT_DATA, EXIT_OK, EXIT_USAGE, DataError, UsageError
+from pipeline.errors import (
+    EXIT_DATA,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    DataError,
+    Terminated,
+    UsageError,
+)
 
 log = logging.getLogger("outreach")
 
@@ -205,6 +218,24 @@ def _runtime_overrides(config: Config, args: argparse.Namespace) -> Config:
     return checked.model_copy(update={"source": config.source})  # lineage names the file
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` instead of ending the process at
+    once, so that workers are stopped and temporary files removed on the way out."""
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:  # signal handlers can only be set from the main thread
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outreach`` console script; returns the exit code."""
     _quiet_telemetry()
@@ -218,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _runtime_overrides(config, args)
         _setup_logging(args.log_level or config.runtime.log_level)
         stage = next(s for s in STAGES if s.name == args.stage)
-        return _module(stage).run(config, args)
+        with sigterm_raises():
+            return _module(stage).run(config, args)
     except ConfigError as exc:
         print(f"outreach: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -231,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("outreach: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("outreach: terminated (SIGTERM); no partial outputs were kept", file=sys.stderr)
+        return EXIT_TERMINATED
 
 
 if __name__ == "__main__":

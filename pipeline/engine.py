@@ -19,8 +19,13 @@ workers decide the parallelism. A real cluster needs, on every worker:
 
 Logs written inside a task stay in the worker's log. An exception raised by a task is raised
 again here with its own type (a ``DataError`` stays a ``DataError``), and the remaining tasks are
-cancelled. The connect timeout is Dask's ``distributed.comm.timeouts.connect`` (30 s by default;
-environment variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
+cancelled. Local workers never outlive the run: when the driver stops on an error or a signal
+they are terminated before the error is raised again (so the caller's clean-up of temporary
+folders runs after the last write), and a driver killed outright (``SIGKILL``) is noticed by
+each worker within a second or two, which then exits.
+
+The Dask connect timeout is ``distributed.comm.timeouts.connect`` (30 s by default; environment
+variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.context
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -118,6 +126,50 @@ def warm_up(runtime: RuntimeConfig, modules: Sequence[str] = ()) -> None:
         forkserver.ensure_running()
 
 
+# How often a local worker checks that its driver is still there.
+DRIVER_CHECK_S = 1.0
+
+
+def driver_alive(pid: int, started: float) -> bool:
+    """Whether the process ``pid`` that started at ``started`` (psutil create time) still runs.
+
+    A zombie (killed, not yet reaped) counts as gone; so does a new process that reused the pid.
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def watch_driver(pid: int, started: float) -> None:
+    """Pool initializer: exit this worker once the driver is gone.
+
+    A worker's parent is the fork server, and it holds both ends of its task queue, so nothing
+    else tells it that a driver killed with ``SIGKILL`` will never send more work.
+    """
+
+    def watch() -> None:
+        while driver_alive(pid, started):
+            time.sleep(DRIVER_CHECK_S)
+        os._exit(1)  # no clean-up to run: the driver's own temporary folders are its concern
+
+    threading.Thread(target=watch, name="watch-driver", daemon=True).start()
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and terminate the workers now, not after their tasks."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
 def _run_local(
     function: Callable[[TaskT], ResultT],
     tasks: Sequence[TaskT],
@@ -130,14 +182,25 @@ def _run_local(
             results[position] = function(task)
             bar.update(1)
         return
-    with ProcessPoolExecutor(
+    import psutil
+
+    driver = psutil.Process()
+    pool = ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)),
         mp_context=pool_context([function.__module__]),
-    ) as pool:
+        initializer=watch_driver,
+        initargs=(driver.pid, driver.create_time()),
+    )
+    try:
         futures = {pool.submit(function, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
             results[futures[future]] = future.result()
             bar.update(1)
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _run_dask(

@@ -7,6 +7,7 @@ from pipeline.config import ConfigError
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 
 class DataError(Exception):
@@ -17,4 +18,18 @@ class UsageError(Exception):
     """The command was called in a way that cannot work (a missing option, a refused overwrite)."""
 
 
-__all__ = ["EXIT_DATA", "EXIT_OK", "EXIT_USAGE", "ConfigError", "DataError", "UsageError"]
+class Terminated(BaseException):
+    """The process was asked to stop (SIGTERM). A BaseException, like KeyboardInterrupt, so that
+    no ``except Exception`` swallows it, while every ``finally`` and atomic-write clean-up runs."""
+
+
+__all__ = [
+    "EXIT_DATA",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "ConfigError",
+    "DataError",
+    "Terminated",
+    "UsageError",
+]

@@ -66,3 +66,26 @@ def test_partition_results_keep_the_input_order_with_a_process_pool():
     tasks = list(range(12))
     results = map_partitions(_square, tasks, workers=2, description="t", progress=False)
     assert results == [x * x for x in tasks]
+
+
+def test_sigterm_during_a_stage_is_exit_code_143_with_a_one_line_message(
+    tmp_path, monkeypatch, capsys
+):
+    import os
+    import signal
+    import time
+
+    import pipeline.generate.command as generate_command
+
+    def stage_that_gets_terminated(config, args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises before this ends
+        return 0
+
+    monkeypatch.setattr(generate_command, "run", stage_that_gets_terminated)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"paths:\n  output_root: {tmp_path}\n", encoding="utf-8")
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["--config", str(config), "generate"]) == 143
+    assert "terminated" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # restored after the stage
