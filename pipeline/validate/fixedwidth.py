@@ -1,10 +1,10 @@
 """Fast hashing and lookup of string keys that all have the same length (ids, household keys).
 
 Resident ids and household keys are fixed-width strings. Their bytes can be viewed as an
-``n x width`` matrix without copying each string, hashed (FNV-1a over 8-byte words, 64 bit) in a
-few numpy passes, and looked up through an integer hash table; every match is then confirmed
-byte for byte, so lookups are exact. Columns that are not fixed-width (or hold nulls) take the
-general path (Arrow's ``index_in``; pandas hashing).
+``n x width`` matrix without copying each string, hashed (64 bit, word by word, each word fully
+mixed) in a few numpy passes, and looked up through an integer hash table; every match is then
+confirmed byte for byte, so lookups are exact. Columns that are not fixed-width (or hold nulls)
+take the general path (Arrow's ``index_in``; pandas hashing).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-FNV_PRIME = np.uint64(0x100000001B3)
-MIX = np.uint64(0xBF58476D1CE4E5B9)
+SEED = np.uint64(0xCBF29CE484222325)
+MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX_2 = np.uint64(0x94D049BB133111EB)
 MAX_WIDTH = 64
 
 
@@ -47,25 +47,35 @@ def byte_matrix(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     return data[offsets[0] : offsets[-1]].reshape(len(values), width)
 
 
-def fnv1a(matrix: np.ndarray) -> np.ndarray:
-    """64-bit hash of every row of a byte matrix: FNV-1a over 8-byte words, then a final mix.
+def _mix(values: np.ndarray) -> None:
+    """SplitMix64's finaliser, in place: every input bit changes about half the output bits."""
+    values ^= values >> np.uint64(30)
+    values *= MIX_1
+    values ^= values >> np.uint64(27)
+    values *= MIX_2
+    values ^= values >> np.uint64(31)
 
-    Rows are zero-padded to whole words, so a 14-byte id costs two passes, not fourteen.
+
+def row_hashes(matrix: np.ndarray) -> np.ndarray:
+    """64-bit hash of every row of a byte matrix, 8-byte word by word, each word mixed in fully.
+
+    Rows are zero-padded to whole words, so a 14-byte id costs two passes, not fourteen. Every
+    word goes through a full avalanche mix before the next is added: the FNV-style step used
+    before (one multiply, one shift) let digit patterns cancel, and 788 of 52 million synthetic
+    resident ids collided with others (e.g. ``610320-1726009`` and ``810320-1936007``).
     """
     n, width = matrix.shape
     words = -(-width // 8)
     padded = np.zeros((n, words * 8), dtype=np.uint8)
     padded[:, :width] = matrix
     lanes = padded.view(np.uint64)
-    out = np.full(n, FNV_OFFSET, dtype=np.uint64)
+    out = np.full(n, SEED, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column in range(words):
             out ^= lanes[:, column]
-            out *= FNV_PRIME
-            out ^= out >> np.uint64(29)
+            _mix(out)
         out ^= np.uint64(width)
-        out *= MIX
-        out ^= out >> np.uint64(32)
+        _mix(out)
     return out
 
 
@@ -73,7 +83,7 @@ def hash_strings(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """64-bit hashes of strings (to compare keys across partitions without the keys)."""
     matrix = byte_matrix(values)
     if matrix is not None:
-        return fnv1a(matrix)
+        return row_hashes(matrix)
     series = pd.Series(_array(values).to_pandas(), dtype="str")
     return pd.util.hash_pandas_object(series, index=False).to_numpy()
 
@@ -88,7 +98,7 @@ def lookup(keys: pa.Array | pa.ChunkedArray, value_set: pa.Array | pa.ChunkedArr
     if probe is None or build is None or probe.shape[1] != build.shape[1]:
         found = pc.index_in(keys, value_set=value_set)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    build_hash = fnv1a(build)
+    build_hash = row_hashes(build)
     index = pd.Index(build_hash)
     if not index.is_unique:  # repeated values (or a hash collision): keep the first of each
         first = ~pd.Series(build_hash).duplicated().to_numpy()
@@ -96,7 +106,7 @@ def lookup(keys: pa.Array | pa.ChunkedArray, value_set: pa.Array | pa.ChunkedArr
         index = pd.Index(build_hash[first])
     else:
         positions_of = None
-    found = index.get_indexer(fnv1a(probe)).astype(np.int64)
+    found = index.get_indexer(row_hashes(probe)).astype(np.int64)
     if positions_of is not None:
         found = np.where(found >= 0, positions_of[np.maximum(found, 0)], -1)
     hit = found >= 0
@@ -122,7 +132,7 @@ def factorize(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]
     values = _array(values)
     matrix = byte_matrix(values)
     if matrix is not None:
-        codes, _ = pd.factorize(fnv1a(matrix))
+        codes, _ = pd.factorize(row_hashes(matrix))
         first = np.full(codes.max() + 1 if len(codes) else 0, -1, dtype=np.int64)
         first[codes[::-1]] = np.arange(len(codes), dtype=np.int64)[::-1]
         rows = matrix.view(f"V{matrix.shape[1]}").ravel()
