@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="outreach",
         description="Find households in hidden welfare need and write outreach lists.",
         epilog=f"stages:\n{stage_lines}\n\nexit codes: 0 success, 1 data or check failed, "
-        "2 usage or configuration error",
+        "2 usage or configuration error, 130 interrupted, 143 terminated (SIGTERM)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, help="YAML config (default: embedded defaults)")
