@@ -62,7 +62,7 @@ test: $(STAMP) ## run the test suite
 bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households; writes outputs/bench/*.json
 	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES)
 
-bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured: 11.5 min + 24 min, 13 GB of disk)
+bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured: 11.5 + 24 min on a quiet host, 14 + 29.5 min on a slow one; 13-16 GB of disk)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,features,score,report
 
 bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200,000 households)
