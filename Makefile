@@ -99,9 +99,10 @@ mlflow-ui: $(STAMP) ## serve the MLflow UI for auditors on 127.0.0.1 (MLFLOW_POR
 sample: $(STAMP) ## regenerate the committed sample in data_samples/ byte for byte
 	$(OUTREACH) --config configs/sample.yaml generate --output-dir data_samples --force
 
-lint: $(STAMP) ## check the code with ruff
+lint: $(STAMP) ## check the code with ruff and the import contracts (import-linter)
 	$(BIN)/ruff check pipeline features models tests
 	$(BIN)/ruff format --check pipeline features models tests
+	$(BIN)/lint-imports --no-cache
 
 clean: ## remove outputs and caches (keeps .venv)
 	rm -rf outputs .pytest_cache .ruff_cache .hypothesis

@@ -199,7 +199,9 @@ class FolderSource:
         if not (folder / "manifest.json").is_file() or stale:
             if not self.build_missing:
                 raise DataError(f"{folder}: feature folder missing: run `outreach features`")
-            from features.stage import build_round  # the features stage owns how it is built
+            from pipeline.features.stage import (
+                build_round,  # the features stage owns how it is built
+            )
 
             why = "imported outcomes changed since it was built" if stale else "missing"
             log.info("feature folder %s %s: building it", folder, why)
@@ -275,7 +277,7 @@ class FolderSource:
 def _outcomes_changed(config: Config, folder: Path, as_of: int) -> bool:
     """Whether visit outcomes imported for rounds before ``as_of`` differ from those the
     folder's labels were built with (``outreach outcomes import`` ran since)."""
-    from pipeline.outcomes.store import imported_outcome_digests
+    from pipeline.datasets.outcomes import imported_outcome_digests
 
     manifest = folder / "manifest.json"
     if not manifest.is_file():

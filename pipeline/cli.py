@@ -67,13 +67,13 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "features",
         "point-in-time features and labels of a round (--as-of YYYY-MM)",
-        "features.command",
+        "pipeline.features.command",
         in_run=True,
     ),
     Stage(
         "train",
         "backtest candidates, audit fairness, log to MLflow, register, apply gates",
-        "models.command",
+        "pipeline.train.command",
         in_run=True,
     ),
     Stage(
@@ -101,24 +101,24 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "promote",
         "give a model version the champion alias by hand (logged, with a reason)",
-        "models.promote_command",
+        "pipeline.promote.promote",
     ),
     Stage(
         "rollback",
         "return the champion alias to the previous champion (logged)",
-        "models.rollback_command",
+        "pipeline.promote.rollback",
     ),
     Stage(
         "describe",
         "summarise raw tables and, for synthetic data, the hidden truth",
-        "pipeline.describe",
+        "pipeline.describe.stage",
         in_run=True,
     ),
     Stage("run", "run every pipeline stage in order on the configured raw input", "pipeline.cli"),
     Stage(
         "bench",
         "measure stages at a chosen size; print and write outputs/bench/*.json",
-        "pipeline.bench_command",
+        "pipeline.bench.command",
     ),
 )
 

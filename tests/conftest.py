@@ -313,7 +313,7 @@ def scored_sample(_prepared_sample, staged_sample) -> ScoredSample:
     Once per session. Tests must not modify what it wrote: copy the folder first
     (``copy_outputs``).
     """
-    from features.command import default_as_of
+    from pipeline.features.command import default_as_of
     from pipeline.months import format_month
 
     _prepared_sample.scored()

@@ -69,7 +69,7 @@ def private(scored_sample, tmp_path) -> ScoredSample:
 def client_of(scored: ScoredSample):
     import mlflow
 
-    from models.tracking import tracking_uri
+    from pipeline.tracking import tracking_uri
 
     uri = tracking_uri(scored.config)
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -254,7 +254,7 @@ def test_a_replaced_model_fails_at_the_model_and_the_rescore(private, capsys, tm
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
-    from models.tracking import connect
+    from pipeline.tracking import connect
 
     manifest = manifest_of(private)
     connect(private.config)  # models:/ URIs resolve against the copy's registry

@@ -15,7 +15,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import roc_auc_score
 
 from pipeline.datasets import TableLayout
-from pipeline.describe import (
+from pipeline.describe.stage import (
     BENEFIT_ORDER,
     INCOME_ORDER,
     TENURE_RISK_ORDER,
@@ -191,7 +191,7 @@ class Traced:
 
 @pytest.fixture(scope="module")
 def traced(config, catalogue, sample_raw, sample_truth):
-    import pipeline.describe as module
+    import pipeline.describe.stage as module
 
     alive: list[weakref.ref] = []
     held: list[bool] = []

@@ -162,8 +162,8 @@ def test_a_config_with_engine_dask_and_no_scheduler_is_refused():
 
 def test_the_local_engine_does_not_import_distributed():
     code = (
-        "import sys, pipeline.cli, pipeline.engine, features.stage, pipeline.validate.stage, "
-        "pipeline.ingest.stage, pipeline.generate.stage; "
+        "import sys, pipeline.cli, pipeline.engine, pipeline.features.stage, "
+        "pipeline.validate.stage, pipeline.ingest.stage, pipeline.generate.stage; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from _features_fixtures import sample_inputs
+from _features_reference import reference_features
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import FeatureInputs, build_features
 from features.labels import build_labels
-from features.reference import reference_features
 from features.spec import feature_columns, load_feature_spec, model_input_names
 from pipeline.months import parse_month
 

@@ -9,11 +9,11 @@ import pytest
 from _features_fixtures import sample_inputs
 
 from features.build import build_features
-from features.command import default_as_of
 from features.spec import load_feature_spec, model_input_names
-from features.stage import build_round
 from pipeline.cli import main
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.features.command import default_as_of
+from pipeline.features.stage import build_round
 from pipeline.io import sha256_tree
 from pipeline.months import format_month, parse_month
 
@@ -98,7 +98,7 @@ def test_a_failed_round_keeps_the_last_good_folder(staged_sample, monkeypatch, t
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("features.stage.build_features", broken)
+    monkeypatch.setattr("pipeline.features.stage.build_features", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         build_round(local, parse_month("2025-06"))
     assert sha256_tree(folder) == before

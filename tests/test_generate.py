@@ -302,7 +302,7 @@ def test_generation_works_partition_by_partition(small_generation, catalogue):
 
 @pytest.fixture(scope="module")
 def sample_figures(repo_root, catalogue):
-    from pipeline.describe import describe
+    from pipeline.describe.stage import describe
 
     config = make_config(Path("/nonexistent-output"))
     return describe(

@@ -34,12 +34,12 @@ import pytest
 from conftest import ScoredSample, copy_outputs, write_config_file
 
 from models.data import FolderSource
-from models.tracking import artifact_root, tracking_uri
 from pipeline.catalogue import load_outcomes
 from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.io import sha256_file
 from pipeline.months import parse_month
+from pipeline.tracking import artifact_root, tracking_uri
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"

@@ -43,7 +43,7 @@ from pipeline.config import (
     TrainingConfig,
 )
 from pipeline.datasets import TableLayout
-from pipeline.describe import read_partition, recent_indicator_counts, rule_list
+from pipeline.describe.stage import read_partition, recent_indicator_counts, rule_list
 from pipeline.months import parse_month
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -21,17 +21,17 @@ import pytest
 from _ingest_leak import Identifiers, assert_no_identifiers, collect_identifiers, text_of
 from conftest import ScoredSample, copy_outputs, write_config_file
 
-from features.inputs import combine_outcomes
-from features.stage import build_round
 from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.outcomes import COLUMNS, read_round_outcomes, round_outcomes_file
+from pipeline.datasets.staged import combine_outcomes
+from pipeline.features.stage import build_round
 from pipeline.months import parse_month
 from pipeline.outcomes.checks import RowValidator
 from pipeline.outcomes.importer import NOTHING_NEW, import_file
 from pipeline.outcomes.normalise import GRACE_MONTHS
 from pipeline.outcomes.returned import read_returned_list
-from pipeline.outcomes.store import COLUMNS, read_round_outcomes, round_outcomes_file
 from pipeline.score.lists import LIST_COLUMNS, header, header_keys
 
 ROUND = "2026-10"
@@ -555,7 +555,7 @@ def test_round_trip_generate_train_score_fill_import_train(
     from mlflow.tracking import MlflowClient
 
     from models.data import FolderSource
-    from models.tracking import tracking_uri
+    from pipeline.tracking import tracking_uri
 
     scored = copy_outputs(scored_sample, tmp_path)
     round_month = parse_month(scored.as_of)

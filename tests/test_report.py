@@ -447,7 +447,7 @@ def _run(config_file: Path, *args: str) -> tuple[int, str]:
 
 def _write_outcomes(config, scores: pd.DataFrame, label: str) -> pd.DataFrame:
     """Outcomes of a round in the store's contract, drawn by the test (never from the truth)."""
-    from pipeline.outcomes.store import round_outcomes_file
+    from pipeline.datasets.outcomes import round_outcomes_file
 
     rng = np.random.default_rng(20261126)
     listed = scores[scores["tier"].isin(["visit", "phone"])].reset_index(drop=True)

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from conftest import ScoredSample, copy_outputs, write_config_file
 
-from models.tracking import connect
 from pipeline.catalogue import load_indicators, load_outcomes
 from pipeline.cli import main
 from pipeline.io import sha256_file, sha256_tree
@@ -28,6 +27,7 @@ from pipeline.score.reasons import (
     top_units,
 )
 from pipeline.score.tiers import cut_emd, cut_round, exploration_count, rank_within
+from pipeline.tracking import connect
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"

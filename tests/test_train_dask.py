@@ -39,12 +39,12 @@ from models.data import (
     truth_files,
 )
 from models.dataset_summary import DatasetSummary
-from models.stage import plan_rounds
-from models.tracking import tracking_uri
 from pipeline.catalogue import load_indicators, load_outcomes
 from pipeline.cli import main
 from pipeline.config import Config, RuntimeConfig
 from pipeline.months import parse_month
+from pipeline.tracking import tracking_uri
+from pipeline.train.stage import plan_rounds
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
@@ -333,7 +333,7 @@ def test_a_test_round_evaluated_by_partition_keeps_aggregates_only(setting):
     # the MLflow record of the round's inputs is the one MLflow computes on the whole frame
     from mlflow.data.digest_utils import compute_pandas_digest
 
-    from models.stage import round_input_rows
+    from pipeline.train.stage import round_input_rows
 
     summary, proxy_rows = round_input_rows(
         setting.source, result.households, setting.inputs, 300, tc.seed
@@ -365,7 +365,7 @@ def test_summaries_refuse_too_few_first_rows():
 
 
 def test_the_local_engine_is_used_without_a_scheduler(tmp_path: Path):
-    from models.distributed import lightgbm_fitter
+    from pipeline.train.distributed import lightgbm_fitter
 
     with lightgbm_fitter(RuntimeConfig(engine="local")) as fitter:
         assert fitter is None

@@ -80,7 +80,7 @@ def resolve_target(config: Config, path: str | None, round_dir: Path | None = No
     """
     layout = OutputLayout(config.paths.output_root)
     if path is None:
-        from features.command import default_as_of
+        from pipeline.features.command import default_as_of
 
         folder = layout.round(format_month(default_as_of(config)))
         if not folder.is_dir():
@@ -435,7 +435,7 @@ def rescore(
 
 def audit(config: Config, target: AuditTarget, sample_size: int | None = None) -> AuditReport:
     """Verify every link from the list (or round) back to the code; never raises on a mismatch."""
-    from models.tracking import tracking_uri
+    from pipeline.tracking import tracking_uri
 
     uri = tracking_uri(config)
     root = config.paths.output_root
@@ -506,7 +506,7 @@ def audit(config: Config, target: AuditTarget, sample_size: int | None = None) -
         for link in (c.SCORING_RUN, c.MODEL, c.TRAINING_RUN, c.TRAINING_DATA):
             findings.append(c.result(link, [missing_store], ""))
     else:
-        from models.tracking import connect
+        from pipeline.tracking import connect
 
         client = connect(config)
         scoring_id = c.dig(manifest, "scoring_run.run_id")
@@ -537,7 +537,7 @@ def audit(config: Config, target: AuditTarget, sample_size: int | None = None) -
         if training is None:
             findings.append(c.skipped(c.TRAINING_DATA, "the training run is not there"))
         else:
-            from models.stage import sha256_of_json
+            from pipeline.train.stage import sha256_of_json
 
             recorded = artifact_json(training, "lineage/feature_folders.json")
             layout = OutputLayout(root)

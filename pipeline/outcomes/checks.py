@@ -2,7 +2,7 @@
 
 Checks are :class:`pipeline.validate.checks.Check` objects (the same form the raw-table suites
 use) over the frame of :func:`pipeline.outcomes.normalise.checked_rows`, and run in an
-ephemeral context built by :func:`pipeline.validate.engine.new_context`. Every failing row comes
+ephemeral context built by :func:`pipeline.expectations.new_context`. Every failing row comes
 back by its file row number (COMPLETE results, ``unexpected_index_column_names=["row"]``): a
 returned list is at most a few thousand rows. Each check names the list column a caseworker
 would correct (``field``) and why the row was rejected (``reason``).
@@ -155,7 +155,7 @@ class RowValidator:
     """An ephemeral Great Expectations context that validates returned lists' rows."""
 
     def __init__(self) -> None:
-        from pipeline.validate.engine import new_context
+        from pipeline.expectations import new_context
 
         self.context = new_context()
         source = self.context.data_sources.add_pandas(DATA_SOURCE)
@@ -164,7 +164,7 @@ class RowValidator:
 
     def rejections(self, checked: pd.DataFrame, checks: list[RowCheck]) -> pd.DataFrame:
         """One line per (row, failed check): row, field, household_key, reason; sorted."""
-        from pipeline.validate.engine import build_suite
+        from pipeline.expectations import build_suite
 
         if checked.empty:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in REPORT_COLUMNS})

@@ -3,7 +3,7 @@
 The thin I/O wrapper around the pure parts: it reads the returned file
 (:mod:`pipeline.outcomes.returned`), the scored round and the household register, normalises
 (:mod:`pipeline.outcomes.normalise`), validates with Great Expectations
-(:mod:`pipeline.outcomes.checks`), merges (:func:`pipeline.outcomes.store.merge_outcomes`) and
+(:mod:`pipeline.outcomes.checks`), merges (:func:`pipeline.datasets.outcomes.merge_outcomes`) and
 writes the round's outcomes file atomically, the rejection report and the import log.
 """
 
@@ -22,6 +22,15 @@ import pandas as pd
 from pipeline.catalogue import OutcomeCatalogue, load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.outcomes import (
+    IMPORT_LOG,
+    REJECTED_DIR,
+    merge_outcomes,
+    outcomes_root,
+    read_round_outcomes,
+    round_outcomes_file,
+    write_round_outcomes,
+)
 from pipeline.errors import DataError
 from pipeline.io import sha256_file
 from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
@@ -34,15 +43,6 @@ from pipeline.outcomes.normalise import (
     fold,
 )
 from pipeline.outcomes.returned import ROW, read_returned_list
-from pipeline.outcomes.store import (
-    IMPORT_LOG,
-    REJECTED_DIR,
-    merge_outcomes,
-    outcomes_root,
-    read_round_outcomes,
-    round_outcomes_file,
-    write_round_outcomes,
-)
 from pipeline.score.tiers import PHONE, VISIT
 
 log = logging.getLogger(__name__)

@@ -187,7 +187,7 @@ def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
 
 
 def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: str) -> pd.DataFrame:
-    """Stored rows (``pipeline.outcomes.store.COLUMNS``) of checked rows that passed; pure."""
+    """Stored rows (``pipeline.datasets.outcomes.COLUMNS``) of checked rows that passed; pure."""
     listed = facts.listed.drop_duplicates("household_key").set_index("household_key")
     keys = checked["household_key"].astype("string")
     added = (checked["listing"] == "added").fillna(False).to_numpy(dtype=bool)

@@ -7,7 +7,7 @@ display rows. Inputs are never modified.
 Inputs are the round's datasets: ``scores.parquet`` (every eligible household of the round, with
 tier, selection and reasons), the round's feature folder (for the fairness snapshot and the
 population stability of the leading features), the capacity table, and, for the follow-up page,
-the imported visit outcomes (``pipeline.outcomes.store``). The hidden truth is never an input.
+the imported visit outcomes (``pipeline.datasets.outcomes``). The hidden truth is never an input.
 
 **Counts, then tables.** A national round (23 million households) is not held in memory, so every
 figure over households is made in two steps: :func:`round_counts` counts the rows of one 시군구
@@ -946,7 +946,7 @@ def followup_tables(
 ) -> FollowUp:
     """Realised precision (share of labelled outcomes that found need) and calibration.
 
-    ``outcomes`` follows ``pipeline.outcomes.store`` (household_key, outcome_code,
+    ``outcomes`` follows ``pipeline.datasets.outcomes`` (household_key, outcome_code,
     added_by_caseworker, ...); ``label_of`` maps outcome codes to 1 (need), 0 (no need) or None
     (no label: unreachable, in progress; unknown codes too). The list is the visit and phone
     tiers; households added by caseworkers are counted apart. ``scores`` needs the listed rows

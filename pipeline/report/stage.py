@@ -6,7 +6,7 @@ never sees half a report; an earlier report of the round is replaced, since it i
 - ``index.html``: the overview, aggregates only ("<5" rule, see ``pipeline.report.pages``);
 - ``emd/<읍면동 코드>.html``: one page per 읍면동 with its listed households, to be handed to that
   office alone (sortable and filterable by an inline script);
-- ``followup.html``: once the round's visit outcomes are imported (``pipeline.outcomes.store``),
+- ``followup.html``: once the round's visit outcomes are imported (``pipeline.datasets.outcomes``),
   the realised precision and calibration of the round's list;
 - ``report.json``: the sha256 of the round manifest the report was built from, of the other
   inputs (previous round's manifest, outcomes file), the leading features and the sha256 of every
@@ -730,7 +730,7 @@ def training_importance(
         )
     if not run_id:
         return None
-    from models.tracking import tracking_uri
+    from pipeline.tracking import tracking_uri
 
     uri = tracking_uri(config)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
@@ -822,7 +822,7 @@ def listed_reason_table(scores_file: Path) -> pd.DataFrame:
 def read_inputs(config: Config, as_of: int) -> ReportInputs:
     """Read the round's datasets (and the previous round's, and outcomes when they exist) and
     count them partition by partition."""
-    from pipeline.outcomes.store import read_round_outcomes, round_outcomes_file
+    from pipeline.datasets.outcomes import read_round_outcomes, round_outcomes_file
 
     label = format_month(as_of)
     layout = OutputLayout(config.paths.output_root)

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def round_as_of(config: Config, text: str | None) -> int:
     """The round month from ``--as-of`` (default: the next round after the window)."""
-    from features.command import default_as_of
+    from pipeline.features.command import default_as_of
 
     if not text:
         return default_as_of(config)

@@ -32,7 +32,6 @@ import pyarrow.parquet as pq
 from features.spec import load_feature_spec
 from models.candidates import CalibratedClassifier
 from models.data import FolderSource, capacity_file, coerce_feature_types
-from models.tracking import code_version, connect, package_versions, tracking_uri
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
 from pipeline.config import Config, ConfigError, ScoringConfig
 from pipeline.datasets import OutputLayout, TableLayout
@@ -44,6 +43,7 @@ from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
 from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT, cut_round
+from pipeline.tracking import code_version, connect, package_versions, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -599,7 +599,7 @@ def score_round(
 
 
 def _scoring_experiment(client: Any, config: Config) -> str:
-    from models.tracking import artifact_root
+    from pipeline.tracking import artifact_root
 
     existing = client.get_experiment_by_name(config.scoring.experiment)
     if existing is not None:

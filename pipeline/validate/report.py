@@ -146,7 +146,7 @@ def build_data_docs(run: ValidationRun, site_dir: Path) -> None:
         ValidationResultIdentifier,
     )
 
-    from pipeline.validate.engine import build_suite, new_context
+    from pipeline.expectations import build_suite, new_context
 
     context = new_context()
     context.add_data_docs_site(

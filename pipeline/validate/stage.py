@@ -28,6 +28,7 @@ from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.config import Config, ConfigError, ValidationConfig
 from pipeline.datasets import PARTITION_KEY, PARTITIONED_RAW_TABLES, SMALL_RAW_TABLES, TableLayout
 from pipeline.engine import map_partitions
+from pipeline.expectations import GxEngine, engine_for
 from pipeline.io import sha256_file
 from pipeline.validate import frames
 from pipeline.validate.checks import (
@@ -45,7 +46,6 @@ from pipeline.validate.contract import (
     UNIQUE_ACROSS_SUITE,
     VOLUME_SUITE,
 )
-from pipeline.validate.engine import GxEngine, engine_for
 from pipeline.validate.national_keys import check_keys_across
 from pipeline.validate.partition import (
     BatchOutcome,

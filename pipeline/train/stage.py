@@ -47,11 +47,16 @@ from models.data import (
     truth_files,
 )
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
-from models.distributed import engine_of, lightgbm_fitter
 from models.evaluation import RoundHouseholds, household_keys
 from models.fairness import fairness_from_counts, proxy_check_rows, proxy_sample
 from models.gates import GateResult, decision, evaluate_gates
-from models.tracking import (
+from pipeline.catalogue import load_indicators, load_outcomes
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout
+from pipeline.errors import DataError
+from pipeline.io import sha256_file, write_json
+from pipeline.months import format_month
+from pipeline.tracking import (
     CHALLENGER,
     code_version,
     connect,
@@ -63,12 +68,7 @@ from models.tracking import (
     pip_requirements,
     tracking_uri,
 )
-from pipeline.catalogue import load_indicators, load_outcomes
-from pipeline.config import Config
-from pipeline.datasets import OutputLayout
-from pipeline.errors import DataError
-from pipeline.io import sha256_file, write_json
-from pipeline.months import format_month
+from pipeline.train.distributed import engine_of, lightgbm_fitter
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,8 @@ def fit_all(
 ) -> Trained:
     """Backtests, the final model and the fairness audit: no tracking, no files.
 
-    ``fitter`` fits the LightGBM candidates elsewhere (``models.distributed``, on Dask), in the
-    backtests and for the final model alike, so that the backtest metrics describe how the
+    ``fitter`` fits the LightGBM candidates elsewhere (``pipeline.train.distributed``, on Dask),
+    in the backtests and for the final model alike, so that the backtest metrics describe how the
     registered model was trained. Test rounds are scored on ``config.runtime``'s engine.
     """
     tc = config.training

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from models.tracking import connect, promote
+    from pipeline.tracking import connect, promote
 
     move = promote(connect(config), config, str(args.version), args.reason)
     print(

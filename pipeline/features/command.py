@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from features.stage import build_round
+    from pipeline.features.stage import build_round
 
     if args.as_of:
         try:

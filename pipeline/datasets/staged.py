@@ -18,8 +18,8 @@ import pandas as pd
 
 from features.build import FeatureInputs
 from pipeline.datasets import TableLayout
+from pipeline.datasets.outcomes import feature_outcomes
 from pipeline.errors import DataError
-from pipeline.outcomes.store import feature_outcomes
 
 STAGED = "staged"
 IMPORTED = "imported"

@@ -16,17 +16,17 @@ from pathlib import Path
 import pandas as pd
 
 from features.build import build_features
-from features.inputs import read_feature_inputs, staged_partitions
 from features.labels import build_labels
 from features.spec import FeatureSpec, feature_columns, load_feature_spec, model_input_names
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.outcomes import imported_outcome_files, relative_name
+from pipeline.datasets.staged import read_feature_inputs, staged_partitions
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
 from pipeline.months import format_month
-from pipeline.outcomes.store import imported_outcome_files, relative_name
 
 log = logging.getLogger(__name__)
 

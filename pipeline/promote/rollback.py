@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from models.tracking import connect, rollback
+    from pipeline.tracking import connect, rollback
 
     move = rollback(connect(config), config, args.reason)
     print(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.bench import bench_stage
+from pipeline.bench.measure import bench_stage
 from pipeline.config import Config
 from pipeline.errors import EXIT_OK, UsageError
 
@@ -62,15 +62,15 @@ def _bench_ingest(config: Config, work: Path) -> int:
 
 
 def _bench_features(config: Config, work: Path) -> int:
-    from features.command import default_as_of
-    from features.stage import build_round
+    from pipeline.features.command import default_as_of
+    from pipeline.features.stage import build_round
 
     return build_round(config, default_as_of(config)).events_read
 
 
 def _bench_train(config: Config, work: Path) -> int:
-    from models.command import default_as_of
-    from models.stage import train
+    from pipeline.train.command import default_as_of
+    from pipeline.train.stage import train
 
     # Builds the feature folders of past rounds it lacks (through the features stage) first.
     return train(config, default_as_of(config)).rows
@@ -79,7 +79,7 @@ def _bench_train(config: Config, work: Path) -> int:
 def _bench_score(config: Config, work: Path) -> int:
     import shutil
 
-    from features.command import default_as_of
+    from pipeline.features.command import default_as_of
     from pipeline.score.stage import score_round
 
     # The bench's own scratch folder: earlier benchmark rounds are not kept (outside the bench,
@@ -89,7 +89,7 @@ def _bench_score(config: Config, work: Path) -> int:
 
 
 def _bench_report(config: Config, work: Path) -> int:
-    from features.command import default_as_of
+    from pipeline.features.command import default_as_of
     from pipeline.report.stage import write_report
 
     write_report(config, default_as_of(config))
@@ -100,7 +100,7 @@ def has_champion(config: Config) -> bool:
     """Whether the (bench) store has a champion to score with."""
     from mlflow.exceptions import MlflowException
 
-    from models.tracking import connect
+    from pipeline.tracking import connect
 
     try:
         connect(config).get_model_version_by_alias(config.training.model_name, "champion")

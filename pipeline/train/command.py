@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from models.stage import train
+    from pipeline.train.stage import train
 
     as_of = default_as_of(config)
     if getattr(args, "as_of", None):
