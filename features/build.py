@@ -14,12 +14,15 @@ import pandas as pd
 
 from features.spec import FeatureSpec, feature_columns
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
-
-INCOME_ORDER = ("under_30", "30_50", "50_75", "75_100", "over_100")
-TENURES = ("own", "jeonse", "monthly_rent", "public_rental", "other")
-BENEFITS = ("none", "near_poor", "basic_livelihood")
-AGE_BANDS = ("under_35", "35_49", "50_64", "65_74", "75_plus")
-NO_OUTCOME = "none"
+from pipeline.months import year_of
+from pipeline.vocabulary import (
+    AGE_BAND_EDGES,
+    AGE_BANDS,
+    BENEFIT_STATUSES,
+    INCOME_BANDS,
+    NO_OUTCOME,
+    TENURES,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class FeatureInputs:
 
 def age_band(age: np.ndarray) -> np.ndarray:
     """Index into AGE_BANDS for ages in years."""
-    return np.searchsorted(np.array([35, 50, 65, 75]), age, side="right")
+    return np.searchsorted(np.array(AGE_BAND_EDGES), age, side="right")
 
 
 def positions(index: pd.Index, values: pd.Series) -> np.ndarray:
@@ -178,7 +181,7 @@ def build_features(
 def _members_by_household(inputs: FeatureInputs, keys: pd.Index, as_of: int) -> pd.DataFrame:
     members = inputs.members
     position = keys.get_indexer(members["household_key"].to_numpy())
-    age = as_of // 12 - members["birth_year"].to_numpy(dtype=np.int64)
+    age = year_of(as_of) - members["birth_year"].to_numpy(dtype=np.int64)
     return pd.DataFrame(
         {
             "h": position,
@@ -212,10 +215,10 @@ def _household_columns(
             households["tenure"].astype("string").to_numpy(), categories=TENURES
         ),
         "income_band": pd.Categorical(
-            households["income_band"].astype("string").to_numpy(), categories=INCOME_ORDER
+            households["income_band"].astype("string").to_numpy(), categories=INCOME_BANDS
         ).codes.astype(np.int8),
         "benefit_status": pd.Categorical(
-            households["benefit_status"].astype("string").to_numpy(), categories=BENEFITS
+            households["benefit_status"].astype("string").to_numpy(), categories=BENEFIT_STATUSES
         ),
         "minors": minors.astype(np.int8),
         "elderly_members": elderly.astype(np.int8),

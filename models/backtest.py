@@ -25,12 +25,13 @@ from models.candidates import (
     make_lightgbm,
     make_logistic,
 )
-from models.data import KEY, RoundSource, eligible_mask
 from models.evaluation import ORACLE, RULE, RoundHouseholds, TestRoundReader
 from models.fairness import add_audit_counts
 from models.metrics import gap_closed, paired_bootstrap
 from pipeline.config import SelectiveLabelsConfig, TrainingConfig
+from pipeline.datasets.features import RoundSource
 from pipeline.months import format_month
+from pipeline.vocabulary import KEY
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def _negative_candidates(
     index = source.features(r, columns=[KEY, "hh__benefit_status"])
     keys = index[KEY]
     n_labelled = int(keys.isin(listed).sum())
-    pool = keys[eligible_mask(index) & ~keys.isin(listed_any).to_numpy()]
+    pool = keys[source.eligible(index) & ~keys.isin(listed_any).to_numpy()]
     wanted = math.ceil(settings.negatives_per_label * n_labelled * 6) + 10
     rng = np.random.default_rng([seed, r])
     take = rng.permutation(len(pool))[: min(wanted, len(pool))]

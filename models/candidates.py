@@ -19,8 +19,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from models.data import RULE_COLUMN, as_levels
 from pipeline.config import LightGBMConfig, LogisticConfig
+from pipeline.vocabulary import RULE_COLUMN, as_levels
 
 _EPS = 1e-6
 

@@ -81,17 +81,3 @@ class DatasetSummary:
     @property
     def columns(self) -> list[str]:
         return [str(c) for c in self.head.columns]
-
-    def digest(self) -> str:
-        """MLflow's pandas digest of the whole frame (compute_pandas_digest, step by step)."""
-        from mlflow.data.digest_utils import MAX_ROWS, get_normalized_md5_digest
-
-        trimmed = self.head.head(MAX_ROWS)
-        keep = self.text.reindex(trimmed.columns, fill_value=False).to_numpy(dtype=bool)
-        string_columns = trimmed.columns[keep]
-        numeric_columns = trimmed.select_dtypes(include=[np.number]).columns
-        trimmed = trimmed[string_columns.union(numeric_columns)]
-        return get_normalized_md5_digest(
-            [pd.util.hash_pandas_object(trimmed).values, np.int64(self.rows)]
-            + [str(x).encode() for x in self.head.columns]
-        )

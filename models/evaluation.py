@@ -38,15 +38,6 @@ import numpy as np
 import pandas as pd
 
 from models.candidates import CalibratedClassifier, RuleBaseline
-from models.data import (
-    EMD,
-    KEY,
-    RoundSource,
-    eligible_mask,
-    file_key_range,
-    read_feature_file,
-    read_round_truth,
-)
 from models.dataset_summary import column_flags
 from models.fairness import add_audit_counts, audit_attributes, audit_counts
 from models.metrics import (
@@ -62,8 +53,11 @@ from models.metrics import (
     roc_auc_ranks,
 )
 from pipeline.config import RuntimeConfig
+from pipeline.datasets.features import RoundSource, file_key_range, read_feature_file
+from pipeline.datasets.truth import read_round_truth
 from pipeline.engine import map_partitions
 from pipeline.months import format_month
+from pipeline.vocabulary import EMD, KEY, eligible_mask
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +74,7 @@ class PartitionTask:
 
     path: Path
     levels: dict[str, list[str]]
+    ineligible: tuple[str, ...]  # benefit statuses no list may hold (the eligibility rule)
     inputs: list[str]
     models: dict[str, CalibratedClassifier]
     capacity: pd.Series  # 읍면동 -> slots
@@ -119,6 +114,7 @@ class RoundHouseholds:
     rows: tuple[int, ...]  # eligible households per file
     ordered: bool  # the files' key ranges are disjoint and in this order
     levels: dict[str, list[str]]
+    ineligible: tuple[str, ...]  # benefit statuses no list may hold (the eligibility rule)
     input_flags: list[tuple[pd.Series, pd.Series]] = field(default_factory=list)
 
     @property
@@ -182,7 +178,7 @@ def _utf8(keys: pd.Series) -> np.ndarray:
 def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
     """Read one partition, score its eligible households, reduce them to the round's parts."""
     features = read_feature_file(task.path, task.levels)
-    features = features[eligible_mask(features)]
+    features = features[eligible_mask(features, task.ineligible)]
     if not features[KEY].is_monotonic_increasing:
         features = features.sort_values(KEY, kind="stable")
     features = features.reset_index(drop=True)
@@ -328,6 +324,7 @@ def evaluate_round(
             tuple(p.rows for p in parts),
             households.ordered,
             households.levels,
+            households.ineligible,
             flags,
         ),
     )
@@ -427,6 +424,7 @@ class TestRoundReader:
             PartitionTask(
                 path=files[i],
                 levels=self.levels,
+                ineligible=self.source.ineligible,
                 inputs=self.inputs,
                 models=models,
                 capacity=capacity,
@@ -455,6 +453,7 @@ class TestRoundReader:
             tuple(p.rows for p in parts),
             ordered,
             self.levels,
+            self.source.ineligible,
         )
         result = evaluate_round(parts, households, capacity, bins, ks)
         log.info(
@@ -467,9 +466,10 @@ class TestRoundReader:
         return result
 
 
-def _eligible_keys(path: Path, levels: dict[str, list[str]]) -> pd.Series:
-    frame = read_feature_file(path, levels, columns=[KEY, "hh__benefit_status"])
-    return frame.loc[eligible_mask(frame), KEY].sort_values(kind="stable").reset_index(drop=True)
+def _eligible_keys(households: RoundHouseholds, path: Path) -> pd.Series:
+    frame = read_feature_file(path, households.levels, columns=[KEY, "hh__benefit_status"])
+    keys = frame.loc[eligible_mask(frame, households.ineligible), KEY]
+    return keys.sort_values(kind="stable").reset_index(drop=True)
 
 
 def household_keys(households: RoundHouseholds, positions: np.ndarray) -> np.ndarray:
@@ -485,12 +485,10 @@ def household_keys(households: RoundHouseholds, positions: np.ndarray) -> np.nda
         for path, rows in zip(households.files, households.rows, strict=True):
             wanted = (positions >= start) & (positions < start + rows)
             if wanted.any():
-                keys = _eligible_keys(path, households.levels).to_numpy()
+                keys = _eligible_keys(households, path).to_numpy()
                 out[wanted] = keys[positions[wanted] - start]
             start += rows
         return out
-    keys = np.sort(
-        np.concatenate([_utf8(_eligible_keys(p, households.levels)) for p in households.files])
-    )
+    keys = np.sort(np.concatenate([_utf8(_eligible_keys(households, p)) for p in households.files]))
     out[:] = [k.decode("utf-8") for k in keys[positions]]
     return out

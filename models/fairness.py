@@ -16,8 +16,8 @@ from lightgbm import LGBMClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from models.data import EMD
 from pipeline.config import FairnessConfig
+from pipeline.vocabulary import EMD
 
 ATTRIBUTES = (
     "sido",

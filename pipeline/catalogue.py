@@ -10,15 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.config import ConfigError, Month
 from pipeline.months import parse_month
+from pipeline.vocabulary import TENURES
 
 Driver = Literal["strain", "job", "health", "disaster", "benefit", "housing", "isolation"]
 Target = Literal["head", "adult", "elderly", "child", "member"]
 ValueModel = Literal[
     "flag", "months", "months_long", "krw_small", "krw_medium", "krw_large", "grade", "days"
 ]
-Tenure = Literal["own", "jeonse", "monthly_rent", "public_rental", "other"]
-
-TENURES: tuple[str, ...] = ("own", "jeonse", "monthly_rent", "public_rental", "other")
 
 
 class _Frozen(BaseModel):
@@ -34,7 +32,15 @@ class SyntheticEmission(_Frozen):
     slope: float = Field(ge=0, le=1)
     lag: tuple[float, ...]
     value: ValueModel
-    tenure: tuple[Tenure, ...] | None = None
+    tenure: tuple[str, ...] | None = None
+
+    @field_validator("tenure")
+    @classmethod
+    def _known_tenures(cls, tenure: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = [t for t in tenure or () if t not in TENURES]
+        if unknown:
+            raise ValueError(f"unknown tenure {unknown[0]!r}: expected one of {', '.join(TENURES)}")
+        return tenure
 
     @field_validator("lag")
     @classmethod

@@ -4,14 +4,15 @@ Exit codes: 0 success, 1 the data or a check failed, 2 usage or configuration er
 interrupted (Ctrl-C), 143 terminated (SIGTERM). Interrupted or terminated, a stage stops its
 workers and removes its temporary files; the last complete outputs stay as they were.
 
-Each stage lives in its own module, which exposes ``add_arguments(parser)`` and
-``run(config, args) -> int``; this file only registers them, in pipeline order.
+Each stage lives in its own folder under ``pipeline/``; its command module exposes
+``add_arguments(parser)`` and ``run(config, args) -> int``, and the registry
+(:mod:`pipeline.stages`) names them in pipeline order. A stage's declared prerequisites run
+first, announced on the terminal.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import signal
@@ -19,7 +20,6 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config, ConfigError, config_from_mapping, load_config
@@ -32,95 +32,9 @@ from pipeline.errors import (
     Terminated,
     UsageError,
 )
+from pipeline.stages import STAGES, load, run_stage
 
 log = logging.getLogger("outreach")
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A command of the CLI and the module that implements it."""
-
-    name: str
-    help: str
-    module: str
-    in_run: bool = False  # part of `outreach run`, in this order
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage(
-        "generate",
-        "write synthetic raw tables and the hidden truth (Parquet, per 시군구)",
-        "pipeline.generate.command",
-    ),
-    Stage(
-        "validate",
-        "check every raw table with Great Expectations; keep the results",
-        "pipeline.validate.command",
-        in_run=True,
-    ),
-    Stage(
-        "ingest",
-        "link signals to households, pseudonymise, write staged tables",
-        "pipeline.ingest.command",
-        in_run=True,
-    ),
-    Stage(
-        "features",
-        "point-in-time features and labels of a round (--as-of YYYY-MM)",
-        "pipeline.features.command",
-        in_run=True,
-    ),
-    Stage(
-        "train",
-        "backtest candidates, audit fairness, log to MLflow, register, apply gates",
-        "pipeline.train.command",
-        in_run=True,
-    ),
-    Stage(
-        "score",
-        "score a round with the champion; lists per 읍면동 with reasons; manifest",
-        "pipeline.score.command",
-        in_run=True,
-    ),
-    Stage(
-        "report",
-        "the administrators' HTML review report of a scored round (--as-of YYYY-MM)",
-        "pipeline.report.command",
-        in_run=True,
-    ),
-    Stage(
-        "audit",
-        "trace a list or round back through MLflow and verify every link (sha256, re-score)",
-        "pipeline.audit.command",
-    ),
-    Stage(
-        "outcomes",
-        "import returned lists: `outcomes import FILE...` checks visit outcomes, keeps labels",
-        "pipeline.outcomes.command",
-    ),
-    Stage(
-        "promote",
-        "give a model version the champion alias by hand (logged, with a reason)",
-        "pipeline.promote.promote",
-    ),
-    Stage(
-        "rollback",
-        "return the champion alias to the previous champion (logged)",
-        "pipeline.promote.rollback",
-    ),
-    Stage(
-        "describe",
-        "summarise raw tables and, for synthetic data, the hidden truth",
-        "pipeline.describe.stage",
-        in_run=True,
-    ),
-    Stage("run", "run every pipeline stage in order on the configured raw input", "pipeline.cli"),
-    Stage(
-        "bench",
-        "measure stages at a chosen size; print and write outputs/bench/*.json",
-        "pipeline.bench.command",
-    ),
-)
 
 
 def _quiet_telemetry() -> None:
@@ -141,25 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    """``outreach run``: every stage marked ``in_run``, in order, each with its default options."""
-    parser = build_parser()
+    """``outreach run``: every stage marked ``in_run``, in order, each with its default options
+    (and before it, what it declares it needs)."""
     for stage in STAGES:
         if not stage.in_run:
             continue
         print(f"==> {stage.name}")
         # A run scores the round again each time; the earlier folder is kept in _replaced/.
         extra = ["--force"] if stage.name == "score" else []
-        stage_args = parser.parse_args([stage.name, *extra])
-        code = _module(stage).run(config, stage_args)
+        code = run_stage(config, stage.name, extra)
         if code != EXIT_OK:
             return code
     root = config.paths.output_root
     print(f"\nAll stages finished. Results are under {root.resolve()}/")
     return EXIT_OK
-
-
-def _module(stage: Stage):
-    return importlib.import_module(stage.module)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", parser_class=_Parser)
     for stage in STAGES:
         stage_parser = sub.add_parser(stage.name, help=stage.help, description=stage.help)
-        _module(stage).add_arguments(stage_parser)
+        load(stage).add_arguments(stage_parser)
     return parser
 
 
@@ -248,9 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         config = _runtime_overrides(config, args)
         _setup_logging(args.log_level or config.runtime.log_level)
-        stage = next(s for s in STAGES if s.name == args.stage)
         with sigterm_raises():
-            return _module(stage).run(config, args)
+            return run_stage(config, args.stage, args=args)
     except ConfigError as exc:
         print(f"outreach: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,11 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.errors import ConfigError
 from pipeline.months import format_month, parse_month
-
-
-class ConfigError(Exception):
-    """A configuration file is missing, unreadable or holds a value that is not allowed."""
+from pipeline.vocabulary import BENEFIT_STATUSES, INCOME_BANDS, RELATIONS, SEXES, TENURES
 
 
 def _check_month(value: str) -> str:
@@ -216,11 +214,11 @@ class VolumeConfig(_Strict):
 class ValueSetsConfig(_Strict):
     """Allowed values of the raw tables' coded columns (indicators and outcomes: catalogues)."""
 
-    tenure: tuple[str, ...] = ("own", "jeonse", "monthly_rent", "public_rental", "other")
-    income_band: tuple[str, ...] = ("under_30", "30_50", "50_75", "75_100", "over_100")
-    benefit_status: tuple[str, ...] = ("none", "near_poor", "basic_livelihood")
-    relation: tuple[str, ...] = ("head", "spouse", "child", "parent", "other")
-    sex: tuple[str, ...] = ("M", "F")
+    tenure: tuple[str, ...] = TENURES
+    income_band: tuple[str, ...] = INCOME_BANDS
+    benefit_status: tuple[str, ...] = BENEFIT_STATUSES
+    relation: tuple[str, ...] = RELATIONS
+    sex: tuple[str, ...] = SEXES
     max_household_size: int = Field(20, ge=1, le=100)
     max_age: int = Field(120, ge=1, le=150)
 

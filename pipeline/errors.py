@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.config import ConfigError
-
 EXIT_OK = 0
 EXIT_DATA = 1
 EXIT_USAGE = 2
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or holds a value that is not allowed."""
 
 
 class DataError(Exception):

@@ -43,6 +43,12 @@ def sha256_tree(root: Path) -> dict[str, str]:
     }
 
 
+def sha256_of_json(data: Any) -> str:
+    """Hex sha256 of a JSON value written canonically (keys sorted, UTF-8 text kept)."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     """Arrow table of a frame without the index and without pandas metadata.
 

@@ -10,9 +10,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.build import AGE_BANDS, INCOME_ORDER, NO_OUTCOME, FeatureInputs, age_band
+from features.build import FeatureInputs, age_band
 from features.spec import FeatureSpec
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.months import year_of
+from pipeline.vocabulary import AGE_BANDS, INCOME_BANDS, NO_OUTCOME
 
 
 def reference_features(
@@ -81,14 +83,14 @@ def reference_features(
         counted_3m = sum(1 for _, ago, _ in known if ago <= 3)
 
         people = members_by.get(key, pd.DataFrame()).to_dict("records")
-        ages = [as_of // 12 - p["birth_year"] for p in people]
+        ages = [year_of(as_of) - p["birth_year"] for p in people]
         head = next(p for p in people if p["relation"] == "head")
-        head_age = as_of // 12 - head["birth_year"]
+        head_age = year_of(as_of) - head["birth_year"]
         minors = sum(1 for a in ages if a < 18)
         values = {
             "size": hh["size"],
             "tenure": hh["tenure"],
-            "income_band": INCOME_ORDER.index(hh["income_band"]),
+            "income_band": INCOME_BANDS.index(hh["income_band"]),
             "benefit_status": hh["benefit_status"],
             "minors": minors,
             "elderly_members": sum(1 for a in ages if a >= 65),

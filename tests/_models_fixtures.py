@@ -87,7 +87,7 @@ def write_feature_folders(config: Config, months: list[int] | None = None) -> li
 
 def write_validation_record(config: Config, status: str = "passed") -> Path:
     """A validation record in the layout ``outreach validate`` writes (latest.json -> run)."""
-    from models.data import raw_file_digests
+    from pipeline.datasets.raw import raw_file_digests
 
     folder = OutputLayout(config.paths.output_root).validation
     run_id = "test-run"
@@ -117,7 +117,7 @@ def config_file(config: Config, path: Path) -> Path:
 
 def _whole_truth(truth_paths, keys: pd.Series, round_month: int) -> pd.DataFrame:
     """The hidden truth of every household (the whole table of the two months, as before)."""
-    from models.data import truth_for_round
+    from pipeline.datasets.truth import truth_for_round
     from pipeline.months import parse_month_series
 
     wanted = [format_month(round_month), format_month(round_month + 1)]
@@ -239,7 +239,6 @@ def whole_round_evaluation(
     household in one frame, every list cut on it.
     """
     from models.candidates import RuleBaseline
-    from models.data import KEY, eligible_mask
     from models.fairness import audit_attributes
     from models.metrics import (
         calibration_metrics,
@@ -248,10 +247,11 @@ def whole_round_evaluation(
         cut_list,
         ranking_metrics,
     )
+    from pipeline.vocabulary import KEY
 
     label = format_month(round_month)
     features = source.features(round_month)
-    features = features[eligible_mask(features)].reset_index(drop=True)
+    features = features[source.eligible(features)].reset_index(drop=True)
     labels = source.labels(final_as_of)
     own = labels[(labels["round_month"] == round_month) & labels["label"].notna()]
     observed = own.set_index(KEY)["label"].reindex(features[KEY]).astype("Int8")

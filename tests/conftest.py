@@ -313,13 +313,12 @@ def scored_sample(_prepared_sample, staged_sample) -> ScoredSample:
     Once per session. Tests must not modify what it wrote: copy the folder first
     (``copy_outputs``).
     """
-    from pipeline.features.command import default_as_of
-    from pipeline.months import format_month
+    from pipeline.months import default_as_of, format_month
 
     _prepared_sample.scored()
     config = _prepared_sample.scored_config
     config_file = _prepared_sample.scored_file
-    as_of = format_month(default_as_of(config))
+    as_of = format_month(default_as_of(config.window))
     return ScoredSample(
         config, config_file, config_file.parent / "outputs" / "rounds" / as_of, as_of
     )

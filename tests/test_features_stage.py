@@ -12,15 +12,14 @@ from features.build import build_features
 from features.spec import load_feature_spec, model_input_names
 from pipeline.cli import main
 from pipeline.datasets import OutputLayout, TableLayout
-from pipeline.features.command import default_as_of
 from pipeline.features.stage import build_round
 from pipeline.io import sha256_tree
-from pipeline.months import format_month, parse_month
+from pipeline.months import default_as_of, format_month, parse_month
 
 
 def test_round_folder_holds_features_labels_dictionary_and_manifest(staged_sample, catalogue):
     config, _ = staged_sample
-    as_of = format_month(default_as_of(config))
+    as_of = format_month(default_as_of(config.window))
     assert as_of == "2026-10"
     folder = OutputLayout(config.paths.output_root).features(as_of)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))

@@ -33,10 +33,10 @@ import pandas as pd
 import pytest
 from conftest import ScoredSample, copy_outputs, write_config_file
 
-from models.data import FolderSource
 from pipeline.catalogue import load_outcomes
 from pipeline.cli import main
 from pipeline.config import Config
+from pipeline.datasets.features import FeatureRounds
 from pipeline.io import sha256_file
 from pipeline.months import parse_month
 from pipeline.tracking import artifact_root, tracking_uri
@@ -216,7 +216,7 @@ def test_registered_champion_loads_and_scores(store):
     uri = tracking_uri(store.config)
     mlflow.set_registry_uri(uri)
     model = mlflow.sklearn.load_model(f"models:/{store.config.training.model_name}@champion")
-    source = FolderSource(store.config, load_outcomes(store.config.paths.outcomes), False)
+    source = FeatureRounds(store.config, load_outcomes(store.config.paths.outcomes))
     features = source.features(parse_month("2026-10")).head(500)
     p = model.predict_proba(features)[:, 1]
     assert p.shape == (500,) and np.all((p >= 0) & (p <= 1))

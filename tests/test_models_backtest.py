@@ -23,14 +23,6 @@ from features.spec import load_feature_spec, model_input_names
 from models import evaluation as partitioned  # by module: pytest collects Test* names
 from models.backtest import RoundPool, TrainTable, candidate_specs, fit_candidate, training_table
 from models.candidates import CalibratedClassifier, RuleBaseline, make_lightgbm
-from models.data import (
-    FolderSource,
-    category_levels,
-    coerce_feature_types,
-    eligible_mask,
-    load_capacity,
-    truth_files,
-)
 from models.evaluation import LISTED, household_keys
 from models.fairness import add_audit_counts, fairness_from_counts
 from models.metrics import cut_list, paired_bootstrap
@@ -43,8 +35,12 @@ from pipeline.config import (
     TrainingConfig,
 )
 from pipeline.datasets import TableLayout
+from pipeline.datasets.features import FeatureRounds
+from pipeline.datasets.staged import load_capacity
+from pipeline.datasets.truth import truth_files
 from pipeline.describe.stage import read_partition, recent_indicator_counts, rule_list
 from pipeline.months import parse_month
+from pipeline.vocabulary import category_levels, coerce_feature_types, eligible_mask
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -136,7 +132,7 @@ def test_rule_baseline_lists_what_the_documented_rule_lists(
     features = coerce_feature_types(
         build_features(inputs, round_month, spec, catalogue, outcome_catalogue), outcome_catalogue
     )
-    features = features[eligible_mask(features)].reset_index(drop=True)
+    features = features[eligible_mask(features, ("basic_livelihood",))].reset_index(drop=True)
     capacity = pd.read_parquet(sample_raw / "district_capacity.parquet").set_index("emd_code")[
         "capacity_per_round"
     ]
@@ -154,7 +150,8 @@ def test_rule_baseline_lists_what_the_documented_rule_lists(
     part = read_partition(raw, None, code)
     keys = pd.Index(part.households["household_key"])
     distinct = (recent_indicator_counts(part.events, keys, round_month, 3) > 0).sum(axis=1)
-    theirs = set(rule_list(part.households, distinct, capacity))
+    ineligible = Config().scoring.ineligible_benefit_status
+    theirs = set(rule_list(part.households, distinct, capacity, ineligible))
     assert ours == theirs and len(ours) > 20
 
 
@@ -164,7 +161,7 @@ def test_rule_baseline_lists_what_the_documented_rule_lists(
 @dataclass(frozen=True)
 class Evaluation:
     config: Config
-    source: FolderSource
+    source: FeatureRounds
     rounds: list[int]
     as_of: int
     inputs: list[str]
@@ -186,14 +183,14 @@ def evaluation(tmp_path_factory) -> Evaluation:
     as_of = parse_month("2026-10")
     write_feature_folders(config, [*rounds, as_of])
     outcomes = load_outcomes(config.paths.outcomes)
-    source = FolderSource(config, outcomes, build_missing=False)
+    source = FeatureRounds(config, outcomes)
     spec = load_feature_spec(config.paths.features)
     inputs = model_input_names(spec, load_indicators(config.paths.indicators))
     levels = category_levels(outcomes)
     labels = source.labels(as_of)
     visits = labels[(labels["round_month"] == rounds[0]) & labels["label"].notna()]
     features = source.features(rounds[0])
-    features = features[eligible_mask(features)].reset_index(drop=True)
+    features = features[source.eligible(features)].reset_index(drop=True)
     others = features.loc[~features["household_key"].isin(visits["household_key"]), "household_key"]
     quiet = others.sample(3000, random_state=1)
     rows = features.set_index("household_key").loc[
@@ -237,7 +234,7 @@ def evaluation(tmp_path_factory) -> Evaluation:
 class SplitFiles:
     """A source whose test rounds are in files with overlapping key ranges (읍면동 kept whole)."""
 
-    source: FolderSource
+    source: FeatureRounds
     files: dict[int, list[Path]]
 
     def feature_files(self, as_of):
@@ -247,7 +244,7 @@ class SplitFiles:
         return getattr(self.source, name)
 
 
-def _split_by_emd(source: FolderSource, rounds: list[int], folder: Path) -> SplitFiles:
+def _split_by_emd(source: FeatureRounds, rounds: list[int], folder: Path) -> SplitFiles:
     files = {}
     for r in rounds:
         files[r] = []

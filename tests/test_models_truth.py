@@ -3,7 +3,7 @@ truth's last month was evaluated as if nobody were in need)."""
 
 from __future__ import annotations
 
-from models.data import truth_covers
+from pipeline.datasets.truth import truth_covers
 from pipeline.months import parse_month
 
 

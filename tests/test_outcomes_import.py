@@ -32,7 +32,7 @@ from pipeline.outcomes.checks import RowValidator
 from pipeline.outcomes.importer import NOTHING_NEW, import_file
 from pipeline.outcomes.normalise import GRACE_MONTHS
 from pipeline.outcomes.returned import read_returned_list
-from pipeline.score.lists import LIST_COLUMNS, header, header_keys
+from pipeline.vocabulary import LIST_COLUMNS, list_header, list_header_keys
 
 ROUND = "2026-10"
 NOTE = "김순자 할머니 010-9876-5432, 반지하 거주, 아들 연락 두절"  # what must never leave the file
@@ -148,15 +148,15 @@ def test_korean_and_english_headers_and_bom_or_not_read_the_same(
 ):
     light = _light(scored_sample, tmp_path)
     _, head, rows = _first_list(light)
-    assert head == header("ko")
+    assert head == list_header("ko")
     rows = _filled(rows, 6)
     ko = _write_list(tmp_path / "ko.csv", head, rows)
-    en = _write_list(tmp_path / "en.csv", header("en"), rows, bom=False)
+    en = _write_list(tmp_path / "en.csv", list_header("en"), rows, bom=False)
     ansi = _write_list(tmp_path / "cp949.csv", head, rows, bom=False, encoding="cp949")
     frames = [read_returned_list(p).rows for p in (ko, en, ansi)]
     pd.testing.assert_frame_equal(frames[0], frames[1])
     pd.testing.assert_frame_equal(frames[0], frames[2])
-    assert set(header_keys()) >= set(header("ko")) | set(header("en"))
+    assert set(list_header_keys()) >= set(list_header("ko")) | set(list_header("en"))
 
     first = import_file(light.config, ko, validator)
     assert first.counts["accepted"] == 6 and first.counts["new"] == 6
@@ -172,7 +172,7 @@ def test_xlsx_filled_in_a_spreadsheet_is_read_with_date_cells(scored_sample, tmp
     book = load_workbook(path.with_suffix(".xlsx"))
     sheet = book.worksheets[0]
     column = {cell.value: cell.column for cell in sheet[1]}
-    keys = header_keys()
+    keys = list_header_keys()
     col = {keys[name]: index for name, index in column.items()}
     sheet.cell(2, col["outcome_code"], "public_support")
     sheet.cell(2, col["contact_date"], datetime(2026, 10, 5))  # Excel turned it into a date
@@ -491,7 +491,7 @@ def _fill_lists(
     expected: dict[str, Answer] = {}
     added: set[str] = set()
     seen_sigungu: set[str] = set()
-    keys = header_keys()
+    keys = list_header_keys()
     for i, csv_path in enumerate(sorted((round_dir / "lists").glob("*/emd_*.csv"))):
         head, rows = _read_list(csv_path)
         if not rows:
@@ -554,7 +554,7 @@ def test_round_trip_generate_train_score_fill_import_train(
 ):
     from mlflow.tracking import MlflowClient
 
-    from models.data import FolderSource
+    from pipeline.datasets.features import FeatureRounds, round_status
     from pipeline.tracking import tracking_uri
 
     scored = copy_outputs(scored_sample, tmp_path)
@@ -573,7 +573,7 @@ def test_round_trip_generate_train_score_fill_import_train(
 
     # Before the import the next round's labels know nothing of round 2026-10.
     build_round(config, next_round)
-    source = FolderSource(config, outcome_catalogue)
+    source = FeatureRounds(config, outcome_catalogue)
     assert not (source.labels(next_round)["round_month"] == round_month).any()
 
     # Caseworkers fill the lists from what they find (the hidden truth) and send them back.
@@ -598,7 +598,23 @@ def test_round_trip_generate_train_score_fill_import_train(
     assert set(stored["household_key"]) == set(expected)
     assert set(stored.loc[stored["added_by_caseworker"], "household_key"]) == added
 
-    # The next round's labels include round 2026-10: the stale feature folder is rebuilt.
+    # The feature folder built before the import is out of date; readers never rebuild it:
+    # train declares the rounds it needs, and the stale one is built first, said on the terminal.
+    stale = "imported outcomes changed since it was built"
+    assert round_status(config, next_round) == stale
+    # Train again as of the next round: round 2026-10 is a training and a test round now.
+    code, train_out, train_err = _run(config_file, "train", "--as-of", "2026-12")
+    assert code == 0, train_err
+    assert f"==> outreach features --as-of 2026-12 (train needs it: {stale})" in train_out
+    assert round_status(config, next_round) is None
+    client = MlflowClient(tracking_uri(config))
+    experiment = client.get_experiment_by_name("welfare-outreach-roundtrip")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert scored.as_of in run.data.params["train_rounds"].split(",")
+    assert run.data.params["test_rounds"] == scored.as_of
+    assert run.data.params["as_of"] == "2026-12"
+
+    # The next round's labels include round 2026-10: train rebuilt the stale feature folder.
     labels = source.labels(next_round)
     new = labels[labels["round_month"] == round_month].set_index("household_key")
     assert set(new.index) == set(expected)
@@ -623,16 +639,6 @@ def test_round_trip_generate_train_score_fill_import_train(
     assert labelled > 200
     manifest = OutputLayout(config.paths.output_root).features("2026-12") / "manifest.json"
     assert f"round={scored.as_of}/outcomes.parquet" in manifest.read_text(encoding="utf-8")
-
-    # Train again as of the next round: round 2026-10 is a training and a test round now.
-    code, train_out, train_err = _run(config_file, "train", "--as-of", "2026-12")
-    assert code == 0, train_err
-    client = MlflowClient(tracking_uri(config))
-    experiment = client.get_experiment_by_name("welfare-outreach-roundtrip")
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert scored.as_of in run.data.params["train_rounds"].split(",")
-    assert run.data.params["test_rounds"] == scored.as_of
-    assert run.data.params["as_of"] == "2026-12"
 
     # Notes (real names and phones of the sample) never left the returned files.
     root = config.paths.output_root

@@ -18,7 +18,6 @@ from conftest import ScoredSample, copy_outputs, write_config_file
 from pipeline.catalogue import load_indicators, load_outcomes
 from pipeline.cli import main
 from pipeline.io import sha256_file, sha256_tree
-from pipeline.score.lists import LIST_COLUMNS, header
 from pipeline.score.reasons import (
     explain,
     latest_signals,
@@ -28,6 +27,7 @@ from pipeline.score.reasons import (
 )
 from pipeline.score.tiers import cut_emd, cut_round, exploration_count, rank_within
 from pipeline.tracking import connect
+from pipeline.vocabulary import LIST_COLUMNS, list_header
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
@@ -318,7 +318,7 @@ def test_each_emd_list_holds_its_own_listed_households_in_rank_order(scored_samp
         raw = path.read_bytes()
         assert raw.startswith(b"\xef\xbb\xbf"), "UTF-8 with BOM"
         rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
-        assert rows[0] == header("ko")
+        assert rows[0] == list_header("ko")
         body = pd.DataFrame(rows[1:], columns=[c.key for c in LIST_COLUMNS])
         assert set(body["emd_code"]) <= {emd}
         expected = scores[(scores["emd_code"] == emd) & (scores["tier"] != "monitor")]
@@ -339,7 +339,7 @@ def test_xlsx_lists_have_korean_headers_frozen_row_and_an_outcome_drop_down(scor
     path = sorted((scored_sample.round_dir / "lists").glob("*/emd_*.xlsx"))[0]
     book = load_workbook(path)
     sheet = book.worksheets[0]
-    assert [c.value for c in sheet[1]] == header("ko")
+    assert [c.value for c in sheet[1]] == list_header("ko")
     assert sheet.freeze_panes == "A2"
     assert sheet.column_dimensions["J"].width >= 40  # reasons are readable
     rules = sheet.data_validations.dataValidation
@@ -453,7 +453,7 @@ def test_a_pinned_version_and_english_lists(scored_sample, tmp_path):
     assert manifest["model"]["chosen_by"] == "pinned version"
     path = sorted((copy.round_dir / "lists").glob("*/emd_*.csv"))[0]
     rows = list(csv.reader(path.read_bytes().decode("utf-8-sig").splitlines()))
-    assert rows[0] == header("en")
+    assert rows[0] == list_header("en")
     assert any("reported" in cell for row in rows[1:] for cell in row)
     assert main([*args, "--model-version", "999"]) == 2
 

@@ -12,14 +12,15 @@ import pandas as pd
 import pytest
 
 from models.candidates import CalibratedClassifier, make_logistic
-from models.data import coerce_feature_types
 from pipeline.catalogue import load_outcomes
 from pipeline.config import LogisticConfig
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.score.contrib import FrameScorer, contributions, used_inputs
 from pipeline.score.reasons import attribute_columns
-from pipeline.score.stage import fetch_model, resolve_model, unpickle_model
 from pipeline.tracking import connect
+from pipeline.tracking.models import fetch_model, unpickle_model
+from pipeline.tracking.registry import resolve_model
+from pipeline.vocabulary import coerce_feature_types
 
 
 @pytest.fixture(scope="module")

@@ -30,21 +30,18 @@ from features.spec import load_feature_spec, model_input_names
 from models import backtest
 from models.backtest import LABEL_COLUMNS, build_pool, fit_candidate, training_table
 from models.candidates import CalibratedClassifier
-from models.data import (
-    KEY,
-    FolderSource,
-    category_levels,
-    eligible_mask,
-    load_capacity,
-    truth_files,
-)
 from models.dataset_summary import DatasetSummary
 from pipeline.catalogue import load_indicators, load_outcomes
 from pipeline.cli import main
 from pipeline.config import Config, RuntimeConfig
+from pipeline.datasets.features import FeatureRounds
+from pipeline.datasets.staged import load_capacity
+from pipeline.datasets.truth import truth_files
 from pipeline.months import parse_month
 from pipeline.tracking import tracking_uri
+from pipeline.tracking.datasets import mlflow_digest
 from pipeline.train.stage import plan_rounds
+from pipeline.vocabulary import KEY, category_levels
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
@@ -145,7 +142,7 @@ def test_the_dask_model_is_registered_loads_and_scores_like_a_local_one(runs):
 
     assert isinstance(model, CalibratedClassifier) and model.prefit
     assert type(model.estimator_) is LGBMClassifier  # what scoring expects
-    source = FolderSource(runs.config, load_outcomes(runs.config.paths.outcomes), False)
+    source = FeatureRounds(runs.config, load_outcomes(runs.config.paths.outcomes))
     features = source.features(parse_month("2026-10")).head(2000)
     p = model.predict_proba(features)[:, 1]
     assert p.shape == (2000,) and np.all((p >= 0) & (p <= 1))
@@ -161,9 +158,9 @@ def test_the_dask_model_is_registered_loads_and_scores_like_a_local_one(runs):
 
 @dataclass
 class Recording:
-    """A FolderSource that notes the shape of every feature read."""
+    """A FeatureRounds that notes the shape of every feature read."""
 
-    source: FolderSource
+    source: FeatureRounds
     reads: list[tuple[int, int, int]]  # (as_of, rows, columns)
 
     def features(self, as_of, columns=None, keys=None):
@@ -195,7 +192,7 @@ def _full_read_pool(source, rounds, final_as_of, inputs, settings, seed, cap):
         extra = listed.reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
         labelled[r] = pd.concat([frame[[KEY, *inputs]], extra], axis=1)
         listed_any = set(all_labels.loc[all_labels["round_month"] == r, KEY])
-        pool = features[eligible_mask(features) & ~features[KEY].isin(listed_any).to_numpy()]
+        pool = features[source.eligible(features) & ~features[KEY].isin(listed_any).to_numpy()]
         wanted = math.ceil(settings.negatives_per_label * len(labelled[r]) * 6) + 10
         rng = np.random.default_rng([seed, r])
         take = rng.permutation(len(pool))[: min(wanted, len(pool))]
@@ -216,7 +213,7 @@ def _full_read_pool(source, rounds, final_as_of, inputs, settings, seed, cap):
 @dataclass(frozen=True)
 class Setting:
     config: Config
-    source: FolderSource
+    source: FeatureRounds
     rounds: list[int]
     test_rounds: list[int]
     as_of: int
@@ -239,7 +236,7 @@ def setting(scored_sample) -> Setting:
     rounds, test_rounds = plan_rounds(config, as_of)
     return Setting(
         config,
-        FolderSource(config, outcomes, build_missing=False),
+        FeatureRounds(config, outcomes),
         rounds,
         test_rounds,
         as_of,
@@ -316,7 +313,7 @@ def test_a_test_round_evaluated_by_partition_keeps_aggregates_only(setting):
     )
     result = reader.evaluate({"lightgbm": model}, load_capacity(setting.config), "lightgbm")
     whole = setting.source.features(round_month)
-    whole = whole[eligible_mask(whole)].reset_index(drop=True)
+    whole = whole[setting.source.eligible(whole)].reset_index(drop=True)
     households = len(whole)
     assert result.households.ordered and result.households.total == households
     # the labelled visits' scores are those of the whole round scored at once
@@ -339,7 +336,7 @@ def test_a_test_round_evaluated_by_partition_keeps_aggregates_only(setting):
         setting.source, result.households, setting.inputs, 300, tc.seed
     )
     X = whole[setting.inputs]
-    assert summary.rows == len(X) and summary.digest() == compute_pandas_digest(X)
+    assert summary.rows == len(X) and mlflow_digest(summary) == compute_pandas_digest(X)
     pd.testing.assert_series_equal(summary.missing, X.isna().any(), check_names=False)
     assert len(proxy_rows) == 300 and proxy_rows[KEY].is_monotonic_increasing
     from models.fairness import proxy_sample
@@ -354,7 +351,7 @@ def test_the_training_frame_record_equals_mlflows(setting):
     frame = setting.source.features(setting.rounds[0]).head(3000)
     frame.loc[frame.index[:5], "hh__tenure"] = None  # a missing category is not all text
     summary = DatasetSummary.of(frame)
-    assert summary.digest() == compute_pandas_digest(frame)
+    assert mlflow_digest(summary) == compute_pandas_digest(frame)
     assert not summary.text["hh__tenure"] and summary.text["emd_code"]
 
 

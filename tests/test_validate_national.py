@@ -20,10 +20,10 @@ import pytest
 from conftest import REPO_ROOT, make_config
 
 from pipeline.datasets import TableLayout
-from pipeline.expectations import engine_for
 from pipeline.validate import national_keys, stage
 from pipeline.validate.checks import example_columns, suite_inputs
 from pipeline.validate.contract import UNIQUE_ACROSS_SUITE
+from pipeline.validate.engine import engine_for
 from pipeline.validate.national_keys import (
     TABLE_SALT,
     KeySegment,

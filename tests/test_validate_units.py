@@ -10,22 +10,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from pipeline import fixedwidth
 from pipeline.config import Config, VolumeConfig
-from pipeline.generate.population import BENEFITS, INCOME_BANDS, RELATIONS, TENURES
+from pipeline.expectations import QUARANTINE, STOP, result_key, snake_case
 from pipeline.months import parse_month
-from pipeline.validate import fixedwidth, frames
-from pipeline.validate.checks import (
-    QUARANTINE,
-    STOP,
-    all_suites,
-    result_key,
-    snake_case,
-    suite_inputs,
-    yyyymm,
-)
+from pipeline.validate import frames
+from pipeline.validate.checks import all_suites, suite_inputs, yyyymm
 from pipeline.validate.contract import CONTRACTS, DIRECT_IDENTIFIERS
 from pipeline.validate.verdict import format_example, read_results
 from pipeline.validate.volume import combine_counts, volume_bounds
+from pipeline.vocabulary import BENEFIT_STATUSES, INCOME_BANDS, RELATIONS, TENURES
 
 REGIONS = {
     "all": ("1100000000", "1111000000", "1111051000"),
@@ -45,7 +39,7 @@ def test_value_sets_come_from_the_catalogues_and_match_the_generator(inputs, cat
     assert f"power_cut / {catalogue.by_code()['power_cut'].agency_ko}" in inputs.indicator_sources
     assert inputs.tenure == TENURES
     assert inputs.income_band == INCOME_BANDS
-    assert inputs.benefit_status == BENEFITS
+    assert inputs.benefit_status == BENEFIT_STATUSES
     assert inputs.relation == RELATIONS
     starts = dict(inputs.source_start_num)
     assert starts["wage_arrears"] == 202501  # available_from 2025-01

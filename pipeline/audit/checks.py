@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.score.lists import TIER_TEXT
-from pipeline.score.tiers import PHONE, VISIT
+from pipeline.vocabulary import PHONE, TIER_TEXT, VISIT
 
 OK = "ok"
 FAILED = "failed"

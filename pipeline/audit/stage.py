@@ -29,7 +29,7 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.errors import UsageError
 from pipeline.io import sha256_file
-from pipeline.months import format_month, parse_month
+from pipeline.months import default_as_of, format_month, parse_month
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,7 @@ def resolve_target(config: Config, path: str | None, round_dir: Path | None = No
     """
     layout = OutputLayout(config.paths.output_root)
     if path is None:
-        from pipeline.features.command import default_as_of
-
-        folder = layout.round(format_month(default_as_of(config)))
+        folder = layout.round(format_month(default_as_of(config.window)))
         if not folder.is_dir():
             raise UsageError(f"audit: {folder} not found: score the round first or give PATH")
         return _round_target(str(folder), folder)
@@ -172,7 +170,7 @@ def folder_facts(folder: Path, shown_as: str) -> FolderFacts:
 
 def read_list(path: Path) -> pd.DataFrame:
     """A list file's rows as text, with column keys (Korean or English headers mapped back)."""
-    from pipeline.score.lists import header_keys
+    from pipeline.vocabulary import list_header_keys
 
     if path.suffix.lower() == ".csv":
         text = path.read_bytes().decode("utf-8-sig")
@@ -181,7 +179,7 @@ def read_list(path: Path) -> pd.DataFrame:
         rows = _xlsx_rows(path)
     if not rows:
         return pd.DataFrame()
-    keys = header_keys()
+    keys = list_header_keys()
     columns = [keys.get(str(h).strip(), f"unknown: {h}") for h in rows[0]]
     body = [list(r) + [""] * (len(columns) - len(r)) for r in rows[1:] if any(v != "" for v in r)]
     return pd.DataFrame(body, columns=columns, dtype="object")
@@ -199,9 +197,9 @@ def _xlsx_rows(path: Path) -> list[list[str]]:
         book.close()
     if not rows:
         return []
-    from pipeline.score.lists import header_keys
+    from pipeline.vocabulary import list_header_keys
 
-    keys = header_keys()
+    keys = list_header_keys()
     risk = [keys.get(str(h), "") for h in rows[0]].index("risk_percent") if rows else -1
     out = [["" if v is None else str(v) for v in rows[0]]]
     for row in rows[1:]:
@@ -371,7 +369,7 @@ def choose_sample(candidates: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     Listed households are what offices act on, so they are always represented; the draw depends
     only on the rows (in household-key order), ``n`` and the seed.
     """
-    from pipeline.score.tiers import PHONE, VISIT
+    from pipeline.vocabulary import PHONE, VISIT
 
     frame = candidates.sort_values("household_key", kind="stable").reset_index(drop=True)
     if len(frame) <= n:
@@ -396,8 +394,8 @@ def rescore(
 ) -> tuple[pd.DataFrame, list[str]]:
     """``household_key``, ``stored`` and ``recomputed`` scores of the sampled rows (NaN where
     the features are missing or cannot be scored), and why a partition could not be scored."""
-    from models.data import coerce_feature_types
     from pipeline.catalogue import load_outcomes
+    from pipeline.vocabulary import coerce_feature_types
 
     outcomes = load_outcomes(config.paths.outcomes)
     layout = TableLayout(features_dir)
@@ -537,7 +535,7 @@ def audit(config: Config, target: AuditTarget, sample_size: int | None = None) -
         if training is None:
             findings.append(c.skipped(c.TRAINING_DATA, "the training run is not there"))
         else:
-            from pipeline.train.stage import sha256_of_json
+            from pipeline.io import sha256_of_json
 
             recorded = artifact_json(training, "lineage/feature_folders.json")
             layout = OutputLayout(root)
@@ -614,7 +612,8 @@ def _fetch_model(version: VersionFacts) -> tuple[Any, str | None, Any, str | Non
     from mlflow.exceptions import MlflowException
 
     from pipeline.errors import DataError
-    from pipeline.score.stage import ModelRef, fetch_model, set_threads, unpickle_model
+    from pipeline.tracking.models import fetch_model, set_threads, unpickle_model
+    from pipeline.tracking.registry import ModelRef
 
     ref = ModelRef(version.name, version.version, version.run_id, None, None, None)
     try:

@@ -84,5 +84,9 @@ class OutputLayout:
     def features(self, as_of: str) -> Path:
         return self.root / "features" / f"as_of={as_of}"
 
+    @property
+    def rounds(self) -> Path:
+        return self.root / "rounds"
+
     def round(self, month: str) -> Path:
-        return self.root / "rounds" / month
+        return self.rounds / month

@@ -17,9 +17,11 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureInputs
-from pipeline.datasets import TableLayout
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import feature_outcomes
 from pipeline.errors import DataError
+from pipeline.months import to_month_index
 
 STAGED = "staged"
 IMPORTED = "imported"
@@ -32,23 +34,6 @@ OUTCOME_COLUMNS = [
     "outcome_code",
     "resolved_month",
 ]
-
-
-def to_month_index(values: pd.Series) -> pd.Series:
-    """Month indexes (year*12 + month-1) from staged months, whatever typed form they take."""
-    if pd.api.types.is_integer_dtype(values.dtype):
-        return values.astype("Int64")
-    if pd.api.types.is_float_dtype(values.dtype):  # an integer column with nulls read as float
-        return values.round().astype("Int64")
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        stamp = pd.to_datetime(values)
-        return (stamp.dt.year * 12 + stamp.dt.month - 1).astype("Int64")
-    if isinstance(values.dtype, pd.PeriodDtype):
-        return (values.dt.year * 12 + values.dt.month - 1).astype("Int64")
-    text = values.astype("string")
-    year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
-    month = pd.to_numeric(text.str.slice(5, 7), errors="coerce")
-    return (year * 12 + month - 1).astype("Int64")
 
 
 def staged_partitions(staged_dir: Path) -> list[str]:
@@ -134,3 +119,21 @@ def read_feature_inputs(
         outcomes=outcomes,
         urban_emds=frozenset(urban["region_code"].astype("string")),
     )
+
+
+def capacity_file(config: Config) -> Path:
+    """The staged capacity table when ingest wrote one, else the raw one."""
+    staged = OutputLayout(config.paths.output_root).staged / "district_capacity.parquet"
+    if staged.is_file():
+        return staged
+    return TableLayout(config.paths.raw_input).small_table_file("district_capacity")
+
+
+def load_capacity(config: Config) -> pd.Series:
+    """Capacity per round of every 읍면동 (index emd_code)."""
+    path = capacity_file(config)
+    if not path.is_file():
+        raise DataError(f"{path}: district capacity table not found")
+    frame = pd.read_parquet(path, columns=["emd_code", "capacity_per_round"])
+    series = frame.set_index(frame["emd_code"].astype("string"))["capacity_per_round"]
+    return series.astype("int64").rename("capacity")

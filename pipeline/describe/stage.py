@@ -10,28 +10,27 @@ from the combined counts at the end. Memory is bounded by one partition.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.catalogue import IndicatorCatalogue, load_indicators
+from pipeline.catalogue import IndicatorCatalogue
 from pipeline.config import Config
 from pipeline.datasets import TableLayout
-from pipeline.errors import EXIT_OK, DataError
-from pipeline.io import write_json
+from pipeline.errors import DataError
 from pipeline.months import format_month, parse_month_series
+from pipeline.vocabulary import BENEFIT_STATUSES, INCOME_BANDS, TENURES
 
 log = logging.getLogger(__name__)
 
-INCOME_ORDER = {"under_30": 0, "30_50": 1, "50_75": 2, "75_100": 3, "over_100": 4}
-TENURE_RISK_ORDER = {"own": 0, "jeonse": 1, "monthly_rent": 2, "public_rental": 3, "other": 4}
-BENEFIT_ORDER = {"none": 0, "near_poor": 1, "basic_livelihood": 2}
+# Category codes as numbers in their vocabulary order (income and tenure: rising risk).
+INCOME_ORDER = {band: i for i, band in enumerate(INCOME_BANDS)}
+TENURE_RISK_ORDER = {tenure: i for i, tenure in enumerate(TENURES)}
+BENEFIT_ORDER = {status: i for i, status in enumerate(BENEFIT_STATUSES)}
 
 SHARE_ATTRIBUTES = ("tenure", "income_band", "benefit_status")
 SUPPORTED = ("public_support", "private_support")
@@ -91,14 +90,18 @@ def recent_indicator_counts(
     return counts.unstack(fill_value=0).reindex(households, fill_value=0)
 
 
-def rule_list(households: pd.DataFrame, distinct: pd.Series, capacity: pd.Series) -> pd.Index:
-    """The rule's list: per 읍면동, eligible households with the most distinct crisis types.
+def rule_list(
+    households: pd.DataFrame, distinct: pd.Series, capacity: pd.Series, ineligible: Sequence[str]
+) -> pd.Index:
+    """The rule's list: per 읍면동, eligible households (benefit status not in ``ineligible``,
+    the config's eligibility rule) with the most distinct crisis types.
 
     Ties are broken by the household key so that the list is deterministic.
     """
     frame = households[["household_key", "emd_code", "benefit_status"]].copy()
     frame["score"] = distinct.reindex(frame["household_key"]).to_numpy()
-    frame = frame[(frame["benefit_status"] != "basic_livelihood") & (frame["score"] >= 1)]
+    eligible = ~frame["benefit_status"].astype("string").isin(list(ineligible)).to_numpy(bool)
+    frame = frame[eligible & (frame["score"] >= 1).to_numpy(bool)]
     frame = frame.sort_values(["emd_code", "score", "household_key"], ascending=[True, False, True])
     frame["rank"] = frame.groupby("emd_code").cumcount()
     frame["capacity"] = frame["emd_code"].map(capacity).fillna(0)
@@ -291,12 +294,18 @@ class RoundPlan:
     rounds: list[int]  # month indexes of the past outreach rounds
     audit_rounds: list[int]  # the rounds of the single-signal AUC audit
     rule_window_months: int
+    ineligible: tuple[str, ...]  # the eligibility rule (scoring.ineligible_benefit_status)
 
 
 def plan_rounds(config: Config) -> RoundPlan:
     rounds = config.window.round_months()
     audit = rounds[2::3] if len(rounds) > 3 else rounds
-    return RoundPlan(list(rounds), list(audit), config.generator.selection.rule_window_months)
+    return RoundPlan(
+        list(rounds),
+        list(audit),
+        config.generator.selection.rule_window_months,
+        tuple(config.scoring.ineligible_benefit_status),
+    )
 
 
 @dataclass(frozen=True)
@@ -349,7 +358,7 @@ def tally_truth(
         need = need_around(need_wide, r).reindex(keys)
         counts = recent_indicator_counts(ev, keys, r, plan.rule_window_months)
         distinct = (counts > 0).sum(axis=1)
-        on_list = rule_list(hh, distinct, capacity)
+        on_list = rule_list(hh, distinct, capacity, plan.ineligible)
         listed[r] = len(on_list)
         listed_in_need[r] = int(need.reindex(on_list).sum())
         if r in plan.audit_rounds:
@@ -557,41 +566,3 @@ def describe(
         tally = tally_partition(read_partition(raw, truth, code), code, capacity, plan)
         total = tally if total is None else combine(total, tally)
     return summarise(total, config, catalogue, regions, plan)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--raw-dir", type=Path, help="raw tables (default: paths.raw_input)")
-    parser.add_argument("--truth-dir", type=Path, help="hidden truth (default: paths.truth_input)")
-
-
-def run(config: Config, args: argparse.Namespace) -> int:
-    raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
-    truth_dir = getattr(args, "truth_dir", None) or config.paths.truth_input
-    catalogue = load_indicators(config.paths.indicators)
-    summary = describe(config, catalogue, raw_dir, truth_dir)
-    out = config.paths.output_root / "describe" / "summary.json"
-    write_json(summary, out)
-    rows = summary["rows"]
-    print(
-        f"raw tables in {raw_dir}: {rows['households']:,} households, "
-        f"{rows['members']:,} members, {rows['crisis_events']:,} crisis signals, "
-        f"{rows['outreach_outcomes']:,} past outreach rows"
-    )
-    print(f"  signals per household-month: {summary['signals']['per_household_month']:.3f}")
-    if "truth" in summary:
-        t = summary["truth"]
-        rule = t["rule_precision_at_capacity"]
-        auc = t["auc_against_truth"]
-        print(f"  truly in need (household-months): {t['in_need_share']:.2%}")
-        print(
-            "  rule (distinct crisis types, 3 months) at capacity: "
-            f"{rule['overall']:.1%} truly in need "
-            f"(rounds {rule['min_round']:.1%}..{rule['max_round']:.1%})"
-        )
-        print(
-            f"  AUC against truth: distinct types {auc['distinct_types_3m']:.3f}, "
-            f"best single column {auc['best_single_column']} {auc['best_single_column_auc']:.3f}"
-        )
-    print(f"summary written to {out}")
-    log.debug("describe summary: %s", json.dumps(summary, ensure_ascii=False)[:500])
-    return EXIT_OK

@@ -33,6 +33,14 @@ def _would_replace_kept_input(config: Config, target: Path) -> bool:
     return not raw_input.is_relative_to(config.paths.output_root.resolve())
 
 
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """Generate into the output root (for ``outreach bench``); returns the households written."""
+    from pipeline.generate.stage import generate
+
+    catalogue = load_indicators(config.paths.indicators)
+    return generate(config, catalogue, config.paths.output_root).rows["households"]
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.generate.stage import generate
 

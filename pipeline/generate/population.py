@@ -10,11 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.generate.regions import SigunguSpec
-
-INCOME_BANDS: tuple[str, ...] = ("under_30", "30_50", "50_75", "75_100", "over_100")
-TENURES: tuple[str, ...] = ("own", "jeonse", "monthly_rent", "public_rental", "other")
-BENEFITS: tuple[str, ...] = ("none", "near_poor", "basic_livelihood")
-RELATIONS: tuple[str, ...] = ("head", "spouse", "child", "parent", "other")
+from pipeline.vocabulary import BENEFIT_STATUSES, INCOME_BANDS, RELATIONS, TENURES
 
 _SURNAMES = "김이박최정강조윤장임한오서신권황안송류전홍고문양손배백허유남심노하곽성차주우구민"
 _SURNAME_WEIGHTS = np.array(
@@ -274,7 +270,7 @@ def generate_population(
             "size": size.astype(np.int8),
             "tenure": pd.Categorical.from_codes(tenure, categories=list(TENURES)),
             "income_band": pd.Categorical.from_codes(income, categories=list(INCOME_BANDS)),
-            "benefit_status": pd.Categorical.from_codes(benefit, categories=list(BENEFITS)),
+            "benefit_status": pd.Categorical.from_codes(benefit, categories=list(BENEFIT_STATUSES)),
             "address": pd.array(address, dtype="string"),
             "phone": pd.array(phone, dtype="string"),
         }

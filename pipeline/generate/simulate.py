@@ -16,7 +16,8 @@ from pipeline.catalogue import Indicator
 from pipeline.config import HardshipConfig, SelectionConfig
 from pipeline.generate.population import Population, generate_population
 from pipeline.generate.regions import SigunguSpec
-from pipeline.months import format_months, parse_month
+from pipeline.months import calendar_month, format_months, parse_month, year_of
+from pipeline.vocabulary import TENURES
 
 DRIVERS: tuple[str, ...] = (
     "strain",
@@ -93,7 +94,7 @@ def _baseline(pop: Population, spec: SigunguSpec, rng: np.random.Generator) -> n
 def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionData:
     """Generate one 시군구: population, hidden hardship, crisis signals and past rounds."""
     rng = partition_rng(ctx.seed, spec.ordinal)
-    reference_year = ctx.window_end // 12
+    reference_year = year_of(ctx.window_end)
     pop = generate_population(spec, rng, reference_year)
     hh = pop.households
     n = len(hh)
@@ -134,7 +135,7 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
         return hit * (1.0 + rng.exponential(0.8, size=n)).astype(np.float32)
 
     for month in range(first, ctx.window_end + 1):
-        calendar = month % 12 + 1
+        calendar = calendar_month(month)
         if ctx.shock_start <= month <= ctx.shock_end:
             economy = ctx.shock_multiplier
         elif ctx.shock_end < month <= ctx.shock_end + 3:
@@ -257,7 +258,6 @@ def _emit_signals(
 ) -> dict[str, np.ndarray]:
     """Crisis signals: at most one per household, indicator and month, with lag and value."""
     n = len(pop.households)
-    tenure_names = ("own", "jeonse", "monthly_rent", "public_rental", "other")
     has_minor = pop.minors > 0
     driver_index = {name: i for i, name in enumerate(DRIVERS)}
     months_total = drivers.shape[0]
@@ -269,7 +269,7 @@ def _emit_signals(
     for ind in ctx.indicators:
         mask = np.ones(n, dtype=bool)
         if ind.synthetic.tenure is not None:
-            allowed = [tenure_names.index(t) for t in ind.synthetic.tenure]
+            allowed = [TENURES.index(t) for t in ind.synthetic.tenure]
             mask &= np.isin(pop.tenure, allowed)
         if ind.synthetic.target == "child":
             mask &= has_minor
@@ -284,7 +284,7 @@ def _emit_signals(
             x = np.minimum(drivers[t, driver_index[em.driver]], _DRIVER_CAP)
             seasonal = (
                 _WINTER_UTILITY
-                if ind.group == "utilities" and month % 12 + 1 in (12, 1, 2)
+                if ind.group == "utilities" and calendar_month(month) in (12, 1, 2)
                 else 1.0
             )
             p = (em.base + em.slope * x) * seasonal

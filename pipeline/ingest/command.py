@@ -14,6 +14,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-dir", type=Path, help="raw tables (default: paths.raw_input)")
 
 
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """Ingest (for ``outreach bench``); returns the raw rows read."""
+    from pipeline.ingest.keys import resolve_key
+    from pipeline.ingest.stage import ingest
+
+    raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
+    catalogue = load_indicators(config.paths.indicators)
+    outcomes = load_outcomes(config.paths.outcomes)
+    result = ingest(config, catalogue, outcomes, raw_dir, resolve_key(config, raw_dir))
+    return sum(r["raw"] for r in result.manifest["rows"].values())
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.ingest.keys import resolve_key
     from pipeline.ingest.stage import MANIFEST, ingest

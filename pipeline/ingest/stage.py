@@ -71,13 +71,14 @@ def raw_parquet_files(raw_dir: Path) -> list[str]:
 
 def passing_validation(config: Config, raw_dir: Path) -> ValidatedInput:
     """The last passing validation, if it covers exactly the raw files present now."""
-    from pipeline.validate.report import (
+    from pipeline.datasets.validation import (
+        PASSED,
         PASSED_POINTER,
         REJECTED_ROWS,
         VALIDATION_JSON,
+        contract_digest,
         read_pointer,
     )
-    from pipeline.validate.stage import PASSED, contract_digest
 
     layout = OutputLayout(config.paths.output_root)
     hint = "run `outreach validate` first"

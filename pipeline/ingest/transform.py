@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline import fixedwidth
 from pipeline.errors import DataError
 from pipeline.ingest.keys import Pseudonymizer
 from pipeline.ingest.schema import STAGED_SCHEMAS
 from pipeline.months import parse_month
-from pipeline.validate import fixedwidth
 
 
 @dataclass(frozen=True)

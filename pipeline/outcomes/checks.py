@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.expectations import QUARANTINE, Check
 from pipeline.outcomes.normalise import RoundFacts
 from pipeline.outcomes.returned import ROW
-from pipeline.validate.checks import QUARANTINE, Check
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from pipeline.outcomes.normalise import (
     fold,
 )
 from pipeline.outcomes.returned import ROW, read_returned_list
-from pipeline.score.tiers import PHONE, VISIT
+from pipeline.vocabulary import PHONE, VISIT
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from pipeline.months import format_month, parse_month
+from pipeline.months import first_day, format_month, month_index, parse_month
 from pipeline.outcomes.returned import ROW
 
 LOCAL_DISCRETION = "local_discretion"
@@ -62,15 +62,13 @@ class RoundFacts:
 
     @property
     def first_day(self) -> date:
-        year, month0 = divmod(self.round_index, 12)
-        return date(year, month0 + 1, 1)
+        return first_day(self.round_index).date()
 
     @property
     def last_day(self) -> date:
         """The last day a contact date may carry: the round interval, then the grace month."""
         after = self.round_index + self.interval_months + GRACE_MONTHS
-        year, month0 = divmod(after, 12)
-        return date.fromordinal(date(year, month0 + 1, 1).toordinal() - 1)
+        return date.fromordinal(first_day(after).date().toordinal() - 1)
 
 
 def fold(text: str) -> str:
@@ -98,7 +96,7 @@ def parse_round(text: str | None) -> str | None:
     match = _ROUND.match(str(text))
     if not match or not 1 <= int(match.group(2)) <= 12:
         return None
-    return format_month(int(match.group(1)) * 12 + int(match.group(2)) - 1)
+    return format_month(month_index(int(match.group(1)), int(match.group(2))))
 
 
 def day_number(day: date | None) -> int | None:
@@ -196,7 +194,7 @@ def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: s
     days = [parse_day(t) for t in checked["contact_date"]]
     resolved = checked["outcome_code"].isin(facts.resolved_codes).fillna(False).to_numpy(bool)
     resolved_month = [
-        format_month(d.year * 12 + d.month - 1) if d is not None and r else None
+        format_month(month_index(d.year, d.month)) if d is not None and r else None
         for d, r in zip(days, resolved, strict=True)
     ]
     return pd.DataFrame(

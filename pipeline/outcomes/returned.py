@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import DataError
-from pipeline.score.lists import header_keys
+from pipeline.vocabulary import list_header_keys
 
 # Columns read from a returned list (keys of ``pipeline.score.lists.LIST_COLUMNS``).
 KEPT: tuple[str, ...] = (
@@ -89,7 +89,7 @@ def cell_text(value: object) -> str | None:
 
 def _frame(header: list[object], records: list[tuple[int, list[object]]], path: Path):
     """Map the header to keys, keep the KEPT columns, drop fully empty rows."""
-    keys = header_keys()
+    keys = list_header_keys()
     positions: dict[str, int] = {}
     for index, name in enumerate(header):
         text = cell_text(name)

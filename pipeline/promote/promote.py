@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from pipeline.tracking import connect, promote
+    from pipeline.tracking import connect
+    from pipeline.tracking.registry import promote
 
     move = promote(connect(config), config, str(args.version), args.reason)
     print(

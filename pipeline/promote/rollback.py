@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from pipeline.tracking import connect, rollback
+    from pipeline.tracking import connect
+    from pipeline.tracking.registry import rollback
 
     move = rollback(connect(config), config, args.reason)
     print(

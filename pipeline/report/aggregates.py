@@ -41,7 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT
+from pipeline.vocabulary import EXPLORATION, MONITOR, PHONE, VISIT
 
 LISTED_TIERS = (VISIT, PHONE)
 KEY = "household_key"

@@ -6,6 +6,7 @@ import argparse
 
 from pipeline.config import Config
 from pipeline.errors import EXIT_OK
+from pipeline.months import resolve_as_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,11 +16,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """Write the report (for ``outreach bench``); returns the generated households."""
+    from pipeline.report.stage import write_report
+
+    write_report(config, resolve_as_of(config.window, getattr(args, "as_of", None)))
+    return config.generator.households
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.report.stage import write_report
-    from pipeline.score.command import round_as_of
 
-    as_of = round_as_of(config, getattr(args, "as_of", None))
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
     result = write_report(config, as_of)
     pages = sum(1 for name in result.files if name.startswith("emd/"))
     print(

@@ -17,8 +17,7 @@ import pandas as pd
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.report.aggregates import PARTS, FollowUp
-from pipeline.score.reasons import TENURE_TEXT
-from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT
+from pipeline.vocabulary import EXPLORATION, MONITOR, PHONE, TENURE_TEXT, VISIT
 
 DASH = "–"
 TIER_KO = {VISIT: "방문", PHONE: "전화 확인", MONITOR: "관찰"}

@@ -678,7 +678,7 @@ def region_names(config: Config) -> dict[str, str]:
 
 
 def read_capacity(config: Config) -> pd.DataFrame:
-    from models.data import capacity_file
+    from pipeline.datasets.staged import capacity_file
 
     path = capacity_file(config)
     return _read_parquet(path, ["emd_code", "sigungu_code", "capacity_per_round"])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from pipeline.config import Config
-from pipeline.errors import EXIT_OK, UsageError
-from pipeline.months import format_month, parse_month
+from pipeline.errors import EXIT_OK
+from pipeline.months import resolve_as_of
+from pipeline.stages import Prerequisite, feature_rounds_needed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,27 +25,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def round_as_of(config: Config, text: str | None) -> int:
-    """The round month from ``--as-of`` (default: the next round after the window)."""
-    from pipeline.features.command import default_as_of
+def prerequisites(config: Config, args: argparse.Namespace) -> list[Prerequisite]:
+    """The round's feature folder when it is missing or out of date."""
+    return feature_rounds_needed(
+        config, [resolve_as_of(config.window, getattr(args, "as_of", None))]
+    )
 
-    if not text:
-        return default_as_of(config)
-    try:
-        as_of = parse_month(text)
-    except ValueError as exc:
-        raise UsageError(f"--as-of: {exc}") from None
-    if as_of > config.window.end_index + 1:
-        raise UsageError(
-            f"--as-of {format_month(as_of)} lies beyond the data window's end {config.window.end}"
-        )
-    return as_of
+
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """Score the round (for ``outreach bench``); returns the households read."""
+    from pipeline.score.stage import score_round
+
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    result = score_round(config, as_of, force=bool(getattr(args, "force", False)))
+    return result.counts["households"]
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.score.stage import score_round
 
-    as_of = round_as_of(config, getattr(args, "as_of", None))
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
     result = score_round(
         config,
         as_of,

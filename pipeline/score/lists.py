@@ -14,60 +14,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.catalogue import OutcomeCatalogue
-from pipeline.score.tiers import EXPLORATION, PHONE, VISIT
-
-
-@dataclass(frozen=True)
-class ListColumn:
-    key: str
-    ko: str
-    en: str
-    width: int
-
-
-LIST_COLUMNS: tuple[ListColumn, ...] = (
-    ListColumn("round", "회차", "round", 9),
-    ListColumn("sigungu_code", "시군구 코드", "sigungu code", 13),
-    ListColumn("emd_code", "읍면동 코드", "emd code", 13),
-    ListColumn("emd_name", "읍면동", "emd name", 16),
-    ListColumn("list_rank", "순번", "position", 6),
-    ListColumn("household_key", "가구 관리번호", "household key", 16),
-    ListColumn("tier", "구분", "tier", 10),
-    ListColumn("risk_percent", "위험도(%)", "risk (%)", 10),
-    ListColumn("selection", "선정 사유", "selected by", 20),
-    ListColumn("reason_1", "사유 1", "reason 1", 48),
-    ListColumn("reason_2", "사유 2", "reason 2", 48),
-    ListColumn("reason_3", "사유 3", "reason 3", 48),
-    ListColumn("outcome_code", "결과 코드", "outcome code", 18),
-    ListColumn("contact_date", "확인일(YYYY-MM-DD)", "contact date (YYYY-MM-DD)", 20),
-    ListColumn("note", "메모(제출 시 제외)", "note (not imported)", 30),
+from pipeline.vocabulary import (
+    EXPLORATION,
+    FILL_IN,
+    LIST_COLUMNS,
+    PHONE,
+    TIER_TEXT,
+    VISIT,
+    list_header,
 )
-FILL_IN = ("outcome_code", "contact_date", "note")
-TIER_TEXT = {
-    "ko": {VISIT: "방문", PHONE: "전화 확인"},
-    "en": {VISIT: "visit", PHONE: "phone check"},
-}
-
-
-def header(language: str) -> list[str]:
-    return [getattr(c, language) for c in LIST_COLUMNS]
-
-
-def header_keys() -> dict[str, str]:
-    """Korean and English headers (and the keys themselves) mapped to column keys."""
-    out = {}
-    for column in LIST_COLUMNS:
-        out[column.ko] = column.key
-        out[column.en] = column.key
-        out[column.key] = column.key
-    return out
 
 
 def list_frame(
@@ -124,7 +85,7 @@ def write_csv(rows: Sequence[Sequence[object]], path: Path, language: str) -> No
     ``rows``: :func:`list_rows` (or a slice of them)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(header(language))
+    writer.writerow(list_header(language))
     for row in rows:
         writer.writerow(["" if v is None else str(v) for v in row])
     path.parent.mkdir(parents=True, exist_ok=True)

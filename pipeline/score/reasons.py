@@ -27,31 +27,7 @@ import pandas as pd
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.months import format_month
-
-TENURE_TEXT = {
-    "ko": {
-        "own": "자가",
-        "jeonse": "전세",
-        "monthly_rent": "월세",
-        "public_rental": "공공임대",
-        "other": "기타",
-    },
-    "en": {
-        "own": "owner-occupied",
-        "jeonse": "jeonse (lump-sum deposit)",
-        "monthly_rent": "monthly rent",
-        "public_rental": "public rental",
-        "other": "other",
-    },
-}
-INCOME_TEXT = {
-    "ko": ["30% 미만", "30~50%", "50~75%", "75~100%", "100% 초과"],
-    "en": ["under 30%", "30-50%", "50-75%", "75-100%", "over 100%"],
-}
-BENEFIT_TEXT = {
-    "ko": {"none": "수급 없음", "near_poor": "차상위", "basic_livelihood": "기초생활수급"},
-    "en": {"none": "no benefit", "near_poor": "near-poor", "basic_livelihood": "basic livelihood"},
-}
+from pipeline.vocabulary import BENEFIT_TEXT, INCOME_TEXT, TENURE_TEXT
 
 
 @dataclass(frozen=True)

@@ -31,19 +31,36 @@ import pyarrow.parquet as pq
 
 from features.spec import load_feature_spec
 from models.candidates import CalibratedClassifier
-from models.data import FolderSource, capacity_file, coerce_feature_types
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
 from pipeline.config import Config, ConfigError, ScoringConfig
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.features import FeatureRounds
+from pipeline.datasets.staged import capacity_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
-from pipeline.months import format_month
+from pipeline.months import first_day, format_month
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
 from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT, cut_round
-from pipeline.tracking import code_version, connect, package_versions, tracking_uri
+from pipeline.tracking import (
+    code_version,
+    connect,
+    ensure_experiment,
+    package_versions,
+    tracking_uri,
+)
+from pipeline.tracking.models import (
+    IMPORTANCE,
+    ModelFile,
+    fetch_importance,
+    fetch_model,
+    set_threads,
+    unpickle_model,
+)
+from pipeline.tracking.registry import ModelRef, resolve_model
+from pipeline.vocabulary import coerce_feature_types, eligible_mask
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +68,6 @@ SCORE_STAGE = "score"
 MANIFEST = "manifest.json"
 SCORES = "scores.parquet"
 LISTS = "lists"
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """The registered model version a round is scored with."""
-
-    name: str
-    version: str
-    run_id: str
-    alias: str | None  # "champion" when chosen by alias
-    as_of: str | None
-    features_digest: str | None
-
-    @property
-    def uri(self) -> str:
-        return f"models:/{self.name}/{self.version}"
 
 
 @dataclass(frozen=True)
@@ -79,101 +80,6 @@ class ScoreResult:
     run_id: str
     counts: dict[str, int]
     seconds: float
-
-
-def resolve_model(client: Any, name: str, version: str | None) -> ModelRef:
-    """The pinned version, else the champion; a clear UsageError when there is neither."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        if version is not None:
-            mv = client.get_model_version(name, str(version))
-            alias = None
-        else:
-            mv = client.get_model_version_by_alias(name, "champion")
-            alias = "champion"
-    except MlflowException:
-        if version is not None:
-            raise UsageError(f"score: model {name} has no version {version}") from None
-        raise UsageError(
-            f"score: model {name} has no champion: run `outreach train` (its gates must pass), "
-            "`outreach promote VERSION`, or pin one with `--model-version N`"
-        ) from None
-    return ModelRef(
-        name=name,
-        version=str(mv.version),
-        run_id=str(mv.run_id),
-        alias=alias,
-        as_of=mv.tags.get("as_of"),
-        features_digest=mv.tags.get("features_digest"),
-    )
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """The registered model's pickle, as bytes, and its sha256.
-
-    Workers unpickle the bytes themselves: the parent process never runs LightGBM (its OpenMP
-    thread pool is not safe to fork), and the manifest can name the exact model file.
-    """
-
-    data: bytes
-    sha256: str
-    path: str  # inside the model's artifacts
-
-
-def fetch_model(ref: ModelRef) -> ModelFile:
-    """Download the registered model's files and read its pickle (no unpickling here)."""
-    import tempfile
-
-    import mlflow
-
-    with tempfile.TemporaryDirectory(prefix="outreach-model-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=tmp))
-        pickles = sorted(local.rglob("*.pkl"))
-        if len(pickles) != 1:
-            raise DataError(f"{ref.uri}: expected one pickled model file, found {len(pickles)}")
-        data = pickles[0].read_bytes()
-        relative = pickles[0].relative_to(local).as_posix()
-    return ModelFile(data, hashlib.sha256(data).hexdigest(), relative)
-
-
-IMPORTANCE = "model/feature_importance.csv"
-
-
-def fetch_importance(ref: ModelRef) -> bytes | None:
-    """The training run's ``feature_importance.csv`` (kept with the round for its report)."""
-    import tempfile
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory(prefix="outreach-importance-") as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=ref.run_id, artifact_path="feature_importance.csv", dst_path=tmp
-            )
-        except (MlflowException, OSError) as exc:
-            log.warning("feature importance of run %s not available: %s", ref.run_id, exc)
-            return None
-        return Path(path).read_bytes()
-
-
-def unpickle_model(model: ModelFile) -> CalibratedClassifier:
-    """The model object from its pickle (the classes come from this package)."""
-    import cloudpickle
-
-    loaded = cloudpickle.loads(model.data)
-    if not isinstance(loaded, CalibratedClassifier):
-        raise DataError(f"model file: expected a CalibratedClassifier, got {type(loaded).__name__}")
-    return loaded
-
-
-def set_threads(model: CalibratedClassifier, threads: int) -> None:
-    """Threads LightGBM may use in this process (the engine already runs partitions in parallel)."""
-    base = model.estimator_
-    if hasattr(base, "set_params") and "n_jobs" in base.get_params():
-        base.set_params(n_jobs=threads)
 
 
 def signal_column(config: ScoringConfig, distinct_windows: tuple[int, ...]) -> str:
@@ -213,8 +119,7 @@ def score_frame(
     """Scores, tiers and reasons of one partition's eligible households (pure apart from the
     events read for the evidence of listed households)."""
     sc = task.scoring
-    ineligible = features["hh__benefit_status"].astype("string").isin(sc.ineligible_benefit_status)
-    eligible = np.flatnonzero(~ineligible.to_numpy(dtype=bool))
+    eligible = np.flatnonzero(eligible_mask(features, sc.ineligible_benefit_status))
     # Every row is scored and the eligible ones kept: cheaper than copying the eligible rows.
     scorer = FrameScorer(model, features, threads=task.threads)
     scores = scorer.scores()[eligible]
@@ -264,7 +169,7 @@ def score_frame(
     tiers = out["tier"].value_counts()
     counts = {
         "households": len(features),
-        "ineligible": int(ineligible.sum()),
+        "ineligible": len(features) - len(eligible),
         "scored": len(out),
         "visit": int(tiers.get(VISIT, 0)),
         "phone": int(tiers.get(PHONE, 0)),
@@ -330,7 +235,7 @@ def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
     """CSV and XLSX of every 읍면동 of the partition, and of the 시군구; returns files written."""
     sc = task.scoring
     label = format_month(task.as_of)
-    stamp = datetime(task.as_of // 12, task.as_of % 12 + 1, 1)
+    stamp = first_day(task.as_of)
     frame = list_frame(scored, label, task.emd_names, task.outcomes, sc.language, sc.reasons)
     rows = list_rows(frame)
     # list_frame orders rows by 읍면동: each 읍면동's rows are one slice.
@@ -477,7 +382,7 @@ def score_round(
     ref = resolve_model(client, config.training.model_name, model_version)
     log.info("scoring %s with %s v%s (%s)", label, ref.name, ref.version, ref.alias or "pinned")
     model = fetch_model(ref)
-    source = FolderSource(config, outcomes)
+    source = FeatureRounds(config, outcomes)
     lineage = source.lineage(as_of)  # builds the feature folder when it is missing
     features_dir = source.folder(as_of)
     feature_layout = TableLayout(features_dir)
@@ -534,7 +439,7 @@ def score_round(
             raise DataError(f"{out / SCORES}: assembled rows differ from the partitions' counts")
         files = sha256_tree(out)
         code = code_version()
-        experiment_id = _scoring_experiment(client, config)
+        experiment_id = ensure_experiment(client, config, config.scoring.experiment)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {label}") as run:
             manifest = {
                 "round": label,
@@ -596,17 +501,6 @@ def score_round(
         seconds,
     )
     return ScoreResult(label, final, ref, run_id, counts, seconds)
-
-
-def _scoring_experiment(client: Any, config: Config) -> str:
-    from pipeline.tracking import artifact_root
-
-    existing = client.get_experiment_by_name(config.scoring.experiment)
-    if existing is not None:
-        return existing.experiment_id
-    return client.create_experiment(
-        config.scoring.experiment, artifact_location=artifact_root(config)
-    )
 
 
 def _log_scoring_run(

@@ -23,12 +23,9 @@ import math
 import numpy as np
 import pandas as pd
 
-VISIT = "visit"
-PHONE = "phone"
-MONITOR = "monitor"
-TIERS = (VISIT, PHONE, MONITOR)
-MODEL_SCORE = "model_score"
-EXPLORATION = "random_exploration"
+from pipeline.vocabulary import EXPLORATION, MODEL_SCORE, MONITOR, PHONE, TIERS, VISIT
+
+__all__ = ["EXPLORATION", "MODEL_SCORE", "MONITOR", "PHONE", "TIERS", "VISIT", "cut_round"]
 
 
 def exploration_count(capacity: int, share: float) -> int:

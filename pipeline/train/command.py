@@ -5,14 +5,9 @@ from __future__ import annotations
 import argparse
 
 from pipeline.config import Config
-from pipeline.errors import EXIT_OK, UsageError
-from pipeline.months import format_month, parse_month
-
-
-def default_as_of(config: Config) -> int:
-    """The round after the data window: the model that scores the next list."""
-    rounds = config.window.round_months()
-    return rounds[-1] + config.window.round_interval_months
+from pipeline.errors import EXIT_OK
+from pipeline.months import resolve_as_of
+from pipeline.stages import Prerequisite, feature_rounds_needed
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,20 +18,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def prerequisites(config: Config, args: argparse.Namespace) -> list[Prerequisite]:
+    """The feature rounds training reads (every past round and the as-of round) that are
+    missing or out of date: built first with ``outreach features --as-of YYYY-MM``."""
+    from pipeline.train.stage import plan_rounds
+
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    rounds, _ = plan_rounds(config, as_of)
+    return feature_rounds_needed(config, [*rounds, as_of])
+
+
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """Train (for ``outreach bench``); returns the rows fitted and evaluated."""
+    from pipeline.train.stage import train
+
+    return train(config, resolve_as_of(config.window, getattr(args, "as_of", None))).rows
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.train.stage import train
 
-    as_of = default_as_of(config)
-    if getattr(args, "as_of", None):
-        try:
-            as_of = parse_month(args.as_of)
-        except ValueError as exc:
-            raise UsageError(f"--as-of: {exc}") from None
-    if as_of > config.window.end_index + 1:
-        raise UsageError(
-            f"--as-of {format_month(as_of)} lies beyond the data window's end {config.window.end}"
-        )
-    result = train(config, as_of)
+    result = train(config, resolve_as_of(config.window, getattr(args, "as_of", None)))
     s = result.summary.set_index("model")
     print(f"trained {result.model_name} version {result.version} in {result.seconds:.1f} s")
     column = "truth_emd_precision_mean"

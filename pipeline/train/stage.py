@@ -32,20 +32,6 @@ from models.backtest import (
 )
 from models.candidates import CalibratedClassifier, LightGBMFitter, feature_importance
 from models.card import CardFacts, render_card
-from models.data import (
-    KEY,
-    CachedSource,
-    FolderSource,
-    RoundSource,
-    capacity_file,
-    category_levels,
-    eligible_mask,
-    load_capacity,
-    raw_file_digests,
-    truth_available,
-    truth_covers,
-    truth_files,
-)
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
 from models.evaluation import RoundHouseholds, household_keys
 from models.fairness import fairness_from_counts, proxy_check_rows, proxy_sample
@@ -53,22 +39,26 @@ from models.gates import GateResult, decision, evaluate_gates
 from pipeline.catalogue import load_indicators, load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
+from pipeline.datasets.features import CachedSource, FeatureRounds, RoundSource
+from pipeline.datasets.raw import raw_file_digests
+from pipeline.datasets.staged import capacity_file, load_capacity
+from pipeline.datasets.truth import truth_available, truth_covers, truth_files
 from pipeline.errors import DataError
-from pipeline.io import sha256_file, write_json
+from pipeline.io import sha256_file, sha256_of_json, write_json
 from pipeline.months import format_month
 from pipeline.tracking import (
-    CHALLENGER,
     code_version,
     connect,
-    current_champion,
     ensure_experiment,
     flatten,
-    move_champion,
     package_versions,
     pip_requirements,
     tracking_uri,
 )
+from pipeline.tracking.datasets import mlflow_digest
+from pipeline.tracking.registry import CHALLENGER, current_champion, move_champion
 from pipeline.train.distributed import engine_of, lightgbm_fitter
+from pipeline.vocabulary import KEY, category_levels
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +146,7 @@ def round_input_rows(
     keys = pd.Series(household_keys(test, wanted_at), index=wanted_at, dtype="string")
     head, sample = keys.loc[head_at], keys.loc[sample_at]
     found = source.features(test.round_month, keys=pd.Index(keys.unique()))
-    found = found[eligible_mask(found)].set_index(KEY, drop=False)
+    found = found[source.eligible(found)].set_index(KEY, drop=False)
     summary = DatasetSummary.from_parts(
         found.loc[head, inputs].reset_index(drop=True), rows, test.input_flags
     )
@@ -375,7 +365,7 @@ def _dataset(summary: DatasetSummary, source: str, name: str, targets: str | Non
         source=resolve_dataset_source(source),
         targets=targets,
         name=name,
-        digest=summary.digest(),
+        digest=mlflow_digest(summary),
     )
     sample = mlflow.data.from_pandas(head.head(50), source=source, name=name).schema
     if sample is not None:
@@ -389,7 +379,7 @@ def _dataset(summary: DatasetSummary, source: str, name: str, targets: str | Non
 
 
 def _log_datasets(
-    trained: Trained, source: FolderSource, lineage: dict[int, dict[str, Any]]
+    trained: Trained, source: FeatureRounds, lineage: dict[int, dict[str, Any]]
 ) -> None:
     import mlflow
 
@@ -447,7 +437,7 @@ def train(config: Config, as_of: int) -> TrainResult:
     started = time.perf_counter()
     tc = config.training
     outcomes = load_outcomes(config.paths.outcomes)
-    source = FolderSource(config, outcomes)
+    source = FeatureRounds(config, outcomes)
     with lightgbm_fitter(config.runtime) as fitter:
         trained = fit_all(config, source, as_of, fitter)
         cluster = fitter.describe() if fitter is not None else {}
@@ -635,13 +625,6 @@ def train(config: Config, as_of: int) -> TrainResult:
         seconds=seconds,
         rows=rows,
     )
-
-
-def sha256_of_json(data: Any) -> str:
-    import hashlib
-
-    text = json.dumps(data, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 __all__ = ["GateResult", "TrainResult", "fit_all", "plan_rounds", "train"]

@@ -13,14 +13,14 @@ when the referenced key is unknown).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.config import Config
-from pipeline.months import format_month, parse_month
+from pipeline.expectations import QUARANTINE, STOP, Check, OnFailure
+from pipeline.months import calendar_month, format_month, parse_month, year_of
 from pipeline.validate.contract import (
     CONTRACTS,
     FILE_ROWS_SUITE,
@@ -30,67 +30,12 @@ from pipeline.validate.contract import (
     VOLUME_SUITE,
 )
 
-OnFailure = Literal["stop", "quarantine"]
-STOP: OnFailure = "stop"
-QUARANTINE: OnFailure = "quarantine"
-
 EVENTS_DOMAIN_SUITE = "crisis_events_domain"
-
-
-def snake_case(name: str) -> str:
-    """``ExpectColumnValuesToBeInSet`` -> ``expect_column_values_to_be_in_set``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-@dataclass(frozen=True)
-class Check:
-    """One expectation of one suite, with what its failure means and does."""
-
-    suite: str
-    expectation: str  # class name in great_expectations.expectations
-    kwargs: Mapping[str, Any] = field(hash=False)
-    on_failure: OnFailure
-    reason: str
-
-    @property
-    def expectation_type(self) -> str:
-        return snake_case(self.expectation)
-
-    @property
-    def column(self) -> str:
-        """The column(s) the check is about, as shown in reports."""
-        kwargs = self.kwargs
-        if "column" in kwargs:
-            return str(kwargs["column"])
-        if "column_list" in kwargs:
-            return ", ".join(kwargs["column_list"])
-        if "column_A" in kwargs:
-            return f"{kwargs['column_A']}, {kwargs['column_B']}"
-        return "(table)"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """How a result is matched back to its check: expectation type and column(s)."""
-        return (self.expectation_type, self.column)
-
-
-def result_key(expectation_type: str, kwargs: Mapping[str, Any]) -> tuple[str, str]:
-    """The key of a Great Expectations result, the same way as :attr:`Check.key`."""
-    if "column" in kwargs:
-        column = str(kwargs["column"])
-    elif "column_list" in kwargs:
-        column = ", ".join(kwargs["column_list"])
-    elif "column_A" in kwargs:
-        column = f"{kwargs['column_A']}, {kwargs['column_B']}"
-    else:
-        column = "(table)"
-    return (expectation_type, column)
 
 
 def yyyymm(month_index: int) -> int:
     """Month index -> ``YYYYMM`` integer (the form checked frames compare)."""
-    year, month0 = divmod(int(month_index), 12)
-    return year * 100 + month0 + 1
+    return year_of(month_index) * 100 + calendar_month(month_index)
 
 
 @dataclass(frozen=True)
@@ -146,7 +91,7 @@ def suite_inputs(
     return SuiteInputs(
         window_months=tuple(format_month(m) for m in range(start, window.end_index + 1)),
         round_months=tuple(window.round_labels()),
-        window_end_year=window.end_index // 12,
+        window_end_year=year_of(window.end_index),
         indicator_codes=tuple(catalogue.codes),
         indicator_sources=tuple(
             indicator_source_label(i.code, i.agency_ko) for i in catalogue.indicators

@@ -18,6 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-dir", type=Path, help="raw tables (default: paths.raw_input)")
 
 
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """Validate and keep the results (for ``outreach bench``); returns the rows checked."""
+    from pipeline.validate.report import write_run
+    from pipeline.validate.stage import PASSED, run_validation
+
+    raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
+    result = run_validation(
+        config,
+        load_indicators(config.paths.indicators),
+        load_outcomes(config.paths.outcomes),
+        raw_dir,
+    )
+    write_run(result, config, OutputLayout(config.paths.output_root))
+    if result.status != PASSED:
+        raise DataError(f"bench: validation failed: {result.failures[0].line()}")
+    return sum(result.rows.values())
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.validate.report import SUMMARY_HTML, write_run
     from pipeline.validate.stage import PASSED, run_validation

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pandas.api.types import union_categoricals
 
-from pipeline.validate import fixedwidth
+from pipeline import fixedwidth
 from pipeline.validate.checks import (
     SuiteInputs,
     indicator_source_label,

@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.expectations import PARTIAL_UNEXPECTED_COUNT, GxEngine
-from pipeline.validate.checks import example_columns, result_key
+from pipeline.expectations import result_key
+from pipeline.validate.checks import example_columns
 from pipeline.validate.contract import UNIQUE_ACROSS_SUITE
+from pipeline.validate.engine import PARTIAL_UNEXPECTED_COUNT, GxEngine
 from pipeline.validate.verdict import CheckResult, read_results
 
 # Keys per bucket frame at most (8 MB of hashes). pandas finds duplicates several times faster

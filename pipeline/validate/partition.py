@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 from pandas.api.types import union_categoricals
 
 from pipeline.datasets import PARTITION_KEY, PARTITIONED_RAW_TABLES, TableLayout
-from pipeline.expectations import GxEngine, engine_for
 from pipeline.validate import frames
 from pipeline.validate.checks import (
     EVENTS_DOMAIN_SUITE,
@@ -36,6 +35,7 @@ from pipeline.validate.checks import (
     schema_suite_name,
 )
 from pipeline.validate.contract import CONTRACTS
+from pipeline.validate.engine import GxEngine, engine_for
 from pipeline.validate.national_keys import KeySegment, key_segment
 from pipeline.validate.verdict import CheckResult, file_failure, read_results
 from pipeline.validate.volume import combine_counts

@@ -21,26 +21,25 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
+from pipeline.datasets.validation import (
+    DATA_DOCS,
+    GX_RESULTS,
+    LATEST,
+    PASSED_POINTER,
+    REJECTED_ROWS,
+    RUNS,
+    SUMMARY_HTML,
+    VALIDATION_JSON,
+    VOLUME_JSON,
+    read_pointer,
+    runs_dir,
+)
 from pipeline.io import staging_dir, write_json, write_parquet
 from pipeline.validate.partition import plain_rejected
 from pipeline.validate.stage import PASSED, ValidationRun
 from pipeline.validate.verdict import CheckResult
 
 log = logging.getLogger(__name__)
-
-RUNS = "runs"
-LATEST = "latest.json"
-PASSED_POINTER = "passed.json"
-VALIDATION_JSON = "validation.json"
-VOLUME_JSON = "volume.json"
-REJECTED_ROWS = "rejected_rows.parquet"
-GX_RESULTS = "gx_results.json"
-SUMMARY_HTML = "summary.html"
-DATA_DOCS = "data_docs"
-
-
-def runs_dir(layout: OutputLayout) -> Path:
-    return layout.validation / RUNS
 
 
 def _iso(value: Any) -> str | None:
@@ -212,16 +211,6 @@ def write_run(run: ValidationRun, config: Config, layout: OutputLayout) -> Path:
         write_json(pointer, layout.validation / PASSED_POINTER)
     prune_runs(layout, config.validation.keep_runs)
     return final
-
-
-def read_pointer(layout: OutputLayout, name: str = PASSED_POINTER) -> dict[str, Any] | None:
-    path = layout.validation / name
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def prune_runs(layout: OutputLayout, keep: int) -> None:

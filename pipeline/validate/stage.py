@@ -27,9 +27,8 @@ import pyarrow.parquet as pq
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.config import Config, ConfigError, ValidationConfig
 from pipeline.datasets import PARTITION_KEY, PARTITIONED_RAW_TABLES, SMALL_RAW_TABLES, TableLayout
+from pipeline.datasets.validation import FAILED, PASSED, contract_digest
 from pipeline.engine import map_partitions
-from pipeline.expectations import GxEngine, engine_for
-from pipeline.io import sha256_file
 from pipeline.validate import frames
 from pipeline.validate.checks import (
     QUARANTINE,
@@ -46,6 +45,7 @@ from pipeline.validate.contract import (
     UNIQUE_ACROSS_SUITE,
     VOLUME_SUITE,
 )
+from pipeline.validate.engine import GxEngine, engine_for
 from pipeline.validate.national_keys import check_keys_across
 from pipeline.validate.partition import (
     BatchOutcome,
@@ -63,9 +63,6 @@ from pipeline.validate.verdict import CheckResult, file_failure, read_results, s
 from pipeline.validate.volume import combine_counts, source_first_months, volume_bounds
 
 log = logging.getLogger(__name__)
-
-PASSED = "passed"
-FAILED = "failed"
 
 
 @dataclass
@@ -103,21 +100,6 @@ class ValidationRun:
         """Start time and a digest of the raw files: ``20261126T091957Z-caff5600``."""
         files = json.dumps(self.files, sort_keys=True).encode("utf-8")
         return f"{self.started:%Y%m%dT%H%M%SZ}-{hashlib.sha256(files).hexdigest()[:8]}"
-
-
-def contract_digest(config: Config) -> str:
-    """Digest of what the checks depend on besides the data: settings and catalogues.
-
-    Ingest compares it, so that a change of window, value sets or catalogue needs a new
-    validation before data moves on.
-    """
-    facts = {
-        "validation": config.validation.model_dump(mode="json"),
-        "window": config.window.model_dump(mode="json"),
-        "indicators_sha256": sha256_file(config.paths.indicators),
-        "outcomes_sha256": sha256_file(config.paths.outcomes),
-    }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def expected_files(raw: TableLayout, partitions: list[str]) -> list[Path]:

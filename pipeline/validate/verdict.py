@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.validate.checks import STOP, Check, result_key
+from pipeline.expectations import STOP, Check, result_key
 
 FILE_CHECK = "file_readable"
 

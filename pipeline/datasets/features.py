@@ -1,15 +1,11 @@
-"""Training data access: the one place where the train stage reads datasets.
-
-Features and labels come from the feature folders ``outputs/features/as_of=YYYY-MM/`` written by
-the features stage (built on demand when a round's folder is missing). Capacity comes from the
-staged (else raw) ``district_capacity`` table. The hidden truth is read only by evaluation, and
-only when it exists (synthetic data): it never reaches a training input.
+"""The feature rounds dataset: ``<output_root>/features/as_of=YYYY-MM/``, written by the
+features stage (``features/`` and ``labels/`` partitions per 시군구, a data dictionary and a
+manifest), read here by every stage that needs it. Readers only read: nothing is built on demand.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,67 +14,20 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from features.build import AGE_BANDS, BENEFITS, NO_OUTCOME, TENURES
 from pipeline.catalogue import OutcomeCatalogue
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.outcomes import imported_outcome_digests
 from pipeline.errors import DataError
 from pipeline.io import sha256_file
-from pipeline.months import format_month, parse_month_series
+from pipeline.months import format_month
+from pipeline.vocabulary import EMD, KEY, category_levels, coerce_with_levels, eligible_mask
 
-log = logging.getLogger(__name__)
-
-KEY = "household_key"
-EMD = "emd_code"
-ID_COLUMNS = (KEY, EMD)
-AUDIT_PREFIX = "audit__"
-RULE_COLUMN = "distinct_types__3m"
-INELIGIBLE_BENEFIT = "basic_livelihood"
-
-
-def category_levels(outcome_catalogue: OutcomeCatalogue) -> dict[str, list[str]]:
-    """Fixed category levels of the categorical feature columns (same codes in train and score)."""
-    return {
-        "hh__tenure": list(TENURES),
-        "hh__benefit_status": list(BENEFITS),
-        "history__last_outcome": [NO_OUTCOME, *outcome_catalogue.codes],
-        "audit__head_sex": ["M", "F"],
-        "audit__head_age_band": list(AGE_BANDS),
-    }
-
-
-def coerce_feature_types(frame: pd.DataFrame, outcome_catalogue: OutcomeCatalogue) -> pd.DataFrame:
-    """Categoricals back to their fixed levels (Parquet stores them as strings); keys as strings.
-
-    Returns a new frame (the input is not changed); untouched columns are shared, not copied.
-    """
-    return coerce_with_levels(frame, category_levels(outcome_catalogue))
-
-
-def as_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
-    """``values`` as a categorical of ``levels``: text outside them becomes missing (pandas 4
-    refuses to build a categorical from unknown values)."""
-    text = values.astype("string")
-    return pd.Categorical(text.where(text.isin(levels)), categories=levels)
-
-
-def coerce_with_levels(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
-    """:func:`coerce_feature_types` with the levels given (picklable, for partition tasks)."""
-    changes: dict[str, object] = {}
-    for column, values in levels.items():
-        if column in frame.columns:
-            changes[column] = as_levels(frame[column], values)
-    for column in ID_COLUMNS:
-        if column in frame.columns:
-            changes[column] = frame[column].astype("string")
-    return frame.assign(**changes)
-
-
-def eligible_mask(features: pd.DataFrame) -> np.ndarray:
-    """Households a list may contain: everyone not already receiving basic livelihood support."""
-    return (features["hh__benefit_status"].astype("string") != INELIGIBLE_BENEFIT).to_numpy(
-        dtype=bool
-    )
+MANIFEST = "manifest.json"
+FEATURES_TABLE = "features"
+LABELS_TABLE = "labels"
+DATA_DICTIONARY_CSV = "data_dictionary.csv"
+DATA_DICTIONARY_JSON = "data_dictionary.json"
 
 
 def read_feature_file(
@@ -181,31 +130,39 @@ class RoundSource(Protocol):
 
     def lineage(self, as_of: int) -> dict[str, object]: ...
 
+    @property
+    def ineligible(self) -> tuple[str, ...]: ...
+
+    def eligible(self, features: pd.DataFrame) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
-class FolderSource:
-    """Feature folders under the output root; a missing round is built by the features stage."""
+class FeatureRounds:
+    """The feature folders under the output root, read only: a missing round is an error that
+    names the command to run (``outreach features --as-of YYYY-MM``); stages that need rounds
+    declare them as prerequisites (:mod:`pipeline.stages`), so they exist before reading."""
 
     config: Config
     outcome_catalogue: OutcomeCatalogue
-    build_missing: bool = True
+
+    @property
+    def ineligible(self) -> tuple[str, ...]:
+        """Benefit statuses that no list may hold (the config's eligibility rule)."""
+        return tuple(self.config.scoring.ineligible_benefit_status)
+
+    def eligible(self, features: pd.DataFrame) -> np.ndarray:
+        return eligible_mask(features, self.ineligible)
 
     def folder(self, as_of: int) -> Path:
-        return OutputLayout(self.config.paths.output_root).features(format_month(as_of))
+        return feature_folder(self.config, as_of)
 
     def _ensure(self, as_of: int) -> Path:
         folder = self.folder(as_of)
-        stale = _outcomes_changed(self.config, folder, as_of)
-        if not (folder / "manifest.json").is_file() or stale:
-            if not self.build_missing:
-                raise DataError(f"{folder}: feature folder missing: run `outreach features`")
-            from pipeline.features.stage import (
-                build_round,  # the features stage owns how it is built
+        if not (folder / MANIFEST).is_file():
+            raise DataError(
+                f"{folder}: feature folder missing: run "
+                f"`outreach features --as-of {format_month(as_of)}`"
             )
-
-            why = "imported outcomes changed since it was built" if stale else "missing"
-            log.info("feature folder %s %s: building it", folder, why)
-            build_round(self.config, as_of)
         return folder
 
     def _files(self, as_of: int, table: str) -> list[Path]:
@@ -263,7 +220,7 @@ class FolderSource:
     def lineage(self, as_of: int) -> dict[str, object]:
         """The folder, the sha256 of its manifest and the file digests the manifest records."""
         folder = self._ensure(as_of)
-        manifest_path = folder / "manifest.json"
+        manifest_path = folder / MANIFEST
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         return {
             "as_of": format_month(as_of),
@@ -274,17 +231,30 @@ class FolderSource:
         }
 
 
-def _outcomes_changed(config: Config, folder: Path, as_of: int) -> bool:
+def feature_folder(config: Config, as_of: int) -> Path:
+    """``<output_root>/features/as_of=YYYY-MM/``."""
+    return OutputLayout(config.paths.output_root).features(format_month(as_of))
+
+
+def outcomes_changed(config: Config, as_of: int) -> bool:
     """Whether visit outcomes imported for rounds before ``as_of`` differ from those the
     folder's labels were built with (``outreach outcomes import`` ran since)."""
-    from pipeline.datasets.outcomes import imported_outcome_digests
-
-    manifest = folder / "manifest.json"
+    manifest = feature_folder(config, as_of) / MANIFEST
     if not manifest.is_file():
         return False
     recorded = json.loads(manifest.read_text(encoding="utf-8")).get("imported_outcomes_sha256")
     current = imported_outcome_digests(OutputLayout(config.paths.output_root).outcomes, as_of)
     return (recorded or {}) != current
+
+
+def round_status(config: Config, as_of: int) -> str | None:
+    """Why the feature round ``as_of`` must be built before it is read, or None when it is
+    there and current: ``missing``, or the imported outcomes changed since it was built."""
+    if not (feature_folder(config, as_of) / MANIFEST).is_file():
+        return "missing"
+    if outcomes_changed(config, as_of):
+        return "imported outcomes changed since it was built"
+    return None
 
 
 @dataclass
@@ -317,95 +287,9 @@ class CachedSource:
     def lineage(self, as_of: int) -> dict[str, object]:
         return self.source.lineage(as_of)
 
+    @property
+    def ineligible(self) -> tuple[str, ...]:
+        return self.source.ineligible
 
-def capacity_file(config: Config) -> Path:
-    """The staged capacity table when ingest wrote one, else the raw one."""
-    staged = OutputLayout(config.paths.output_root).staged / "district_capacity.parquet"
-    if staged.is_file():
-        return staged
-    return TableLayout(config.paths.raw_input).small_table_file("district_capacity")
-
-
-def load_capacity(config: Config) -> pd.Series:
-    """Capacity per round of every 읍면동 (index emd_code)."""
-    path = capacity_file(config)
-    if not path.is_file():
-        raise DataError(f"{path}: district capacity table not found")
-    frame = pd.read_parquet(path, columns=["emd_code", "capacity_per_round"])
-    series = frame.set_index(frame["emd_code"].astype("string"))["capacity_per_round"]
-    return series.astype("int64").rename("capacity")
-
-
-def truth_available(config: Config) -> bool:
-    return bool(TableLayout(config.paths.truth_input).partitions("household_month"))
-
-
-def truth_covers(config: Config, months: Iterable[int]) -> bool:
-    """Whether the hidden truth has every one of ``months`` (it ends where its data window
-    ended: a round scored after that, e.g. once visit outcomes came back, has no truth)."""
-    import pyarrow.parquet as pq
-
-    layout = TableLayout(config.paths.truth_input)
-    codes = layout.partitions("household_month")
-    if not codes:
-        return False
-    known = pq.read_table(layout.partition_file("household_month", codes[0]), columns=["month"])
-    present = {str(m) for m in known.column("month").unique().to_pylist()}
-    return all(format_month(m) in present for m in months)
-
-
-def truth_files(config: Config) -> list[Path]:
-    """The partition files of the hidden truth (none for real data)."""
-    layout = TableLayout(config.paths.truth_input)
-    return [
-        layout.partition_file("household_month", code)
-        for code in layout.partitions("household_month")
-    ]
-
-
-def read_round_truth(paths: Sequence[Path], keys: pd.Series, round_month: int) -> pd.DataFrame:
-    """The truth of a round for some households (evaluation only), aligned on ``keys``.
-
-    Reads the round's month and the month after from ``paths`` (the truth files that can hold
-    these households). Columns: in_need (bool, False when the truth lacks the household) and
-    hardship (the latent state at the round month, NaN when lacking).
-    """
-    if not paths:
-        return pd.DataFrame({"in_need": np.zeros(len(keys), bool), "hardship": np.nan})
-    wanted = [format_month(round_month), format_month(round_month + 1)]
-    parts = [
-        pd.read_parquet(
-            path, columns=[KEY, "month", "hardship", "in_need"], filters=[("month", "in", wanted)]
-        )
-        for path in paths
-    ]
-    truth = pd.concat(parts, ignore_index=True)
-    truth[KEY] = truth[KEY].astype("string")
-    truth["month"] = parse_month_series(truth["month"]).astype("int64")
-    truth["in_need"] = truth["in_need"].astype(bool)
-    per = truth_for_round(truth, round_month).reindex(pd.Index(keys))
-    return pd.DataFrame(
-        {
-            "in_need": per["in_need"].fillna(False).astype(bool).to_numpy(),
-            "hardship": per["hardship"].to_numpy(dtype=np.float64),
-        }
-    )
-
-
-def truth_for_round(truth: pd.DataFrame, round_month: int) -> pd.DataFrame:
-    """Per household: in need in the round's month or the month after, and hardship at the round.
-
-    Index household_key; columns in_need (bool), hardship (the latent state at the round month).
-    """
-    now = truth[truth["month"] == round_month].set_index(KEY)
-    after = truth[truth["month"] == round_month + 1].set_index(KEY)["in_need"]
-    need = now["in_need"] | after.reindex(now.index, fill_value=False).astype(bool)
-    return pd.DataFrame({"in_need": need.astype(bool), "hardship": now["hardship"].astype(float)})
-
-
-def raw_file_digests(config: Config) -> dict[str, str]:
-    """sha256 of every raw input file, computed from the bytes (not copied from a record)."""
-    raw = Path(config.paths.raw_input)
-    return {
-        p.relative_to(raw).as_posix(): sha256_file(p) for p in sorted(raw.rglob("*")) if p.is_file()
-    }
+    def eligible(self, features: pd.DataFrame) -> np.ndarray:
+        return self.source.eligible(features)

@@ -1,0 +1,202 @@
+"""The stage registry: every command of the CLI, the module that implements it, and how one stage
+asks for another.
+
+Stages never import each other. A stage's command module exposes ``add_arguments(parser)`` and
+``run(config, args) -> int``; it may also expose
+
+- ``prerequisites(config, args) -> list[Prerequisite]``: the earlier stages' outputs it needs
+  that are missing or out of date (for example the feature rounds a training run reads). They are
+  run first, each announced on the terminal, by :func:`run_stage`; readers never build a dataset.
+- ``measure(config, args) -> int``: the stage's work without its terminal output, returning the
+  input rows it processed (what ``outreach bench`` times).
+
+This module names stage modules as strings and loads them with :mod:`importlib`: the one place
+where the pipeline's order and its dependencies between stages are written down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from pipeline.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A command of the CLI and the module that implements it."""
+
+    name: str
+    help: str
+    module: str
+    in_run: bool = False  # part of `outreach run`, in this order
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "generate",
+        "write synthetic raw tables and the hidden truth (Parquet, per 시군구)",
+        "pipeline.generate.command",
+    ),
+    Stage(
+        "validate",
+        "check every raw table with Great Expectations; keep the results",
+        "pipeline.validate.command",
+        in_run=True,
+    ),
+    Stage(
+        "ingest",
+        "link signals to households, pseudonymise, write staged tables",
+        "pipeline.ingest.command",
+        in_run=True,
+    ),
+    Stage(
+        "features",
+        "point-in-time features and labels of a round (--as-of YYYY-MM)",
+        "pipeline.features.command",
+        in_run=True,
+    ),
+    Stage(
+        "train",
+        "backtest candidates, audit fairness, log to MLflow, register, apply gates",
+        "pipeline.train.command",
+        in_run=True,
+    ),
+    Stage(
+        "score",
+        "score a round with the champion; lists per 읍면동 with reasons; manifest",
+        "pipeline.score.command",
+        in_run=True,
+    ),
+    Stage(
+        "report",
+        "the administrators' HTML review report of a scored round (--as-of YYYY-MM)",
+        "pipeline.report.command",
+        in_run=True,
+    ),
+    Stage(
+        "audit",
+        "trace a list or round back through MLflow and verify every link (sha256, re-score)",
+        "pipeline.audit.command",
+    ),
+    Stage(
+        "outcomes",
+        "import returned lists: `outcomes import FILE...` checks visit outcomes, keeps labels",
+        "pipeline.outcomes.command",
+    ),
+    Stage(
+        "promote",
+        "give a model version the champion alias by hand (logged, with a reason)",
+        "pipeline.promote.promote",
+    ),
+    Stage(
+        "rollback",
+        "return the champion alias to the previous champion (logged)",
+        "pipeline.promote.rollback",
+    ),
+    Stage(
+        "describe",
+        "summarise raw tables and, for synthetic data, the hidden truth",
+        "pipeline.describe.command",
+        in_run=True,
+    ),
+    Stage("run", "run every pipeline stage in order on the configured raw input", "pipeline.cli"),
+    Stage(
+        "bench",
+        "measure stages at a chosen size; print and write outputs/bench/*.json",
+        "pipeline.bench.command",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """An earlier stage's run that a command needs first: ``outreach STAGE ARGV...``."""
+
+    stage: str
+    argv: tuple[str, ...]
+    why: str  # e.g. "missing", "imported outcomes changed since it was built"
+
+    def command(self) -> str:
+        return " ".join(("outreach", self.stage, *self.argv))
+
+
+def stage_named(name: str) -> Stage:
+    """The registered stage called ``name``; UsageError naming the known ones otherwise."""
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise UsageError(f"unknown stage {name!r}; known: {', '.join(s.name for s in STAGES)}")
+
+
+def load(stage: Stage) -> ModuleType:
+    """The stage's command module."""
+    return importlib.import_module(stage.module)
+
+
+def parse_stage_args(stage: Stage, argv: Sequence[str] = ()) -> argparse.Namespace:
+    """The stage's own options parsed from ``argv`` (global options are the config's)."""
+    parser = argparse.ArgumentParser(prog=f"outreach {stage.name}", add_help=False)
+    load(stage).add_arguments(parser)
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit:
+        raise UsageError(f"{stage.name}: cannot parse options {' '.join(argv)!r}") from None
+
+
+def prerequisites(config: Config, stage: Stage, args: argparse.Namespace) -> list[Prerequisite]:
+    """What ``stage`` needs first, as its command module declares it (nothing when silent)."""
+    declared = getattr(load(stage), "prerequisites", None)
+    return list(declared(config, args)) if declared is not None else []
+
+
+def run_prerequisites(
+    config: Config,
+    stage: Stage,
+    args: argparse.Namespace,
+    announce: Callable[[str], None] = print,
+) -> int:
+    """Run what ``stage`` needs first, each announced as ``==> outreach STAGE ... (why)``."""
+    for need in prerequisites(config, stage, args):
+        announce(f"==> {need.command()} ({stage.name} needs it: {need.why})")
+        code = run_stage(config, need.stage, need.argv, announce=announce)
+        if code != EXIT_OK:
+            return code
+    return EXIT_OK
+
+
+def run_stage(
+    config: Config,
+    name: str,
+    argv: Sequence[str] = (),
+    args: argparse.Namespace | None = None,
+    announce: Callable[[str], None] = print,
+) -> int:
+    """Run one stage after its prerequisites; ``args`` when already parsed, else ``argv``."""
+    stage = stage_named(name)
+    args = args if args is not None else parse_stage_args(stage, argv)
+    code = run_prerequisites(config, stage, args, announce)
+    if code != EXIT_OK:
+        return code
+    return load(stage).run(config, args)
+
+
+def feature_rounds_needed(config: Config, months: Sequence[int]) -> list[Prerequisite]:
+    """``outreach features --as-of M`` for every month of ``months`` whose feature round is
+    missing or out of date (imported outcomes changed since it was built)."""
+    from pipeline.datasets.features import round_status
+    from pipeline.months import format_month
+
+    needed = []
+    for month in sorted(set(months)):
+        why = round_status(config, month)
+        if why is not None:
+            needed.append(Prerequisite("features", ("--as-of", format_month(month)), why))
+    return needed

@@ -1,0 +1,147 @@
+"""The model registry: versions, the ``champion`` and ``challenger`` aliases and their moves."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.errors import UsageError
+from pipeline.tracking import ensure_experiment
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "champion_history"  # registered-model tag: versions that held the alias, in order
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The registered model version a round is scored with."""
+
+    name: str
+    version: str
+    run_id: str
+    alias: str | None  # "champion" when chosen by alias
+    as_of: str | None
+    features_digest: str | None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def resolve_model(client: Any, name: str, version: str | None) -> ModelRef:
+    """The pinned version, else the champion; a clear UsageError when there is neither."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if version is not None:
+            mv = client.get_model_version(name, str(version))
+            alias = None
+        else:
+            mv = client.get_model_version_by_alias(name, CHAMPION)
+            alias = CHAMPION
+    except MlflowException:
+        if version is not None:
+            raise UsageError(f"score: model {name} has no version {version}") from None
+        raise UsageError(
+            f"score: model {name} has no champion: run `outreach train` (its gates must pass), "
+            "`outreach promote VERSION`, or pin one with `--model-version N`"
+        ) from None
+    return ModelRef(
+        name=name,
+        version=str(mv.version),
+        run_id=str(mv.run_id),
+        alias=alias,
+        as_of=mv.tags.get("as_of"),
+        features_digest=mv.tags.get("features_digest"),
+    )
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One move of the champion alias."""
+
+    action: str  # gates, promote, rollback
+    version: str
+    previous: str | None
+    reason: str
+
+
+def current_champion(client: Any, model_name: str) -> Any | None:
+    """The model version holding the champion alias, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model_name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def champion_history(client: Any, model_name: str) -> list[str]:
+    model = client.get_registered_model(model_name)
+    text = model.tags.get(HISTORY_TAG, "")
+    return [v for v in text.split(",") if v]
+
+
+def move_champion(
+    client: Any, config: Config, model_name: str, version: str, action: str, reason: str
+) -> AliasMove:
+    """Give ``version`` the champion alias, record the move in the registry and as a run."""
+    import mlflow
+
+    previous = current_champion(client, model_name)
+    previous_version = str(previous.version) if previous is not None else None
+    client.set_registered_model_alias(model_name, CHAMPION, version)
+    history = champion_history(client, model_name)
+    if action == "rollback" and history and history[-1] == previous_version:
+        history = history[:-1]
+    if not history or history[-1] != version:
+        history.append(version)
+    client.set_registered_model_tag(model_name, HISTORY_TAG, ",".join(history))
+    client.set_model_version_tag(model_name, version, "champion_reason", reason)
+    client.set_model_version_tag(model_name, version, "champion_action", action)
+    client.delete_model_version_tag(model_name, version, "challenger_reason")
+    move = AliasMove(action, version, previous_version, reason)
+    experiment_id = ensure_experiment(client, config)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{action} v{version}"):
+        mlflow.set_tags(
+            {
+                "outreach.action": action,
+                "outreach.model_name": model_name,
+                "outreach.version": version,
+                "outreach.previous_champion": previous_version or "",
+                "outreach.reason": reason,
+            }
+        )
+    log.info("champion of %s: %s -> %s (%s)", model_name, previous_version, version, action)
+    return move
+
+
+def promote(client: Any, config: Config, version: str, reason: str) -> AliasMove:
+    """``outreach promote VERSION --reason TEXT``: move the alias by hand."""
+    from mlflow.exceptions import MlflowException
+
+    name = config.training.model_name
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise UsageError(f"promote: model {name} has no version {version}") from None
+    return move_champion(client, config, name, version, "promote", reason)
+
+
+def rollback(client: Any, config: Config, reason: str) -> AliasMove:
+    """``outreach rollback --reason TEXT``: give the alias back to the previous champion."""
+    from mlflow.exceptions import MlflowException
+
+    name = config.training.model_name
+    try:
+        history = champion_history(client, name)
+    except MlflowException:
+        raise UsageError(f"rollback: no registered model {name}") from None
+    if len(history) < 2:
+        raise UsageError(f"rollback: model {name} has no earlier champion to return to")
+    return move_champion(client, config, name, history[-2], "rollback", reason)

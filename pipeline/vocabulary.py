@@ -1,0 +1,165 @@
+"""The vocabulary room: every code list, column name and label the stages share, defined once.
+
+Category levels of households and people, the eligibility rule, tiers and selection reasons,
+the columns of an outreach list with their Korean and English headers, and the key columns of
+the datasets. Where the configuration or a YAML catalogue holds a vocabulary (the eligibility
+rule in ``scoring.ineligible_benefit_status``, outcome codes in ``configs/outcomes.yaml``), the
+functions here derive from it; nothing else writes these lists again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from pipeline.catalogue import OutcomeCatalogue
+
+# Keys of the datasets.
+KEY = "household_key"
+EMD = "emd_code"
+ID_COLUMNS = (KEY, EMD)
+AUDIT_PREFIX = "audit__"  # feature columns kept for the fairness audit, never model inputs
+RULE_COLUMN = "distinct_types__3m"  # the rule baseline's count of crisis kinds in 3 months
+
+# Category levels of the raw tables' coded columns, in their natural order.
+TENURES: tuple[str, ...] = ("own", "jeonse", "monthly_rent", "public_rental", "other")
+INCOME_BANDS: tuple[str, ...] = ("under_30", "30_50", "50_75", "75_100", "over_100")
+BENEFIT_STATUSES: tuple[str, ...] = ("none", "near_poor", "basic_livelihood")
+RELATIONS: tuple[str, ...] = ("head", "spouse", "child", "parent", "other")
+SEXES: tuple[str, ...] = ("M", "F")
+AGE_BANDS: tuple[str, ...] = ("under_35", "35_49", "50_64", "65_74", "75_plus")
+AGE_BAND_EDGES: tuple[int, ...] = (35, 50, 65, 75)  # lower bounds of AGE_BANDS[1:]
+NO_OUTCOME = "none"  # a household never visited before
+
+TENURE_TEXT = {
+    "ko": {
+        "own": "자가",
+        "jeonse": "전세",
+        "monthly_rent": "월세",
+        "public_rental": "공공임대",
+        "other": "기타",
+    },
+    "en": {
+        "own": "owner-occupied",
+        "jeonse": "jeonse (lump-sum deposit)",
+        "monthly_rent": "monthly rent",
+        "public_rental": "public rental",
+        "other": "other",
+    },
+}
+INCOME_TEXT = {
+    "ko": ["30% 미만", "30~50%", "50~75%", "75~100%", "100% 초과"],
+    "en": ["under 30%", "30-50%", "50-75%", "75-100%", "over 100%"],
+}
+BENEFIT_TEXT = {
+    "ko": {"none": "수급 없음", "near_poor": "차상위", "basic_livelihood": "기초생활수급"},
+    "en": {"none": "no benefit", "near_poor": "near-poor", "basic_livelihood": "basic livelihood"},
+}
+
+# Tiers of a scored round and why a listed household was chosen.
+VISIT = "visit"
+PHONE = "phone"
+MONITOR = "monitor"
+TIERS = (VISIT, PHONE, MONITOR)
+LISTED_TIERS = (VISIT, PHONE)
+MODEL_SCORE = "model_score"
+EXPLORATION = "random_exploration"
+TIER_TEXT = {
+    "ko": {VISIT: "방문", PHONE: "전화 확인"},
+    "en": {VISIT: "visit", PHONE: "phone check"},
+}
+
+
+@dataclass(frozen=True)
+class ListColumn:
+    """One column of an outreach list: key, Korean header, English header, width in the XLSX."""
+
+    key: str
+    ko: str
+    en: str
+    width: int
+
+
+LIST_COLUMNS: tuple[ListColumn, ...] = (
+    ListColumn("round", "회차", "round", 9),
+    ListColumn("sigungu_code", "시군구 코드", "sigungu code", 13),
+    ListColumn("emd_code", "읍면동 코드", "emd code", 13),
+    ListColumn("emd_name", "읍면동", "emd name", 16),
+    ListColumn("list_rank", "순번", "position", 6),
+    ListColumn("household_key", "가구 관리번호", "household key", 16),
+    ListColumn("tier", "구분", "tier", 10),
+    ListColumn("risk_percent", "위험도(%)", "risk (%)", 10),
+    ListColumn("selection", "선정 사유", "selected by", 20),
+    ListColumn("reason_1", "사유 1", "reason 1", 48),
+    ListColumn("reason_2", "사유 2", "reason 2", 48),
+    ListColumn("reason_3", "사유 3", "reason 3", 48),
+    ListColumn("outcome_code", "결과 코드", "outcome code", 18),
+    ListColumn("contact_date", "확인일(YYYY-MM-DD)", "contact date (YYYY-MM-DD)", 20),
+    ListColumn("note", "메모(제출 시 제외)", "note (not imported)", 30),
+)
+FILL_IN = ("outcome_code", "contact_date", "note")  # the columns a caseworker fills in
+
+
+def list_header(language: str) -> list[str]:
+    """The list's header row in ``language`` (``ko`` or ``en``)."""
+    return [getattr(c, language) for c in LIST_COLUMNS]
+
+
+def list_header_keys() -> dict[str, str]:
+    """Korean and English headers (and the keys themselves) mapped to column keys."""
+    out = {}
+    for column in LIST_COLUMNS:
+        out[column.ko] = column.key
+        out[column.en] = column.key
+        out[column.key] = column.key
+    return out
+
+
+def category_levels(outcome_catalogue: OutcomeCatalogue) -> dict[str, list[str]]:
+    """Fixed category levels of the categorical feature columns (same codes in train and score)."""
+    return {
+        "hh__tenure": list(TENURES),
+        "hh__benefit_status": list(BENEFIT_STATUSES),
+        "history__last_outcome": [NO_OUTCOME, *outcome_catalogue.codes],
+        "audit__head_sex": list(SEXES),
+        "audit__head_age_band": list(AGE_BANDS),
+    }
+
+
+def as_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
+    """``values`` as a categorical of ``levels``: text outside them becomes missing (pandas 4
+    refuses to build a categorical from unknown values)."""
+    text = values.astype("string")
+    return pd.Categorical(text.where(text.isin(levels)), categories=levels)
+
+
+def coerce_with_levels(frame: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """Categoricals back to their fixed levels (Parquet stores them as strings); keys as strings.
+
+    Returns a new frame (the input is not changed); untouched columns are shared, not copied.
+    """
+    changes: dict[str, object] = {}
+    for column, values in levels.items():
+        if column in frame.columns:
+            changes[column] = as_levels(frame[column], values)
+    for column in ID_COLUMNS:
+        if column in frame.columns:
+            changes[column] = frame[column].astype("string")
+    return frame.assign(**changes)
+
+
+def coerce_feature_types(frame: pd.DataFrame, outcome_catalogue: OutcomeCatalogue) -> pd.DataFrame:
+    """:func:`coerce_with_levels` with the levels of :func:`category_levels`."""
+    return coerce_with_levels(frame, category_levels(outcome_catalogue))
+
+
+def eligible_mask(features: pd.DataFrame, ineligible: Sequence[str]) -> np.ndarray:
+    """Households a list may contain: benefit status not among ``ineligible`` (the config's
+    ``scoring.ineligible_benefit_status``: those already receiving basic livelihood support)."""
+    status = features["hh__benefit_status"].astype("string")
+    return (~status.isin(list(ineligible)).fillna(False)).to_numpy(dtype=bool)
