@@ -30,6 +30,7 @@ from conftest import REPO_ROOT, copy_outputs, make_config
 
 from pipeline.catalogue import load_outcomes
 from pipeline.cli import STAGES, main
+from pipeline.datasets import rounds
 from pipeline.io import sha256_file, sha256_tree
 from pipeline.months import format_month, parse_month
 from pipeline.report import aggregates as agg
@@ -656,9 +657,9 @@ def test_counts_partition_by_partition_equal_the_whole_round(scored_sample, tmp_
     leading = agg.leading_from_importance(importance, list(features.columns[2:]), 10)
     leading = list(dict.fromkeys([*leading, "hh__tenure", "hh__benefit_status"]))
     assert any(features[c].nunique() > 10 for c in leading), "a column cut at deciles"
-    low, high = stage.score_range(scores_file)
+    low, high = rounds.score_range(scores_file)
     assert (low, high) == (scores["score"].min(), scores["score"].max())
-    assert stage.scores_sigungu(scores_file) == sorted(scores["sigungu_code"].unique())
+    assert rounds.scores_sigungu(scores_file) == sorted(scores["sigungu_code"].unique())
     edges = agg.score_edges(low, high, config.report.score_bins)
 
     counts = _count_round(scores_file, current, leading, edges)

@@ -42,12 +42,10 @@ is the one of the whole tables (``tests/test_report.py`` compares them on real f
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,12 +53,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.rounds import (
+    parquet_file,
+    read_rows,
+    score_range,
+    scored_among,
+    scores_sigungu,
+)
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json
@@ -558,114 +562,6 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
-def _parquet_file(path: Path) -> pq.ParquetFile:
-    if not path.is_file():
-        raise DataError(f"{path}: not found")
-    try:
-        return pq.ParquetFile(path)
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-
-
-def _column_stats(file: pq.ParquetFile, column: str) -> list[Any]:
-    """The statistics of one column in each row group (None where a row group has none)."""
-    names = [file.metadata.schema.column(i).path for i in range(file.metadata.num_columns)]
-    if column not in names:
-        raise DataError(f"{file}: column {column} missing")
-    index = names.index(column)
-    out = []
-    for i in range(file.metadata.num_row_groups):
-        stats = file.metadata.row_group(i).column(index).statistics
-        out.append(stats if stats is not None and stats.has_min_max else None)
-    return out
-
-
-def scores_sigungu(path: Path) -> list[str]:
-    """The 시군구 codes of a scores file: from each row group's statistics when they name one
-    code, else from the row group's ``sigungu_code`` column."""
-    file = _parquet_file(path)
-    codes: set[str] = set()
-    for i, stats in enumerate(_column_stats(file, "sigungu_code")):
-        if file.metadata.row_group(i).num_rows == 0:
-            continue
-        if stats is not None and stats.min == stats.max and not stats.null_count:
-            codes.add(str(stats.min))
-            continue
-        column = file.read_row_group(i, columns=["sigungu_code"]).column(0)
-        codes.update(str(v) for v in pc.unique(column).to_pylist() if v is not None)
-    return sorted(codes)
-
-
-def score_range(path: Path) -> tuple[float, float] | None:
-    """The lowest and highest score of a scores file (None when it has no scores): from the
-    row groups' statistics, else from their ``score`` column."""
-    file = _parquet_file(path)
-    lows, highs = [], []
-    for i, stats in enumerate(_column_stats(file, "score")):
-        if file.metadata.row_group(i).num_rows == 0:
-            continue
-        if stats is not None and not stats.null_count:
-            lows.append(float(stats.min))
-            highs.append(float(stats.max))
-            continue
-        found = pc.min_max(file.read_row_group(i, columns=["score"]).column(0)).as_py()
-        if found["min"] is not None:
-            lows.append(float(found["min"]))
-            highs.append(float(found["max"]))
-    return (min(lows), max(highs)) if lows else None
-
-
-def _may_hold(stats: Any, values: list[str]) -> bool:
-    """Whether a row group whose statistics are ``stats`` may hold one of the sorted values."""
-    if stats is None:
-        return True
-    i = bisect.bisect_left(values, str(stats.min))
-    return i < len(values) and values[i] <= str(stats.max)
-
-
-def read_rows(
-    path: Path, columns: Sequence[str], where: Mapping[str, Iterable[str]]
-) -> pd.DataFrame:
-    """The rows of a Parquet file whose text columns hold one of the given values (every
-    condition of ``where``), read one row group at a time, so that memory holds one row group
-    and the rows kept; row groups whose statistics rule the values out are not read."""
-    file = _parquet_file(path)
-    names = file.schema_arrow.names
-    missing = [c for c in [*columns, *where] if c not in names]
-    if missing:
-        raise DataError(f"{path}: columns missing: {', '.join(missing)}")
-    wanted = {c: sorted({str(v) for v in values}) for c, values in where.items()}
-    stats = {c: _column_stats(file, c) for c in wanted}
-    sets = {c: pa.array(v, type=pa.string()) for c, v in wanted.items()}
-    read = list(dict.fromkeys([*columns, *wanted]))
-    parts = []
-    try:
-        for i in range(file.metadata.num_row_groups):
-            if not file.metadata.row_group(i).num_rows or not all(
-                _may_hold(stats[c][i], wanted[c]) for c in wanted
-            ):
-                continue
-            table = file.read_row_group(i, columns=read)
-            keep = None
-            for c, value_set in sets.items():
-                hit = pc.is_in(table[c].cast(pa.string()), value_set=value_set)
-                keep = hit if keep is None else pc.and_(keep, hit)
-            parts.append((table if keep is None else table.filter(keep)).select(list(columns)))
-    except (OSError, ValueError, pa.ArrowException) as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-    if not parts:
-        return file.schema_arrow.empty_table().select(list(columns)).to_pandas()
-    return pa.concat_tables(parts).to_pandas()
-
-
-def scored_among(path: Path, keys: Iterable[str]) -> frozenset[str]:
-    """Which of ``keys`` are households of a scores file."""
-    keys = list(keys)
-    if not keys:
-        return frozenset()
-    return frozenset(read_rows(path, [KEY], {KEY: keys})[KEY].astype(str))
-
-
 def region_names(config: Config) -> dict[str, str]:
     """Names of every 시도, 시군구 and 읍면동 code (staged regions, else raw)."""
     path = TableLayout(OutputLayout(config.paths.output_root).staged).small_table_file("regions")
@@ -835,7 +731,7 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
         )
     manifest = _read_json(manifest_path)
     scores_file = folder / SCORES
-    reason_units = agg.reason_columns(_parquet_file(scores_file).schema_arrow.names)
+    reason_units = agg.reason_columns(parquet_file(scores_file).schema_arrow.names)
     capacity = read_capacity(config)
     names = region_names(config)
     rc = config.report

@@ -35,6 +35,17 @@ from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indica
 from pipeline.config import Config, ConfigError, ScoringConfig
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.features import FeatureRounds
+from pipeline.datasets.rounds import (
+    IMPORTANCE,
+    LISTS,
+    MANIFEST,
+    PARTS,
+    SCORES,
+    list_paths,
+    part_file,
+    replaced_dir,
+    round_exists,
+)
 from pipeline.datasets.staged import capacity_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
@@ -52,7 +63,6 @@ from pipeline.tracking import (
     tracking_uri,
 )
 from pipeline.tracking.models import (
-    IMPORTANCE,
     ModelFile,
     fetch_importance,
     fetch_model,
@@ -65,9 +75,6 @@ from pipeline.vocabulary import coerce_feature_types, eligible_mask
 log = logging.getLogger(__name__)
 
 SCORE_STAGE = "score"
-MANIFEST = "manifest.json"
-SCORES = "scores.parquet"
-LISTS = "lists"
 
 
 @dataclass(frozen=True)
@@ -191,13 +198,6 @@ def _read_events(path: Path, keys: set[str]) -> pd.DataFrame:
     return frame.assign(reported_month=frame["reported_month"].astype("int64"))
 
 
-PARTS = ".parts"
-
-
-def part_file(round_dir: Path, sigungu: str) -> Path:
-    return round_dir / PARTS / f"{sigungu}.parquet"
-
-
 def assemble_scores(round_dir: Path, codes: list[str]) -> int:
     """Concatenate the partitions' score parts into ``scores.parquet`` (one row group each, in
     partition order) and remove the parts; returns the rows written."""
@@ -223,12 +223,6 @@ def assemble_scores(round_dir: Path, codes: list[str]) -> int:
             writer.close()
     shutil.rmtree(round_dir / PARTS)
     return rows
-
-
-def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Path]:
-    folder = lists_dir / sigungu
-    stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
-    return folder / f"{stem}.csv", folder / f"{stem}.xlsx"
 
 
 def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
@@ -353,10 +347,6 @@ def _validation_facts(config: Config, run_id: str | None) -> dict[str, Any]:
     }
 
 
-def round_exists(folder: Path) -> bool:
-    return folder.exists() and any(folder.iterdir())
-
-
 def score_round(
     config: Config, as_of: int, *, model_version: str | None = None, force: bool = False
 ) -> ScoreResult:
@@ -372,7 +362,7 @@ def score_round(
     if round_exists(final) and not force:
         raise UsageError(
             f"{final} exists: a scored round is not overwritten; use --force to score it again "
-            f"(the old folder is kept in {final.parent / '_replaced'})"
+            f"(the old folder is kept in {replaced_dir(config)})"
         )
     spec = load_feature_spec(config.paths.features)
     catalogue = load_indicators(config.paths.indicators)
@@ -399,7 +389,7 @@ def score_round(
     )
     emd_names = _emd_names(config)
     workers = config.runtime.workers
-    with staging_dir(final, keep_old_in=final.parent / "_replaced") as out:
+    with staging_dir(final, keep_old_in=replaced_dir(config)) as out:
         lists_dir = out / LISTS
         tasks = []
         for code in codes:

@@ -11,6 +11,7 @@ from pathlib import Path
 from models.candidates import CalibratedClassifier
 from pipeline.errors import DataError
 from pipeline.tracking.registry import ModelRef
+from pipeline.tracking.runs import download_run_artifact
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +45,9 @@ def fetch_model(ref: ModelRef) -> ModelFile:
     return ModelFile(data, hashlib.sha256(data).hexdigest(), relative)
 
 
-IMPORTANCE = "model/feature_importance.csv"
-
-
 def fetch_importance(ref: ModelRef) -> bytes | None:
     """The training run's ``feature_importance.csv`` (kept with the round for its report)."""
-    import tempfile
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory(prefix="outreach-importance-") as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=ref.run_id, artifact_path="feature_importance.csv", dst_path=tmp
-            )
-        except (MlflowException, OSError) as exc:
-            log.warning("feature importance of run %s not available: %s", ref.run_id, exc)
-            return None
-        return Path(path).read_bytes()
+    return download_run_artifact(ref.run_id, "feature_importance.csv")
 
 
 def unpickle_model(model: ModelFile) -> CalibratedClassifier:

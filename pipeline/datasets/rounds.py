@@ -1,0 +1,183 @@
+"""The round dataset: ``<output_root>/rounds/YYYY-MM/``, written by ``outreach score``.
+
+- ``scores.parquet``: every eligible household of the round (score, ranks, tier, selection,
+  reasons), one row group per 시군구 partition;
+- ``lists/<시군구>/emd_<읍면동>.csv|.xlsx`` and ``lists/<시군구>/sigungu_<시군구>.csv|.xlsx``;
+- ``model/feature_importance.csv``: the training run's importances, kept with the round;
+- ``manifest.json``: the lineage of the round and the sha256 of every file above;
+- ``report/``: the review report (written later by ``outreach report``, outside the manifest).
+
+A round replaced with ``score --force`` is kept in ``rounds/_replaced/YYYY-MM-N/``. The readers
+below read Parquet row group by row group, so no reader holds a national table it does not need.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout
+from pipeline.errors import DataError
+from pipeline.months import format_month
+from pipeline.vocabulary import KEY
+
+MANIFEST = "manifest.json"
+SCORES = "scores.parquet"
+LISTS = "lists"
+IMPORTANCE = "model/feature_importance.csv"
+REPORT = "report"
+PARTS = ".parts"  # the partitions' score parts while a round is built
+REPLACED = "_replaced"
+LIST_SUFFIXES = (".csv", ".xlsx")
+
+
+def round_dir(config: Config, as_of: int) -> Path:
+    """``<output_root>/rounds/YYYY-MM/``."""
+    return OutputLayout(config.paths.output_root).round(format_month(as_of))
+
+
+def replaced_dir(config: Config) -> Path:
+    """Where ``score --force`` keeps the rounds it replaced."""
+    return OutputLayout(config.paths.output_root).rounds / REPLACED
+
+
+def round_exists(folder: Path) -> bool:
+    return folder.exists() and any(folder.iterdir())
+
+
+def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Path]:
+    """CSV and XLSX of one 읍면동's list (``emd``), or of the whole 시군구 (``emd`` None)."""
+    folder = lists_dir / sigungu
+    stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
+    return folder / f"{stem}.csv", folder / f"{stem}.xlsx"
+
+
+def part_file(folder: Path, sigungu: str) -> Path:
+    """A partition's part of the scores while the round is built."""
+    return folder / PARTS / f"{sigungu}.parquet"
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The round's ``manifest.json``; DataError naming the file when it cannot be read."""
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None
+
+
+def parquet_file(path: Path) -> pq.ParquetFile:
+    if not path.is_file():
+        raise DataError(f"{path}: not found")
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
+def _column_stats(file: pq.ParquetFile, column: str) -> list[Any]:
+    """The statistics of one column in each row group (None where a row group has none)."""
+    names = [file.metadata.schema.column(i).path for i in range(file.metadata.num_columns)]
+    if column not in names:
+        raise DataError(f"{file}: column {column} missing")
+    index = names.index(column)
+    out = []
+    for i in range(file.metadata.num_row_groups):
+        stats = file.metadata.row_group(i).column(index).statistics
+        out.append(stats if stats is not None and stats.has_min_max else None)
+    return out
+
+
+def scores_sigungu(path: Path) -> list[str]:
+    """The 시군구 codes of a scores file: from each row group's statistics when they name one
+    code, else from the row group's ``sigungu_code`` column."""
+    file = parquet_file(path)
+    codes: set[str] = set()
+    for i, stats in enumerate(_column_stats(file, "sigungu_code")):
+        if file.metadata.row_group(i).num_rows == 0:
+            continue
+        if stats is not None and stats.min == stats.max and not stats.null_count:
+            codes.add(str(stats.min))
+            continue
+        column = file.read_row_group(i, columns=["sigungu_code"]).column(0)
+        codes.update(str(v) for v in pc.unique(column).to_pylist() if v is not None)
+    return sorted(codes)
+
+
+def score_range(path: Path) -> tuple[float, float] | None:
+    """The lowest and highest score of a scores file (None when it has no scores): from the
+    row groups' statistics, else from their ``score`` column."""
+    file = parquet_file(path)
+    lows, highs = [], []
+    for i, stats in enumerate(_column_stats(file, "score")):
+        if file.metadata.row_group(i).num_rows == 0:
+            continue
+        if stats is not None and not stats.null_count:
+            lows.append(float(stats.min))
+            highs.append(float(stats.max))
+            continue
+        found = pc.min_max(file.read_row_group(i, columns=["score"]).column(0)).as_py()
+        if found["min"] is not None:
+            lows.append(float(found["min"]))
+            highs.append(float(found["max"]))
+    return (min(lows), max(highs)) if lows else None
+
+
+def _may_hold(stats: Any, values: list[str]) -> bool:
+    """Whether a row group whose statistics are ``stats`` may hold one of the sorted values."""
+    if stats is None:
+        return True
+    i = bisect.bisect_left(values, str(stats.min))
+    return i < len(values) and values[i] <= str(stats.max)
+
+
+def read_rows(
+    path: Path, columns: Sequence[str], where: Mapping[str, Iterable[str]]
+) -> pd.DataFrame:
+    """The rows of a Parquet file whose text columns hold one of the given values (every
+    condition of ``where``), read one row group at a time, so that memory holds one row group
+    and the rows kept; row groups whose statistics rule the values out are not read."""
+    file = parquet_file(path)
+    names = file.schema_arrow.names
+    missing = [c for c in [*columns, *where] if c not in names]
+    if missing:
+        raise DataError(f"{path}: columns missing: {', '.join(missing)}")
+    wanted = {c: sorted({str(v) for v in values}) for c, values in where.items()}
+    stats = {c: _column_stats(file, c) for c in wanted}
+    sets = {c: pa.array(v, type=pa.string()) for c, v in wanted.items()}
+    read = list(dict.fromkeys([*columns, *wanted]))
+    parts = []
+    try:
+        for i in range(file.metadata.num_row_groups):
+            if not file.metadata.row_group(i).num_rows or not all(
+                _may_hold(stats[c][i], wanted[c]) for c in wanted
+            ):
+                continue
+            table = file.read_row_group(i, columns=read)
+            keep = None
+            for c, value_set in sets.items():
+                hit = pc.is_in(table[c].cast(pa.string()), value_set=value_set)
+                keep = hit if keep is None else pc.and_(keep, hit)
+            parts.append((table if keep is None else table.filter(keep)).select(list(columns)))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    if not parts:
+        return file.schema_arrow.empty_table().select(list(columns)).to_pandas()
+    return pa.concat_tables(parts).to_pandas()
+
+
+def scored_among(path: Path, keys: Iterable[str]) -> frozenset[str]:
+    """Which of ``keys`` are households of a scores file."""
+    keys = list(keys)
+    if not keys:
+        return frozenset()
+    return frozenset(read_rows(path, [KEY], {KEY: keys})[KEY].astype(str))
