@@ -35,7 +35,7 @@ from pipeline.io import sha256_file, sha256_tree
 from pipeline.months import format_month, parse_month
 from pipeline.report import aggregates as agg
 from pipeline.report import pages
-from pipeline.report.stage import render_report  # noqa: F401  (the module imports cleanly)
+from pipeline.report.render import render_report  # noqa: F401  (the module imports cleanly)
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
@@ -611,14 +611,14 @@ def _fairness_reference(scores: pd.DataFrame, features: pd.DataFrame) -> pd.Data
 
 
 def _count_round(scores_file: Path, folder: Path, leading: list[str], edges) -> agg.RoundCounts:
-    from pipeline.report import stage
+    from pipeline.report import inputs
 
-    tasks = stage.count_tasks(
+    tasks = inputs.count_tasks(
         "round",
         scores_file,
         folder,
         score_columns=[
-            *stage.COUNT_COLUMNS,
+            *inputs.COUNT_COLUMNS,
             *agg.reason_columns(pq.read_schema(scores_file).names),
         ],
         feature_columns=list(dict.fromkeys(["household_key", *agg.FAIRNESS_COLUMNS, *leading])),
@@ -627,12 +627,12 @@ def _count_round(scores_file: Path, folder: Path, leading: list[str], edges) -> 
         fairness=True,
     )
     assert len(tasks) > 1, "the sample must have several partitions"
-    return agg.combine_counts([stage.count_partition(t) for t in tasks], cap=agg.ROUND_DISTINCT)
+    return agg.combine_counts([inputs.count_partition(t) for t in tasks], cap=agg.ROUND_DISTINCT)
 
 
 @pytest.mark.parametrize("layout", ["as scored", "other row groups, no statistics"])
 def test_counts_partition_by_partition_equal_the_whole_round(scored_sample, tmp_path, layout):
-    from pipeline.report import stage
+    from pipeline.report import inputs
 
     config = scored_sample.config
     scores_file = scored_sample.round_dir / "scores.parquet"
@@ -653,7 +653,7 @@ def test_counts_partition_by_partition_equal_the_whole_round(scored_sample, tmp_
     previous_features = pd.concat(
         [pd.read_parquet(p) for p in sorted(previous.glob("features/sigungu=*/part-0.parquet"))]
     )
-    importance = stage.training_importance(config, None, scored_sample.round_dir)
+    importance = inputs.training_importance(config, None, scored_sample.round_dir)
     leading = agg.leading_from_importance(importance, list(features.columns[2:]), 10)
     leading = list(dict.fromkeys([*leading, "hh__tenure", "hh__benefit_status"]))
     assert any(features[c].nunique() > 10 for c in leading), "a column cut at deciles"
@@ -665,7 +665,7 @@ def test_counts_partition_by_partition_equal_the_whole_round(scored_sample, tmp_
     counts = _count_round(scores_file, current, leading, edges)
     before = _count_round(scores_file, previous, leading, None)
 
-    capacity = stage.read_capacity(config)
+    capacity = inputs.read_capacity(config)
     pd.testing.assert_frame_equal(
         agg.district_table_from_counts(counts.districts, capacity),
         agg.district_table(scores, capacity),

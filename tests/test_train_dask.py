@@ -40,7 +40,7 @@ from pipeline.datasets.truth import truth_files
 from pipeline.months import parse_month
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.datasets import mlflow_digest
-from pipeline.train.stage import plan_rounds
+from pipeline.train.fit import plan_rounds
 from pipeline.vocabulary import KEY, category_levels
 
 pytestmark = pytest.mark.filterwarnings(
@@ -330,7 +330,7 @@ def test_a_test_round_evaluated_by_partition_keeps_aggregates_only(setting):
     # the MLflow record of the round's inputs is the one MLflow computes on the whole frame
     from mlflow.data.digest_utils import compute_pandas_digest
 
-    from pipeline.train.stage import round_input_rows
+    from pipeline.train.fit import round_input_rows
 
     summary, proxy_rows = round_input_rows(
         setting.source, result.households, setting.inputs, 300, tc.seed

@@ -67,7 +67,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     households = args.households or config.bench.households
     sigungu = max(2, round(households / 90000)) if args.households else config.bench.sigungu
     low, high = config.bench.emd_per_sigungu
-    out_dir = config.paths.output_root / "bench"
+    out_dir = OutputLayout(config.paths.output_root).bench
     work = out_dir / "work"
     bench_config = config.with_overrides(
         generator={"households": households, "sigungu": sigungu, "emd_per_sigungu": [low, high]},

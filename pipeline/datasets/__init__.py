@@ -81,6 +81,11 @@ class OutputLayout:
     def bench(self) -> Path:
         return self.root / "bench"
 
+    @property
+    def describe_summary(self) -> Path:
+        """``describe/summary.json``: the figures of ``outreach describe``."""
+        return self.root / "describe" / "summary.json"
+
     def features(self, as_of: str) -> Path:
         return self.root / "features" / f"as_of={as_of}"
 

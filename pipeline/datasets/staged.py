@@ -10,6 +10,7 @@ row is kept: it is the administrative system's record, validated with the raw ta
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -137,3 +138,40 @@ def load_capacity(config: Config) -> pd.Series:
     frame = pd.read_parquet(path, columns=["emd_code", "capacity_per_round"])
     series = frame.set_index(frame["emd_code"].astype("string"))["capacity_per_round"]
     return series.astype("int64").rename("capacity")
+
+
+STAGED_MANIFEST = "_manifest.json"  # what went in and what came out of ingest
+
+
+def staged_manifest_file(config: Config) -> Path:
+    """``<output_root>/staged/_manifest.json`` (written by ``outreach ingest``)."""
+    return OutputLayout(config.paths.output_root).staged / STAGED_MANIFEST
+
+
+def read_staged_manifest(config: Config) -> dict:
+    """The staged manifest, or an empty mapping when ingest has not run."""
+    path = staged_manifest_file(config)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def regions_file(config: Config) -> Path:
+    """The staged regions table when ingest wrote one, else the raw one."""
+    staged = TableLayout(OutputLayout(config.paths.output_root).staged).small_table_file("regions")
+    if staged.is_file():
+        return staged
+    return TableLayout(config.paths.raw_input).small_table_file("regions")
+
+
+def region_names(config: Config, level: str | None = None) -> dict[str, str]:
+    """Names of the region codes (of one ``level``: ``sido``, ``sigungu`` or ``emd``; all when
+    None), from the staged regions table, else the raw one; empty when neither exists."""
+    path = regions_file(config)
+    if not path.is_file():
+        return {}
+    try:
+        regions = pd.read_parquet(path, columns=["region_code", "level", "name"])
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None
+    if level is not None:
+        regions = regions[regions["level"].astype("string") == level]
+    return dict(zip(regions["region_code"].astype(str), regions["name"].astype(str), strict=True))

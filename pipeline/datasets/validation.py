@@ -59,3 +59,8 @@ def contract_digest(config: Config) -> str:
         "outcomes_sha256": sha256_file(config.paths.outcomes),
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def validation_record_file(config: Config, run_id: str) -> Path:
+    """``<output_root>/validation/runs/<run_id>/validation.json``."""
+    return runs_dir(OutputLayout(config.paths.output_root)) / run_id / VALIDATION_JSON

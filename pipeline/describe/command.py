@@ -7,8 +7,9 @@ import json
 import logging
 from pathlib import Path
 
-from pipeline.catalogue import load_indicators
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
+from pipeline.datasets import OutputLayout
 from pipeline.describe.stage import describe
 from pipeline.errors import EXIT_OK
 from pipeline.io import write_json
@@ -24,9 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(config: Config, args: argparse.Namespace) -> int:
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
     truth_dir = getattr(args, "truth_dir", None) or config.paths.truth_input
-    catalogue = load_indicators(config.paths.indicators)
+    catalogue = load_catalogues(config).indicators
     summary = describe(config, catalogue, raw_dir, truth_dir)
-    out = config.paths.output_root / "describe" / "summary.json"
+    out = OutputLayout(config.paths.output_root).describe_summary
     write_json(summary, out)
     rows = summary["rows"]
     print(

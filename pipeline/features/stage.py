@@ -17,12 +17,20 @@ import pandas as pd
 
 from features.build import build_features
 from features.labels import build_labels
-from features.spec import FeatureSpec, feature_columns, load_feature_spec, model_input_names
-from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
+from features.spec import FeatureSpec, feature_columns, model_input_names
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.features import (
+    DATA_DICTIONARY_CSV,
+    DATA_DICTIONARY_JSON,
+    FEATURES_TABLE,
+    LABELS_TABLE,
+    MANIFEST,
+)
 from pipeline.datasets.outcomes import imported_outcome_files, relative_name
-from pipeline.datasets.staged import read_feature_inputs, staged_partitions
+from pipeline.datasets.staged import STAGED_MANIFEST, read_feature_inputs, staged_partitions
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
@@ -60,8 +68,8 @@ def _feature_partition(task: _Task) -> dict[str, int]:
     features = build_features(inputs, task.as_of, task.spec, task.catalogue, task.outcome_catalogue)
     labels = build_labels(inputs.outcomes, task.as_of, task.outcome_catalogue)
     layout = TableLayout(task.out_dir)
-    write_parquet(features, layout.partition_file("features", task.sigungu))
-    write_parquet(labels, layout.partition_file("labels", task.sigungu))
+    write_parquet(features, layout.partition_file(FEATURES_TABLE, task.sigungu))
+    write_parquet(labels, layout.partition_file(LABELS_TABLE, task.sigungu))
     return {
         "households": len(features),
         "events": len(inputs.events),
@@ -86,15 +94,21 @@ def spec_digest(spec: FeatureSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode("utf-8")).hexdigest()
 
 
-def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> FeatureRun:
-    """Build features and labels for the round ``as_of`` from the staged tables."""
+def build_round(
+    config: Config,
+    as_of: int,
+    staged_dir: Path | None = None,
+    catalogues: Catalogues | None = None,
+) -> FeatureRun:
+    """Build features and labels for the round ``as_of`` from the staged tables (the
+    ``catalogues`` of the command, read from the config's paths when not given)."""
     staged_dir = staged_dir or OutputLayout(config.paths.output_root).staged
     codes = staged_partitions(staged_dir)
     if not codes:
         raise DataError(f"{staged_dir}: no staged households found: run `outreach ingest` first")
-    spec = load_feature_spec(config.paths.features)
-    catalogue = load_indicators(config.paths.indicators)
-    outcome_catalogue = load_outcomes(config.paths.outcomes)
+    catalogues = catalogues or load_catalogues(config)
+    spec, catalogue = catalogues.features, catalogues.indicators
+    outcome_catalogue = catalogues.outcomes
     label = format_month(as_of)
     final = OutputLayout(config.paths.output_root).features(label)
     outcomes_dir = OutputLayout(config.paths.output_root).outcomes
@@ -121,10 +135,10 @@ def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> F
             description=f"features {label}",
         )
         dictionary = data_dictionary(spec, catalogue)
-        dictionary.to_csv(out_dir / "data_dictionary.csv", index=False, encoding="utf-8")
-        write_json(dictionary.to_dict(orient="records"), out_dir / "data_dictionary.json")
+        dictionary.to_csv(out_dir / DATA_DICTIONARY_CSV, index=False, encoding="utf-8")
+        write_json(dictionary.to_dict(orient="records"), out_dir / DATA_DICTIONARY_JSON)
         totals = {key: sum(s[key] for s in stats) for key in stats[0]}
-        staged_manifest = staged_dir / "_manifest.json"
+        staged_manifest = staged_dir / STAGED_MANIFEST
         write_json(
             {
                 "as_of": label,
@@ -145,7 +159,7 @@ def build_round(config: Config, as_of: int, staged_dir: Path | None = None) -> F
                 "columns": len(dictionary),
                 "files_sha256": sha256_tree(out_dir),
             },
-            out_dir / "manifest.json",
+            out_dir / MANIFEST,
         )
     log.info("wrote %s", final)
     return FeatureRun(

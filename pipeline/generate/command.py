@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.catalogue import load_indicators
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
+from pipeline.datasets import OutputLayout
 from pipeline.errors import EXIT_OK, UsageError
 
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _would_replace_kept_input(config: Config, target: Path) -> bool:
     """True when generating would replace input data kept outside the output root (the sample)."""
     raw_input = config.paths.raw_input.resolve()
-    if (target / "raw").resolve() != raw_input:
+    if OutputLayout(target).raw.resolve() != raw_input:
         return False
     return not raw_input.is_relative_to(config.paths.output_root.resolve())
 
@@ -37,7 +38,7 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     """Generate into the output root (for ``outreach bench``); returns the households written."""
     from pipeline.generate.stage import generate
 
-    catalogue = load_indicators(config.paths.indicators)
+    catalogue = load_catalogues(config).indicators
     return generate(config, catalogue, config.paths.output_root).rows["households"]
 
 
@@ -54,10 +55,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
     target = args.output_dir or config.paths.output_root
     if _would_replace_kept_input(config, target) and not args.force:
         raise UsageError(
-            f"{target / 'raw'} is the configured input data (paths.raw_input) and lies outside "
-            f"the output root {config.paths.output_root}; pass --force to regenerate it"
+            f"{OutputLayout(target).raw} is the configured input data (paths.raw_input) and lies "
+            f"outside the output root {config.paths.output_root}; pass --force to regenerate it"
         )
-    catalogue = load_indicators(config.paths.indicators)
+    catalogue = load_catalogues(config).indicators
     result = generate(config, catalogue, target, catalogue_path=config.paths.indicators)
     print(
         f"generated {result.rows['households']:,} households, "

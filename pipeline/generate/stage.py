@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.catalogue import IndicatorCatalogue
 from pipeline.config import Config
-from pipeline.datasets import TableLayout
+from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.engine import map_partitions
 from pipeline.generate.regions import SigunguSpec, build_regions, capacity_table, regions_table
 from pipeline.generate.simulate import SimulationContext, simulate_partition
@@ -80,8 +80,8 @@ def generate(
     gen = config.generator
     specs = build_regions(gen.seed, gen.households, gen.sigungu, gen.emd_per_sigungu)
     context = simulation_context(config, catalogue)
-    raw_final = target_root / "raw"
-    truth_final = target_root / "truth"
+    raw_final = OutputLayout(target_root).raw
+    truth_final = OutputLayout(target_root).truth
     log.info(
         "generating %d households in %d 시군구 partitions, %s..%s, seed %d",
         gen.households,

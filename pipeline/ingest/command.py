@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.catalogue import load_indicators, load_outcomes
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.errors import EXIT_OK
 
@@ -20,8 +20,8 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     from pipeline.ingest.stage import ingest
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
-    catalogue = load_indicators(config.paths.indicators)
-    outcomes = load_outcomes(config.paths.outcomes)
+    catalogues = load_catalogues(config)
+    catalogue, outcomes = catalogues.indicators, catalogues.outcomes
     result = ingest(config, catalogue, outcomes, raw_dir, resolve_key(config, raw_dir))
     return sum(r["raw"] for r in result.manifest["rows"].values())
 
@@ -32,8 +32,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
     key = resolve_key(config, raw_dir)
-    catalogue = load_indicators(config.paths.indicators)
-    outcomes = load_outcomes(config.paths.outcomes)
+    catalogues = load_catalogues(config)
+    catalogue, outcomes = catalogues.indicators, catalogues.outcomes
     result = ingest(config, catalogue, outcomes, raw_dir, key)
     rows = result.manifest["rows"]
     excluded = sum(r["excluded"] for r in rows.values())

@@ -32,6 +32,7 @@ from pipeline.datasets import (
     OutputLayout,
     TableLayout,
 )
+from pipeline.datasets.staged import STAGED_MANIFEST
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.ingest import transform
@@ -41,7 +42,7 @@ from pipeline.io import PARQUET_OPTIONS, sha256_tree, staging_dir, write_json
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "_manifest.json"
+MANIFEST = STAGED_MANIFEST
 # Pseudonyms are long and distinct: let Parquet keep them dictionary-encoded. zstd level 1
 # writes staged tables about a third faster than level 3, and no larger.
 WRITE_OPTIONS: dict[str, Any] = {

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.errors import EXIT_DATA, EXIT_OK, DataError, UsageError
 
@@ -66,11 +67,10 @@ def _summary(result) -> list[str]:
 def run(config: Config, args: argparse.Namespace) -> int:
     if args.action != "import":  # argparse only offers "import"
         raise UsageError(f"outcomes: unknown action {args.action!r}")
-    from pipeline.catalogue import load_outcomes
     from pipeline.outcomes.checks import RowValidator
     from pipeline.outcomes.importer import import_file
 
-    catalogue = load_outcomes(config.paths.outcomes)
+    catalogue = load_catalogues(config).outcomes
     validator = RowValidator()
     failed = 0
     for path in args.files:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.catalogue import OutcomeCatalogue, load_outcomes
+from pipeline.catalogue import OutcomeCatalogue
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import (
@@ -180,7 +181,7 @@ def import_file(
     catalogue: OutcomeCatalogue | None = None,
 ) -> ImportResult:
     """Import one returned list; DataError when the file as a whole cannot be imported."""
-    catalogue = catalogue or load_outcomes(config.paths.outcomes)
+    catalogue = catalogue or load_catalogues(config).outcomes
     returned = read_returned_list(path)
     try:
         round_label = file_round(returned.rows)

@@ -29,9 +29,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features.spec import load_feature_spec
 from models.candidates import CalibratedClassifier
-from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config, ConfigError, ScoringConfig
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.features import FeatureRounds
@@ -46,7 +46,13 @@ from pipeline.datasets.rounds import (
     replaced_dir,
     round_exists,
 )
-from pipeline.datasets.staged import capacity_file
+from pipeline.datasets.staged import (
+    capacity_file,
+    read_staged_manifest,
+    region_names,
+    staged_manifest_file,
+)
+from pipeline.datasets.validation import validation_record_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
@@ -60,6 +66,7 @@ from pipeline.tracking import (
     connect,
     ensure_experiment,
     package_versions,
+    runlog,
     tracking_uri,
 )
 from pipeline.tracking.models import (
@@ -307,18 +314,6 @@ def capacity_by_sigungu(config: Config) -> dict[str, dict[str, int]]:
     return out
 
 
-def _emd_names(config: Config) -> dict[str, str]:
-    layout = OutputLayout(config.paths.output_root)
-    path = TableLayout(layout.staged).small_table_file("regions")
-    if not path.is_file():
-        path = TableLayout(config.paths.raw_input).small_table_file("regions")
-    if not path.is_file():
-        return {}
-    regions = pd.read_parquet(path, columns=["region_code", "level", "name"])
-    emd = regions[regions["level"].astype("string") == "emd"]
-    return dict(zip(emd["region_code"].astype(str), emd["name"].astype(str), strict=True))
-
-
 def config_digest(config: Config) -> str:
     text = json.dumps(config.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -332,10 +327,9 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _validation_facts(config: Config, run_id: str | None) -> dict[str, Any]:
-    folder = OutputLayout(config.paths.output_root).validation
     if not run_id:
         return {"run_id": None, "status": "unknown: the staged data names no validation run"}
-    record = folder / "runs" / run_id / "validation.json"
+    record = validation_record_file(config, run_id)
     if not record.is_file():
         return {"run_id": run_id, "status": f"unknown: {record} not found"}
     data = json.loads(record.read_text(encoding="utf-8"))
@@ -348,14 +342,17 @@ def _validation_facts(config: Config, run_id: str | None) -> dict[str, Any]:
 
 
 def score_round(
-    config: Config, as_of: int, *, model_version: str | None = None, force: bool = False
+    config: Config,
+    as_of: int,
+    *,
+    model_version: str | None = None,
+    force: bool = False,
+    catalogues: Catalogues | None = None,
 ) -> ScoreResult:
     """``outreach score``: score the round ``as_of`` and write its folder, tracked in MLflow."""
     started = time.perf_counter()
     # The workers' fork server imports its libraries while this process opens the MLflow store.
     warm_up(config.runtime, [score_partition.__module__])
-    import mlflow
-
     label = format_month(as_of)
     layout = OutputLayout(config.paths.output_root)
     final = layout.round(label)
@@ -364,9 +361,8 @@ def score_round(
             f"{final} exists: a scored round is not overwritten; use --force to score it again "
             f"(the old folder is kept in {replaced_dir(config)})"
         )
-    spec = load_feature_spec(config.paths.features)
-    catalogue = load_indicators(config.paths.indicators)
-    outcomes = load_outcomes(config.paths.outcomes)
+    catalogues = catalogues or load_catalogues(config)
+    spec, catalogue, outcomes = catalogues.features, catalogues.indicators, catalogues.outcomes
     column = signal_column(config.scoring, spec.distinct_types_windows)
     client = connect(config)
     ref = resolve_model(client, config.training.model_name, model_version)
@@ -381,13 +377,9 @@ def score_round(
         raise DataError(f"{features_dir}: no feature partitions")
     capacity = capacity_by_sigungu(config)
     staged = layout.staged
-    staged_manifest_path = staged / "_manifest.json"
-    staged_manifest = (
-        json.loads(staged_manifest_path.read_text(encoding="utf-8"))
-        if staged_manifest_path.is_file()
-        else {}
-    )
-    emd_names = _emd_names(config)
+    staged_manifest_path = staged_manifest_file(config)
+    staged_manifest = read_staged_manifest(config)
+    emd_names = region_names(config, "emd")
     workers = config.runtime.workers
     with staging_dir(final, keep_old_in=replaced_dir(config)) as out:
         lists_dir = out / LISTS
@@ -430,7 +422,7 @@ def score_round(
         files = sha256_tree(out)
         code = code_version()
         experiment_id = ensure_experiment(client, config, config.scoring.experiment)
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {label}") as run:
+        with runlog.start_run(experiment_id, f"score {label}") as run_id:
             manifest = {
                 "round": label,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -446,7 +438,7 @@ def score_round(
                     "file_sha256": model.sha256,
                 },
                 "scoring_run": {
-                    "run_id": run.info.run_id,
+                    "run_id": run_id,
                     "experiment_id": experiment_id,
                     "experiment": config.scoring.experiment,
                     "tracking_uri": tracking_uri(config),
@@ -481,7 +473,6 @@ def score_round(
             write_json(manifest, out / MANIFEST)
             manifest_sha = sha256_file(out / MANIFEST)
             _log_scoring_run(config, ref, manifest, manifest_sha, out, features_dir, code)
-            run_id = run.info.run_id
     seconds = time.perf_counter() - started
     log.info(
         "round %s: %d scored, %d listed in %.1f s",
@@ -503,14 +494,8 @@ def _log_scoring_run(
     code: dict[str, str],
 ) -> None:
     """Params, tags, metrics, the feature dataset and the manifest of the scoring run."""
-    import warnings
-
-    import mlflow
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.meta_dataset import MetaDataset
-
     label = manifest["round"]
-    mlflow.log_params(
+    runlog.log_params(
         {
             "as_of": label,
             "model_name": ref.name,
@@ -520,7 +505,7 @@ def _log_scoring_run(
             **{f"scoring.{k}": json.dumps(v) for k, v in manifest["config"]["scoring"].items()},
         }
     )
-    mlflow.set_tags(
+    runlog.set_tags(
         {
             "outreach.stage": SCORE_STAGE,
             "outreach.as_of": label,
@@ -534,18 +519,13 @@ def _log_scoring_run(
             **{f"code.{k}": v for k, v in code.items()},
         }
     )
-    mlflow.log_metrics({f"count.{k}": float(v) for k, v in manifest["counts"].items()})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dataset = MetaDataset(
-            source=resolve_dataset_source(str(features_dir.resolve())),
-            name=f"features_as_of_{label}",
-            digest=manifest["features"]["mlflow_digest"],
-        )
-        mlflow.log_input(
-            dataset,
-            context="scoring",
-            tags={"manifest_sha256": manifest["features"]["manifest_sha256"]},
-        )
-    mlflow.log_artifact(str(out / MANIFEST), artifact_path="round")
-    mlflow.log_dict(config.model_dump(mode="json"), "config/resolved_config.json")
+    runlog.log_metrics({f"count.{k}": float(v) for k, v in manifest["counts"].items()})
+    runlog.log_folder_dataset(
+        features_dir,
+        name=f"features_as_of_{label}",
+        digest=manifest["features"]["mlflow_digest"],
+        context="scoring",
+        tags={"manifest_sha256": manifest["features"]["manifest_sha256"]},
+    )
+    runlog.log_artifact(out / MANIFEST, artifact_path="round")
+    runlog.log_dict(config.model_dump(mode="json"), "config/resolved_config.json")

@@ -145,3 +145,22 @@ def rollback(client: Any, config: Config, reason: str) -> AliasMove:
     if len(history) < 2:
         raise UsageError(f"rollback: model {name} has no earlier champion to return to")
     return move_champion(client, config, name, history[-2], "rollback", reason)
+
+
+def champion_metric(client: Any, champion: Any | None, key: str) -> float | None:
+    """A metric of the run that trained the current champion (None without a champion)."""
+    if champion is None or not champion.run_id:
+        return None
+    return client.get_run(champion.run_id).data.metrics.get(key)
+
+
+def tag_version(client: Any, model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Set tags of a registered version, in the order given."""
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+
+
+def mark_challenger(client: Any, model_name: str, version: str, reason: str) -> None:
+    """Give ``version`` the challenger alias, with the reason it is not the champion."""
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    client.set_model_version_tag(model_name, version, "challenger_reason", reason)

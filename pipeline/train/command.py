@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def prerequisites(config: Config, args: argparse.Namespace) -> list[Prerequisite]:
     """The feature rounds training reads (every past round and the as-of round) that are
     missing or out of date: built first with ``outreach features --as-of YYYY-MM``."""
-    from pipeline.train.stage import plan_rounds
+    from pipeline.train.fit import plan_rounds
 
     as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
     rounds, _ = plan_rounds(config, as_of)

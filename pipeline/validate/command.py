@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pipeline.catalogue import load_indicators, load_outcomes
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.errors import EXIT_OK, DataError
@@ -24,10 +24,11 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     from pipeline.validate.stage import PASSED, run_validation
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
+    catalogues = load_catalogues(config)
     result = run_validation(
         config,
-        load_indicators(config.paths.indicators),
-        load_outcomes(config.paths.outcomes),
+        catalogues.indicators,
+        catalogues.outcomes,
         raw_dir,
     )
     write_run(result, config, OutputLayout(config.paths.output_root))
@@ -42,8 +43,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.validate.verdict import summary_lines
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
-    catalogue = load_indicators(config.paths.indicators)
-    outcomes = load_outcomes(config.paths.outcomes)
+    catalogues = load_catalogues(config)
+    catalogue, outcomes = catalogues.indicators, catalogues.outcomes
     result = run_validation(config, catalogue, outcomes, raw_dir)
     folder = write_run(result, config, OutputLayout(config.paths.output_root))
     rows = sum(result.rows.values())

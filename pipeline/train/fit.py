@@ -1,0 +1,211 @@
+"""The pure part of ``outreach train``: backtests, the final model and the fairness audit.
+
+Reads the feature rounds through a :class:`~pipeline.datasets.features.RoundSource`; writes no
+file and logs nothing (the stage wrapper does, through :mod:`pipeline.tracking`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.spec import model_input_names
+from models.backtest import (
+    BacktestResult,
+    TestRoundReader,
+    build_pool,
+    fit_candidate,
+    run_backtests,
+    training_table,
+)
+from models.candidates import CalibratedClassifier, LightGBMFitter
+from models.dataset_summary import DIGEST_ROWS, DatasetSummary
+from models.evaluation import RoundHouseholds, household_keys
+from models.fairness import fairness_from_counts, proxy_check_rows, proxy_sample
+from pipeline.catalogues import Catalogues, load_catalogues
+from pipeline.config import Config
+from pipeline.datasets.features import CachedSource, RoundSource
+from pipeline.datasets.staged import load_capacity
+from pipeline.datasets.truth import truth_available, truth_covers, truth_files
+from pipeline.errors import DataError
+from pipeline.months import format_month
+from pipeline.train.distributed import engine_of
+from pipeline.vocabulary import KEY, category_levels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """Results of the pure part of training (before anything is logged)."""
+
+    as_of: int
+    rounds: list[int]
+    test_rounds: list[int]
+    inputs: list[str]
+    backtest: BacktestResult
+    model: CalibratedClassifier
+    final_rows: int
+    final_labelled: int
+    final_negatives: int
+    final_rounds: list[int]
+    fairness: pd.DataFrame | None
+    fairness_rule: pd.DataFrame | None
+    proxy: pd.DataFrame | None
+    example: pd.DataFrame
+    train_frame: pd.DataFrame
+    test_summaries: dict[int, DatasetSummary]  # each test round's model inputs, for MLflow
+    engine: str = "local"  # where LightGBM was fitted: local or dask
+
+
+def plan_rounds(config: Config, as_of: int) -> tuple[list[int], list[int]]:
+    """Past rounds before ``as_of`` and the last K of them as test rounds."""
+    rounds = [r for r in config.window.round_months() if r < as_of]
+    bt = config.training.backtest
+    need = bt.min_train_rounds + config.training.calibration.holdout_rounds + bt.test_rounds
+    if len(rounds) < need:
+        raise DataError(
+            f"train as of {format_month(as_of)}: {len(rounds)} past rounds, need at least {need} "
+            "(backtest.min_train_rounds + calibration.holdout_rounds + backtest.test_rounds)"
+        )
+    return rounds, rounds[-bt.test_rounds :]
+
+
+def _example_row(X: pd.DataFrame) -> pd.DataFrame:
+    """A made-up input row (medians and most frequent levels), not any household's data."""
+    row = {}
+    for column in X.columns:
+        values = X[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            mode = values.mode(dropna=True)
+            row[column] = pd.Categorical(
+                [mode.iloc[0] if len(mode) else values.cat.categories[0]],
+                categories=values.cat.categories,
+            )
+        else:
+            median = values.median()
+            row[column] = np.array([0.0 if pd.isna(median) else median], dtype=values.dtype)
+    return pd.DataFrame(row)
+
+
+def round_input_rows(
+    source: RoundSource, test: RoundHouseholds, inputs: list[str], proxy: int, seed: int
+) -> tuple[DatasetSummary, pd.DataFrame]:
+    """The round's MLflow dataset summary and the proxy check's rows, by one lean read.
+
+    Both need the model inputs of a few households only: the first rows in key order (the
+    digest) and a seeded sample (the proxy check), so only those rows are read again.
+    """
+    rows = test.total
+    head_at = np.arange(min(DIGEST_ROWS, rows))
+    sample_at = proxy_sample(rows, proxy, seed)
+    wanted_at = np.union1d(head_at, sample_at)
+    keys = pd.Series(household_keys(test, wanted_at), index=wanted_at, dtype="string")
+    head, sample = keys.loc[head_at], keys.loc[sample_at]
+    found = source.features(test.round_month, keys=pd.Index(keys.unique()))
+    found = found[source.eligible(found)].set_index(KEY, drop=False)
+    summary = DatasetSummary.from_parts(
+        found.loc[head, inputs].reset_index(drop=True), rows, test.input_flags
+    )
+    return summary, found.loc[sample].reset_index(drop=True)
+
+
+def fit_all(
+    config: Config,
+    source: RoundSource,
+    as_of: int,
+    fitter: LightGBMFitter | None = None,
+    catalogues: Catalogues | None = None,
+) -> Trained:
+    """Backtests, the final model and the fairness audit: no tracking, no files.
+
+    ``fitter`` fits the LightGBM candidates elsewhere (``pipeline.train.distributed``, on Dask),
+    in the backtests and for the final model alike, so that the backtest metrics describe how the
+    registered model was trained. Test rounds are scored on ``config.runtime``'s engine.
+    """
+    tc = config.training
+    catalogues = catalogues or load_catalogues(config)
+    spec, catalogue, outcomes = catalogues.features, catalogues.indicators, catalogues.outcomes
+    inputs = model_input_names(spec, catalogue)
+    levels = category_levels(outcomes)
+    categorical = [c for c in inputs if c in levels]
+    numeric = [c for c in inputs if c not in levels]
+    rounds, test_rounds = plan_rounds(config, as_of)
+    source = CachedSource(source)
+    log.info(
+        "train as of %s: %d past rounds, test rounds %s",
+        format_month(as_of),
+        len(rounds),
+        ", ".join(format_month(r) for r in test_rounds),
+    )
+    pool = build_pool(
+        source,
+        rounds,
+        as_of,
+        inputs,
+        tc.selective_labels,
+        tc.seed,
+        cap=float(spec.months_since_cap),
+    )
+    has_truth = truth_available(config)
+    if has_truth and not truth_covers(config, test_rounds):
+        # Scoring every household as "not in need" would make truth metrics (and gates) wrong.
+        log.warning(
+            "the hidden truth does not cover the test rounds %s: evaluating on observed labels",
+            ", ".join(format_month(r) for r in test_rounds),
+        )
+        has_truth = False
+    truth = tuple(truth_files(config)) if has_truth else None
+    readers = [
+        TestRoundReader(source, r, as_of, inputs, levels, truth_files=truth, runtime=config.runtime)
+        for r in test_rounds
+    ]
+    capacity = load_capacity(config)
+    result = run_backtests(pool, readers, capacity, tc, numeric, categorical, fitter)
+    table = training_table(
+        pool,
+        as_of,
+        tc.selective_labels.method,
+        tc.selective_labels,
+        inputs,
+        tc.calibration.holdout_rounds,
+    )
+    model = fit_candidate(tc.candidate, table, tc, numeric, categorical, fitter)
+    log.info("final %s model on %d rows", tc.candidate, len(table.y))
+    fairness = fairness_rule = None
+    if result.audit is not None:
+        fairness = fairness_from_counts(result.audit, tc.fairness, "listed_model")
+        fairness_rule = fairness_from_counts(result.audit, tc.fairness, "listed_rule")
+    summaries: dict[int, DatasetSummary] = {}
+    proxy = None
+    for test in result.rounds:
+        last = test is result.rounds[-1]  # the proxy check uses the latest test round
+        sample = tc.fairness.proxy_sample if last else 0
+        summaries[test.round_month], proxy_rows = round_input_rows(
+            source, test, inputs, sample, tc.seed
+        )
+        if last:
+            proxy = proxy_check_rows(proxy_rows, inputs, tc.seed)
+    train_frame = table.X.assign(label=table.y, weight=table.weight)
+    return Trained(
+        as_of=as_of,
+        rounds=rounds,
+        test_rounds=test_rounds,
+        inputs=inputs,
+        backtest=result,
+        model=model,
+        final_rows=len(table.y),
+        final_labelled=table.n_labelled,
+        final_negatives=table.n_negatives,
+        final_rounds=table.rounds,
+        fairness=fairness,
+        fairness_rule=fairness_rule,
+        proxy=proxy,
+        example=_example_row(table.X),
+        train_frame=train_frame,
+        test_summaries=summaries,
+        engine=engine_of(fitter),
+    )
