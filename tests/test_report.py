@@ -31,6 +31,7 @@ from conftest import REPO_ROOT, copy_outputs, make_config
 from pipeline.catalogue import load_outcomes
 from pipeline.cli import STAGES, main
 from pipeline.datasets import rounds
+from pipeline.datasets.staged import read_capacity_table
 from pipeline.io import sha256_file, sha256_tree
 from pipeline.months import format_month, parse_month
 from pipeline.report import aggregates as agg
@@ -665,7 +666,7 @@ def test_counts_partition_by_partition_equal_the_whole_round(scored_sample, tmp_
     counts = _count_round(scores_file, current, leading, edges)
     before = _count_round(scores_file, previous, leading, None)
 
-    capacity = inputs.read_capacity(config)
+    capacity = read_capacity_table(config)
     pd.testing.assert_frame_equal(
         agg.district_table_from_counts(counts.districts, capacity),
         agg.district_table(scores, capacity),

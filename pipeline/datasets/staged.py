@@ -130,12 +130,21 @@ def capacity_file(config: Config) -> Path:
     return TableLayout(config.paths.raw_input).small_table_file("district_capacity")
 
 
-def load_capacity(config: Config) -> pd.Series:
-    """Capacity per round of every 읍면동 (index emd_code)."""
+def read_capacity_table(config: Config) -> pd.DataFrame:
+    """The capacity table: emd_code, sigungu_code, capacity_per_round (DataError naming the
+    file when it is missing or unreadable)."""
     path = capacity_file(config)
     if not path.is_file():
         raise DataError(f"{path}: district capacity table not found")
-    frame = pd.read_parquet(path, columns=["emd_code", "capacity_per_round"])
+    try:
+        return pd.read_parquet(path, columns=["emd_code", "sigungu_code", "capacity_per_round"])
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
+def load_capacity(config: Config) -> pd.Series:
+    """Capacity per round of every 읍면동 (index emd_code)."""
+    frame = read_capacity_table(config)
     series = frame.set_index(frame["emd_code"].astype("string"))["capacity_per_round"]
     return series.astype("int64").rename("capacity")
 

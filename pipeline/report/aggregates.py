@@ -41,10 +41,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.vocabulary import EXPLORATION, MONITOR, PHONE, VISIT
+from pipeline.vocabulary import EXPLORATION, KEY, MONITOR, PHONE, VISIT
 
 LISTED_TIERS = (VISIT, PHONE)
-KEY = "household_key"
 PARTITION_DISTINCT = 5_000
 ROUND_DISTINCT = 100_000
 

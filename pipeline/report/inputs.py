@@ -57,6 +57,7 @@ from pipeline.datasets.rounds import (
     scored_among,
     scores_sigungu,
 )
+from pipeline.datasets.staged import read_capacity_table, region_names
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file
@@ -64,6 +65,7 @@ from pipeline.months import format_month
 from pipeline.report import aggregates as agg
 from pipeline.report.aggregates import FAIRNESS_COLUMNS, KEY, LISTED_TIERS
 from pipeline.tracking import tracking_uri
+from pipeline.tracking.models import TRAINING_IMPORTANCE
 from pipeline.tracking.runs import download_run_artifact
 
 log = logging.getLogger(__name__)
@@ -158,24 +160,6 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
 
 
-def region_names(config: Config) -> dict[str, str]:
-    """Names of every 시도, 시군구 and 읍면동 code (staged regions, else raw)."""
-    path = TableLayout(OutputLayout(config.paths.output_root).staged).small_table_file("regions")
-    if not path.is_file():
-        path = TableLayout(config.paths.raw_input).small_table_file("regions")
-    if not path.is_file():
-        return {}
-    regions = _read_parquet(path, ["region_code", "name"])
-    return dict(zip(regions["region_code"].astype(str), regions["name"].astype(str), strict=True))
-
-
-def read_capacity(config: Config) -> pd.DataFrame:
-    from pipeline.datasets.staged import capacity_file
-
-    path = capacity_file(config)
-    return _read_parquet(path, ["emd_code", "sigungu_code", "capacity_per_round"])
-
-
 def features_folder(config: Config, manifest: dict[str, Any], label: str) -> Path:
     """The feature folder a round was scored from (named in its manifest)."""
     folder = manifest.get("features", {}).get("folder")
@@ -223,7 +207,7 @@ def training_importance(
         )
     if not run_id:
         return None
-    data = download_run_artifact(run_id, "feature_importance.csv", tracking_uri(config))
+    data = download_run_artifact(run_id, TRAINING_IMPORTANCE, tracking_uri(config))
     if data is None:  # no store here, or the store or the artifact is not reachable: fall back
         return None
     try:
@@ -318,7 +302,7 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
     manifest = read_manifest(folder)
     scores_file = folder / SCORES
     reason_units = agg.reason_columns(parquet_file(scores_file).schema_arrow.names)
-    capacity = read_capacity(config)
+    capacity = read_capacity_table(config)
     names = region_names(config)
     rc = config.report
 

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.catalogue import load_indicators, load_outcomes
+from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.rounds import REPORT
@@ -60,8 +60,8 @@ class ReportResult:
 def write_report(config: Config, as_of: int) -> ReportResult:
     """``outreach report``: render the round's report and swap it into ``report/``."""
     started = time.perf_counter()
-    catalogue = load_indicators(config.paths.indicators)
-    outcome_catalogue = load_outcomes(config.paths.outcomes)
+    catalogues = load_catalogues(config)
+    catalogue, outcome_catalogue = catalogues.indicators, catalogues.outcomes
     inputs = read_inputs(config, as_of)
     pages_text, summary = render_report(inputs, config, catalogue, outcome_catalogue)
     final = OutputLayout(config.paths.output_root).round(inputs.round) / REPORT

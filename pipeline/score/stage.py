@@ -48,6 +48,7 @@ from pipeline.datasets.rounds import (
 )
 from pipeline.datasets.staged import (
     capacity_file,
+    read_capacity_table,
     read_staged_manifest,
     region_names,
     staged_manifest_file,
@@ -304,10 +305,7 @@ def score_partition(task: PartitionTask) -> dict[str, int]:
 
 def capacity_by_sigungu(config: Config) -> dict[str, dict[str, int]]:
     """Capacity per round of every 읍면동, grouped by its 시군구."""
-    path = capacity_file(config)
-    if not path.is_file():
-        raise DataError(f"{path}: district capacity table not found")
-    frame = pd.read_parquet(path, columns=["emd_code", "sigungu_code", "capacity_per_round"])
+    frame = read_capacity_table(config)
     out: dict[str, dict[str, int]] = {}
     for row in frame.itertuples(index=False):
         out.setdefault(str(row.sigungu_code), {})[str(row.emd_code)] = int(row.capacity_per_round)

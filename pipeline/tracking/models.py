@@ -15,6 +15,8 @@ from pipeline.tracking.runs import download_run_artifact
 
 log = logging.getLogger(__name__)
 
+TRAINING_IMPORTANCE = "feature_importance.csv"  # artifact of a training run: importance per input
+
 
 @dataclass(frozen=True)
 class ModelFile:
@@ -47,7 +49,7 @@ def fetch_model(ref: ModelRef) -> ModelFile:
 
 def fetch_importance(ref: ModelRef) -> bytes | None:
     """The training run's ``feature_importance.csv`` (kept with the round for its report)."""
-    return download_run_artifact(ref.run_id, "feature_importance.csv")
+    return download_run_artifact(ref.run_id, TRAINING_IMPORTANCE)
 
 
 def unpickle_model(model: ModelFile) -> CalibratedClassifier:

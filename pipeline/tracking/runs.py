@@ -127,10 +127,10 @@ def artifact_json(run: RunFacts | None, path: str) -> Any:
 def download_run_artifact(run_id: str, path: str, tracking_uri: str | None = None) -> bytes | None:
     """The bytes of one artifact of a run, or None (logged as a warning) when it is not there
     or the store cannot be reached."""
-    import mlflow
-
     if tracking_uri is not None and store_missing(tracking_uri):
         return None
+    import mlflow
+
     with tempfile.TemporaryDirectory(prefix="outreach-artifact-") as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(

@@ -18,6 +18,7 @@ from pipeline.datasets.staged import capacity_file
 from pipeline.datasets.validation import SUMMARY_HTML, VALIDATION_JSON, VOLUME_JSON
 from pipeline.io import sha256_file, write_json
 from pipeline.months import format_month
+from pipeline.tracking.models import TRAINING_IMPORTANCE
 from pipeline.train.fit import Trained
 
 
@@ -72,7 +73,7 @@ def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[s
     plots.pr_curves(learned, plot_dir / "pr_curve.png")
     plots.reliability(bt.reliability, plot_dir / "calibration.png")
     importance = feature_importance(trained.model)
-    importance.rename("importance").to_csv(out / "feature_importance.csv", index_label="feature")
+    importance.rename("importance").to_csv(out / TRAINING_IMPORTANCE, index_label="feature")
     plots.importance(importance, plot_dir / "feature_importance.png")
     fair = out / "fairness"
     fair.mkdir()
@@ -84,5 +85,5 @@ def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[s
         )
     if trained.proxy is not None:
         trained.proxy.to_csv(fair / "proxy_check.csv", index=False)
-    files["importance"] = out / "feature_importance.csv"
+    files["importance"] = out / TRAINING_IMPORTANCE
     return files
