@@ -162,10 +162,21 @@ def run_prerequisites(
     stage: Stage,
     args: argparse.Namespace,
     announce: Callable[[str], None] = print,
+    quiet: bool = False,
 ) -> int:
-    """Run what ``stage`` needs first, each announced as ``==> outreach STAGE ... (why)``."""
+    """Run what ``stage`` needs first, each announced as ``==> outreach STAGE ... (why)``;
+    ``quiet`` runs them through their ``measure`` hooks (no terminal output but the announcement,
+    as ``outreach bench`` wants)."""
     for need in prerequisites(config, stage, args):
         announce(f"==> {need.command()} ({stage.name} needs it: {need.why})")
+        if quiet:
+            needed = stage_named(need.stage)
+            needed_args = parse_stage_args(needed, need.argv)
+            code = run_prerequisites(config, needed, needed_args, announce, quiet=True)
+            if code != EXIT_OK:
+                return code
+            load(needed).measure(config, needed_args)
+            continue
         code = run_stage(config, need.stage, need.argv, announce=announce)
         if code != EXIT_OK:
             return code

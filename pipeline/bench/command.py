@@ -48,7 +48,7 @@ def measure_stage(config: Config, name: str) -> int:
         # The bench's own scratch folder: earlier benchmark rounds are not kept (outside the
         # bench, --force keeps the replaced round instead).
         shutil.rmtree(OutputLayout(config.paths.output_root).rounds, ignore_errors=True)
-    run_prerequisites(config, stage, args, announce=log.info)
+    run_prerequisites(config, stage, args, announce=log.info, quiet=True)
     return load(stage).measure(config, args)
 
 
@@ -67,8 +67,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     households = args.households or config.bench.households
     sigungu = max(2, round(households / 90000)) if args.households else config.bench.sigungu
     low, high = config.bench.emd_per_sigungu
-    out_dir = OutputLayout(config.paths.output_root).bench
-    work = out_dir / "work"
+    work = OutputLayout(config.paths.output_root).bench_work
     bench_config = config.with_overrides(
         generator={"households": households, "sigungu": sigungu, "emd_per_sigungu": [low, high]},
         paths={
@@ -87,12 +86,17 @@ def run(config: Config, args: argparse.Namespace) -> int:
     log.info("bench: %d households, %d 시군구 (%d-%d 읍면동 each)", households, sigungu, low, high)
     if "score" in stages and "train" not in stages and not has_champion(bench_config):
         # Scoring needs a model: train one at this size first (it is measured as its own stage).
-        log.warning("bench: no champion in %s: training one before scoring", work / "mlflow")
+        log.warning(
+            "bench: no champion in %s: training one before scoring", OutputLayout(work).mlflow
+        )
         stages.append("train")
     for name in BENCH_STAGES:
         if name in stages:
             record = bench_stage(
-                name, households, lambda n=name: measure_stage(bench_config, n), out_dir
+                name,
+                households,
+                lambda n=name: measure_stage(bench_config, n),
+                OutputLayout(config.paths.output_root).bench_record(name),
             )
             print(json.dumps(asdict(record), ensure_ascii=False), flush=True)
     return EXIT_OK

@@ -77,8 +77,10 @@ def measured() -> Iterator[dict[str, float]]:
     figures["peak_rss_mb"] = memory.peak_bytes / 2**20
 
 
-def bench_stage(stage: str, households: int, run: Callable[[], int], out_dir: Path) -> BenchRecord:
-    """Run one stage, measure it, write ``out_dir/<stage>.json`` and return the record.
+def bench_stage(
+    stage: str, households: int, run: Callable[[], int], record_file: Path
+) -> BenchRecord:
+    """Run one stage, measure it, write its record to ``record_file`` and return the record.
 
     ``run`` returns the number of input rows the stage processed.
     """
@@ -93,5 +95,5 @@ def bench_stage(stage: str, households: int, run: Callable[[], int], out_dir: Pa
         rows_per_s=round(rows_in / seconds, 1) if seconds > 0 else 0.0,
         peak_rss_mb=round(figures["peak_rss_mb"], 1),
     )
-    write_json(asdict(record), out_dir / f"{stage}.json")
+    write_json(asdict(record), record_file)
     return record

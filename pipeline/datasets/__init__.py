@@ -82,6 +82,15 @@ class OutputLayout:
         return self.root / "bench"
 
     @property
+    def bench_work(self) -> Path:
+        """``bench/work/``: the scratch output root the benchmark runs its stages in."""
+        return self.bench / "work"
+
+    def bench_record(self, stage: str) -> Path:
+        """``bench/<stage>.json``: the last measurement of a stage."""
+        return self.bench / f"{stage}.json"
+
+    @property
     def describe_summary(self) -> Path:
         """``describe/summary.json``: the figures of ``outreach describe``."""
         return self.root / "describe" / "summary.json"

@@ -113,6 +113,16 @@ def imported_outcome_files(root: Path, before: int | None = None) -> dict[str, P
     return found
 
 
+def rejection_file(config: Config, file_sha256: str) -> Path:
+    """Where the rejected rows of an imported file are written (named by the file's sha256)."""
+    return outcomes_root(config) / REJECTED_DIR / f"{file_sha256}.csv"
+
+
+def import_log_file(config: Config) -> Path:
+    """``imports.jsonl``: one JSON line per import."""
+    return outcomes_root(config) / IMPORT_LOG
+
+
 def relative_name(path: Path) -> str:
     """How lineage names an outcomes file: ``round=YYYY-MM/outcomes.parquet``."""
     return f"{path.parent.name}/{path.name}"

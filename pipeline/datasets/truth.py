@@ -17,6 +17,7 @@ from pipeline.months import format_month, parse_month_series
 from pipeline.vocabulary import KEY
 
 TRUTH_TABLE = "household_month"
+TRUTH_SUMMARY = "_summary.json"  # figures of the hidden truth, written by `outreach generate`
 
 
 def truth_available(config: Config) -> bool:

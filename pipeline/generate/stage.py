@@ -9,6 +9,8 @@ from pathlib import Path
 from pipeline.catalogue import IndicatorCatalogue
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.raw import GENERATION_RECORD
+from pipeline.datasets.truth import TRUTH_SUMMARY
 from pipeline.engine import map_partitions
 from pipeline.generate.regions import SigunguSpec, build_regions, capacity_table, regions_table
 from pipeline.generate.simulate import SimulationContext, simulate_partition
@@ -129,11 +131,11 @@ def generate(
             "rows": {k: v for k, v in rows.items() if not k.startswith("truth")},
         }
         write_json(
-            {**provenance, "files_sha256": sha256_tree(raw_dir)}, raw_dir / "_generation.json"
+            {**provenance, "files_sha256": sha256_tree(raw_dir)}, raw_dir / GENERATION_RECORD
         )
         write_json(
             {"rows": rows, "figures": figures, "files_sha256": sha256_tree(truth_dir)},
-            truth_dir / "_summary.json",
+            truth_dir / TRUTH_SUMMARY,
         )
     log.info("wrote %s and %s", raw_final, truth_final)
     return GenerationResult(raw_final, truth_final, rows, figures)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ DEMO_KEY = b"welfare-outreach-PUBLIC-DEMO-KEY-for-synthetic-data-only"
 MIN_KEY_BYTES = 16
 PSEUDONYM_HEX = 32  # the first 128 bits of the HMAC, as hex
 MESSAGE_PREFIX = b"person:"  # domain separation: other kinds of pseudonym would use others
-SYNTHETIC_MARKER = "_generation.json"  # written by `outreach generate` beside the raw tables
+SYNTHETIC_MARKER = GENERATION_RECORD  # written by `outreach generate` beside the raw tables
 
 SCHEME = (
     "HMAC-SHA256(key, 'person:' + resident id as UTF-8); the first 128 bits as 32 lowercase "

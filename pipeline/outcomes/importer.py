@@ -24,14 +24,15 @@ from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import (
-    IMPORT_LOG,
-    REJECTED_DIR,
+    import_log_file,
     merge_outcomes,
     outcomes_root,
     read_round_outcomes,
+    rejection_file,
     round_outcomes_file,
     write_round_outcomes,
 )
+from pipeline.datasets.rounds import SCORES
 from pipeline.errors import DataError
 from pipeline.io import sha256_file
 from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
@@ -48,7 +49,6 @@ from pipeline.vocabulary import PHONE, VISIT
 
 log = logging.getLogger(__name__)
 
-SCORES = "scores.parquet"
 IMPORTED = "imported"
 NOTHING_NEW = "nothing new"
 NOTHING_VALID = "nothing valid"
@@ -168,7 +168,7 @@ def _write_bytes(data: bytes, path: Path) -> None:
 
 
 def _append_log(config: Config, record: dict) -> None:
-    path = outcomes_root(config) / IMPORT_LOG
+    path = import_log_file(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
@@ -206,7 +206,7 @@ def import_file(
         status = NOTHING_NEW
     report = None
     if len(rejections):
-        report = outcomes_root(config) / REJECTED_DIR / f"{returned.sha256}.csv"
+        report = rejection_file(config, returned.sha256)
         _write_bytes(report_csv(rejections), report)
     counts = {
         "rows": len(returned.rows),
