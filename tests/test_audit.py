@@ -20,7 +20,9 @@ import pandas as pd
 import pytest
 from conftest import ScoredSample, copy_outputs
 
-from pipeline.audit import checks as c
+from pipeline.audit import checks, checks_files
+from pipeline.audit import findings as c
+from pipeline.audit.chain import LINK_NAMES
 from pipeline.cli import main
 
 
@@ -35,7 +37,7 @@ def audit(scored: ScoredSample, capsys, *args: str) -> tuple[int, dict[str, str]
 def statuses(out: str) -> dict[str, str]:
     found = {}
     for line in out.splitlines():
-        for link in c.CHAIN:
+        for link in LINK_NAMES:
             match = re.match(rf"^  (\S+)\s+{re.escape(link)}\s{{2,}}\S", line)
             if match:
                 found[link] = match.group(1).lower()
@@ -85,7 +87,7 @@ def manifest_of(scored: ScoredSample) -> dict:
 def test_round_folder_verifies_link_by_link(scored_sample, capsys):
     code, status, out = audit(scored_sample, capsys, str(scored_sample.round_dir))
     assert code == 0, out
-    chain = [link for link in c.CHAIN if link != c.LIST_FILE]
+    chain = [link for link in LINK_NAMES if link != c.LIST_FILE]
     assert list(status) == chain  # printed in chain order, one line per link
     assert set(status.values()) <= {"ok", "unverifiable"}
     assert status[c.RESCORE] == "ok" and "re-scored" in line_of(out, c.RESCORE)
@@ -326,7 +328,7 @@ def test_a_removed_validation_record_fails(private, capsys):
 
 
 def test_an_unknown_commit_fails_at_the_code_version(private, capsys):
-    from pipeline.audit.stage import commit_exists
+    from pipeline.audit.facts import commit_exists
 
     if commit_exists("0" * 40) is None:
         pytest.skip("git or the repository is not available here")
@@ -345,20 +347,20 @@ def test_an_unknown_commit_fails_at_the_code_version(private, capsys):
 def test_round_files_name_missing_changed_and_added_files():
     recorded = {"scores.parquet": "a" * 64, "lists/1/emd_2.csv": "b" * 64}
     actual = {"scores.parquet": "c" * 64, "lists/1/emd_3.csv": "d" * 64}
-    (finding,) = c.check_round_files(recorded, actual, "2026-10")
+    (finding,) = checks_files.check_round_files(recorded, actual, "2026-10")
     assert finding.status == c.FAILED
     text = "\n".join(finding.details)
     assert "scores.parquet: sha256 cccccccccccc differs" in text
     assert "emd_2.csv: missing" in text and "emd_3.csv: not recorded" in text
-    assert c.check_round_files(recorded, dict(recorded), "2026-10")[0].status == c.OK
+    assert checks_files.check_round_files(recorded, dict(recorded), "2026-10")[0].status == c.OK
 
 
 def test_code_without_git_is_unverifiable_not_failed():
-    (finding,) = c.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: None})
+    (finding,) = checks.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: None})
     assert finding.status == c.UNVERIFIABLE and finding.passed
-    (finding,) = c.check_code({"scoring": ("unknown", "unknown")}, {})
+    (finding,) = checks.check_code({"scoring": ("unknown", "unknown")}, {})
     assert finding.status == c.UNVERIFIABLE
-    (finding,) = c.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: False})
+    (finding,) = checks.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: False})
     assert finding.status == c.FAILED
 
 
@@ -370,12 +372,12 @@ def test_rescore_tolerance_and_missing_features():
             "recomputed": [0.1, 0.2 + 1e-12, np.nan],
         }
     )
-    (finding,) = c.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
+    (finding,) = checks.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
     assert finding.status == c.OK
-    (finding,) = c.check_rescore(sample, 1e-9, 10, "m v1")
+    (finding,) = checks.check_rescore(sample, 1e-9, 10, "m v1")
     assert finding.status == c.FAILED
     assert "1 of 3 sampled households could not be re-scored" in finding.message
     assert "H3" in finding.message
     sample.loc[1, "recomputed"] = 0.25
-    (finding,) = c.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
+    (finding,) = checks.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
     assert finding.status == c.FAILED and "1 of 2 re-scored rows differ" in finding.message

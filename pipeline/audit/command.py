@@ -1,4 +1,5 @@
-"""CLI wrapper of ``outreach audit [PATH]``: print the chain, one line per link, and a verdict.
+"""The command ``outreach audit [PATH]``: its arguments, and the chain printed one line per
+link (details below a failed one), then a verdict.
 
 Exit codes: 0 every link verifies; 1 a link failed (the line says which and why); 2 PATH is not
 found or not a round, a list or a manifest.
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from pipeline.audit.stage import audit, resolve_target
+    from pipeline.audit.stage import audit
+    from pipeline.audit.target import resolve_target
 
     sample = getattr(args, "sample", None)
     if sample is not None and sample < 1:

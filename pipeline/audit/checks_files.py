@@ -1,0 +1,280 @@
+"""Pure checks of the round's own files: the ``list file``, ``round manifest`` and ``list rows``
+links.
+
+Facts in, findings out: sha256 digests of the round folder's files, the manifest's
+``files_sha256``, list rows parsed to column keys, and the columns of ``scores.parquet``
+(gathered by :mod:`pipeline.audit.facts`). Owns what a list shows of a scored household
+(:func:`shown_in_lists`, the other side of ``pipeline.score.lists.list_frame``) and the
+comparison of lists with the scores, whatever the number of lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.audit.findings import (
+    LIST_FILE,
+    LIST_ROWS,
+    MANIFEST,
+    Finding,
+    compare_files,
+    result,
+    short,
+)
+from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, SCORES
+from pipeline.datasets.rounds import MANIFEST as MANIFEST_FILE
+from pipeline.vocabulary import EMD, KEY, LISTED_TIERS, TIER_TEXT
+
+CSV = LIST_SUFFIXES[0]
+# ``lists/<시군구>/emd_<읍면동>.csv|.xlsx`` or ``lists/<시군구>/sigungu_<시군구>.csv|.xlsx``
+# (pipeline.datasets.rounds.list_paths).
+LIST_NAME = re.compile(
+    rf"^{re.escape(LISTS)}/(?P<sigungu>[^/]+)/(?P<kind>emd|sigungu)_(?P<code>[^/.]+)\."
+    rf"({'|'.join(re.escape(s.lstrip('.')) for s in LIST_SUFFIXES)})$"
+)
+
+
+def load_json_text(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """Parsed JSON object, or an error message."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at line {exc.lineno})"
+    if not isinstance(data, dict):
+        return None, "not a JSON object"
+    return data, None
+
+
+# --- list file and round manifest -----------------------------------------------------------
+
+
+def check_list_file(
+    relative: str, actual_sha: str, manifest_files: Mapping[str, str], shown_as: str
+) -> list[Finding]:
+    """The list's bytes are the ones the round manifest recorded."""
+    recorded = manifest_files.get(relative)
+    if recorded is None:
+        problem = f"{shown_as}: {relative} is not a file of the round manifest"
+        return [result(LIST_FILE, [problem], "")]
+    if recorded != actual_sha:
+        problem = (
+            f"{shown_as}: sha256 {short(actual_sha)} differs from the manifest's "
+            f"{short(recorded)} for {relative}: the list was changed after scoring"
+        )
+        return [result(LIST_FILE, [problem], "")]
+    return [result(LIST_FILE, [], f"{relative}: sha256 {short(actual_sha)} as in the manifest")]
+
+
+def check_round_files(
+    manifest_files: Mapping[str, str] | None,
+    actual_files: Mapping[str, str],
+    round_label: str,
+    folder_name: str | None = None,
+) -> list[Finding]:
+    """Every file of the round present with its recorded sha256, and nothing unrecorded; the
+    manifest's round is its folder's month.
+
+    ``actual_files`` are the round folder's files except ``manifest.json`` and ``report/``.
+    """
+    folder_name = folder_name or round_label
+    if not manifest_files:
+        return [result(MANIFEST, [f"{MANIFEST_FILE} records no files_sha256"], "")]
+    problems = compare_files(manifest_files, actual_files, f"rounds/{folder_name}")
+    if round_label != folder_name:
+        problems.insert(0, f"the manifest is of round {round_label}, its folder is {folder_name}")
+    lists = sum(1 for name in manifest_files if name.startswith(f"{LISTS}/"))
+    return [
+        result(
+            MANIFEST,
+            problems,
+            f"round {round_label}: {len(manifest_files)} files ({lists} lists, {SCORES}) "
+            "match files_sha256",
+        )
+    ]
+
+
+# --- list rows against scores.parquet --------------------------------------------------------
+
+
+def list_scope(relative: str) -> tuple[str, str | None] | None:
+    """(시군구 code, 읍면동 code or None for a 시군구 list) of ``lists/<sgg>/emd_<code>.csv``."""
+    match = LIST_NAME.match(relative)
+    if match is None:
+        return None
+    if match["kind"] == "emd":
+        return match["sigungu"], match["code"]
+    return match["sigungu"], None
+
+
+def _tier_codes() -> dict[str, str]:
+    out = {}
+    for texts in TIER_TEXT.values():
+        for code, text in texts.items():
+            out[text] = code
+    return out
+
+
+def shown_in_lists(scores: pd.DataFrame, round_label: str) -> pd.DataFrame:
+    """What a list shows of each visit or phone row of scores.parquet, as text (codes for the
+    tier and the selection reason): the other side of ``pipeline.score.lists.list_frame``."""
+    listed = scores[scores["tier"].isin(LISTED_TIERS).to_numpy()]
+    rank = listed["list_rank"].astype("Float64").round().astype("Int64")
+    frame = pd.DataFrame(
+        {
+            KEY: listed[KEY].astype(str).to_numpy(),
+            "round": round_label,
+            "sigungu_code": listed["sigungu_code"].astype(str).to_numpy(),
+            EMD: listed[EMD].astype(str).to_numpy(),
+            "list_rank": rank.astype("string").fillna("").to_numpy(),
+            "tier": listed["tier"].astype(str).to_numpy(),
+            "risk_percent": [f"{100 * s:.1f}" for s in listed["score"].to_numpy()],
+            "selection": listed["selection_reason"].astype(str).to_numpy(),
+        }
+    )
+    for i in (1, 2, 3):
+        text = listed.get(f"reason_{i}_text")
+        frame[f"reason_{i}"] = "" if text is None else text.astype("string").fillna("").to_numpy()
+    return frame
+
+
+def _list_rows(
+    lists: Mapping[str, pd.DataFrame], selection_names: Mapping[str, set[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """All lists' rows in one frame with their list and its district; each list's district;
+    problems of form (a list with them is left out)."""
+    tiers = _tier_codes()
+    code_of = {name: code for code, names in selection_names.items() for name in names}
+    needed = (KEY, "tier", "list_rank", "risk_percent", EMD)
+    frames, scopes, problems = [], [], []
+    for relative in sorted(lists):
+        rows = lists[relative]
+        scope = list_scope(relative)
+        if scope is None:
+            problems.append(
+                f"{relative}: not a list file name ({LISTS}/<시군구>/emd_<code>{LIST_SUFFIXES[0]})"
+            )
+            continue
+        missing = [column for column in needed if column not in rows.columns]
+        if missing:
+            problems.append(f"{relative}: columns missing: {', '.join(missing)}")
+            continue
+        district = {"list": relative, "scope_sigungu": scope[0], "scope_emd": scope[1] or ""}
+        scopes.append(district)
+        frames.append(rows.assign(**district))
+    columns = [*needed, "list", "scope_sigungu", "scope_emd"]
+    frames.append(pd.DataFrame(columns=columns))  # so that no list, or empty ones, still work
+    frame = pd.concat(frames, ignore_index=True).fillna("").astype(str)
+    frame["tier"] = [tiers.get(t, f"unknown tier text {t!r}") for t in frame["tier"]]
+    if "selection" in frame.columns:
+        frame["selection"] = [code_of.get(t, t) for t in frame["selection"]]
+    return frame, pd.DataFrame(scopes, columns=["list", "scope_sigungu", "scope_emd"]), problems
+
+
+def list_row_problems(
+    lists: Mapping[str, pd.DataFrame],
+    scores: pd.DataFrame,
+    round_label: str,
+    selection_names: Mapping[str, set[str]],
+    limit: int = 5,
+) -> list[str]:
+    """Problems of lists against scores.parquet (one pass, whatever the number of lists).
+
+    ``lists`` maps a list's path in the round (``lists/<시군구>/emd_<code>.csv``) to its rows
+    with the column keys of ``pipeline.vocabulary.LIST_COLUMNS`` as text. Each list must hold
+    exactly the visit and phone households of its 읍면동 (or 시군구), each with the round, codes,
+    tier, rank, risk, selection and reasons that scores.parquet records. At most ``limit``
+    problems of each kind are named, then counted.
+    """
+    got, scopes, problems = _list_rows(lists, selection_names)
+    want = shown_in_lists(scores, round_label)
+
+    def name(kind: str, frame: pd.DataFrame, text: Callable[[Any], str]) -> None:
+        for row in frame.head(limit).itertuples(index=False):
+            problems.append(text(row))
+        if len(frame) > limit:
+            problems.append(f"{len(frame) - limit} more rows: {kind}")
+
+    dup = got[got.duplicated(["list", KEY]).to_numpy()]
+    name("duplicated", dup, lambda r: f"{r.list}: household {r.household_key} appears twice")
+
+    merged = got.merge(want, on=KEY, how="left", suffixes=("", "__want"))
+    in_scope = merged[f"{EMD}__want"].notna().to_numpy() & np.where(
+        merged["scope_emd"] != "",
+        merged[f"{EMD}__want"] == merged["scope_emd"],
+        merged["sigungu_code__want"] == merged["scope_sigungu"],
+    )
+    name(
+        f"not listed in {SCORES}",
+        merged[~in_scope],
+        lambda r: (
+            f"{r.list}: household {r.household_key} is not a listed household of this "
+            f"list's district in {SCORES}"
+        ),
+    )
+    expected = pd.concat(
+        [
+            scopes[scopes["scope_emd"] != ""].merge(
+                want[[KEY, EMD]], left_on="scope_emd", right_on=EMD
+            ),
+            scopes[scopes["scope_emd"] == ""].merge(
+                want[[KEY, "sigungu_code"]],
+                left_on="scope_sigungu",
+                right_on="sigungu_code",
+            ),
+        ],
+        ignore_index=True,
+    )[["list", KEY]]
+    seen = set(zip(got["list"], got[KEY], strict=True))
+    absent = expected[[pair not in seen for pair in expected.itertuples(index=False, name=None)]]
+    name(
+        "missing from their list",
+        absent,
+        lambda r: f"{r.list}: household {r.household_key}, listed in {SCORES}, is missing",
+    )
+    matched = merged[in_scope].drop_duplicates(["list", KEY])
+    for column in [c for c in want.columns if c != KEY and c in got.columns]:
+        differ = matched[
+            (matched[column].astype(str) != matched[f"{column}__want"].astype(str)).to_numpy()
+        ]
+        shown = differ[["list", KEY, column, f"{column}__want"]].head(limit)
+        for where, key, value, wanted in shown.itertuples(index=False, name=None):
+            problems.append(
+                f"{where}: household {key}: {column} is {value!r}, {SCORES} says {wanted!r}"
+            )
+        if len(differ) > limit:
+            problems.append(f"{len(differ) - limit} more rows differ in {column}")
+    return problems
+
+
+def check_list_rows(
+    lists: Mapping[str, pd.DataFrame],
+    scores: pd.DataFrame | None,
+    round_label: str,
+    selection_names: Mapping[str, set[str]],
+    scores_error: str | None = None,
+    unreadable: Mapping[str, str] | None = None,
+) -> list[Finding]:
+    """Every given list (relative path -> rows) agrees with scores.parquet; ``unreadable`` names
+    lists that could not be parsed, and why."""
+    unreadable = unreadable or {}
+    if scores is None:
+        return [result(LIST_ROWS, [scores_error or f"{SCORES} could not be read"], "")]
+    if not lists and not unreadable:
+        return [result(LIST_ROWS, [f"no list to compare with {SCORES}"], "")]
+    problems = [f"{name}: not readable ({why})" for name, why in sorted(unreadable.items())]
+    problems += list_row_problems(lists, scores, round_label, selection_names)
+    rows = sum(len(frame) for frame in lists.values())
+    what = next(iter(lists)) if len(lists) == 1 else f"{len(lists)} lists"
+    return [
+        result(
+            LIST_ROWS,
+            problems,
+            f"{what}: {rows:,} rows have the household, tier, rank, risk and reasons of {SCORES}",
+        )
+    ]
