@@ -33,11 +33,12 @@ def build_labels(
     code = past["outcome_code"].astype("string")
     label_of = outcome_catalogue.label_of()
     label = code.map(label_of).where(known)
+    # Only what was known at as_of: a visit not resolved by then may still end in any way (or
+    # stay in progress), so its later outcome code says nothing about it here.
     missing = pd.Series(pd.NA, index=past.index, dtype="string")
     missing = missing.mask(~known, "not_resolved_by_as_of")
     missing = missing.mask(known & (code == "unreachable"), "unreachable")
     missing = missing.mask(known & (code == "in_progress"), "in_progress")
-    missing = missing.mask(~known & (code == "in_progress"), "in_progress")
     frame = pd.DataFrame(
         {
             "household_key": past["household_key"].astype("string"),

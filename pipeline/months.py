@@ -111,8 +111,9 @@ def default_as_of(window: WindowConfig) -> int:
 def resolve_as_of(window: WindowConfig, text: str | None, option: str = "--as-of") -> int:
     """The round month a command works on: ``text`` (``YYYY-MM``) or the default round.
 
-    Raises :class:`UsageError` naming the option for a malformed month or one after the data
-    window's end plus one month (nothing is known there yet).
+    Raises :class:`UsageError` naming the option for a malformed month, one after the data
+    window's end plus one month (nothing is known there yet) or one not after the window's start
+    (no fact reported before it).
     """
     if not text:
         return default_as_of(window)
@@ -124,5 +125,10 @@ def resolve_as_of(window: WindowConfig, text: str | None, option: str = "--as-of
         raise UsageError(
             f"{option} {format_month(as_of)} lies beyond the data window's end {window.end} "
             "(+1 month): nothing is known there yet"
+        )
+    if as_of <= window.start_index:
+        raise UsageError(
+            f"{option} {format_month(as_of)} is not after the data window's start {window.start}: "
+            "no fact is reported before it"
         )
     return as_of

@@ -93,6 +93,12 @@ def tiny(sample_raw):
     return sample_inputs(sample_raw, households=40, partition=1)
 
 
+@pytest.fixture(scope="module")
+def visited(sample_raw):
+    """Enough households of one partition to hold past visits, some still open at AS_OF."""
+    return sample_inputs(sample_raw, households=4000, partition=1)
+
+
 future_event = st.fixed_dictionaries(
     {
         "row": st.integers(0, 39),
@@ -106,11 +112,16 @@ future_outcome = st.fixed_dictionaries(
         "row": st.integers(0, 39),
         "ahead": st.integers(0, 6),
         "code": st.sampled_from(
-            ["public_support", "private_support", "closed_no_need", "unreachable"]
+            ["public_support", "private_support", "closed_no_need", "unreachable", "in_progress"]
         ),
         "resolved_in_past_round": st.booleans(),
     }
 )
+
+
+def _resolved(code: str, month: int) -> int | None:
+    """The resolved month of an outcome code: none for a visit still in progress."""
+    return None if code == "in_progress" else month
 
 
 def _with_future_facts(
@@ -131,16 +142,18 @@ def _with_future_facts(
     # Outcomes not yet resolved at as_of may resolve later, with any code; new rounds may happen.
     past = base.outcomes.copy()
     resolved = pd.to_numeric(past["resolved_month"], errors="coerce")
-    open_rows = past.index[(past["round_month"] < AS_OF) & ~(resolved < AS_OF)]
+    known = (resolved < AS_OF).fillna(False).astype(bool)  # an unresolved visit is open
+    open_rows = past.index[(past["round_month"] < AS_OF) & ~known]
     new_rows = []
     for i, o in enumerate(outcomes):
         if o["resolved_in_past_round"] and len(open_rows):
             row = open_rows[i % len(open_rows)]
             past.loc[row, "outcome_code"] = o["code"]
-            past.loc[row, "resolved_month"] = AS_OF + o["ahead"]
+            past.loc[row, "resolved_month"] = _resolved(o["code"], AS_OF + o["ahead"])
         else:
             key = keys[o["row"]]
-            new_rows.append((key, AS_OF + o["ahead"], o["code"], AS_OF + o["ahead"] + 1))
+            month = AS_OF + o["ahead"]
+            new_rows.append((key, month, o["code"], _resolved(o["code"], month + 1)))
     emd_of = base.households.set_index("household_key")["emd_code"]
     new_outcomes = pd.DataFrame(
         {
@@ -172,6 +185,24 @@ def test_facts_reported_at_or_after_as_of_change_no_feature(
     base = build_features(tiny, AS_OF, spec, catalogue, outcome_catalogue)
     future = _with_future_facts(tiny, events, outcomes, catalogue.codes)
     after = build_features(future, AS_OF, spec, catalogue, outcome_catalogue)
+    pd.testing.assert_frame_equal(base, after)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(outcomes=st.lists(future_outcome, min_size=1, max_size=6))
+def test_facts_known_only_after_as_of_change_no_label_nor_its_metadata(
+    visited, catalogue, outcome_catalogue, outcomes
+):
+    """The label table as of T (label, outcome shown, missing reason, resolved month) is built
+    only from what was known at T: how an open visit ends later changes none of it."""
+    resolved = pd.to_numeric(visited.outcomes["resolved_month"], errors="coerce")
+    still_open = (visited.outcomes["round_month"] < AS_OF) & resolved.isna()
+    assert still_open.sum() >= 5, "the property needs visits still open at as_of"
+    base = build_labels(visited.outcomes, AS_OF, outcome_catalogue)
+    future = _with_future_facts(visited, [], outcomes, catalogue.codes)
+    after = build_labels(future.outcomes, AS_OF, outcome_catalogue)
     pd.testing.assert_frame_equal(base, after)
 
 
@@ -229,7 +260,9 @@ def test_labels_are_known_only_from_their_resolved_month(outcome_catalogue):
     assert labels.loc["C", "missing_reason"] == "not_resolved_by_as_of"
     assert labels.loc["C", "outcome_code"] == "in_progress"
     assert pd.isna(labels.loc["D", "label"]) and labels.loc["D", "missing_reason"] == "unreachable"
-    assert pd.isna(labels.loc["E", "label"]) and labels.loc["E", "missing_reason"] == "in_progress"
+    # in progress at the end of the record: at as_of it is known only that it was not resolved
+    assert pd.isna(labels.loc["E", "label"])
+    assert labels.loc["E", "missing_reason"] == "not_resolved_by_as_of"
     later = build_labels(outcomes, 104, outcome_catalogue).set_index("household_key")
     assert later.loc["C", "label"] == 1
     assert labels.loc["C", "selection_probability"] == 0.5

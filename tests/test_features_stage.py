@@ -104,14 +104,22 @@ def test_a_failed_round_keeps_the_last_good_folder(staged_sample, monkeypatch, t
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("stage", ["features", "train", "score", "report"])
 @pytest.mark.parametrize(
-    ("as_of", "message"), [("2026-13", "YYYY-MM|01..12"), ("2027-03", "beyond the data window")]
+    ("as_of", "message"),
+    [
+        ("2026-13", "YYYY-MM|01..12"),
+        ("2027-03", "beyond the data window"),
+        ("2023-10", "not after the data window's start"),
+        ("2021-04", "not after the data window's start"),
+    ],
 )
-def test_bad_as_of_is_a_usage_error(staged_sample, capsys, as_of, message):
+def test_bad_as_of_is_a_usage_error_for_every_command(staged_sample, capsys, stage, as_of, message):
     _, config_file = staged_sample
-    assert main(["--config", str(config_file), "features", "--as-of", as_of]) == 2
+    assert main(["--config", str(config_file), stage, "--as-of", as_of]) == 2
     err = capsys.readouterr().err
-    assert any(part in err for part in message.split("|"))
+    assert "--as-of" in err and any(part in err for part in message.split("|"))
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_features_without_staged_tables_is_a_data_error(tmp_path, config_factory, capsys):

@@ -29,3 +29,46 @@ def test_vectorised_parse_marks_bad_text_missing():
     parsed = parse_month_series(pd.Series(["2024-02", "2024-13", None, "junk"]))
     assert parsed.iloc[0] == parse_month("2024-02")
     assert parsed.iloc[1:].isna().all()
+
+
+def test_month_arithmetic_helpers_agree_with_the_calendar():
+    from pipeline.months import calendar_month, first_day, month_index, year_of
+
+    m = parse_month("2025-12")
+    assert (year_of(m), calendar_month(m)) == (2025, 12)
+    assert month_index(2026, 1) == m + 1
+    assert first_day(m + 1).isoformat() == "2026-01-01T00:00:00"
+
+
+def test_months_in_any_stored_form_become_indexes():
+    from pipeline.months import to_month_index
+
+    m = parse_month("2024-02")
+    forms = [
+        pd.Series([m, m + 1], dtype="int64"),
+        pd.Series([float(m), np.nan]),
+        pd.Series(pd.to_datetime(["2024-02-01", "2024-03-15"])),
+        pd.Series(["2024-02", "junk"]),
+    ]
+    assert [to_month_index(f).iloc[0] for f in forms] == [m] * 4
+    assert to_month_index(forms[1]).isna().iloc[1] and to_month_index(forms[3]).isna().iloc[1]
+
+
+def test_as_of_resolver_defaults_to_the_next_round_and_bounds_both_sides():
+    from pipeline.config import Config
+    from pipeline.errors import UsageError
+    from pipeline.months import default_as_of, resolve_as_of
+
+    window = Config().window  # 2023-10 .. 2026-09, rounds every 2 months from 2024-04
+    assert format_month(default_as_of(window)) == "2026-10"
+    assert resolve_as_of(window, None) == default_as_of(window)
+    assert resolve_as_of(window, "2023-11") == parse_month("2023-11")
+    assert resolve_as_of(window, "2026-10") == parse_month("2026-10")
+    for bad, why in [
+        ("2026-11", "beyond"),
+        ("2023-10", "start"),
+        ("2024-13", "01..12"),
+        ("2024-1", "YYYY-MM"),
+    ]:
+        with pytest.raises(UsageError, match=why):
+            resolve_as_of(window, bad)

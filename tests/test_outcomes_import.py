@@ -624,9 +624,9 @@ def test_round_trip_generate_train_score_fill_import_train(
     for key, answer in expected.items():
         row = new.loc[key]
         known = answer.day is not None and answer.day < date(2026, 12, 1)
-        if answer.outcome == "in_progress":
-            assert pd.isna(row["label"]) and row["missing_reason"] == "in_progress"
-        elif not known:  # a late answer (grace month): known only from 2026-12 on
+        # In progress, or a late answer (grace month, known only from 2026-12 on): not resolved
+        # by as_of, and nothing more is known of it then.
+        if answer.outcome == "in_progress" or not known:
             assert pd.isna(row["label"]) and row["missing_reason"] == "not_resolved_by_as_of"
         elif label_of[answer.outcome] is None:
             assert pd.isna(row["label"]) and row["missing_reason"] == "unreachable"
