@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.datasets.rounds import MANIFEST as ROUND_MANIFEST
 from pipeline.datasets.validation import VALIDATION_JSON
+from pipeline.tracking import names
 
 OK = "ok"
 FAILED = "failed"
@@ -35,12 +36,12 @@ VALIDATION = "validation"
 CODE = "code version"
 RESCORE = "re-score"
 
-# MLflow artifacts the audit reads back. The score and train stages log them under these paths
-# (pipeline/score/stage.py, pipeline/train/artifacts.py); tracking does not name them yet.
-SCORING_MANIFEST_ARTIFACT = f"round/{ROUND_MANIFEST}"  # the scoring run's copy of manifest.json
-FEATURE_FOLDERS_ARTIFACT = "lineage/feature_folders.json"  # training run: month -> digests
-RAW_FILES_ARTIFACT = "lineage/raw_files_sha256.json"  # training run: raw file -> sha256
-VALIDATION_ARTIFACT = f"validation/{VALIDATION_JSON}"  # training run: its validation record
+# MLflow artifacts the audit reads back (named in pipeline.tracking.names, where the score and
+# train stages take them from).
+SCORING_MANIFEST_ARTIFACT = f"{names.ROUND_DIR}/{ROUND_MANIFEST}"  # scoring run: the manifest
+FEATURE_FOLDERS_ARTIFACT = names.FEATURE_FOLDERS  # training run: month -> digests
+RAW_FILES_ARTIFACT = names.RAW_FILES  # training run: raw file -> sha256
+VALIDATION_ARTIFACT = f"{names.VALIDATION_DIR}/{VALIDATION_JSON}"  # training run: its record
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from pipeline.months import format_month
 from pipeline.report import aggregates as agg
 from pipeline.report.aggregates import FAIRNESS_COLUMNS, KEY, LISTED_TIERS
 from pipeline.tracking import tracking_uri
-from pipeline.tracking.models import TRAINING_IMPORTANCE
+from pipeline.tracking.names import TRAINING_IMPORTANCE
 from pipeline.tracking.runs import download_run_artifact
 
 log = logging.getLogger(__name__)

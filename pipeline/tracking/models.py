@@ -10,12 +10,11 @@ from pathlib import Path
 
 from models.candidates import CalibratedClassifier
 from pipeline.errors import DataError
+from pipeline.tracking.names import TRAINING_IMPORTANCE
 from pipeline.tracking.registry import ModelRef
 from pipeline.tracking.runs import download_run_artifact
 
 log = logging.getLogger(__name__)
-
-TRAINING_IMPORTANCE = "feature_importance.csv"  # artifact of a training run: importance per input
 
 
 @dataclass(frozen=True)

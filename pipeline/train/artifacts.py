@@ -18,7 +18,8 @@ from pipeline.datasets.staged import capacity_file
 from pipeline.datasets.validation import SUMMARY_HTML, VALIDATION_JSON, VOLUME_JSON
 from pipeline.io import sha256_file, write_json
 from pipeline.months import format_month
-from pipeline.tracking.models import TRAINING_IMPORTANCE
+from pipeline.tracking import names
+from pipeline.tracking.names import TRAINING_IMPORTANCE
 from pipeline.train.fit import Trained
 
 
@@ -32,27 +33,29 @@ def write_lineage_artifacts(
 ) -> None:
     """The resolved config, raw and feature digests, capacity, the validation record's copy and
     the data dictionary."""
-    write_json(config.model_dump(mode="json"), out / "config" / "resolved_config.json")
-    write_json(raw_digests, out / "lineage" / "raw_files_sha256.json")
+    write_json(config.model_dump(mode="json"), out / names.RESOLVED_CONFIG)
+    write_json(raw_digests, out / names.RAW_FILES)
     write_json(
         {format_month(m): v for m, v in feature_folders.items()},
-        out / "lineage" / "feature_folders.json",
+        out / names.FEATURE_FOLDERS,
     )
     write_json(
         {"path": str(capacity_file(config)), "sha256": sha256_file(capacity_file(config))},
-        out / "lineage" / "capacity.json",
+        out / names.CAPACITY,
     )
     if validation_dir is not None:
         for name in (VALIDATION_JSON, VOLUME_JSON, SUMMARY_HTML):
             if (validation_dir / name).is_file():
-                (out / "validation").mkdir(exist_ok=True)
-                (out / "validation" / name).write_bytes((validation_dir / name).read_bytes())
+                (out / names.VALIDATION_DIR).mkdir(exist_ok=True)
+                (out / names.VALIDATION_DIR / name).write_bytes(
+                    (validation_dir / name).read_bytes()
+                )
     if dictionary.is_file():
         (out / DATA_DICTIONARY_CSV).write_bytes(dictionary.read_bytes())
 
 
 def write_gates(out: Path, gates: list[GateResult]) -> None:
-    write_json([g.as_dict() for g in gates], out / "gates.json")
+    write_json([g.as_dict() for g in gates], out / names.GATES)
 
 
 def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[str, Path]:

@@ -40,6 +40,7 @@ from pipeline.tracking import (
     runlog,
     tracking_uri,
 )
+from pipeline.tracking.names import MODEL_CARD
 from pipeline.tracking.registry import (
     champion_metric,
     current_champion,
@@ -312,7 +313,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         write_model_artifacts(trained, config, out)
         write_gates(out, gates)
         facts = card_facts(config, trained, gates, promoted, reason, metric, features_digest, code)
-        (out / "model_card.md").write_text(render_card(facts), encoding="utf-8")
+        (out / MODEL_CARD).write_text(render_card(facts), encoding="utf-8")
         runlog.log_artifacts(out)
         _log_datasets(trained, source, lineage)
         steps, batch = backtest_metrics(trained.backtest)

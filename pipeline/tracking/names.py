@@ -1,0 +1,17 @@
+"""Names of what the runs keep in MLflow: the artifact paths a training or scoring run writes
+and the audit reads back. Defined once; writers and readers import them from here."""
+
+from __future__ import annotations
+
+# A training run's artifacts.
+RESOLVED_CONFIG = "config/resolved_config.json"
+RAW_FILES = "lineage/raw_files_sha256.json"  # raw file -> sha256
+FEATURE_FOLDERS = "lineage/feature_folders.json"  # month -> the feature folder's digests
+CAPACITY = "lineage/capacity.json"
+VALIDATION_DIR = "validation"  # copies of the validation record the model was trained after
+GATES = "gates.json"
+MODEL_CARD = "model_card.md"
+TRAINING_IMPORTANCE = "feature_importance.csv"  # importance per model input
+
+# A scoring run's artifacts.
+ROUND_DIR = "round"  # the round manifest's copy
