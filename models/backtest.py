@@ -226,6 +226,34 @@ def training_table(
     )
 
 
+def candidate_inputs(numeric: list[str], categorical: list[str]) -> list[str]:
+    """The column order every candidate is fitted with, in the backtests and for the final model
+    alike: LightGBM's column sampling (``colsample_bytree``) draws by position, so another order
+    is another model."""
+    return [*numeric, *categorical]
+
+
+def candidate_table(
+    pool: list[RoundPool],
+    cutoff: int,
+    method: str,
+    config: TrainingConfig,
+    numeric: list[str],
+    categorical: list[str],
+) -> TrainTable:
+    """The training rows of a candidate fitted with what was known before ``cutoff``: the one
+    code path of the backtest models (cutoff = the test round) and the registered model
+    (cutoff = the as-of round)."""
+    return training_table(
+        pool,
+        cutoff,
+        method,
+        config.selective_labels,
+        candidate_inputs(numeric, categorical),
+        config.calibration.holdout_rounds,
+    )
+
+
 def fit_candidate(
     name: str,
     table: TrainTable,
@@ -290,20 +318,14 @@ def backtest_models(
 
     Returns the models by name and the number of training rows of each.
     """
-    inputs = numeric + categorical
     label = format_month(test_round)
     tables: dict[str, TrainTable] = {}
     models: dict[str, CalibratedClassifier] = {}
     rows: dict[str, int] = {}
     for spec in candidate_specs(config):
         if spec.method not in tables:
-            tables[spec.method] = training_table(
-                pool,
-                test_round,
-                spec.method,
-                config.selective_labels,
-                inputs,
-                config.calibration.holdout_rounds,
+            tables[spec.method] = candidate_table(
+                pool, test_round, spec.method, config, numeric, categorical
             )
         table = tables[spec.method]
         if len(table.rounds) < config.backtest.min_train_rounds:

@@ -17,9 +17,9 @@ from models.backtest import (
     BacktestResult,
     TestRoundReader,
     build_pool,
+    candidate_table,
     fit_candidate,
     run_backtests,
-    training_table,
 )
 from models.candidates import CalibratedClassifier, LightGBMFitter
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
@@ -165,14 +165,9 @@ def fit_all(
     ]
     capacity = load_capacity(config)
     result = run_backtests(pool, readers, capacity, tc, numeric, categorical, fitter)
-    table = training_table(
-        pool,
-        as_of,
-        tc.selective_labels.method,
-        tc.selective_labels,
-        inputs,
-        tc.calibration.holdout_rounds,
-    )
+    # The registered model is fitted exactly as the backtest models were (same rows up to the
+    # cutoff, same column order, same code path): the model the gates judged.
+    table = candidate_table(pool, as_of, tc.selective_labels.method, tc, numeric, categorical)
     model = fit_candidate(tc.candidate, table, tc, numeric, categorical, fitter)
     log.info("final %s model on %d rows", tc.candidate, len(table.y))
     fairness = fairness_rule = None
