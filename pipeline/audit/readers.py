@@ -25,6 +25,7 @@ from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.datasets.rounds import LIST_SUFFIXES, MANIFEST, REPORT, SCORES
 from pipeline.io import sha256_file
+from pipeline.textsafe import from_spreadsheet_cell
 from pipeline.vocabulary import EMD, KEY, list_header_keys
 
 CSV, XLSX = LIST_SUFFIXES
@@ -70,7 +71,12 @@ def read_list(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
     keys = list_header_keys()
     columns = [keys.get(str(h).strip(), f"unknown: {h}") for h in rows[0]]
-    body = [list(r) + [""] * (len(columns) - len(r)) for r in rows[1:] if any(v != "" for v in r)]
+    # Text cells were neutralised against formulas when written: compare what was meant.
+    body = [
+        [from_spreadsheet_cell(v) for v in r] + [""] * (len(columns) - len(r))
+        for r in rows[1:]
+        if any(v != "" for v in r)
+    ]
     return pd.DataFrame(body, columns=columns, dtype="object")
 
 

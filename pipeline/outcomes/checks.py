@@ -6,12 +6,17 @@ ephemeral context built by :func:`pipeline.expectations.new_context`. Every fail
 back by its file row number (COMPLETE results, ``unexpected_index_column_names=["row"]``): a
 returned list is at most a few thousand rows. Each check names the list column a caseworker
 would correct (``field``) and why the row was rejected (``reason``).
+
+What a rejection line says about the row's household key is decided by
+:func:`pipeline.textsafe.shown_or_withheld`: a short plain code is shown, anything else (a
+resident number, a phone number, a name, a formula, free text) is withheld as ``(not shown)``;
+the row number and the column always name the cell. Every text of a line is a
+:func:`pipeline.textsafe.spreadsheet_text`, so the rejection file runs no formula when opened.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +25,7 @@ import pandas as pd
 from pipeline.expectations import QUARANTINE, Check
 from pipeline.outcomes.normalise import RoundFacts
 from pipeline.outcomes.returned import ROW
+from pipeline.textsafe import shown_or_withheld, spreadsheet_text
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +33,6 @@ SUITE = "returned_outcomes"
 DATA_SOURCE = "returned_lists"
 BATCH_DEFINITION = "whole_list"
 REPORT_COLUMNS = ("row", "field", "household_key", "reason")
-_SAFE = re.compile(r"^[A-Za-z0-9_\-./: ]{1,24}$")
 
 
 @dataclass(frozen=True)
@@ -142,15 +147,6 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
     ]
 
 
-def safe_value(value: object) -> str:
-    """A value fit for the rejection report: short plain codes only (a caseworker may type a
-    name or a phone number in any cell; such text is never echoed)."""
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    text = str(value)
-    return text if _SAFE.match(text) else "(not shown)"
-
-
 class RowValidator:
     """An ephemeral Great Expectations context that validates returned lists' rows."""
 
@@ -195,9 +191,9 @@ class RowValidator:
                 lines.append(
                     {
                         "row": row,
-                        "field": check.field,
-                        "household_key": safe_value(key_of_row.get(row)),
-                        "reason": check.check.reason,
+                        "field": spreadsheet_text(check.field),
+                        "household_key": shown_or_withheld(key_of_row.get(row)),
+                        "reason": spreadsheet_text(check.check.reason),
                     }
                 )
         report = pd.DataFrame(lines, columns=list(REPORT_COLUMNS))

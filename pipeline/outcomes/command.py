@@ -3,6 +3,9 @@
 Exit codes: 0 when every file gave at least one valid answer (rows may have been rejected: the
 report is printed and written); 1 when a file could not be imported at all (unreadable, no
 round folder, no valid filled-in row); 2 for a usage error.
+
+A rejected row is named by its row number and column; its household key is shown only when it is
+a plain code (:func:`pipeline.textsafe.shown_or_withheld`), never a name, phone or resident number.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.errors import EXIT_DATA, EXIT_OK, DataError, UsageError
+from pipeline.textsafe import shown_or_withheld
 
 SHOWN_REJECTIONS = 10
 
@@ -57,8 +61,8 @@ def _summary(result) -> list[str]:
         lines.append(f"  rejected rows (row, field, reason) -> {result.report}")
         shown = result.rejections.head(SHOWN_REJECTIONS)
         for r in shown.itertuples(index=False):
-            key = f" {r.household_key}" if r.household_key else ""
-            lines.append(f"    row {r.row} {r.field}{key}: {r.reason}")
+            key = shown_or_withheld(r.household_key)  # never a name, phone or resident number
+            lines.append(f"    row {r.row} {r.field}{f' {key}' if key else ''}: {r.reason}")
         if len(result.rejections) > len(shown):
             lines.append(f"    ... {len(result.rejections) - len(shown)} more in the report")
     return lines

@@ -14,7 +14,9 @@ with the columns the expectations of :mod:`pipeline.outcomes.checks` look at:
 - ``added_mark`` (the selection column says local discretion).
 
 Rows not filled in yet (no outcome code and no contact date) are left out and counted; identical
-repeats of a row (same household, same answer) are kept once and counted.
+repeats of a row (same household, same answer) are kept once and counted. A message about a
+cell names its row and column; it shows the cell's value only when
+:func:`pipeline.textsafe.shown_value` allows it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import pandas as pd
 
 from pipeline.months import first_day, format_month, month_index, parse_month
 from pipeline.outcomes.returned import ROW
+from pipeline.textsafe import shown_value
 
 LOCAL_DISCRETION = "local_discretion"
 # Months after the round's interval in which a contact date is still accepted (late answers).
@@ -108,8 +111,12 @@ def file_round(rows: pd.DataFrame) -> str:
     given = rows["round"].dropna()
     parsed = {parse_round(v) for v in given}
     if None in parsed:
-        bad = next(v for v in given if parse_round(v) is None)
-        raise ValueError(f"round column holds {str(bad)[:20]!r}: expected YYYY-MM")
+        index, bad = next((i, v) for i, v in given.items() if parse_round(v) is None)
+        shown = shown_value(bad)  # a name or a phone number typed here is never echoed
+        what = f"{shown!r}" if shown is not None else "a value (not shown)"
+        raise ValueError(
+            f"row {int(rows.at[index, ROW])}, column 회차 / round holds {what}: expected YYYY-MM"
+        )
     if not parsed:
         raise ValueError("no row names its round (column 회차 / round)")
     if len(parsed) > 1:

@@ -9,6 +9,10 @@ reading: nothing a caseworker wrote in a note is ever held in a frame, stored or
 - XLSX: the first sheet; header in its first row. Cells are turned into text: dates written as
   dates become ``YYYY-MM-DD`` (a round typed as a date becomes ``YYYY-MM``), whole numbers lose
   their ``.0``.
+
+A text cell that ``outreach score`` wrote with a leading apostrophe (so that a spreadsheet shows
+it as text, not as a formula: :func:`pipeline.textsafe.spreadsheet_cell`) is read back without
+it, whether or not the spreadsheet kept the apostrophe.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import DataError
+from pipeline.textsafe import from_spreadsheet_cell
 from pipeline.vocabulary import list_header_keys
 
 # Columns read from a returned list (keys of ``pipeline.score.lists.LIST_COLUMNS``).
@@ -70,7 +75,7 @@ def _decode(data: bytes, path: Path) -> str:
 
 
 def cell_text(value: object) -> str | None:
-    """One cell as text (None for an empty cell)."""
+    """One cell as text (None for an empty cell; the apostrophe of a neutralised formula off)."""
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -83,7 +88,7 @@ def cell_text(value: object) -> str | None:
         return str(value)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    text = str(value).strip()
+    text = from_spreadsheet_cell(str(value).strip()).strip()
     return text or None
 
 

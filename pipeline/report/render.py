@@ -49,12 +49,14 @@ PAGE_COLUMNS = (
 
 
 def environment() -> Any:
-    """The Jinja2 environment of the package templates (HTML autoescaped, strict)."""
+    """The Jinja2 environment of the package templates (strict; every value autoescaped, in
+    every template whatever its name: data values such as region names never become markup, and
+    only the charts, built and escaped in ``pipeline.report.charts``, enter as ``Markup``)."""
     import jinja2
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("pipeline.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
+        autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )

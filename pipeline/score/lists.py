@@ -7,6 +7,11 @@ the caseworker to fill in: the outcome code (a drop-down in the XLSX), the conta
 
 ``LIST_COLUMNS`` is the one table of list columns: key, Korean header, English header, width.
 Readers of returned lists map either header back to the key.
+
+Every text cell goes through :func:`pipeline.textsafe.spreadsheet_text`: text a spreadsheet would
+run as a formula (a 읍면동 name or a household key starting with ``=``, ``+``, ``-``, ``@``) is
+written with a leading apostrophe, in the CSV and in the XLSX alike; the XLSX writer also never
+turns text into formulas, numbers or links.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.catalogue import OutcomeCatalogue
+from pipeline.textsafe import spreadsheet_text
 from pipeline.vocabulary import (
     EXPLORATION,
     FILL_IN,
@@ -87,7 +93,7 @@ def write_csv(rows: Sequence[Sequence[object]], path: Path, language: str) -> No
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(list_header(language))
     for row in rows:
-        writer.writerow(["" if v is None else str(v) for v in row])
+        writer.writerow([spreadsheet_text(v) for v in row])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
 
@@ -112,9 +118,13 @@ def write_xlsx(
     risk = keys.index("risk_percent")
     rank = keys.index("list_rank")
     path.parent.mkdir(parents=True, exist_ok=True)
-    book = xlsxwriter.Workbook(
-        str(path), {"in_memory": True, "strings_to_numbers": False, "strings_to_urls": False}
-    )
+    options = {
+        "in_memory": True,
+        "strings_to_formulas": False,
+        "strings_to_numbers": False,
+        "strings_to_urls": False,
+    }
+    book = xlsxwriter.Workbook(str(path), options)
     try:
         book.set_properties(
             {
@@ -138,7 +148,7 @@ def write_xlsx(
                 elif j == rank:
                     sheet.write_number(i, j, int(value))
                 elif value is not None and value != "":
-                    sheet.write_string(i, j, str(value))
+                    sheet.write_string(i, j, spreadsheet_text(value))
         last = max(1, len(rows))
         sheet.freeze_panes(1, 0)
         sheet.autofilter(0, 0, last, len(LIST_COLUMNS) - 1)
@@ -162,13 +172,13 @@ def write_xlsx(
         for j, title in enumerate(titles):
             legend.write_string(0, j, title, head)
         for i, outcome in enumerate(outcomes.outcomes, start=1):
-            legend.write_string(i, 0, outcome.code)
-            legend.write_string(i, 1, outcome.name_ko if ko else outcome.name_en)
+            legend.write_string(i, 0, spreadsheet_text(outcome.code))
+            legend.write_string(i, 1, spreadsheet_text(outcome.name_ko if ko else outcome.name_en))
         explored = next(r for r in outcomes.selection_reasons if r.code == EXPLORATION)
         legend.write_string(
             len(outcomes.outcomes) + 2,
             0,
-            explored.name_ko if ko else explored.name_en,
+            spreadsheet_text(explored.name_ko if ko else explored.name_en),
         )
         legend.write_string(
             len(outcomes.outcomes) + 2,

@@ -5,10 +5,19 @@ place and swapped in whole, so no run is ever seen half-written. Two small point
 the runs: ``latest.json`` (the last run, passed or failed) and ``passed.json`` (the last run that
 passed; a failed run never touches it). Ingest trusts only ``passed.json``. Old runs are pruned
 to ``validation.keep_runs``, never the one ``passed.json`` names.
+
+Great Expectations' Data Docs write the values they show (unexpected values, example rows, the
+arguments of an expectation such as a value set taken from the regions table) into the pages
+without escaping them, so a crisis code holding HTML would run when the page opens. The suites
+and results handed to the Data Docs builder therefore carry those values HTML-escaped
+(:func:`data_docs_result`, :func:`data_docs_check`): the page shows them as the text they are.
+The JSON results beside it keep the values as they were.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
 import logging
 import math
@@ -34,6 +43,7 @@ from pipeline.datasets.validation import (
     read_pointer,
     runs_dir,
 )
+from pipeline.expectations import Check
 from pipeline.io import staging_dir, write_json, write_parquet
 from pipeline.validate.partition import plain_rejected
 from pipeline.validate.stage import PASSED, ValidationRun
@@ -134,8 +144,45 @@ def validation_record(run: ValidationRun, config: Config, data_docs: bool) -> di
     }
 
 
+def html_escaped(data: Any) -> Any:
+    """``data`` with every string in it HTML-escaped (lists, tuples and dict values; keys and
+    other objects kept as they are)."""
+    if isinstance(data, str):
+        return html.escape(data)
+    if isinstance(data, dict):
+        return {key: html_escaped(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return type(data)(html_escaped(value) for value in data)
+    return data
+
+
+def data_docs_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A suite's validation result (GX JSON) for the Data Docs: what each expectation found
+    (``result``), its exception and its arguments HTML-escaped."""
+    items = []
+    for item in result.get("results", []):
+        config = dict(item.get("expectation_config") or {})
+        if "kwargs" in config:
+            config["kwargs"] = html_escaped(config["kwargs"])
+        items.append(
+            {
+                **item,
+                "expectation_config": config,
+                "result": html_escaped(item.get("result")),
+                "exception_info": html_escaped(item.get("exception_info")),
+            }
+        )
+    return {**result, "results": items}
+
+
+def data_docs_check(check: Check) -> Check:
+    """A check whose arguments are HTML-escaped, for the suite pages of the Data Docs."""
+    return dataclasses.replace(check, kwargs=html_escaped(dict(check.kwargs)))
+
+
 def build_data_docs(run: ValidationRun, site_dir: Path) -> None:
-    """Great Expectations Data Docs of this run's suites and results (static HTML)."""
+    """Great Expectations Data Docs of this run's suites and results (static HTML), data values
+    escaped."""
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResultSchema,
     )
@@ -161,7 +208,7 @@ def build_data_docs(run: ValidationRun, site_dir: Path) -> None:
         },
     )
     for name, checks in run.suites.items():
-        context.suites.add(build_suite(name, list(checks)))
+        context.suites.add(build_suite(name, [data_docs_check(c) for c in checks]))
     run_identifier = RunIdentifier(run_name=run.run_id, run_time=run.started)
     schema = ExpectationSuiteValidationResultSchema()
     store = context.validation_results_store
@@ -169,7 +216,7 @@ def build_data_docs(run: ValidationRun, site_dir: Path) -> None:
         key = ValidationResultIdentifier(
             ExpectationSuiteIdentifier(name=suite), run_identifier, batch
         )
-        store.set(key, schema.load(result))
+        store.set(key, schema.load(data_docs_result(result)))
     context.build_data_docs(site_names=["validation"])
 
 
