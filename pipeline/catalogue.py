@@ -52,6 +52,31 @@ class SyntheticEmission(_Frozen):
         return lag
 
 
+class Bounds(_Frozen):
+    """The plausible values of one indicator, in its unit (checked by validation).
+
+    A value outside ``[min, max]`` is set aside (``quarantine``) or stops the run (``stop``).
+    """
+
+    min: float = Field(ge=0)
+    max: float
+    on_failure: Literal["quarantine", "stop"] = "quarantine"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if self.max < self.min:
+            raise ValueError(f"bounds: max {self.max:g} is below min {self.min:g}")
+        return self
+
+
+class Unit(_Frozen):
+    """A unit of indicator values, with the bounds its indicators have unless they set theirs."""
+
+    name_ko: str
+    name_en: str
+    bounds: Bounds | None = None
+
+
 class Indicator(_Frozen):
     """One kind of crisis information delivered by a source agency."""
 
@@ -63,6 +88,7 @@ class Indicator(_Frozen):
     agency_ko: str
     agency_en: str
     available_from: Month | None = None
+    bounds: Bounds | None = None  # default: the unit's bounds
     synthetic: SyntheticEmission
 
     @property
@@ -79,7 +105,7 @@ class IndicatorCatalogue(_Frozen):
     """All indicator definitions, their groups and units."""
 
     groups: dict[str, NamedEntry]
-    units: dict[str, NamedEntry]
+    units: dict[str, Unit]
     indicators: tuple[Indicator, ...]
 
     @model_validator(mode="after")
@@ -93,6 +119,11 @@ class IndicatorCatalogue(_Frozen):
                 raise ValueError(f"indicator {ind.code}: unknown group {ind.group!r}")
             if ind.unit not in self.units:
                 raise ValueError(f"indicator {ind.code}: unknown unit {ind.unit!r}")
+            if ind.bounds is None and self.units[ind.unit].bounds is None:
+                raise ValueError(
+                    f"indicator {ind.code}: no plausibility bounds (set bounds on the indicator "
+                    f"or on its unit {ind.unit!r})"
+                )
         return self
 
     @property
@@ -105,6 +136,12 @@ class IndicatorCatalogue(_Frozen):
 
     def by_code(self) -> dict[str, Indicator]:
         return {ind.code: ind for ind in self.indicators}
+
+    def bounds_of(self, indicator: Indicator) -> Bounds:
+        """The indicator's plausibility bounds: its own, else its unit's."""
+        bounds = indicator.bounds or self.units[indicator.unit].bounds
+        assert bounds is not None  # checked when the catalogue is loaded
+        return bounds
 
 
 class OutcomeCode(_Frozen):

@@ -1,10 +1,14 @@
-"""Bad raw input: each kind stops validation with a clear one-line error, or sets rows aside.
+"""Bad input a user can cause: each kind stops with a clear one-line error, or sets rows aside.
 
-Every case copies the committed sample's raw tables, breaks one thing and runs
-``outreach validate`` in-process. A stopping case must exit 1 with one summary line naming the
-table, column, expectation, count and examples, leave no half-built folder and no pointer that
-looks like a pass. A quarantine case exits 0 and lists the row, with its reason, in the
-rejected-rows file (ingest then leaves it out).
+Raw tables: every case copies the committed sample's raw tables, breaks one thing and runs
+``outreach validate`` in-process. A stopping case must exit 1 with a first line naming the
+table, partition, raw column and count, one summary line per failed check naming table, column,
+expectation, count and examples, leave no half-built folder and no pointer that looks like a
+pass. A quarantine case exits 0 and lists the row, with its reason, in the rejected-rows file;
+ingest then stages the other rows.
+
+Configs, command-line arguments and returned lists: each case exits with its code (2 usage or
+configuration, 1 data) and one line naming the file, key, option or column, and writes nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _validate_helpers import (
+    SAMPLE_RAW,
     config_for,
     copy_sample,
     latest_record,
@@ -32,7 +37,9 @@ from _validate_helpers import (
     run_cli,
     validation_dir,
 )
+from conftest import REPO_ROOT, copy_outputs
 
+from pipeline.cli import main
 from pipeline.datasets import TableLayout
 
 
@@ -65,6 +72,8 @@ class Stop:
     group: str
     break_it: Callable[[Path], None]
     expected: tuple[str, ...]  # fragments of one summary line
+    headline: tuple[str, ...] = ()  # fragments of the first line (a group of one case only)
+    catalogue: Callable[[str], str] | None = None  # changes the indicator catalogue's YAML
 
 
 def _p(raw: Path, n: int) -> str:
@@ -124,6 +133,25 @@ def _many_unknown_residents(raw: Path) -> None:
         return frame
 
     rewrite(raw, "crisis_events", change, partition=_p(raw, 0))
+
+
+def _indicator_row(frame: pd.DataFrame, indicator: str, n: int = 0) -> int:
+    """The n-th row of an indicator's signals."""
+    return int(np.flatnonzero((frame["indicator_code"] == indicator).to_numpy())[n])
+
+
+def _resident_in_two_partitions(raw: Path) -> None:
+    """A member of the second 시군구 gets the resident id of a member of the first."""
+    first = pd.read_parquet(_file(raw, "household_members", 0), columns=["resident_id"])
+    other = str(first["resident_id"].iloc[0])
+    rewrite(raw, "household_members", lambda f: _set(f, 1, resident_id=other), partition=_p(raw, 1))
+
+
+def _telecom_bounds_stop(text: str) -> str:
+    """The catalogue with telecom arrears' bounds stopping the run instead of setting aside."""
+    bounds = "bounds: {min: 1, max: 50000000}"
+    assert text.count(bounds) == 1
+    return text.replace(bounds, "bounds: {min: 1, max: 50000000, on_failure: stop}")
 
 
 def _in(
@@ -300,27 +328,89 @@ STOPS: dict[str, Stop] = {
         _unknown_partition,
         ("partitions | sigungu | expect_column_values_to_be_in_set", "9999000000"),
     ),
+    # One case per run: the first line names the table, partition, raw column and count.
+    "households partition with no rows": Stop(
+        "no households",
+        _in("households", 2, lambda f: f.iloc[:0]),
+        ("file_rows | rows | expect_column_values_to_be_between", "households (sigungu="),
+        headline=("households sigungu=", "| (rows) |", "1 file(s) with no rows"),
+    ),
+    "duplicate resident id within a 시군구": Stop(
+        "resident id twice in a 시군구",
+        _in("household_members", 0, lambda f: _set(f, 7, resident_id=f["resident_id"].iloc[3])),
+        ("household_members | resident_ref | expect_column_values_to_be_unique | 2 unexpected",),
+        headline=("household_members sigungu=", "| resident_id |", "2 unexpected", "duplicate"),
+    ),
+    "duplicate resident id across 시군구": Stop(
+        "resident id in two 시군구",
+        _resident_in_two_partitions,
+        (
+            "keys_across_partitions | key_hash | expect_column_values_to_be_unique | 2 unexpected",
+            "household_members (sigungu=",
+        ),
+        headline=("household_members sigungu=", "| resident_id |", "2 unexpected"),
+    ),
+    "null resident id in crisis events": Stop(
+        "null resident id",
+        _in("crisis_events", 2, lambda f: _set(f, 11, resident_id=None)),
+        (
+            "crisis_events sigungu=",
+            "| resident_ref | expect_column_values_to_not_be_null | 1 unexpected",
+        ),
+        headline=("crisis_events sigungu=", "| resident_id |", "1 unexpected", "resident id"),
+    ),
+    "implausible amount where the catalogue says stop": Stop(
+        "bounds stop",
+        _in(
+            "crisis_events",
+            3,
+            lambda f: _set(f, _indicator_row(f, "telecom_arrears"), value=1e15),
+        ),
+        (
+            "crisis_events sigungu=",
+            "| value_max_stop, value | expect_column_pair_values_a_to_be_greater_than_b",
+            "1 unexpected",
+        ),
+        headline=("crisis_events sigungu=", "| value |", "1 unexpected", "plausible maximum"),
+        catalogue=_telecom_bounds_stop,
+    ),
 }
 
 STOP_HEAD = "outreach: data error: validation failed:"
+PARTITIONED = ("households", "household_members", "crisis_events", "outreach_outcomes")
+
+
+class _StopRuns(dict):
+    """group -> (config, exit code, stderr): each group validated once, when first asked for."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        super().__init__()
+        self.tmp_path_factory = tmp_path_factory
+
+    def __missing__(self, group: str) -> tuple:
+        tmp = self.tmp_path_factory.mktemp(f"stop-{group}")
+        raw = copy_sample(tmp / "raw")
+        paths = {}
+        for stop in STOPS.values():
+            if stop.group == group:
+                stop.break_it(raw)
+                if stop.catalogue is not None:
+                    text = (REPO_ROOT / "configs" / "indicators.yaml").read_text(encoding="utf-8")
+                    catalogue = tmp / "indicators.yaml"
+                    catalogue.write_text(stop.catalogue(text), encoding="utf-8")
+                    paths["indicators"] = str(catalogue)
+        config, config_file = config_for(tmp, raw, paths=paths)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = run_cli(config_file, "validate")
+        self[group] = (config, code, err.getvalue())
+        return self[group]
 
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
-    """One validation run per group of stopping cases: group -> (config, exit code, stderr)."""
-    runs = {}
-    for group in dict.fromkeys(stop.group for stop in STOPS.values()):
-        tmp = tmp_path_factory.mktemp(f"stop-{group}")
-        raw = copy_sample(tmp / "raw")
-        for stop in STOPS.values():
-            if stop.group == group:
-                stop.break_it(raw)
-        config, config_file = config_for(tmp, raw)
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
-            code = run_cli(config_file, "validate")
-        runs[group] = (config, code, err.getvalue())
-    return runs
+    """One validation run per group of stopping cases (run when a test first needs it)."""
+    return _StopRuns(tmp_path_factory)
 
 
 @pytest.mark.parametrize("case", list(STOPS), ids=list(STOPS))
@@ -334,6 +424,30 @@ def test_bad_input_stops_with_one_clear_line(case, stopped):
     # The line names table, column, expectation and count; identifiers never appear.
     assert matching[0].count(" | ") >= 3
     assert "resident_id=" not in err and "000000-" not in err
+
+
+def _first_line(err: str) -> str:
+    return err.split(STOP_HEAD, 1)[1].splitlines()[0].strip()
+
+
+@pytest.mark.parametrize("case", [c for c, s in STOPS.items() if s.headline])
+def test_the_first_line_names_table_partition_column_and_count(case, stopped):
+    _, code, err = stopped[STOPS[case].group]
+    assert code == 1 and "Traceback" not in err, err
+    first = _first_line(err)
+    assert all(part in first for part in STOPS[case].headline), first
+    # The column is the raw table's, never a surrogate of an identifier.
+    assert first.split(" | ")[1] not in ("resident_ref", "key_hash", "member_row"), first
+
+
+@pytest.mark.parametrize("group", sorted({s.group for s in STOPS.values()}))
+def test_every_stop_names_a_table_and_a_column_on_its_first_line(group, stopped):
+    _, code, err = stopped[group]
+    assert code == 1 and "Traceback" not in err, err
+    first = _first_line(err)
+    tables = ("regions", "district_capacity", *PARTITIONED, "crisis_events_volume", "partitions")
+    assert first.split(" | ")[0].split(" sigungu=")[0] in tables, first
+    assert first.count(" | ") >= 3 and "check(s) stop the run" in first, first
 
 
 @pytest.mark.parametrize("group", sorted({s.group for s in STOPS.values()}))
@@ -410,6 +524,26 @@ QUARANTINES: dict[str, Quarantine] = {
         lambda f: _set(f, _events_row(f, 6), resident_id="000000-0000000"),
         "signal for a resident id not in household_members",
     ),
+    "implausible amount (1e15 won of telecom arrears)": Quarantine(
+        "crisis_events",
+        lambda f: _set(f, _indicator_row(f, "telecom_arrears", 1), value=1e15),
+        "value above its indicator's plausible maximum",
+    ),
+    "flag other than 1": Quarantine(
+        "crisis_events",
+        lambda f: _set(f, _events_row(f, 7), value=7.0),
+        "value above its indicator's plausible maximum (value_max",
+    ),
+    "zero months in arrears": Quarantine(
+        "crisis_events",
+        lambda f: _set(f, _indicator_row(f, "electricity_arrears", 2), value=0.0),
+        "value below its indicator's plausible minimum",
+    ),
+    "malformed month": Quarantine(
+        "crisis_events",
+        lambda f: _set(f, _events_row(f, 8), event_month="2025-13", reported_month="2025-13"),
+        "event month is not a month of the data window",
+    ),
     "unknown outcome code": Quarantine(
         "outreach_outcomes",
         lambda f: _set(f, 1, outcome_code="moved_away"),
@@ -484,6 +618,43 @@ def test_row_level_fault_is_set_aside_with_its_reason(case, quarantined):
     assert any(fault.reason in q["reason"] for q in record["quarantine"])
 
 
+@pytest.fixture(scope="module")
+def ingested_after_quarantine(quarantined):
+    """``outreach ingest`` on the copy whose faulty rows validation set aside."""
+    config, config_file, exit_code, _, _ = quarantined
+    assert exit_code == 0
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = run_cli(config_file, "ingest")
+    return config, code, err.getvalue()
+
+
+def test_ingest_stages_the_rows_validation_kept(ingested_after_quarantine, quarantined):
+    """Set-aside rows (unknown codes, malformed months) never reach ingest's checks."""
+    config, code, err = ingested_after_quarantine
+    assert code == 0, err
+    rejected = rejected_rows(config)
+    manifest = json.loads(
+        (config.paths.output_root / "staged" / "_manifest.json").read_text(encoding="utf-8")
+    )
+    for table in ("crisis_events", "outreach_outcomes"):
+        mine = rejected[rejected["table"] == table]
+        assert manifest["rows"][table]["excluded"] == mine["row"].nunique() > 0
+        rows = manifest["rows"][table]
+        assert rows["staged"] == rows["raw"] - rows["excluded"]
+
+
+def test_no_implausible_value_is_staged(ingested_after_quarantine, catalogue):
+    config, code, _ = ingested_after_quarantine
+    assert code == 0
+    events = pd.read_parquet(config.paths.output_root / "staged" / "crisis_events")
+    bounds = {i.code: catalogue.bounds_of(i) for i in catalogue.indicators}
+    low = events["indicator_code"].astype(str).map(lambda c: bounds[c].min)
+    high = events["indicator_code"].astype(str).map(lambda c: bounds[c].max)
+    assert ((events["value"] >= low) & (events["value"] <= high)).all()
+    assert events["value"].max() < 1e15
+
+
 def test_rejected_rows_name_the_row_never_the_person(quarantined):
     config, _, _, _, _ = quarantined
     rejected = rejected_rows(config)
@@ -519,3 +690,229 @@ def test_unreadable_raw_folder_is_one_line(tmp_path, capsys):
     assert run_cli(config_file, "validate") == 1
     err = capsys.readouterr().err
     assert "(raw input) | (file) | file_readable |" in err and "folder not found" in err
+
+
+# Configs, command-line arguments and returned lists: exit code, one line, nothing written -------
+
+
+def _main(*argv: str) -> int:
+    """The CLI in-process; argparse's usage errors (SystemExit) become their exit code."""
+    try:
+        return main(list(argv))
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def _message(err: str) -> list[str]:
+    """The CLI's own lines on stderr (not the log lines, not argparse's usage lines)."""
+    return [line for line in err.splitlines() if line.startswith("outreach:")]
+
+
+def _written(root: Path) -> list[Path]:
+    """Files a command left under an output root (the output root's lock file aside)."""
+    if not root.exists():
+        return []
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".outreach.lock")]
+
+
+def _yaml_edit(change: Callable[[dict], None]) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        import yaml
+
+        data = yaml.safe_load(text)
+        change(data)
+        return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+    return edit
+
+
+@dataclass(frozen=True)
+class BadConfig:
+    edit_config: Callable[[str], str] | None  # None: the config file is missing
+    expected: tuple[str, ...]  # fragments of the one message line
+    edit_catalogue: Callable[[str], str] | None = None
+
+
+BAD_CONFIGS: dict[str, BadConfig] = {
+    "config file missing": BadConfig(None, ("config file not found",)),
+    "config not valid YAML": BadConfig(
+        lambda text: text + "\npaths: [unclosed\n", ("config.yaml", "not valid YAML")
+    ),
+    "config with an unknown key": BadConfig(
+        lambda text: text + "\nbogus_section: 1\n", ("config.yaml", "bogus_section", "unknown key")
+    ),
+    "config value of the wrong type": BadConfig(
+        _yaml_edit(lambda d: d["runtime"].update(workers="many")),
+        ("config.yaml", "runtime.workers", "integer"),
+    ),
+    "config value out of range": BadConfig(
+        _yaml_edit(lambda d: d["validation"].update(max_rejected_share=2)),
+        ("config.yaml", "validation.max_rejected_share", "less than or equal to 1"),
+    ),
+    "config section of the wrong type": BadConfig(
+        _yaml_edit(lambda d: d.update(validation=["a", "list"])), ("config.yaml", "validation")
+    ),
+    "catalogue bounds with max below min": BadConfig(
+        lambda text: text,
+        ("indicators.yaml", "bounds", "max 1 is below min 100"),
+        edit_catalogue=lambda t: t.replace(
+            "bounds: {min: 1, max: 50000000}", "bounds: {min: 100, max: 1}"
+        ),
+    ),
+    "catalogue bounds with an unknown failure mode": BadConfig(
+        lambda text: text,
+        ("indicators.yaml", "bounds.on_failure", "'quarantine' or 'stop'"),
+        edit_catalogue=lambda t: t.replace(
+            "bounds: {min: 1, max: 50000000}", "bounds: {min: 1, max: 50000000, on_failure: warn}"
+        ),
+    ),
+    "catalogue indicator without bounds": BadConfig(
+        lambda text: text,
+        ("indicators.yaml", "no plausibility bounds"),
+        edit_catalogue=lambda t: t.replace(
+            "name_en: months, bounds: {min: 1, max: 120}}", "name_en: months}"
+        ),
+    ),
+    "catalogue bounds below zero": BadConfig(
+        lambda text: text,
+        ("indicators.yaml", "bounds.min", "greater than or equal to 0"),
+        edit_catalogue=lambda t: t.replace(
+            "bounds: {min: 1, max: 50000000}", "bounds: {min: -5, max: 50000000}"
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS), ids=list(BAD_CONFIGS))
+def test_bad_config_is_one_line_and_writes_nothing(case, tmp_path, capsys):
+    bad = BAD_CONFIGS[case]
+    paths = {}
+    if bad.edit_catalogue is not None:
+        text = (REPO_ROOT / "configs" / "indicators.yaml").read_text(encoding="utf-8")
+        edited = bad.edit_catalogue(text)
+        assert edited != text
+        (tmp_path / "indicators.yaml").write_text(edited, encoding="utf-8")
+        paths["indicators"] = str(tmp_path / "indicators.yaml")
+    config, config_file = config_for(tmp_path, SAMPLE_RAW, paths=paths)
+    if bad.edit_config is None:
+        config_file.unlink()
+    else:
+        config_file.write_text(bad.edit_config(config_file.read_text(encoding="utf-8")))
+    code = _main("--no-progress", "--config", str(config_file), "validate")
+    err = capsys.readouterr().err
+    assert code == 2, err
+    (line,) = _message(err)
+    assert line.startswith("outreach: configuration error:"), line
+    assert all(part in line for part in bad.expected), line
+    assert "Traceback" not in err
+    assert not _written(config.paths.output_root)
+
+
+@dataclass(frozen=True)
+class BadArguments:
+    argv: tuple[str, ...]
+    code: int
+    expected: tuple[str, ...]  # fragments of the last message line
+
+
+BAD_ARGUMENTS: dict[str, BadArguments] = {
+    "--as-of not a month": BadArguments(("features", "--as-of", "2026-13"), 2, ("--as-of",)),
+    "--as-of not YYYY-MM": BadArguments(("score", "--as-of", "garbage"), 2, ("--as-of",)),
+    "unknown stage option": BadArguments(
+        ("validate", "--bogus"), 2, ("unrecognized arguments: --bogus",)
+    ),
+    "unknown stage": BadArguments(("nosuchstage",), 2, ("invalid choice: 'nosuchstage'",)),
+    "outcomes without an action": BadArguments(("outcomes",), 2, ("required", "ACTION")),
+    "outcomes import without files": BadArguments(("outcomes", "import"), 2, ("required", "FILE")),
+    "--raw-dir that does not exist": BadArguments(
+        ("validate", "--raw-dir", "/nonexistent/raw"),
+        1,
+        ("(raw input) | (file) | file_readable", "/nonexistent/raw", "folder not found"),
+    ),
+    "ingest before any validation": BadArguments(
+        ("ingest",), 1, ("ingest: no passing validation", "outreach validate")
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS), ids=list(BAD_ARGUMENTS))
+def test_bad_arguments_are_one_line_and_write_nothing(case, tmp_path, capsys):
+    bad = BAD_ARGUMENTS[case]
+    config, config_file = config_for(tmp_path)
+    code = _main("--no-progress", "--config", str(config_file), *bad.argv)
+    err = capsys.readouterr().err
+    assert code == bad.code, err
+    lines = _message(err)
+    assert lines and all(part in lines[0] for part in bad.expected), err
+    assert "Traceback" not in err
+    root = config.paths.output_root
+    # Nothing staged, built or scored; a failed validation keeps its record and no pass.
+    written = {p.relative_to(root).parts[0] for p in _written(root)}
+    assert written <= {"validation"}, written
+    assert not (root / "validation" / "passed.json").exists()
+    assert not leftovers(root)
+
+
+# Returned lists ------------------------------------------------------------------------------
+
+
+def _list_of(scored) -> Path:
+    return sorted((scored.round_dir / "lists").rglob("emd_*.csv"))[0]
+
+
+def _other_round(scored, folder: Path) -> Path:
+    path = folder / "old_round.csv"
+    lines = _list_of(scored).read_text(encoding="utf-8-sig").splitlines()
+    body = [line.replace(scored.as_of, "2019-01", 1) for line in lines[1:]]
+    path.write_text("\n".join([lines[0], *body]) + "\n", encoding="utf-8-sig")
+    return path
+
+
+def _no_list(scored, folder: Path) -> Path:
+    path = folder / "notes.csv"
+    path.write_text("name,phone\nsomeone,010-0000-0000\n", encoding="utf-8")
+    return path
+
+
+def _broken_workbook(scored, folder: Path) -> Path:
+    path = folder / "list.xlsx"
+    path.write_bytes(b"\x00\x01 not a workbook")
+    return path
+
+
+def _empty_file(scored, folder: Path) -> Path:
+    path = folder / "empty.csv"
+    path.write_bytes(b"")
+    return path
+
+
+BAD_LISTS: dict[str, tuple[Callable[[object, Path], Path], tuple[str, ...]]] = {
+    "returned list missing": (lambda s, f: f / "missing.csv", ("missing.csv", "not found")),
+    "a file that is not a returned list": (_no_list, ("notes.csv", "header lacks column(s)")),
+    "a workbook that cannot be read": (_broken_workbook, ("list.xlsx", "not a readable XLSX")),
+    "an empty file": (_empty_file, ("empty.csv",)),
+    "a list of a round not scored here": (_other_round, ("round 2019-01", "not scored here")),
+}
+
+
+@pytest.fixture(scope="module")
+def scored_copy(scored_sample, tmp_path_factory):
+    return copy_outputs(scored_sample, tmp_path_factory.mktemp("lists"))
+
+
+@pytest.mark.parametrize("case", list(BAD_LISTS), ids=list(BAD_LISTS))
+def test_bad_returned_list_is_one_line_and_imports_nothing(case, scored_copy, tmp_path, capsys):
+    make, expected = BAD_LISTS[case]
+    path = make(scored_copy, tmp_path)
+    store = scored_copy.config.paths.output_root / "outcomes"
+    before = sorted(p.relative_to(store) for p in store.rglob("*")) if store.exists() else None
+    code = _main("--no-progress", "--config", str(scored_copy.config_file), "outcomes", "import",
+                 str(path))  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
+    lines = _message(err)
+    assert lines and lines[0].startswith("outreach: data error:"), err
+    assert all(part in lines[0] for part in expected), lines[0]
+    assert "Traceback" not in err and "010-0000-0000" not in err and "someone" not in err
+    after = sorted(p.relative_to(store) for p in store.rglob("*")) if store.exists() else None
+    assert after == before

@@ -64,18 +64,30 @@ def _dictionary(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
     return column
 
 
+def _used(encoded: pa.DictionaryArray) -> np.ndarray:
+    """Which dictionary entries some row refers to.
+
+    A dictionary may hold values of no row: rows set aside by validation are filtered out, but
+    the file's dictionary keeps their values. Only the values of the rows staged are checked.
+    """
+    used = np.zeros(len(encoded.dictionary), dtype=bool)
+    indices = encoded.indices.drop_null().to_numpy(zero_copy_only=False)
+    used[indices] = True
+    return used
+
+
 def coded(column: pa.ChunkedArray, categories: Sequence[str], name: str) -> pa.DictionaryArray:
     """A dictionary column over fixed categories; a value outside them is a data error."""
     dictionary = pa.array(list(categories), type=pa.string())
     encoded = _dictionary(column)
     per_value = _positions(encoded.dictionary.cast(pa.string()), dictionary)
-    if (per_value < 0).any():
-        unknown = [
-            v for v, p in zip(encoded.dictionary.to_pylist(), per_value, strict=True) if p < 0
-        ]
+    unknown = (per_value < 0) & _used(encoded)
+    if unknown.any():
+        indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        rows = int(np.isin(indices, np.flatnonzero(unknown)).sum())
         raise DataError(
-            f"ingest: {name} has value(s) outside its categories although validation passed "
-            f"({len(unknown)} distinct); validate again"
+            f"ingest: column {name}: {rows:,} staged row(s) with value(s) outside its categories "
+            f"({int(unknown.sum())} distinct) although validation passed; validate again"
         )
     indices = encoded.indices
     positions = np.append(per_value, -1)[indices.fill_null(-1).to_numpy(zero_copy_only=False)]
@@ -87,12 +99,18 @@ def coded(column: pa.ChunkedArray, categories: Sequence[str], name: str) -> pa.D
 def months(column: pa.ChunkedArray, name: str) -> pa.Array:
     """``YYYY-MM`` strings -> int32 month indexes (nulls stay null)."""
     encoded = _dictionary(column)
-    try:
-        per_value = np.array(
-            [parse_month(v) for v in encoded.dictionary.to_pylist()], dtype=np.int32
-        )
-    except ValueError as exc:
-        raise DataError(f"ingest: {name}: {exc}; validate again") from None
+    used = _used(encoded)
+    per_value = np.zeros(len(used), dtype=np.int32)
+    for position, value in enumerate(encoded.dictionary.to_pylist()):
+        if not used[position]:
+            continue  # the value of rows set aside only
+        try:
+            per_value[position] = parse_month(value)
+        except ValueError as exc:
+            raise DataError(
+                f"ingest: column {name}: a staged row is not a month ({exc}) although "
+                "validation passed; validate again"
+            ) from None
     indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
     values = per_value[indices] if len(per_value) else np.zeros(len(indices), dtype=np.int32)
     mask = encoded.indices.is_null().to_numpy(zero_copy_only=False)

@@ -32,6 +32,13 @@ from pipeline.validate.contract import (
 
 EVENTS_DOMAIN_SUITE = "crisis_events_domain"
 
+# Columns of the crisis-events frame with each signal's plausibility bounds (its indicator's, from
+# the catalogue), one pair per failure mode: null where the mode is not the indicator's.
+BOUND_COLUMNS: dict[str, tuple[str, str]] = {
+    QUARANTINE: ("value_min", "value_max"),
+    STOP: ("value_min_stop", "value_max_stop"),
+}
+
 
 def yyyymm(month_index: int) -> int:
     """Month index -> ``YYYYMM`` integer (the form checked frames compare)."""
@@ -48,6 +55,7 @@ class SuiteInputs:
     indicator_codes: tuple[str, ...]
     indicator_sources: tuple[str, ...]  # "code / agency" pairs
     source_start_num: tuple[tuple[str, int], ...]  # code -> first YYYYMM it may be reported
+    value_bounds: tuple[tuple[str, float, float, str], ...]  # code, min, max, on_failure
     outcome_codes: tuple[str, ...]
     outcome_resolution: tuple[str, ...]  # "code / resolved" or "code / open"
     selection_reasons: tuple[str, ...]
@@ -97,6 +105,11 @@ def suite_inputs(
             indicator_source_label(i.code, i.agency_ko) for i in catalogue.indicators
         ),
         source_start_num=source_start,
+        value_bounds=tuple(
+            (ind.code, bounds.min, bounds.max, bounds.on_failure)
+            for ind in catalogue.indicators
+            for bounds in [catalogue.bounds_of(ind)]
+        ),
         outcome_codes=tuple(outcomes.codes),
         outcome_resolution=resolution,
         selection_reasons=tuple(outcomes.reason_codes),
@@ -398,6 +411,47 @@ def members_checks(inputs: SuiteInputs) -> list[Check]:
     ]
 
 
+def bound_modes(inputs: SuiteInputs) -> list[str]:
+    """The failure modes of the catalogue's plausibility bounds (quarantine first)."""
+    used = {mode for *_, mode in inputs.value_bounds}
+    return [mode for mode in BOUND_COLUMNS if mode in used]
+
+
+def bounds_checks(inputs: SuiteInputs) -> list[Check]:
+    """Every signal's value within its indicator's plausibility bounds (catalogue ``bounds``).
+
+    The frame carries each signal's bounds as columns (``BOUND_COLUMNS``), so two expectations
+    cover every indicator; a signal of an unknown indicator has none (set aside elsewhere).
+    """
+    s = "crisis_events"
+    checks = []
+    for mode in bound_modes(inputs):
+        low, high = BOUND_COLUMNS[mode]
+        checks += [
+            _c(
+                s,
+                mode,
+                "ExpectColumnPairValuesAToBeGreaterThanB",
+                f"value below its indicator's plausible minimum ({low}: catalogue bounds)",
+                column_A="value",
+                column_B=low,
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            ),
+            _c(
+                s,
+                mode,
+                "ExpectColumnPairValuesAToBeGreaterThanB",
+                f"value above its indicator's plausible maximum ({high}: catalogue bounds)",
+                column_A=high,
+                column_B="value",
+                or_equal=True,
+                ignore_row_if="either_value_is_missing",
+            ),
+        ]
+    return checks
+
+
 def events_checks(inputs: SuiteInputs) -> list[Check]:
     """Row-level checks of crisis events (one row per signal)."""
     s = "crisis_events"
@@ -427,6 +481,7 @@ def events_checks(inputs: SuiteInputs) -> list[Check]:
             column="value",
             min_value=0,
         ),
+        *bounds_checks(inputs),
     ]
 
 

@@ -22,6 +22,7 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     """Validate and keep the results (for ``outreach bench``); returns the rows checked."""
     from pipeline.validate.report import write_run
     from pipeline.validate.stage import PASSED, run_validation
+    from pipeline.validate.verdict import headline
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
     catalogues = load_catalogues(config)
@@ -33,14 +34,14 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     )
     write_run(result, config, OutputLayout(config.paths.output_root))
     if result.status != PASSED:
-        raise DataError(f"bench: validation failed: {result.failures[0].line()}")
+        raise DataError(f"bench: validation failed: {headline(result.failures)}")
     return sum(result.rows.values())
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.validate.report import SUMMARY_HTML, write_run
     from pipeline.validate.stage import PASSED, run_validation
-    from pipeline.validate.verdict import summary_lines
+    from pipeline.validate.verdict import headline, summary_lines
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
     catalogues = load_catalogues(config)
@@ -52,8 +53,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
         failures = result.failures
         lines = "\n".join(f"  {line}" for line in summary_lines(failures))
         raise DataError(
-            f"validation failed: {len(failures)} check(s) stop the run "
-            f"(results: {folder / SUMMARY_HTML})\n{lines}"
+            f"validation failed: {headline(failures)} ({len(failures)} check(s) stop the run; "
+            f"results: {folder / SUMMARY_HTML})\n{lines}"
         )
     rejected = len(result.rejected)
     print(

@@ -135,3 +135,32 @@ PARTITIONS_SUITE = "partitions"
 FILE_ROWS_SUITE = "file_rows"
 # Partitioned tables whose every file must have rows (a 시군구 may have had no outreach yet).
 NON_EMPTY_TABLES = ("households", "household_members", "crisis_events")
+
+# Columns of the checked frames that stand for raw columns (surrogates of identifiers, joins,
+# month numbers, the catalogue's bounds): messages name the raw column (None: not a raw column,
+# e.g. the partition or a bound). Columns not listed here are raw columns.
+RAW_COLUMN_OF: dict[str, str | None] = {
+    "resident_ref": "resident_id",
+    "member_row": "resident_id",
+    "signal_key": "resident_id, indicator_code, event_month",
+    "household_row": "household_key",
+    "emd_sigungu": "emd_code",
+    "sigungu": None,
+    "emd_code_text": "emd_code",
+    "household_emd": None,
+    "outcome_resolution": "outcome_code, resolved_month",
+    "indicator_source": "indicator_code, source_agency",
+    "event_month_num": "event_month",
+    "reported_month_num": "reported_month",
+    "round_month_num": "round_month",
+    "resolved_month_num": "resolved_month",
+    "source_start_num": "indicator_code",
+    "value_min": None,
+    "value_max": None,
+    "value_min_stop": None,
+    "value_max_stop": None,
+    "lower": None,
+    "upper": None,
+}
+# The key hashed into ``key_hash`` by the check across partitions, per table.
+KEY_HASHED: dict[str, str] = {"households": "household_key", "household_members": "resident_id"}

@@ -21,7 +21,9 @@ from pandas.api.types import union_categoricals
 
 from pipeline import fixedwidth
 from pipeline.validate.checks import (
+    BOUND_COLUMNS,
     SuiteInputs,
+    bound_modes,
     indicator_source_label,
     month_num,
     outcome_resolution_label,
@@ -271,6 +273,26 @@ def _combinations(
     return domain, combination
 
 
+def value_bounds(indicator: Encoded, inputs: SuiteInputs) -> dict[str, np.ndarray]:
+    """Each signal's plausibility bounds (its indicator's), one column pair per failure mode.
+
+    NaN where the indicator is unknown or its bounds belong to the other mode.
+    """
+    by_code = {code: (low, high, mode) for code, low, high, mode in inputs.value_bounds}
+    columns = {}
+    for mode in bound_modes(inputs):
+        for position, name in enumerate(BOUND_COLUMNS[mode]):
+            per_value = np.array(
+                [
+                    bounds[position] if (bounds := by_code.get(v)) and bounds[2] == mode else np.nan
+                    for v in indicator.values
+                ],
+                dtype=np.float64,
+            )
+            columns[name] = np.append(per_value, np.nan)[indicator.codes]
+    return columns
+
+
 def events_frames(
     table: pa.Table,
     code: str,
@@ -299,6 +321,7 @@ def events_frames(
             "member_row": nullable_int(member_row),
             "signal_key": nullable_int(signal_key),
             "value": _numbers(table.column("value")),
+            **value_bounds(indicator, inputs),
         },
         copy=False,
     )
@@ -311,10 +334,11 @@ def outcomes_frame(table: pa.Table, code: str, households: pd.DataFrame) -> pd.D
     n = table.num_rows
     keys = table.column("household_key")
     household_row = _lookup(keys, strings_of(households["household_key"]))
-    household_emd = pd.Series(
-        households["emd_code"].astype("str").to_numpy()[np.maximum(household_row, 0)],
-        dtype="str",
-    ).where(household_row >= 0)
+    # A null for every unknown household (all of them when the households file has no rows).
+    emd_of_household = np.append(households["emd_code"].astype("str").to_numpy(), None)
+    household_emd = pd.Series(emd_of_household[household_row], dtype="str").where(
+        household_row >= 0
+    )
     emd = encode(table.column("emd_code"))
     round_month = encode(table.column("round_month"))
     resolved = encode(table.column("resolved_month"))

@@ -7,6 +7,7 @@ up to a few example keys (household keys, or row numbers for tables keyed by res
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,6 +15,12 @@ from typing import Any
 import pandas as pd
 
 from pipeline.expectations import STOP, Check, result_key
+from pipeline.validate.contract import (
+    FILE_ROWS_SUITE,
+    KEY_HASHED,
+    RAW_COLUMN_OF,
+    UNIQUE_ACROSS_SUITE,
+)
 
 FILE_CHECK = "file_readable"
 
@@ -195,3 +202,58 @@ def summary_lines(failures: list[CheckResult], limit: int = 50) -> list[str]:
     if len(failures) > limit:
         lines.append(f"... and {len(failures) - limit} more (see the validation summary)")
     return lines
+
+
+# Example keys name their table first where a suite spans tables: ``households (sigungu=...``.
+_EXAMPLE_TABLE = re.compile(r"^([a-z_]+) \(")
+_EXAMPLE_PARTITION = re.compile(r"sigungu=(\w+)")
+# National suites whose failures belong to the tables named in their examples.
+_SPANNING_SUITES = (UNIQUE_ACROSS_SUITE, FILE_ROWS_SUITE)
+
+
+def _cause_rank(result: CheckResult) -> int:
+    """Failures that explain others first: files, empty files, schemas, then the rest."""
+    if result.expectation == FILE_CHECK:
+        return 0
+    if result.suite == FILE_ROWS_SUITE:
+        return 1
+    return 2 if result.suite.endswith("_schema") else 3
+
+
+def raw_columns(tables: Iterable[str], column: str) -> str:
+    """The raw column(s) a checked column stands for (``resident_ref`` -> ``resident_id``)."""
+    names: list[str] = []
+    for part in column.split(", "):
+        if part == "key_hash":
+            names += [KEY_HASHED[t] for t in tables if t in KEY_HASHED]
+            continue
+        raw = RAW_COLUMN_OF.get(part, part)
+        if raw is not None:
+            names += raw.split(", ")
+    return ", ".join(dict.fromkeys(names)) or column
+
+
+def headline(failures: list[CheckResult]) -> str:
+    """The first line of a failed run: the failure that explains most, by table, partition(s),
+    raw column, count and meaning (the column as the raw table names it, never a surrogate)."""
+    first = min(enumerate(failures), key=lambda item: (_cause_rank(item[1]), item[0]))[1]
+    if first.expectation == FILE_CHECK:
+        return first.line()
+    tables = [first.table]
+    if first.suite in _SPANNING_SUITES:
+        found = [m.group(1) for e in first.examples if (m := _EXAMPLE_TABLE.match(e))]
+        tables = list(dict.fromkeys(found)) or tables
+    partitions = [first.partition] if first.partition else []
+    partitions += [m for e in first.examples for m in _EXAMPLE_PARTITION.findall(e)]
+    partitions = list(dict.fromkeys(partitions))
+    where = ", ".join(tables)
+    if partitions:
+        shown = ", ".join(partitions[:3]) + (" ..." if len(partitions) > 3 else "")
+        where += f" sigungu={shown}"
+    column = raw_columns(tables, first.column)
+    if first.suite == FILE_ROWS_SUITE:
+        return (
+            f"{where} | (rows) | {first.unexpected_count:,} file(s) with no rows | {first.reason}"
+        )
+    examples = f"; e.g. {', '.join(first.examples[:3])}" if first.examples else ""
+    return f"{where} | {column} | {first.unexpected_count:,} unexpected{examples} | {first.reason}"
