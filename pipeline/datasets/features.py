@@ -1,6 +1,12 @@
 """The feature rounds dataset: ``<output_root>/features/as_of=YYYY-MM/``, written by the
 features stage (``features/`` and ``labels/`` partitions per 시군구, a data dictionary and a
 manifest), read here by every stage that needs it. Readers only read: nothing is built on demand.
+
+Freshness by digest: a folder's manifest records the sha256 of what it was built from (the
+staged tables' manifest, the feature spec file, the indicator catalogue, the imported outcomes).
+:func:`round_status` says why a folder no longer matches its inputs; stages declare such rounds
+as prerequisites (``pipeline.stages.feature_rounds_needed``), and :class:`FeatureRounds` refuses
+to read them, naming ``outreach features --as-of YYYY-MM``.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -18,8 +24,9 @@ from pipeline.catalogue import OutcomeCatalogue
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import imported_outcome_digests
+from pipeline.datasets.staged import STAGED_MANIFEST, staged_manifest_file
 from pipeline.errors import DataError
-from pipeline.io import sha256_file
+from pipeline.io import sha256_file, sha256_of_json
 from pipeline.months import format_month
 from pipeline.vocabulary import EMD, KEY, category_levels, coerce_with_levels, eligible_mask
 
@@ -28,6 +35,19 @@ FEATURES_TABLE = "features"
 LABELS_TABLE = "labels"
 DATA_DICTIONARY_CSV = "data_dictionary.csv"
 DATA_DICTIONARY_JSON = "data_dictionary.json"
+
+# Why a feature round must be built (again) before it is read (:func:`round_status`).
+MISSING = "missing"
+OUTCOMES_CHANGED = "imported outcomes changed since it was built"
+STAGED_CHANGED = "staged tables changed since it was built"
+INPUT_CHANGES = {  # manifest key -> why the folder is out of date when the digest differs
+    # The staged tables by their content (the sha256 of every staged file, as ingest recorded
+    # them): an ingest of the same rows leaves the folders current. Folders built before this
+    # key was recorded are compared by the staged manifest's own sha256 instead.
+    "staged_files_sha256": STAGED_CHANGED,
+    "feature_spec_file_sha256": "the feature spec changed since it was built",
+    "indicator_catalogue_sha256": "the indicator catalogue changed since it was built",
+}
 
 
 def read_feature_file(
@@ -138,9 +158,11 @@ class RoundSource(Protocol):
 
 @dataclass(frozen=True)
 class FeatureRounds:
-    """The feature folders under the output root, read only: a missing round is an error that
-    names the command to run (``outreach features --as-of YYYY-MM``); stages that need rounds
-    declare them as prerequisites (:mod:`pipeline.stages`), so they exist before reading."""
+    """The feature folders under the output root, read only: a missing round, or one out of
+    date (:func:`round_status`: built from other staged tables, feature spec, indicator
+    catalogue or imported outcomes than the current ones), is an error that names the command
+    to run (``outreach features --as-of YYYY-MM``); stages that need rounds declare them as
+    prerequisites (:mod:`pipeline.stages`), so they are current before reading."""
 
     config: Config
     outcome_catalogue: OutcomeCatalogue
@@ -157,10 +179,18 @@ class FeatureRounds:
         return feature_folder(self.config, as_of)
 
     def _ensure(self, as_of: int) -> Path:
+        """The round's folder, when it is there and current (:func:`round_status`); else a
+        DataError naming the command that builds it."""
         folder = self.folder(as_of)
-        if not (folder / MANIFEST).is_file():
+        why = round_status(self.config, as_of)
+        if why == MISSING:
             raise DataError(
                 f"{folder}: feature folder missing: run "
+                f"`outreach features --as-of {format_month(as_of)}`"
+            )
+        if why is not None:
+            raise DataError(
+                f"{folder}: feature folder out of date ({why}): run "
                 f"`outreach features --as-of {format_month(as_of)}`"
             )
         return folder
@@ -218,16 +248,17 @@ class FeatureRounds:
         return frame
 
     def lineage(self, as_of: int) -> dict[str, object]:
-        """The folder, the sha256 of its manifest and the file digests the manifest records."""
+        """The folder, the sha256 of its manifest, the file digests, staged manifest digest and
+        feature spec digest the manifest records."""
         folder = self._ensure(as_of)
-        manifest_path = folder / MANIFEST
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = read_folder_manifest(folder)
         return {
             "as_of": format_month(as_of),
             "folder": str(folder),
-            "manifest_sha256": sha256_file(manifest_path),
+            "manifest_sha256": sha256_file(folder / MANIFEST),
             "files_sha256": manifest.get("files_sha256", {}),
             "staged_manifest_sha256": manifest.get("staged_manifest_sha256"),
+            "feature_spec_sha256": manifest.get("feature_spec_sha256"),
         }
 
 
@@ -236,25 +267,87 @@ def feature_folder(config: Config, as_of: int) -> Path:
     return OutputLayout(config.paths.output_root).features(format_month(as_of))
 
 
-def outcomes_changed(config: Config, as_of: int) -> bool:
+def read_folder_manifest(folder: Path) -> dict[str, Any]:
+    """A feature folder's ``manifest.json``; DataError naming the file when it cannot be read."""
+    path = folder / MANIFEST
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None
+
+
+def folder_columns(folder: Path) -> list[str]:
+    """The columns of a feature folder's features (its first partition's schema, no data
+    read); empty when it has no partition."""
+    import pyarrow.parquet as pq
+
+    layout = TableLayout(folder)
+    codes = layout.partitions(FEATURES_TABLE)
+    if not codes:
+        return []
+    return list(pq.read_schema(layout.partition_file(FEATURES_TABLE, codes[0])).names)
+
+
+def outcomes_changed(config: Config, as_of: int, recorded: dict[str, Any]) -> bool:
     """Whether visit outcomes imported for rounds before ``as_of`` differ from those the
-    folder's labels were built with (``outreach outcomes import`` ran since)."""
-    manifest = feature_folder(config, as_of) / MANIFEST
-    if not manifest.is_file():
-        return False
-    recorded = json.loads(manifest.read_text(encoding="utf-8")).get("imported_outcomes_sha256")
+    folder's labels were built with (``recorded``: its manifest), i.e. ``outreach outcomes
+    import`` ran since."""
     current = imported_outcome_digests(OutputLayout(config.paths.output_root).outcomes, as_of)
-    return (recorded or {}) != current
+    return (recorded.get("imported_outcomes_sha256") or {}) != current
+
+
+def _file_digest(path: Path) -> str | None:
+    return sha256_file(path) if path.is_file() else None
+
+
+def input_digests(config: Config, staged_dir: Path | None = None) -> dict[str, str | None]:
+    """The digests a feature folder records of its inputs, as they are now (manifest key ->
+    sha256; None for a file that does not exist): the staged tables' manifest written by
+    ingest (of ``staged_dir``, default the output root's) and the sha256 of the staged files it
+    lists, the feature spec file and the
+    indicator catalogue. The features stage writes them; :func:`round_status` compares them."""
+    staged = staged_manifest_file(config) if staged_dir is None else staged_dir / STAGED_MANIFEST
+    files = (
+        json.loads(staged.read_text(encoding="utf-8")).get("files_sha256")
+        if staged.is_file()
+        else None
+    )
+    return {
+        "staged_manifest_sha256": _file_digest(staged),
+        "staged_files_sha256": sha256_of_json(files) if files is not None else None,
+        "feature_spec_file_sha256": _file_digest(Path(config.paths.features)),
+        "indicator_catalogue_sha256": _file_digest(Path(config.paths.indicators)),
+    }
+
+
+def changed_inputs(recorded: dict[str, Any], current: dict[str, str | None]) -> list[str]:
+    """Why a folder whose manifest is ``recorded`` is out of date against the ``current``
+    digests of its inputs (:func:`input_digests`), in the order of :data:`INPUT_CHANGES`;
+    pure. A digest the manifest does not record is not compared (folders written by hand, as
+    in tests)."""
+    changes = [
+        why
+        for key, why in INPUT_CHANGES.items()
+        if key in recorded and recorded[key] != current.get(key)
+    ]
+    older = "staged_files_sha256" not in recorded and "staged_manifest_sha256" in recorded
+    if older and recorded["staged_manifest_sha256"] != current.get("staged_manifest_sha256"):
+        changes.insert(0, STAGED_CHANGED)
+    return changes
 
 
 def round_status(config: Config, as_of: int) -> str | None:
     """Why the feature round ``as_of`` must be built before it is read, or None when it is
-    there and current: ``missing``, or the imported outcomes changed since it was built."""
-    if not (feature_folder(config, as_of) / MANIFEST).is_file():
-        return "missing"
-    if outcomes_changed(config, as_of):
-        return "imported outcomes changed since it was built"
-    return None
+    there and current: ``missing``; its staged tables, feature spec or indicator catalogue are
+    not those it was built from (by digest); the imported outcomes changed since it was built."""
+    folder = feature_folder(config, as_of)
+    if not (folder / MANIFEST).is_file():
+        return MISSING
+    manifest = read_folder_manifest(folder)
+    reasons = changed_inputs(manifest, input_digests(config))
+    if outcomes_changed(config, as_of, manifest):
+        reasons.append(OUTCOMES_CHANGED)
+    return "; ".join(reasons) or None
 
 
 @dataclass

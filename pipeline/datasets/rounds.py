@@ -26,7 +26,9 @@ import pyarrow.parquet as pq
 
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
+from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.errors import DataError
+from pipeline.io import sha256_file
 from pipeline.months import format_month
 from pipeline.vocabulary import KEY
 
@@ -73,6 +75,57 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None
+
+
+def scored_features_folder(config: Config, manifest: Mapping[str, Any], label: str) -> Path:
+    """The feature folder a round was scored from (named in its manifest; relative to the
+    output root), else the round's folder under the output root."""
+    folder = (manifest.get("features") or {}).get("folder")
+    root = Path(config.paths.output_root)
+    if folder:
+        path = Path(folder)
+        return path if path.is_absolute() else root / path
+    return OutputLayout(root).features(label)
+
+
+def _short(digest: object) -> str:
+    return str(digest)[:12] if digest else "none"
+
+
+def round_changes(
+    config: Config, folder: Path, manifest: Mapping[str, Any], files: Sequence[str] = (SCORES,)
+) -> list[str]:
+    """What no longer matches the round's ``manifest`` since it was scored, one phrase each:
+    a file of ``files`` whose sha256 differs from the manifest's ``files_sha256`` (or that is
+    missing, or that it does not record), and the feature folder when its manifest's sha256
+    is not the one the round records (``features.manifest_sha256``)."""
+    recorded = manifest.get("files_sha256") or {}
+    changes = []
+    for name in files:
+        path = folder / name
+        want = recorded.get(name)
+        have = sha256_file(path) if path.is_file() else None
+        if want is None and have is None:
+            continue
+        if want is None:
+            changes.append(f"{path}: not in the round manifest")
+        elif have is None:
+            changes.append(f"{path}: missing")
+        elif have != want:
+            changes.append(
+                f"{path}: differs from the round manifest "
+                f"(sha256 {_short(have)}, recorded {_short(want)})"
+            )
+    features = scored_features_folder(config, manifest, folder.name)
+    want = (manifest.get("features") or {}).get("manifest_sha256")
+    path = features / FEATURES_MANIFEST
+    have = sha256_file(path) if path.is_file() else None
+    if have != want:
+        changes.append(
+            f"{features}: feature folder changed since the round was scored "
+            f"(manifest sha256 {_short(have)}, recorded {_short(want)})"
+        )
+    return changes
 
 
 def parquet_file(path: Path) -> pq.ParquetFile:

@@ -28,9 +28,10 @@ from pipeline.datasets.features import (
     FEATURES_TABLE,
     LABELS_TABLE,
     MANIFEST,
+    input_digests,
 )
 from pipeline.datasets.outcomes import imported_outcome_files, relative_name
-from pipeline.datasets.staged import STAGED_MANIFEST, read_feature_inputs, staged_partitions
+from pipeline.datasets.staged import read_feature_inputs, staged_partitions
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
@@ -138,18 +139,14 @@ def build_round(
         dictionary.to_csv(out_dir / DATA_DICTIONARY_CSV, index=False, encoding="utf-8")
         write_json(dictionary.to_dict(orient="records"), out_dir / DATA_DICTIONARY_JSON)
         totals = {key: sum(s[key] for s in stats) for key in stats[0]}
-        staged_manifest = staged_dir / STAGED_MANIFEST
         write_json(
             {
                 "as_of": label,
                 "knowledge_rule": "facts reported before as_of (reported month < as_of); labels "
                 "from outcomes (staged and imported) resolved before as_of",
                 "feature_spec_sha256": spec_digest(spec),
-                "feature_spec_file_sha256": sha256_file(config.paths.features),
-                "indicator_catalogue_sha256": sha256_file(config.paths.indicators),
-                "staged_manifest_sha256": sha256_file(staged_manifest)
-                if staged_manifest.is_file()
-                else None,
+                # what the folder was built from: staged manifest, spec file, indicator catalogue
+                **input_digests(config, staged_dir),
                 "partitions": codes,
                 "imported_outcomes_sha256": {
                     relative_name(path): sha256_file(path) for path in imported.values()

@@ -1,9 +1,11 @@
 """The report stage's inputs: reading a round's datasets and counting them, partition by partition.
 
 Owns everything :func:`read_inputs` gathers into :class:`ReportInputs` (what the pages are
-rendered from): the round's manifest and ``scores.parquet`` (``pipeline.datasets.rounds``), the
-previous round's (:class:`PreviousRound`), the capacity table and the region names (staged, else
-raw), the columns and Korean descriptions of the round's feature folder
+rendered from): the round's manifest and ``scores.parquet`` (``pipeline.datasets.rounds``;
+refused when it, the kept feature importance or the round's feature folder changed since
+the round was scored: :func:`refuse_changed_round`), the previous round's
+(:class:`PreviousRound`), the capacity table and the region names (staged, else raw), the
+columns and Korean descriptions of the round's feature folder
 (``pipeline.datasets.features``), the imported visit outcomes (``pipeline.datasets.outcomes``),
 and the leading features.
 
@@ -45,7 +47,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
-from pipeline.datasets.features import DATA_DICTIONARY_CSV, FEATURES_TABLE
+from pipeline.datasets.features import DATA_DICTIONARY_CSV, FEATURES_TABLE, folder_columns
 from pipeline.datasets.rounds import (
     IMPORTANCE,
     MANIFEST,
@@ -53,8 +55,10 @@ from pipeline.datasets.rounds import (
     parquet_file,
     read_manifest,
     read_rows,
+    round_changes,
     score_range,
     scored_among,
+    scored_features_folder,
     scores_sigungu,
 )
 from pipeline.datasets.staged import read_capacity_table, region_names
@@ -158,25 +162,6 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         return pd.read_parquet(path, columns=columns)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
-
-
-def features_folder(config: Config, manifest: dict[str, Any], label: str) -> Path:
-    """The feature folder a round was scored from (named in its manifest)."""
-    folder = manifest.get("features", {}).get("folder")
-    root = config.paths.output_root
-    if folder:
-        path = Path(folder)
-        return path if path.is_absolute() else root / path
-    return OutputLayout(root).features(label)
-
-
-def feature_columns(folder: Path) -> list[str]:
-    """The columns of a feature folder (from its first partition's schema)."""
-    layout = TableLayout(folder)
-    codes = layout.partitions(FEATURES_TABLE)
-    if not codes:
-        return []
-    return list(pq.read_schema(layout.partition_file(FEATURES_TABLE, codes[0])).names)
 
 
 def feature_descriptions(folder: Path) -> dict[str, str]:
@@ -285,6 +270,20 @@ def listed_reason_table(scores_file: Path) -> pd.DataFrame:
     return agg.reason_table(read_rows(scores_file, [KEY, "tier", *columns], {"tier": LISTED_TIERS}))
 
 
+def refuse_changed_round(
+    config: Config, folder: Path, manifest: dict[str, Any], label: str
+) -> None:
+    """A DataError naming ``outreach score --as-of YYYY-MM --force`` when the files the report
+    reads (``scores.parquet``, the kept feature importance) or the round's feature folder no
+    longer match what the round's manifest recorded when it was scored."""
+    changes = round_changes(config, folder, manifest, files=(SCORES, IMPORTANCE))
+    if changes:
+        raise DataError(
+            f"round {label} changed since it was scored: {'; '.join(changes)}: run "
+            f"`outreach score --as-of {label} --force`"
+        )
+
+
 def read_inputs(config: Config, as_of: int) -> ReportInputs:
     """Read the round's datasets (and the previous round's, and outcomes when they exist) and
     count them partition by partition."""
@@ -300,14 +299,15 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
             "first"
         )
     manifest = read_manifest(folder)
+    refuse_changed_round(config, folder, manifest, label)
     scores_file = folder / SCORES
     reason_units = agg.reason_columns(parquet_file(scores_file).schema_arrow.names)
     capacity = read_capacity_table(config)
     names = region_names(config)
     rc = config.report
 
-    current_folder = features_folder(config, manifest, label)
-    available = feature_columns(current_folder)
+    current_folder = scored_features_folder(config, manifest, label)
+    available = folder_columns(current_folder)
     if not available:
         raise DataError(f"{current_folder}: the round's feature partitions are missing")
     run_id = manifest.get("model", {}).get("training_run_id")
@@ -353,8 +353,8 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
     prev_features = False
     if has_previous:
         prev_manifest = read_manifest(previous_dir)
-        prev_folder = features_folder(config, prev_manifest, previous_label)
-        prev_available = set(feature_columns(prev_folder))
+        prev_folder = scored_features_folder(config, prev_manifest, previous_label)
+        prev_available = set(folder_columns(prev_folder))
         prev_features = bool(prev_available) and all(c in prev_available for c in [KEY, *leading])
         tasks += count_tasks(
             previous_label,

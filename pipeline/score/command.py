@@ -1,13 +1,20 @@
-"""CLI wrapper of ``outreach score``."""
+"""CLI wrapper of ``outreach score``.
+
+Before scoring, the round's feature folder is current (built first when missing or out of date:
+:func:`prerequisites`) and the model version can score it (:func:`refuse_unfit_model`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from pipeline.config import Config
-from pipeline.errors import EXIT_OK
+from pipeline.errors import EXIT_OK, UsageError
 from pipeline.months import resolve_as_of
 from pipeline.stages import Prerequisite, feature_rounds_needed
+
+SHOWN_COLUMNS = 5  # missing inputs named in the message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +39,69 @@ def prerequisites(config: Config, args: argparse.Namespace) -> list[Prerequisite
     )
 
 
+def model_misfit(
+    inputs: Sequence[str] | None,
+    columns: Sequence[str],
+    trained_spec: str | None,
+    folder_spec: str | None,
+) -> str | None:
+    """Why a model whose input columns are ``inputs`` (None: unknown), trained on features of
+    the spec digest ``trained_spec``, cannot score a feature folder holding ``columns`` built
+    with ``folder_spec``; None when it can (a digest not recorded is not compared). Pure."""
+    present = set(columns)
+    missing = [c for c in inputs or () if c not in present]
+    if missing:
+        shown = ", ".join(missing[:SHOWN_COLUMNS])
+        more = f" and {len(missing) - SHOWN_COLUMNS} more" if len(missing) > SHOWN_COLUMNS else ""
+        return f"{len(missing)} of its input columns are not in the folder ({shown}{more})"
+    if trained_spec and folder_spec and trained_spec != folder_spec:
+        return (
+            f"it was trained on features of another feature spec (sha256 {trained_spec[:12]}, "
+            f"the folder's {folder_spec[:12]})"
+        )
+    return None
+
+
+def refuse_unfit_model(config: Config, as_of: int, model_version: str | None) -> None:
+    """A UsageError naming the version and the commands to run when the model that would score
+    the round (the champion, or ``model_version``) cannot score its feature folder: an input
+    column missing from the folder (its schema only is read), or features of another feature
+    spec than those it was trained on. Nothing is checked when the folder is missing (scoring
+    says so)."""
+    from pipeline.datasets.features import (
+        MANIFEST,
+        feature_folder,
+        folder_columns,
+        read_folder_manifest,
+    )
+    from pipeline.tracking import connect, tracking_uri
+    from pipeline.tracking.models import model_input_names, training_feature_spec
+    from pipeline.tracking.registry import resolve_model
+
+    folder = feature_folder(config, as_of)
+    if not (folder / MANIFEST).is_file():
+        return
+    ref = resolve_model(connect(config), config.training.model_name, model_version)
+    why = model_misfit(
+        model_input_names(ref),
+        folder_columns(folder),
+        training_feature_spec(ref, tracking_uri(config)),
+        read_folder_manifest(folder).get("feature_spec_sha256"),
+    )
+    if why is not None:
+        raise UsageError(
+            f"score: model {ref.name} v{ref.version} ({ref.alias or 'pinned'}) cannot score "
+            f"{folder}: {why}: train one on these features (`outreach train`) or pin a version "
+            "that fits (`--model-version N`)"
+        )
+
+
 def measure(config: Config, args: argparse.Namespace) -> int:
     """Score the round (for ``outreach bench``); returns the households read."""
     from pipeline.score.stage import score_round
 
     as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    refuse_unfit_model(config, as_of, None)  # bench scores with the champion
     result = score_round(config, as_of, force=bool(getattr(args, "force", False)))
     return result.counts["households"]
 
@@ -45,10 +110,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.score.stage import score_round
 
     as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    model_version = getattr(args, "model_version", None)
+    refuse_unfit_model(config, as_of, model_version)
     result = score_round(
         config,
         as_of,
-        model_version=getattr(args, "model_version", None),
+        model_version=model_version,
         force=bool(getattr(args, "force", False)),
     )
     c = result.counts

@@ -1,18 +1,19 @@
-"""The registered model's files: its pickle (bytes and sha256), loading it, and files of its
-training run (downloaded through MLflow)."""
+"""The registered model's files: its pickle (bytes and sha256), loading it, its input columns
+(from its signature), and files of its training run (downloaded through MLflow)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from models.candidates import CalibratedClassifier
 from pipeline.errors import DataError
-from pipeline.tracking.names import TRAINING_IMPORTANCE
+from pipeline.tracking.names import FEATURE_FOLDERS, TRAINING_IMPORTANCE
 from pipeline.tracking.registry import ModelRef
-from pipeline.tracking.runs import download_run_artifact
+from pipeline.tracking.runs import download_run_artifact, first_line
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,38 @@ def fetch_model(ref: ModelRef) -> ModelFile:
 def fetch_importance(ref: ModelRef) -> bytes | None:
     """The training run's ``feature_importance.csv`` (kept with the round for its report)."""
     return download_run_artifact(ref.run_id, TRAINING_IMPORTANCE)
+
+
+def model_input_names(ref: ModelRef) -> list[str] | None:
+    """The input columns of the registered version, from its MLflow signature (the ``MLmodel``
+    file only: no model is loaded); None when it was registered without one."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = mlflow.models.get_model_info(ref.uri)
+    except (MlflowException, OSError) as exc:
+        raise DataError(
+            f"{ref.uri}: cannot read the model's signature ({first_line(exc)})"
+        ) from None
+    inputs = info.signature.inputs if info.signature is not None else None
+    return None if inputs is None else [str(name) for name in inputs.input_names()]
+
+
+def training_feature_spec(ref: ModelRef, tracking_uri: str | None = None) -> str | None:
+    """The feature spec digest (``feature_spec_sha256``) of the feature folder the version was
+    trained as of, as its training run recorded it (``lineage/feature_folders.json``); None when
+    the run did not record one."""
+    data = download_run_artifact(ref.run_id, FEATURE_FOLDERS, tracking_uri)
+    if data is None or ref.as_of is None:
+        return None
+    try:
+        folders = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    entry = folders.get(ref.as_of) if isinstance(folders, dict) else None
+    digest = entry.get("feature_spec_sha256") if isinstance(entry, dict) else None
+    return str(digest) if digest else None
 
 
 def unpickle_model(model: ModelFile) -> CalibratedClassifier:
