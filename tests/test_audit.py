@@ -355,6 +355,22 @@ def test_round_files_name_missing_changed_and_added_files():
     assert checks_files.check_round_files(recorded, dict(recorded), "2026-10")[0].status == c.OK
 
 
+def test_a_round_scored_from_features_of_older_staged_tables_fails():
+    """The finding of the hardening issue: ``score --force`` after a new ingest scored the round
+    from a feature folder built from the older staged tables, and the audit passed it."""
+    files = {"features/sigungu=1/part-0.parquet": "e" * 64}
+    manifest = {
+        "features": {"manifest_sha256": "f" * 64, "files_sha256": files},
+        "staged": {"manifest_sha256": "1" * 64},
+    }
+    stale = checks.FolderFacts("features/as_of=2026-10", "f" * 64, files, "0" * 64)
+    (finding,) = checks.check_scoring_features(manifest, stale)
+    assert finding.status == c.FAILED
+    assert "scored from stale features" in "\n".join(finding.details)
+    current = checks.FolderFacts("features/as_of=2026-10", "f" * 64, files, "1" * 64)
+    assert checks.check_scoring_features(manifest, current)[0].status == c.OK
+
+
 def test_code_without_git_is_unverifiable_not_failed():
     (finding,) = checks.check_code({"scoring": ("ab" * 20, "false")}, {"ab" * 20: None})
     assert finding.status == c.UNVERIFIABLE and finding.passed

@@ -48,6 +48,7 @@ class FolderFacts:
     shown_as: str
     manifest_sha256: str | None
     files_sha256: Mapping[str, str] = field(default_factory=dict)
+    staged_manifest_sha256: str | None = None  # the staged tables it was built from
 
 
 def check_training_data(
@@ -109,6 +110,12 @@ def check_scoring_features(manifest: Mapping[str, Any], folder: FolderFacts) -> 
         problems.append(
             f"{folder.shown_as}/{FEATURES_MANIFEST}: sha256 {short(folder.manifest_sha256)} "
             f"differs from the round manifest's {short(want)}"
+        )
+    staged = dig(manifest, "staged.manifest_sha256")
+    if staged and folder.staged_manifest_sha256 and folder.staged_manifest_sha256 != staged:
+        problems.append(
+            f"{folder.shown_as} was built from staged tables {short(folder.staged_manifest_sha256)}"
+            f", the round records staged tables {short(staged)}: scored from stale features"
         )
     recorded = dig(manifest, "features.files_sha256") or {}
     if not recorded:

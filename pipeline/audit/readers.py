@@ -139,7 +139,11 @@ def folder_facts(folder: Path, shown_as: str) -> FolderFacts:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p != manifest
     }
-    return FolderFacts(shown_as, sha256_file(manifest), files)
+    try:
+        staged = json.loads(manifest.read_text(encoding="utf-8")).get("staged_manifest_sha256")
+    except (OSError, ValueError, AttributeError):
+        staged = None  # an unreadable manifest fails on its sha256 already
+    return FolderFacts(shown_as, sha256_file(manifest), files, staged)
 
 
 def under_root(root: Path, folder: Any) -> Path:
