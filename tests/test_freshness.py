@@ -13,17 +13,15 @@ Each test works on a private copy of the session's scored sample (``copy_outputs
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from _cli_helpers import run_captured as _run
 from conftest import REPO_ROOT, ScoredSample, copy_outputs, write_config_file
 
 from pipeline.catalogue import load_outcomes
-from pipeline.cli import main
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import FeatureRounds, round_status
 from pipeline.errors import DataError
@@ -35,13 +33,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 STAGED_CHANGED = "staged tables changed since it was built"
-
-
-def _run(config_file: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--no-progress", "--config", str(config_file), *args])
-    return code, out.getvalue(), err.getvalue()
 
 
 def _messages(err: str) -> list[str]:

@@ -7,7 +7,6 @@ truth as caseworkers would, imports them, and trains again with the new round's 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import shutil
@@ -18,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cli_helpers import get_cell as _get
+from _cli_helpers import run_captured as _run
+from _cli_helpers import set_cell as _set
 from _ingest_leak import Identifiers, assert_no_identifiers, collect_identifiers, text_of
 from conftest import ScoredSample, copy_outputs, write_config_file
 
-from pipeline.cli import main
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import COLUMNS, read_round_outcomes, round_outcomes_file
@@ -32,7 +33,7 @@ from pipeline.outcomes.checks import RowValidator
 from pipeline.outcomes.importer import NOTHING_NEW, import_file
 from pipeline.outcomes.normalise import GRACE_MONTHS
 from pipeline.outcomes.returned import read_returned_list
-from pipeline.vocabulary import LIST_COLUMNS, list_header, list_header_keys
+from pipeline.vocabulary import list_header, list_header_keys
 
 ROUND = "2026-10"
 NOTE = "김순자 할머니 010-9876-5432, 반지하 거주, 아들 연락 두절"  # what must never leave the file
@@ -63,9 +64,6 @@ def _light(scored: ScoredSample, tmp_path: Path) -> Light:
     return Light(config, config_file, out / "rounds" / scored.as_of, scores)
 
 
-KEYS = [c.key for c in LIST_COLUMNS]
-
-
 def _read_list(path: Path) -> tuple[list[str], list[list[str]]]:
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     return rows[0], rows[1:]
@@ -82,17 +80,6 @@ def _write_list(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + data)
     return path
-
-
-def _set(row: list[str], **values: str) -> list[str]:
-    row = list(row)
-    for key, value in values.items():
-        row[KEYS.index(key)] = value
-    return row
-
-
-def _get(row: list[str], key: str) -> str:
-    return row[KEYS.index(key)]
 
 
 def _emd_lists(light: Light) -> list[Path]:
@@ -129,15 +116,6 @@ def _filled(rows: list[list[str]], n: int, day: str = "2026-10-15") -> list[list
 @pytest.fixture(scope="module")
 def validator() -> RowValidator:
     return RowValidator()
-
-
-def _run(config_file: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(
-            ["--no-progress", "--log-level", "WARNING", "--config", str(config_file), *args]
-        )
-    return code, out.getvalue(), err.getvalue()
 
 
 # --- reading returned lists ---------------------------------------------------------------------

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import shutil
@@ -24,15 +23,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from _cli_helpers import LIST_KEYS as KEYS
+from _cli_helpers import get_cell as _get
+from _cli_helpers import run_captured as _run
+from _cli_helpers import set_cell as _set
 from _validate_helpers import config_for, copy_sample, latest_run_dir, rewrite, run_cli
 from conftest import ScoredSample, copy_outputs, write_config_file
 
-from pipeline.cli import main
 from pipeline.config import Config
-from pipeline.vocabulary import LIST_COLUMNS
 
 TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-KEYS = [c.key for c in LIST_COLUMNS]
 IMG = "<img src=x onerror=alert(1)>"
 SCRIPT = "<script>alert(2)</script>"
 # The four 읍면동 of 시군구 1111000000 get names a spreadsheet would run.
@@ -45,13 +45,6 @@ FORMULA_NAMES = {
 HTML_SIGUNGU = ("1111000000", IMG)  # and the first 읍면동 of 1112000000 is named SCRIPT
 
 
-def _run(config_file: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["--no-progress", "--config", str(config_file), *args])
-    return code, out.getvalue(), err.getvalue()
-
-
 def _csv_rows(path: Path) -> list[list[str]]:
     return list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"), newline="")))
 
@@ -61,17 +54,6 @@ def _write_csv(path: Path, rows: list[list[str]]) -> Path:
     csv.writer(buffer, lineterminator="\r\n").writerows(rows)
     path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
     return path
-
-
-def _set(row: list[str], **values: str) -> list[str]:
-    row = list(row)
-    for key, value in values.items():
-        row[KEYS.index(key)] = value
-    return row
-
-
-def _get(row: list[str], key: str) -> str:
-    return row[KEYS.index(key)]
 
 
 # --- the shared room -------------------------------------------------------------------------
