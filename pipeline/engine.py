@@ -21,8 +21,11 @@ Logs written inside a task stay in the worker's log. An exception raised by a ta
 again here with its own type (a ``DataError`` stays a ``DataError``), and the remaining tasks are
 cancelled. Local workers never outlive the run: when the driver stops on an error or a signal
 they are terminated before the error is raised again (so the caller's clean-up of temporary
-folders runs after the last write), and a driver killed outright (``SIGKILL``) is noticed by
-each worker within a second or two, which then exits.
+folders runs after the last write). A driver killed outright (``SIGKILL``) takes its workers
+with it: on Linux the fork server asks the kernel for ``SIGKILL`` when the driver ends, and each
+worker when the fork server ends (``PR_SET_PDEATHSIG``; the fork server does so as the first
+thing it imports, this module, see :func:`tie_fork_server_to_its_command`). Elsewhere, and as
+a second guard, each worker checks every second that the driver still runs and exits otherwise.
 
 The Dask connect timeout is ``distributed.comm.timeouts.connect`` (30 s by default; environment
 variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT``).
@@ -34,18 +37,24 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tqdm import tqdm
 
-from pipeline.config import ConfigError, RuntimeConfig
+from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
     from distributed import Client
+
+    from pipeline.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +75,10 @@ def map_partitions(
 
     ``workers`` and ``progress``, when given, replace those of ``runtime`` (default: a local run).
     """
-    runtime = runtime or RuntimeConfig()
+    if runtime is None:
+        from pipeline.config import RuntimeConfig
+
+        runtime = RuntimeConfig()
     workers = runtime.workers if workers is None else workers
     progress = runtime.progress if progress is None else progress
     client = None
@@ -88,8 +100,18 @@ def map_partitions(
     return results
 
 
-# Imported once by the fork server, so that each worker forked from it starts warm.
-FORKSERVER_PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "sklearn", "lightgbm")
+# Imported once by the fork server, so that each worker forked from it starts warm. This module
+# comes first: imported by the fork server, it ties the fork server's life to the command's
+# (see the end of this module) before the seconds the heavy libraries take; it imports nothing
+# heavy itself (the config is imported where it is needed).
+FORKSERVER_PRELOAD = (
+    "pipeline.engine",
+    "numpy",
+    "pandas",
+    "pyarrow.parquet",
+    "sklearn",
+    "lightgbm",
+)
 
 
 def pool_context(preload: Sequence[str] = ()) -> multiprocessing.context.BaseContext:
@@ -144,12 +166,39 @@ def driver_alive(pid: int, started: float) -> bool:
         return False
 
 
+# prctl option (linux/prctl.h): the signal this process gets when its parent ends
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Ask the Linux kernel to kill this process (``SIGKILL``) when its parent ends; False where
+    that cannot be asked (not Linux, no C library)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def watch_driver(pid: int, started: float) -> None:
-    """Pool initializer: exit this worker once the driver is gone.
+    """Pool initializer: end this worker as soon as the driver is gone.
 
     A worker's parent is the fork server, and it holds both ends of its task queue, so nothing
-    else tells it that a driver killed with ``SIGKILL`` will never send more work.
+    else tells it that a driver killed with ``SIGKILL`` will never send more work. The fork
+    server ends when the driver does (:func:`tie_fork_server_to_its_command`): the kernel then
+    kills this worker (:func:`die_with_parent`). A thread that polls the driver every second is
+    the second guard (a worker busy in C code holding the GIL may not run it for a while).
     """
+    parent = os.getppid()
+    if die_with_parent() and os.getppid() != parent:
+        os._exit(1)  # the parent ended before the request was made: it will never be kept
+    if not driver_alive(pid, started):
+        os._exit(1)
 
     def watch() -> None:
         while driver_alive(pid, started):
@@ -258,3 +307,57 @@ def connect(scheduler: str) -> Client:
         raise ConfigError(
             f"runtime.scheduler: cannot connect to the Dask scheduler at {scheduler}: {reason}"
         ) from None
+
+
+def fork_server_frame() -> FrameType | None:
+    """The frame of a fork server's ``main`` when this module is being imported by its preload
+    (before it listens: a process it forked has ``listener`` bound); None otherwise, as always
+    in the command's own process."""
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    main = getattr(forkserver, "main", None)
+    if main is None:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is main.__code__:
+            return frame if "listener" not in frame.f_locals else None
+        frame = frame.f_back
+    return None
+
+
+SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)  # Linux's value where Python does not name it
+
+
+def listening_process(listener_fd: int) -> int | None:
+    """The pid of the process that made the socket ``listener_fd`` listen (Linux: the peer
+    credentials of a listening Unix socket are its own): for a fork server, its command."""
+    try:
+        listener = socket.socket(fileno=os.dup(listener_fd))
+    except OSError:
+        return None
+    try:
+        size = struct.calcsize("3i")
+        pid, _, _ = struct.unpack("3i", listener.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, size))
+        return pid or None
+    except (OSError, struct.error):
+        return None
+    finally:
+        listener.close()
+
+
+def tie_fork_server_to_its_command(frame: FrameType) -> None:
+    """In a fork server: be killed by the kernel when the command that started it ends, and
+    exit now if it already has (this process's parent is no longer the command)."""
+    if not die_with_parent():
+        return
+    listener_fd = frame.f_locals.get("listener_fd")
+    command = listening_process(listener_fd) if isinstance(listener_fd, int) else None
+    if command is not None and os.getppid() != command:
+        os._exit(0)
+
+
+# The one thing this module does when imported, and only in a fork server (FORKSERVER_PRELOAD):
+# the fork server notices that its command is gone only between two fork requests, not while it
+# still imports its preload (seconds), so it ties its life to the command's first.
+if (_server := fork_server_frame()) is not None:
+    tie_fork_server_to_its_command(_server)

@@ -66,12 +66,36 @@ def table_from_frame(frame: pd.DataFrame) -> pa.Table:
     return table.cast(pa.schema(fields)).replace_schema_metadata(None)
 
 
+# How temporary files and folders are named next to what they become (``staging_dir``, the
+# atomic writes): ``.<name>.building.*`` and ``.<name>.old.*`` folders, ``.<name>.*.tmp`` files.
+# A process killed outright leaves them behind; :func:`is_leftover` recognises them.
+BUILDING_MARK = ".building."
+OLD_MARK = ".old."
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_file_prefix(path: Path) -> str:
+    """``.<name>.``: the prefix of the temporary file that becomes ``path``."""
+    return f".{path.name}."
+
+
+def is_leftover(name: str, is_dir: bool) -> bool:
+    """Whether a file or folder name is one of the temporary names above."""
+    if not name.startswith("."):
+        return False
+    if is_dir:
+        return BUILDING_MARK in name or OLD_MARK in name
+    return name.endswith(TEMP_SUFFIX)
+
+
 def write_parquet(table: pa.Table | pd.DataFrame, path: Path) -> None:
     """Write one Parquet file atomically (temp file in the same folder, then rename)."""
     if isinstance(table, pd.DataFrame):
         table = table_from_frame(table)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=temp_file_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent
+    )
     os.close(handle)
     try:
         pq.write_table(table, temp_name, **PARQUET_OPTIONS)
@@ -85,7 +109,9 @@ def write_json(data: Any, path: Path) -> None:
     """Write JSON atomically, keys sorted, UTF-8 text kept readable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=temp_file_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent
+    )
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
@@ -105,7 +131,7 @@ def staging_dir(final: Path, keep_old_in: Path | None = None) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.building.", dir=final.parent))
+    temp = Path(tempfile.mkdtemp(prefix=f".{final.name}{BUILDING_MARK}", dir=final.parent))
     try:
         yield temp
     except BaseException:
@@ -120,7 +146,7 @@ def staging_dir(final: Path, keep_old_in: Path | None = None) -> Iterator[Path]:
                 n += 1
             os.replace(final, keep_old_in / f"{final.name}-{n}")
         else:
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}{OLD_MARK}", dir=final.parent))
             os.replace(final, old / final.name)
     os.replace(temp, final)
     if old is not None:

@@ -12,21 +12,33 @@ Stages never import each other. A stage's command module exposes ``add_arguments
 
 This module names stage modules as strings and loads them with :mod:`importlib`: the one place
 where the pipeline's order and its dependencies between stages are written down.
+
+It also says which commands write shared state and so hold the output root's lock while they
+run (``Stage.locks``, :mod:`pipeline.locks`, ``docs/operations.md``): every command that writes
+into the output root (validate, ingest, features, train, score, report, outcomes, promote,
+rollback, describe, run); ``generate`` locks the folder it writes into; ``bench`` its own work
+root. ``audit`` only reads and takes no lock.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from pipeline.errors import EXIT_OK, UsageError
+from pipeline.locks import SHORT_WAIT_S, hold
 
 if TYPE_CHECKING:
     from pipeline.config import Config
+    from pipeline.locks import Lock
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,8 @@ class Stage:
     help: str
     module: str
     in_run: bool = False  # part of `outreach run`, in this order
+    locks: bool = True  # holds the lock of the root it writes into while it runs
+    lock_wait_s: float = 0.0  # how long it waits for another command's lock before refusing
 
 
 STAGES: tuple[Stage, ...] = (
@@ -85,11 +99,13 @@ STAGES: tuple[Stage, ...] = (
         "audit",
         "trace a list or round back through MLflow and verify every link (sha256, re-score)",
         "pipeline.audit.command",
+        locks=False,  # reads only
     ),
     Stage(
         "outcomes",
         "import returned lists: `outcomes import FILE...` checks visit outcomes, keeps labels",
         "pipeline.outcomes.command",
+        lock_wait_s=SHORT_WAIT_S,  # imports are short: one waits for the other (no answer lost)
     ),
     Stage(
         "promote",
@@ -190,18 +206,95 @@ def run_stage(
     args: argparse.Namespace | None = None,
     announce: Callable[[str], None] = print,
 ) -> int:
-    """Run one stage after its prerequisites; ``args`` when already parsed, else ``argv``."""
+    """Run one stage after its prerequisites; ``args`` when already parsed, else ``argv``.
+
+    A stage that writes holds the lock of the root it writes into (:func:`lock_root`) for the
+    whole run, prerequisites included; taking it cleans up after a killed run of any command
+    and ends the MLflow runs that run left RUNNING.
+    """
     stage = stage_named(name)
     args = args if args is not None else parse_stage_args(stage, argv)
+    root = lock_root(config, stage, args)
+    if root is None:
+        return _run_with_prerequisites(config, stage, args, announce)
+    with hold(
+        root,
+        command_text(stage, args),
+        wait_s=stage.lock_wait_s,
+        announce=log.warning,
+        skip=_not_cleaned(config, root),
+    ) as lock:
+        if lock.stale is not None and root == Path(config.paths.output_root):
+            end_abandoned_runs(config, lock)
+        return _run_with_prerequisites(config, stage, args, announce)
+
+
+def _run_with_prerequisites(
+    config: Config, stage: Stage, args: argparse.Namespace, announce: Callable[[str], None]
+) -> int:
     code = run_prerequisites(config, stage, args, announce)
     if code != EXIT_OK:
         return code
     return load(stage).run(config, args)
 
 
+def lock_root(config: Config, stage: Stage, args: argparse.Namespace) -> Path | None:
+    """The root whose lock ``stage`` holds while it runs: the output root; for ``generate`` the
+    folder it writes into, for ``bench`` its work root; None for a command that only reads."""
+    from pipeline.datasets import OutputLayout
+
+    if not stage.locks:
+        return None
+    if stage.name == "generate":
+        return Path(getattr(args, "output_dir", None) or config.paths.output_root)
+    if stage.name == "bench":
+        return OutputLayout(config.paths.output_root).bench_work
+    return Path(config.paths.output_root)
+
+
+def _not_cleaned(config: Config, root: Path) -> tuple[Path, ...]:
+    """Folders under ``root`` the lock's clean-up never looks into: the MLflow store (MLflow's
+    own files) and bench's work root (locked on its own)."""
+    from pipeline.datasets import OutputLayout
+
+    layout = OutputLayout(root)
+    return (layout.mlflow, layout.bench_work)
+
+
+def command_text(stage: Stage, args: argparse.Namespace) -> str:
+    """How the lock record names a command: ``outreach score --as-of 2026-10``, say."""
+    words = ["outreach", stage.name]
+    action = getattr(args, "action", None)
+    if isinstance(action, str):
+        words.append(action)
+    as_of = getattr(args, "as_of", None)
+    if isinstance(as_of, str):
+        words += ["--as-of", as_of]
+    return " ".join(words)
+
+
+def end_abandoned_runs(config: Config, lock: Lock) -> list[str]:
+    """End as FAILED the MLflow runs that the killed holder of ``lock`` left RUNNING."""
+    from pipeline.tracking.runlog import end_abandoned_runs as end_runs
+
+    stale = lock.stale
+    if stale is None:
+        return []
+    reason = (
+        f"{stale.command} (pid {stale.pid} on {stale.host}, started {stale.started_at}) "
+        f"ended without finishing (killed); found by {lock.holder.command} at "
+        f"{lock.holder.started_at}"
+    )
+    ended = end_runs(config, stale.pid, stale.host, stale.process_started, reason)
+    if ended:
+        log.warning("marked MLflow run(s) of %s FAILED: %s", stale.command, ", ".join(ended))
+    return ended
+
+
 def feature_rounds_needed(config: Config, months: Sequence[int]) -> list[Prerequisite]:
     """``outreach features --as-of M`` for every month of ``months`` whose feature round is
-    missing or out of date (imported outcomes changed since it was built)."""
+    missing or out of date (staged tables, feature spec, indicator catalogue or imported
+    outcomes changed since it was built: :func:`pipeline.datasets.features.round_status`)."""
     from pipeline.datasets.features import round_status
     from pipeline.months import format_month
 

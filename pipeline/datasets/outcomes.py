@@ -19,6 +19,10 @@ feature stage and the report rely on):
 Rows are sorted by 읍면동 and household key, so the same answers give the same bytes. Notes are
 never stored (they are dropped when the returned file is read).
 
+An import reads, merges and writes a round's file while it holds the output root's lock
+(:mod:`pipeline.locks`), and the file is replaced atomically: imports running at the same time
+take turns, and none loses the answers of another.
+
 Next to the round folders: ``imports.jsonl`` (one JSON line per import: file, sha256, counts,
 time) and ``rejected/<file sha256>.csv`` (the rows of a file that were rejected, and why).
 """

@@ -35,6 +35,7 @@ from pipeline.datasets.outcomes import (
 from pipeline.datasets.rounds import SCORES
 from pipeline.errors import DataError
 from pipeline.io import sha256_file
+from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
 from pipeline.outcomes.normalise import (
     LOCAL_DISCRETION,
@@ -195,47 +196,50 @@ def import_file(
     rejected_rows = set(rejections["row"].astype(int))
     accepted = checked[~checked[ROW].isin(rejected_rows)].reset_index(drop=True)
     incoming = accepted_outcomes(accepted, facts, returned.sha256)
-    merge = merge_outcomes(read_round_outcomes(config, round_label), incoming)
-    target = round_outcomes_file(config, round_label)
-    if len(accepted) == 0:
-        status = NOTHING_VALID
-    elif merge.changed:
-        write_round_outcomes(config, round_label, merge.rows)
-        status = IMPORTED
-    else:
-        status = NOTHING_NEW
-    report = None
-    if len(rejections):
-        report = rejection_file(config, returned.sha256)
-        _write_bytes(report_csv(rejections), report)
-    counts = {
-        "rows": len(returned.rows),
-        "not_filled_in": normalised.blank_rows,
-        "repeated": normalised.repeated_rows,
-        "rejected": len(rejected_rows),
-        "accepted": len(accepted),
-        "added_by_caseworker": int(incoming["added_by_caseworker"].sum()),
-        "new": merge.new if status != NOTHING_VALID else 0,
-        "replaced": merge.replaced if status != NOTHING_VALID else 0,
-        "unchanged": merge.unchanged if status != NOTHING_VALID else 0,
-    }
-    _append_log(
-        config,
-        {
-            "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "file": returned.path.name,
-            "file_sha256": returned.sha256,
-            "format": returned.kind,
-            "round": round_label,
-            "status": status,
-            "counts": counts,
-            "rejected_report": None
-            if report is None
-            else report.relative_to(outcomes_root(config)).as_posix(),
-            "outcomes_file": target.relative_to(outcomes_root(config)).as_posix(),
-            "outcomes_file_sha256": sha256_file(target) if target.is_file() else None,
-        },
-    )
+    # Read, merge and write under the output root's lock: an import running at the same time
+    # waits, so that neither replaces the other's answers (re-entered under `outreach outcomes`).
+    with hold(config.paths.output_root, "outreach outcomes import", wait_s=SHORT_WAIT_S):
+        merge = merge_outcomes(read_round_outcomes(config, round_label), incoming)
+        target = round_outcomes_file(config, round_label)
+        if len(accepted) == 0:
+            status = NOTHING_VALID
+        elif merge.changed:
+            write_round_outcomes(config, round_label, merge.rows)
+            status = IMPORTED
+        else:
+            status = NOTHING_NEW
+        report = None
+        if len(rejections):
+            report = rejection_file(config, returned.sha256)
+            _write_bytes(report_csv(rejections), report)
+        counts = {
+            "rows": len(returned.rows),
+            "not_filled_in": normalised.blank_rows,
+            "repeated": normalised.repeated_rows,
+            "rejected": len(rejected_rows),
+            "accepted": len(accepted),
+            "added_by_caseworker": int(incoming["added_by_caseworker"].sum()),
+            "new": merge.new if status != NOTHING_VALID else 0,
+            "replaced": merge.replaced if status != NOTHING_VALID else 0,
+            "unchanged": merge.unchanged if status != NOTHING_VALID else 0,
+        }
+        _append_log(
+            config,
+            {
+                "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "file": returned.path.name,
+                "file_sha256": returned.sha256,
+                "format": returned.kind,
+                "round": round_label,
+                "status": status,
+                "counts": counts,
+                "rejected_report": None
+                if report is None
+                else report.relative_to(outcomes_root(config)).as_posix(),
+                "outcomes_file": target.relative_to(outcomes_root(config)).as_posix(),
+                "outcomes_file_sha256": sha256_file(target) if target.is_file() else None,
+            },
+        )
     log.info("imported %s: %s %s", returned.path.name, status, counts)
     return ImportResult(
         file=returned.path,

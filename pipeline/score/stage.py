@@ -57,6 +57,7 @@ from pipeline.datasets.validation import validation_record_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
+from pipeline.locks import hold
 from pipeline.months import first_day, format_month
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
@@ -348,17 +349,34 @@ def score_round(
     catalogues: Catalogues | None = None,
 ) -> ScoreResult:
     """``outreach score``: score the round ``as_of`` and write its folder, tracked in MLflow."""
+    # Under the output root's lock (re-entered under `outreach score`): a round is placed by one
+    # command at a time, and a plain score never replaces a round another one placed.
+    with hold(config.paths.output_root, f"outreach score --as-of {format_month(as_of)}"):
+        return _score_round(config, as_of, model_version, force, catalogues)
+
+
+def _refuse_existing(config: Config, final: Path, force: bool) -> None:
+    if round_exists(final) and not force:
+        raise UsageError(
+            f"{final} exists: a scored round is not overwritten; use --force to score it again "
+            f"(the old folder is kept in {replaced_dir(config)})"
+        )
+
+
+def _score_round(
+    config: Config,
+    as_of: int,
+    model_version: str | None,
+    force: bool,
+    catalogues: Catalogues | None,
+) -> ScoreResult:
     started = time.perf_counter()
     # The workers' fork server imports its libraries while this process opens the MLflow store.
     warm_up(config.runtime, [score_partition.__module__])
     label = format_month(as_of)
     layout = OutputLayout(config.paths.output_root)
     final = layout.round(label)
-    if round_exists(final) and not force:
-        raise UsageError(
-            f"{final} exists: a scored round is not overwritten; use --force to score it again "
-            f"(the old folder is kept in {replaced_dir(config)})"
-        )
+    _refuse_existing(config, final, force)
     catalogues = catalogues or load_catalogues(config)
     spec, catalogue, outcomes = catalogues.features, catalogues.indicators, catalogues.outcomes
     column = signal_column(config.scoring, spec.distinct_types_windows)
@@ -471,6 +489,7 @@ def score_round(
             write_json(manifest, out / MANIFEST)
             manifest_sha = sha256_file(out / MANIFEST)
             _log_scoring_run(config, ref, manifest, manifest_sha, out, features_dir, code)
+            _refuse_existing(config, final, force)  # checked again right before it is placed
     seconds = time.perf_counter() - started
     log.info(
         "round %s: %d scored, %d listed in %.1f s",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.config import Config
 from pipeline.errors import UsageError
-from pipeline.tracking import ensure_experiment
+from pipeline.tracking import ensure_experiment, runlog
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,6 @@ def move_champion(
     client: Any, config: Config, model_name: str, version: str, action: str, reason: str
 ) -> AliasMove:
     """Give ``version`` the champion alias, record the move in the registry and as a run."""
-    import mlflow
 
     previous = current_champion(client, model_name)
     previous_version = str(previous.version) if previous is not None else None
@@ -107,8 +106,8 @@ def move_champion(
     client.delete_model_version_tag(model_name, version, "challenger_reason")
     move = AliasMove(action, version, previous_version, reason)
     experiment_id = ensure_experiment(client, config)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{action} v{version}"):
-        mlflow.set_tags(
+    with runlog.start_run(experiment_id, f"{action} v{version}"):
+        runlog.set_tags(
             {
                 "outreach.action": action,
                 "outreach.model_name": model_name,

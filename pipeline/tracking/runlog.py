@@ -7,6 +7,9 @@ fluent API, after :func:`pipeline.tracking.connect` pointed MLflow at the config
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -16,17 +19,67 @@ from typing import Any
 import pandas as pd
 
 from models.dataset_summary import DatasetSummary
+from pipeline.config import Config
 from pipeline.tracking.datasets import mlflow_digest
+
+log = logging.getLogger(__name__)
+
+
+# Tags of every run started here: the process that runs it, so that a run left RUNNING by a
+# process killed outright can be found and ended as FAILED (:func:`fail_abandoned_runs`).
+PID_TAG = "outreach.pid"
+HOST_TAG = "outreach.host"
+PROCESS_STARTED_TAG = "outreach.process_started"
+FAILED_REASON_TAG = "outreach.failed_reason"
+
+
+def process_tags() -> dict[str, str]:
+    """The tags naming this process (pid, host, start time)."""
+    import psutil
+
+    return {
+        PID_TAG: str(os.getpid()),
+        HOST_TAG: socket.gethostname(),
+        PROCESS_STARTED_TAG: repr(psutil.Process().create_time()),
+    }
 
 
 @contextmanager
 def start_run(experiment_id: str, run_name: str) -> Iterator[str]:
     """A run of the experiment, active within the block; yields its run id. A block that
-    raises ends the run as FAILED (MLflow's rule), so no run is left RUNNING by an error."""
+    raises ends the run as FAILED (MLflow's rule), so no run is left RUNNING by an error; one
+    left RUNNING by a killed process is ended by the next command (:func:`fail_abandoned_runs`)."""
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=process_tags()
+    ) as run:
         yield run.info.run_id
+
+
+def fail_abandoned_runs(
+    client: Any, pid: int, host: str, process_started: float | None, reason: str
+) -> list[str]:
+    """End as FAILED every run still RUNNING that the process ``pid`` on ``host`` (started at
+    ``process_started`` when known) started and never ended; tag why. Returns their ids."""
+    from mlflow.entities import ViewType
+
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not experiments:
+        return []
+    query = (
+        f"attributes.status = 'RUNNING' and tags.`{PID_TAG}` = '{int(pid)}' "
+        f"and tags.`{HOST_TAG}` = '{host.replace(chr(39), '')}'"
+    )
+    ended = []
+    for run in client.search_runs(experiments, filter_string=query, max_results=1000):
+        started = run.data.tags.get(PROCESS_STARTED_TAG)
+        if process_started is not None and started not in (None, repr(process_started)):
+            continue  # another process that had the same pid
+        client.set_tag(run.info.run_id, FAILED_REASON_TAG, reason)
+        client.set_terminated(run.info.run_id, status="FAILED")
+        ended.append(run.info.run_id)
+    return ended
 
 
 def log_params(params: Mapping[str, str]) -> None:
@@ -168,3 +221,21 @@ def log_registered_model(
             registered_model_name=model_name,
         )
     return str(info.registered_model_version)
+
+
+def end_abandoned_runs(
+    config: Config, pid: int, host: str, process_started: float | None, reason: str
+) -> list[str]:
+    """:func:`fail_abandoned_runs` on the configured store; nothing when the local store does
+    not exist yet (no run can be left in it), and nothing but a warning when it cannot be
+    opened."""
+    from pipeline.tracking import connect, tracking_uri
+
+    uri = tracking_uri(config)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return []
+    try:
+        return fail_abandoned_runs(connect(config), pid, host, process_started, reason)
+    except Exception as exc:  # a store that cannot be read must not stop the command
+        log.warning("could not end the MLflow runs left RUNNING by pid %d: %s", pid, exc)
+        return []
