@@ -254,7 +254,14 @@ def test_a_killed_stage_leaves_the_last_outputs_and_the_rerun_cleans_up(
         assert _contents(root / folder) == _contents(clean_root / folder)
     elif case.name == "train":
         metrics = _train_metrics(config)
-        assert len(metrics) == 2 and metrics[-1] == metrics[0]  # the rerun's = the clean run's
+        # The rerun's metrics are the clean run's: LightGBM's to the bit; the logistic
+        # regression's (lbfgs over OpenBLAS) can differ in the last digits between processes
+        # under other load, so every value is compared to 1e-9 relative.
+        assert len(metrics) == 2 and metrics[-1].keys() == metrics[0].keys()
+        for key, value in metrics[0].items():
+            assert metrics[-1][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+        exact = {k: v for k, v in metrics[0].items() if "lightgbm" in k}
+        assert exact and {k: metrics[-1][k] for k in exact} == exact
     else:
         assert _contents(copy.round_dir) == _contents(scored_sample.round_dir)
         kept = root / "rounds" / "_replaced" / f"{copy.as_of}-1"
