@@ -37,6 +37,11 @@ SCORES = "scores.parquet"
 LISTS = "lists"
 IMPORTANCE = "model/feature_importance.csv"
 REPORT = "report"
+# Inside report/: the overview, the follow-up page, one page per 읍면동, the report's record.
+REPORT_INDEX = "index.html"
+REPORT_FOLLOWUP = "followup.html"
+REPORT_EMD_DIR = "emd"
+REPORT_RECORD = "report.json"
 PARTS = ".parts"  # the partitions' score parts while a round is built
 REPLACED = "_replaced"
 LIST_SUFFIXES = (".csv", ".xlsx")

@@ -23,15 +23,15 @@ import pyarrow.parquet as pq
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.config import Config
-from pipeline.datasets.rounds import read_rows
+from pipeline.datasets.rounds import REPORT_EMD_DIR, REPORT_FOLLOWUP, REPORT_INDEX, read_rows
 from pipeline.report import aggregates as agg
 from pipeline.report import charts, pages
 from pipeline.report.aggregates import KEY, LISTED_TIERS
 from pipeline.report.inputs import ReportInputs
 
-INDEX = "index.html"
-FOLLOWUP = "followup.html"
-EMD_DIR = "emd"
+INDEX = REPORT_INDEX
+FOLLOWUP = REPORT_FOLLOWUP
+EMD_DIR = REPORT_EMD_DIR
 # Columns of the listed households the 읍면동 pages need.
 PAGE_COLUMNS = (
     KEY,

@@ -33,7 +33,7 @@ from pathlib import Path
 from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
-from pipeline.datasets.rounds import REPORT
+from pipeline.datasets.rounds import REPORT, REPORT_RECORD
 from pipeline.engine import map_partitions
 from pipeline.io import sha256_tree, staging_dir, write_json
 from pipeline.report.inputs import read_inputs
@@ -41,7 +41,7 @@ from pipeline.report.render import EMD_DIR, pages_tasks, render_report, write_em
 
 log = logging.getLogger(__name__)
 
-RECORD = "report.json"
+RECORD = REPORT_RECORD
 
 
 @dataclass(frozen=True)
