@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.spec import model_input_names
-from models.backtest import backtest_models, build_pool, fit_candidate, training_table
+from models.backtest import backtest_models, fit_candidate, training_table
 from pipeline.catalogues import load_catalogues
 from pipeline.datasets.features import FeatureRounds
 from pipeline.months import default_as_of
 from pipeline.tracking import connect
 from pipeline.tracking.models import fetch_model, unpickle_model
 from pipeline.tracking.registry import resolve_model
-from pipeline.train.fit import plan_rounds
-from pipeline.vocabulary import category_levels
+from pipeline.train.fit import input_columns, plan_rounds, training_pool
 
 
 def test_registered_model_scores_as_the_backtest_model_fitted_on_the_same_rows(scored_sample):
@@ -30,20 +28,10 @@ def test_registered_model_scores_as_the_backtest_model_fitted_on_the_same_rows(s
     catalogues = load_catalogues(config)
     as_of = default_as_of(config.window)
     source = FeatureRounds(config, catalogues.outcomes)
-    inputs = model_input_names(catalogues.features, catalogues.indicators)
-    levels = category_levels(catalogues.outcomes)
-    numeric = [c for c in inputs if c not in levels]
-    categorical = [c for c in inputs if c in levels]
+    columns = input_columns(catalogues)
+    numeric, categorical = columns.numeric, columns.categorical
     rounds, _ = plan_rounds(config, as_of)
-    pool = build_pool(
-        source,
-        rounds,
-        as_of,
-        inputs,
-        tc.selective_labels,
-        tc.seed,
-        cap=float(catalogues.features.months_since_cap),
-    )
+    pool = training_pool(config, source, rounds, as_of, columns, catalogues)
     # The backtest's candidate for a test round at the as-of month: trained on the same rows.
     models, _ = backtest_models(pool, as_of, tc, numeric, categorical)
     backtest_model = models[tc.candidate]
@@ -66,7 +54,7 @@ def test_registered_model_scores_as_the_backtest_model_fitted_on_the_same_rows(s
         as_of,
         tc.selective_labels.method,
         tc.selective_labels,
-        inputs,
+        columns.inputs,
         tc.calibration.holdout_rounds,
     )
     other = fit_candidate(tc.candidate, spec_order, tc, numeric, categorical)

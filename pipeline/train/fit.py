@@ -15,6 +15,7 @@ import pandas as pd
 from features.spec import model_input_names
 from models.backtest import (
     BacktestResult,
+    RoundPool,
     TestRoundReader,
     build_pool,
     candidate_table,
@@ -113,6 +114,47 @@ def round_input_rows(
     return summary, found.loc[sample].reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class InputColumns:
+    """The model inputs of the feature spec, and the same split into numeric and categorical
+    (the order every candidate is fitted with: :func:`models.backtest.candidate_inputs`)."""
+
+    inputs: list[str]
+    numeric: list[str]
+    categorical: list[str]
+
+
+def input_columns(catalogues: Catalogues) -> InputColumns:
+    inputs = model_input_names(catalogues.features, catalogues.indicators)
+    levels = category_levels(catalogues.outcomes)
+    return InputColumns(
+        inputs,
+        numeric=[c for c in inputs if c not in levels],
+        categorical=[c for c in inputs if c in levels],
+    )
+
+
+def training_pool(
+    config: Config,
+    source: RoundSource,
+    rounds: list[int],
+    as_of: int,
+    columns: InputColumns,
+    catalogues: Catalogues,
+) -> list[RoundPool]:
+    """The labelled rows and candidate negatives of the past ``rounds`` known at ``as_of``."""
+    tc = config.training
+    return build_pool(
+        source,
+        rounds,
+        as_of,
+        columns.inputs,
+        tc.selective_labels,
+        tc.seed,
+        cap=float(catalogues.features.months_since_cap),
+    )
+
+
 def fit_all(
     config: Config,
     source: RoundSource,
@@ -128,11 +170,9 @@ def fit_all(
     """
     tc = config.training
     catalogues = catalogues or load_catalogues(config)
-    spec, catalogue, outcomes = catalogues.features, catalogues.indicators, catalogues.outcomes
-    inputs = model_input_names(spec, catalogue)
-    levels = category_levels(outcomes)
-    categorical = [c for c in inputs if c in levels]
-    numeric = [c for c in inputs if c not in levels]
+    columns = input_columns(catalogues)
+    inputs, numeric, categorical = columns.inputs, columns.numeric, columns.categorical
+    levels = category_levels(catalogues.outcomes)
     rounds, test_rounds = plan_rounds(config, as_of)
     source = CachedSource(source)
     log.info(
@@ -141,15 +181,7 @@ def fit_all(
         len(rounds),
         ", ".join(format_month(r) for r in test_rounds),
     )
-    pool = build_pool(
-        source,
-        rounds,
-        as_of,
-        inputs,
-        tc.selective_labels,
-        tc.seed,
-        cap=float(spec.months_since_cap),
-    )
+    pool = training_pool(config, source, rounds, as_of, columns, catalogues)
     has_truth = truth_available(config)
     if has_truth and not truth_covers(config, test_rounds):
         # Scoring every household as "not in need" would make truth metrics (and gates) wrong.
