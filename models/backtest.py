@@ -11,6 +11,7 @@ households are kept (:mod:`models.evaluation`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -26,12 +27,21 @@ from models.candidates import (
     make_logistic,
 )
 from models.evaluation import ORACLE, RULE, RoundHouseholds, TestRoundReader
-from models.fairness import add_audit_counts
-from models.metrics import gap_closed, paired_bootstrap
+from models.fairness import AUDIT_SOURCES, add_audit_counts, audit_attributes
+from models.metrics import calibration_metrics, calibration_noise, gap_closed, paired_bootstrap
+from models.mitigation import (
+    EQUAL_RECALL,
+    NONE,
+    REWEIGH,
+    ListPolicy,
+    cell_codes,
+    reweigh_factors,
+    setting_name,
+)
 from pipeline.config import SelectiveLabelsConfig, TrainingConfig
 from pipeline.datasets.features import RoundSource
 from pipeline.months import format_month
-from pipeline.vocabulary import KEY
+from pipeline.vocabulary import EMD, KEY
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,7 @@ class TrainTable:
     round_month: np.ndarray
     n_labelled: int
     n_negatives: int
+    attributes: pd.DataFrame | None = None  # the rows' audit groups (mitigation), when read
 
     @property
     def rounds(self) -> list[int]:
@@ -80,6 +91,7 @@ class BacktestResult:
     audit: pd.DataFrame | None = None  # fairness counts pooled over the rounds (with truth)
     train_rows: dict[str, int] = field(default_factory=dict)
     rounds: list[RoundHouseholds] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)  # mitigation variants of the candidate
 
 
 def _since_columns(columns: list[str]) -> list[str]:
@@ -115,6 +127,11 @@ def _negative_candidates(
     return n_labelled, pd.Index(pool.iloc[np.sort(take)].to_numpy())
 
 
+def audit_columns(inputs: list[str]) -> list[str]:
+    """The feature columns, besides the model inputs, that the rows' audit groups need."""
+    return [c for c in (EMD, *AUDIT_SOURCES) if c not in inputs]
+
+
 def build_pool(
     source: RoundSource,
     rounds: list[int],
@@ -123,6 +140,7 @@ def build_pool(
     settings: SelectiveLabelsConfig,
     seed: int,
     cap: float = 36.0,
+    extra: list[str] | None = None,
 ) -> list[RoundPool]:
     """Per past round: labelled visits with features as of the round, and quiet negatives.
 
@@ -136,7 +154,8 @@ def build_pool(
     a round or ``final_as_of``.
 
     Only the rows kept are read with all their inputs (labelled visits and chosen negatives):
-    memory grows with the labelled rows, not with the households of a round.
+    memory grows with the labelled rows, not with the households of a round. ``extra`` columns
+    (the audit groups' sources: :func:`audit_columns`) are read beside the inputs.
     """
     all_labels = source.labels(final_as_of)
     labels = all_labels[all_labels["label"].notna()]
@@ -167,13 +186,14 @@ def build_pool(
             negatives[r] = candidates[r][quiet][:wanted]
     log.info("training pool: %d rounds, %d labelled visits", len(rounds), len(labels))
     result = []
+    columns = [KEY, *inputs, *(extra or [])]
     for r in rounds:
         keys = listed[r].index.union(negatives[r])
-        rows = source.features(r, columns=[KEY, *inputs], keys=keys)[[KEY, *inputs]]
+        rows = source.features(r, columns=columns, keys=keys)[columns]
         frame = rows[rows[KEY].isin(listed[r].index).to_numpy()].reset_index(drop=True)
-        extra = listed[r].reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
+        label = listed[r].reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
         # .copy() consolidates the blocks: later concatenations and fits are much faster
-        labelled = pd.concat([frame, extra], axis=1).copy()
+        labelled = pd.concat([frame, label], axis=1).copy()
         chosen = rows[rows[KEY].isin(negatives[r]).to_numpy()].reset_index(drop=True).copy()
         result.append(RoundPool(r, labelled, chosen, r + settings.quiet_months))
     return result
@@ -213,6 +233,9 @@ def training_table(
     cal_lab = lab["_round"].isin(held).to_numpy()
     neg = pd.concat(negs, ignore_index=True) if negs else lab.iloc[0:0]
     X = pd.concat([lab[inputs], neg[inputs]], ignore_index=True).copy()
+    attributes = None
+    if set(audit_columns(inputs)) <= set(lab.columns):
+        attributes = audit_attributes(pd.concat([lab, neg], ignore_index=True))
     return TrainTable(
         X=X,
         y=np.concatenate([y_lab, np.zeros(len(neg), dtype=np.int64)]),
@@ -223,6 +246,7 @@ def training_table(
         ),
         n_labelled=len(lab),
         n_negatives=len(neg),
+        attributes=attributes,
     )
 
 
@@ -287,23 +311,99 @@ def fit_candidate(
 
 @dataclass(frozen=True)
 class CandidateSpec:
-    """One model of the backtest: a learned candidate and its selective-label method."""
+    """One fitted model of the backtest: a learned candidate, its selective-label method and the
+    strength of reweighing in its fit (0: none)."""
 
     name: str  # as reported, e.g. lightgbm or lightgbm-plain
     kind: str  # logistic or lightgbm
     method: str
+    reweigh: float = 0.0
+
+
+@dataclass(frozen=True)
+class BacktestPlan:
+    """What the backtests fit and list: fitted models, the lists made from their probabilities
+    by a list policy, and the mitigation variants of the registered candidate (each audited)."""
+
+    specs: list[CandidateSpec]
+    selections: dict[str, tuple[str, ListPolicy]]
+    variants: list[str]
+
+
+def deployed_policy(config: TrainingConfig) -> ListPolicy:
+    """The list policy of the registered model (reweighing lives in the fit: no policy)."""
+    m = config.mitigation
+    method = m.method if m.method == EQUAL_RECALL else NONE
+    return ListPolicy(method, tuple(m.attributes), m.strength)
+
+
+def reweigh_strength(config: TrainingConfig) -> float:
+    """The reweighing strength of the registered model's fit (0 unless ``reweigh``)."""
+    m = config.mitigation
+    return m.strength if m.method == REWEIGH else 0.0
+
+
+def backtest_plan(config: TrainingConfig) -> BacktestPlan:
+    """Every learned candidate with the configured mitigation (the registered one, the other
+    one and the compared selective-label methods), and the registered candidate with every
+    compared mitigation method at every compared strength."""
+    m = config.mitigation
+    chosen = config.selective_labels.method
+    main = config.candidate
+    weight = reweigh_strength(config)
+    specs = [CandidateSpec(main, main, chosen, weight)]
+    other = "logistic" if main == "lightgbm" else "lightgbm"
+    specs.append(CandidateSpec(other, other, chosen, weight))
+    for method in config.selective_labels.compare:
+        if method != chosen:
+            specs.append(CandidateSpec(f"{main}-{method}", main, method, weight))
+    policy = deployed_policy(config)
+    selections: dict[str, tuple[str, ListPolicy]] = {}
+    if policy.method == EQUAL_RECALL:
+        selections = {spec.name: (spec.name, policy) for spec in specs}
+    variants: list[str] = []
+    unmitigated = main  # the registered candidate's fit without reweighing
+    if m.method != NONE and (
+        NONE in m.compare or (m.method == REWEIGH and EQUAL_RECALL in m.compare)
+    ):
+        name = f"{main}-unmitigated"
+        if m.method == REWEIGH:
+            specs.append(CandidateSpec(name, main, chosen, 0.0))
+            unmitigated = name
+        else:
+            selections[name] = (main, ListPolicy(NONE, policy.attributes, 0.0))
+        if NONE in m.compare:
+            variants.append(name)
+    for method in (EQUAL_RECALL, REWEIGH):
+        if method not in m.compare:
+            continue
+        for strength in m.strengths:
+            if m.method == method and strength == m.strength:
+                continue
+            name = f"{main}-{setting_name(method, strength)}"
+            if method == EQUAL_RECALL:
+                selections[name] = (unmitigated, ListPolicy(method, policy.attributes, strength))
+            else:
+                specs.append(CandidateSpec(name, main, chosen, strength))
+            variants.append(name)
+    return BacktestPlan(specs, selections, variants)
 
 
 def candidate_specs(config: TrainingConfig) -> list[CandidateSpec]:
-    """The registered candidate with each compared method, and the other one with the chosen."""
-    chosen = config.selective_labels.method
-    specs = [CandidateSpec(config.candidate, config.candidate, chosen)]
-    other = "logistic" if config.candidate == "lightgbm" else "lightgbm"
-    specs.append(CandidateSpec(other, other, chosen))
-    for method in config.selective_labels.compare:
-        if method != chosen:
-            specs.append(CandidateSpec(f"{config.candidate}-{method}", config.candidate, method))
-    return specs
+    """The models the backtests fit (:func:`backtest_plan`)."""
+    return backtest_plan(config).specs
+
+
+def reweighed(table: TrainTable, strength: float, attributes: tuple[str, ...]) -> TrainTable:
+    """``table`` with its fitted rows' weights multiplied by the Kamiran-Calders factors of the
+    ``attributes`` cells to the power ``strength`` (unchanged at 0)."""
+    if strength == 0:
+        return table
+    if table.attributes is None:
+        raise ValueError("reweighing needs the training rows' audit groups (build_pool extra)")
+    cells = cell_codes(table.attributes, attributes)
+    factors = reweigh_factors(cells, table.y, ~table.calibration_mask)
+    return dataclasses.replace(table, weight=table.weight * factors**strength)
 
 
 def backtest_models(
@@ -327,7 +427,7 @@ def backtest_models(
             tables[spec.method] = candidate_table(
                 pool, test_round, spec.method, config, numeric, categorical
             )
-        table = tables[spec.method]
+        table = reweighed(tables[spec.method], spec.reweigh, tuple(config.mitigation.attributes))
         if len(table.rounds) < config.backtest.min_train_rounds:
             raise ValueError(
                 f"test round {label}: only {len(table.rounds)} training rounds "
@@ -369,6 +469,7 @@ def run_backtests(
     train_rows: dict[str, int] = {}
     households: list[RoundHouseholds] = []
     ks = None
+    plan = backtest_plan(config)
     for reader in tests:
         label = format_month(reader.round_month)
         models, fitted_rows = backtest_models(
@@ -376,7 +477,13 @@ def run_backtests(
         )
         train_rows.update({f"{label}/{name}": n for name, n in fitted_rows.items()})
         evaluation = reader.evaluate(
-            models, capacity, config.candidate, config.calibration.bins, ks
+            models,
+            capacity,
+            config.candidate,
+            config.calibration.bins,
+            ks,
+            selections=plan.selections,
+            audited=tuple(plan.variants),
         )
         ks = evaluation.ks
         rows.extend(evaluation.metrics)
@@ -391,7 +498,13 @@ def run_backtests(
             audits.append(evaluation.audit)
         households.append(evaluation.households)
     metrics = pd.DataFrame(rows)
-    summary = summarise(metrics)
+    pooled = {k: pd.concat(v, ignore_index=True) for k, v in labelled.items()}
+    summary = add_pooled_calibration(
+        summarise(metrics),
+        {name: pooled[name] for name in reliability},
+        config.calibration.bins,
+        config.backtest.seed,
+    )
     bootstrap = None
     if boot_rounds:
         names = [n for n in metrics["model"].unique()]
@@ -402,6 +515,7 @@ def run_backtests(
             oracle=ORACLE,
             samples=config.backtest.bootstrap_samples,
             seed=config.backtest.seed,
+            candidate=config.candidate,
         )
     return BacktestResult(
         metrics=metrics,
@@ -409,11 +523,35 @@ def run_backtests(
         bootstrap=bootstrap,
         reliability={k: pd.concat(v, ignore_index=True) for k, v in reliability.items()},
         curves={k: pd.concat(v, ignore_index=True) for k, v in curves.items()},
-        labelled={k: pd.concat(v, ignore_index=True) for k, v in labelled.items()},
+        labelled=pooled,
         audit=add_audit_counts(audits) if audits else None,
         train_rows=train_rows,
         rounds=households,
+        variants=list(plan.variants),
     )
+
+
+def add_pooled_calibration(
+    summary: pd.DataFrame, labelled: dict[str, pd.DataFrame], bins: int, seed: int
+) -> pd.DataFrame:
+    """``ece_pooled``: the ECE of each probability model over the labelled households of every
+    test round together, and ``ece_noise95``: what a perfectly calibrated model shows on as many
+    households by chance (:func:`models.metrics.calibration_noise`).
+
+    A round holds a few thousand visits at most: one round's ECE is mostly noise (about 0.03 at
+    1,500 visits, 0.1 at 150), so the gate reads the pooled figure.
+    """
+    out = summary.copy()
+    out["ece_pooled"] = np.nan
+    out["ece_noise95"] = np.nan
+    for name, frame in labelled.items():
+        known = frame["observed"].notna().to_numpy()
+        scores = frame["score"].to_numpy(dtype=np.float64)[known]
+        figures, _ = calibration_metrics(scores, frame["observed"][known], bins)
+        at = out["model"] == name
+        out.loc[at, "ece_pooled"] = figures["ece"]
+        out.loc[at, "ece_noise95"] = calibration_noise(scores, bins, seed=seed)
+    return out
 
 
 def summarise(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -122,10 +122,19 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p)).reshape(-1, 1)
 
 
+def _beta_inputs(p: np.ndarray) -> np.ndarray:
+    """The two inputs of beta calibration (Kull, Silva Filho and Flach, 2017): ln p, -ln(1-p)."""
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.column_stack([np.log(p), -np.log1p(-p)])
+
+
 class CalibratedClassifier(ClassifierMixin, BaseEstimator):
     """A classifier fitted on some rows and calibrated on held-out rows (``calibration_mask``).
 
-    ``method`` is ``sigmoid`` (Platt scaling on the logit) or ``isotonic``. The held-out rows are
+    ``method`` is ``sigmoid`` (Platt scaling on the logit), ``beta`` (beta calibration: a logistic
+    regression on ln p and -ln(1-p), which can bend where Platt scaling cannot; both maps keep the
+    model's order when their coefficients are positive, checked at fit) or ``isotonic`` (steps:
+    households on one step tie, and ties are cut by key). The held-out rows are
     chosen by the caller (the latest training rounds): never the test round. The calibrator is
     fitted unweighted, so probabilities estimate the chance that a visit finds need (the
     population of visited households), whatever weights the model itself was trained with.
@@ -175,6 +184,15 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
         elif self.method == "sigmoid":
             self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000)
             self.calibrator_.fit(_logit(raw), y[held])
+        elif self.method == "beta":
+            self.calibrator_ = LogisticRegression(C=1e6, max_iter=1000)
+            self.calibrator_.fit(_beta_inputs(raw), y[held])
+            if (self.calibrator_.coef_ < 0).any():
+                # A negative coefficient would reverse the model's order somewhere: keep one
+                # shared coefficient instead (ln p - ln(1-p) is the logit: Platt scaling).
+                platt = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(raw), y[held])
+                self.calibrator_.coef_ = np.repeat(platt.coef_, 2, axis=1)
+                self.calibrator_.intercept_ = platt.intercept_
         else:
             raise ValueError(f"unknown calibration method {self.method!r}")
         self.n_train_ = int((~held).sum())
@@ -206,6 +224,8 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
         """Calibrated probability of need from the underlying model's probability ``raw``."""
         if self.method == "isotonic":
             p = self.calibrator_.predict(raw)
+        elif self.method == "beta":
+            p = self.calibrator_.predict_proba(_beta_inputs(raw))[:, 1]
         else:
             p = self.calibrator_.predict_proba(_logit(raw))[:, 1]
         return np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)

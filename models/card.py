@@ -36,6 +36,9 @@ class CardFacts:
     features_digest: str
     code_version: dict[str, str]
     engine: str = "local"  # where LightGBM was fitted: local, or dask (lightgbm.dask)
+    tradeoff: pd.DataFrame | None = None  # the mitigation settings compared in the backtests
+    mitigation: str = "none"  # the registered setting, described
+    mitigation_reason: str = ""
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -65,6 +68,8 @@ def render_card(f: CardFacts) -> str:
         "roc_auc_mean",
         "auc_pr_mean",
         "ece_mean",
+        "ece_pooled",
+        "ece_noise95",
         "brier_mean",
     ]
     out = [
@@ -125,8 +130,14 @@ def render_card(f: CardFacts) -> str:
                     "gap_closed",
                     "gap_closed_low",
                     "gap_closed_high",
+                    "minus_candidate",
+                    "minus_candidate_low",
+                    "minus_candidate_high",
                 ],
             ),
+            "",
+            f"minus_candidate: a model's truth precision minus {f.candidate}'s on the same "
+            "bootstrap draws; an interval that excludes 0 is a difference the data can tell.",
             "",
         ]
     out += [
@@ -151,20 +162,58 @@ def render_card(f: CardFacts) -> str:
     if f.fairness is not None:
         flagged = f.fairness[f.fairness["flagged"]]
         small = f.fairness[f.fairness["too_small"]]
-        out.append(
-            f"{len(flagged)} group(s) flagged (precision or recall ratio outside the bounds); "
-            f"{len(small)} group(s) too small to compare. Full table: `fairness/fairness.csv`."
-        )
-        if len(flagged):
-            out += [
-                "",
-                _table(
-                    flagged,
-                    ["attribute", "group", "reference", "precision_ratio", "recall_ratio"],
-                ),
-            ]
+        compared = f.fairness[~f.fairness["too_small"]]
+        out += [
+            f"{len(flagged)} group(s) flagged: a precision or recall ratio to the reference group "
+            "whose whole bootstrap 95% interval lies outside the bounds. "
+            f"{len(small)} group(s) too small to compare. Recall of 시도, 시군구 and urban/rural "
+            "is judged as the share of the need any list could find at their capacity. "
+            "p: Fisher exact test against the reference. Full table: `fairness/fairness.csv`.",
+            "",
+            _table(
+                compared,
+                [
+                    "attribute",
+                    "group",
+                    "reference",
+                    "precision_ratio",
+                    "precision_ratio_low",
+                    "precision_ratio_high",
+                    "precision_p_value",
+                    "judged_recall_ratio",
+                    "judged_recall_ratio_low",
+                    "judged_recall_ratio_high",
+                    "recall_p_value",
+                    "flagged",
+                ],
+            ),
+        ]
     else:
         out.append("No truth available: the audit against the truth was not run.")
+    if f.tradeoff is not None and len(f.tradeoff):
+        out += [
+            "",
+            f"Mitigation: {f.mitigation}. Reason: {f.mitigation_reason}",
+            "",
+            "Each mitigation setting of the registered candidate in the backtests (precision and "
+            "need found at capacity against the truth; disparity: the recall or precision ratio "
+            "furthest from 1, as a factor; plot `fairness/tradeoff.png`):",
+            "",
+            _table(
+                f.tradeoff,
+                [
+                    "setting",
+                    "registered",
+                    "truth_precision",
+                    "need_found",
+                    "flags",
+                    "worst_recall_disparity",
+                    "worst_precision_disparity",
+                    "mitigated_flags",
+                    "mitigated_recall_disparity",
+                ],
+            ),
+        ]
     if f.proxy is not None and len(f.proxy):
         out += [
             "",

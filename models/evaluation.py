@@ -52,6 +52,7 @@ from models.metrics import (
     ranking_metrics,
     roc_auc_ranks,
 )
+from models.mitigation import ListPolicy
 from pipeline.config import RuntimeConfig
 from pipeline.datasets.features import RoundSource, file_key_range, read_feature_file
 from pipeline.datasets.truth import read_round_truth
@@ -65,7 +66,9 @@ RULE = "rule"
 ORACLE = "oracle"
 NO_LABEL = -1  # observed label code of a household without a label
 PREDICT_ROWS = 50_000  # households scored at once: bounds the copies a model makes of its input
-LISTED = ("listed_model", "listed_rule")  # the lists the fairness audit compares
+# the lists the fairness audit compares; the oracle's is what any list could find at capacity
+LISTED = ("listed_model", "listed_rule", "listed_oracle")
+PROBABILITY = "probability:"  # prefix of a model's probability column among the labelled rows
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,10 @@ class PartitionTask:
     round_month: int
     main: str  # the registered candidate, whose list the fairness audit examines
     keep_keys: bool = False  # the files' key ranges overlap: return the keys
+    # lists made from a model's probabilities by a list policy: name -> (model, policy); a name
+    # that is also a model's keeps that model's probabilities for calibration
+    selections: dict[str, tuple[str, ListPolicy]] = field(default_factory=dict)
+    audited: tuple[str, ...] = ()  # further lists the fairness audit counts (listed_<name>)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,8 @@ class PartitionEvaluation:
     observed: np.ndarray  # int8 label code: 1, 0, NO_LABEL
     need: np.ndarray | None  # truth: in need in the round's month or the month after
     listed: pd.DataFrame | None  # households on a per-읍면동 list: flags, in_need, _position
-    labelled: pd.DataFrame  # labelled households: key, observed, one score column per model
+    labelled: pd.DataFrame  # labelled households: key, observed, a list-order column per list and
+    # a probability column (PROBABILITY + name) per model
     audit: pd.DataFrame | None  # fairness counts (models.fairness.audit_counts)
     missing: pd.Series  # per model input: some value is missing
     text: pd.Series  # per model input: every value is a str
@@ -192,8 +200,13 @@ def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
     code = observed.fillna(NO_LABEL).to_numpy(dtype=np.int8)
     need = truth["in_need"].to_numpy(dtype=bool) if truth is not None else None
     scores, min_scores = _model_scores(features, X, task.models, truth)
-    position = np.arange(len(features))  # the key order: keys are unique and sorted
+    probabilities = {name: scores[name] for name in task.models}
+    attributes = audit_attributes(features) if (need is not None or task.selections) else None
     emd = features[EMD].to_numpy()
+    for name, (base, policy) in task.selections.items():
+        scores[name] = policy.key(probabilities[base], emd, attributes)
+        min_scores[name] = None
+    position = np.arange(len(features))  # the key order: keys are unique and sorted
     emd_counts: dict[str, dict[str, ListCounts]] = {}
     listed: dict[str, np.ndarray] = {}
     for name, values in scores.items():
@@ -206,19 +219,24 @@ def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
     labelled = pd.DataFrame({KEY: keys[known].to_numpy(), "observed": observed[known].array})
     for name, values in scores.items():
         labelled[name] = values[known]
+    for name, values in probabilities.items():
+        labelled[PROBABILITY + name] = values[known]
     on_list = audit = None
     if need is not None:
         union = np.logical_or.reduce(list(listed.values()))
         on_list = pd.DataFrame({name: flags[union] for name, flags in listed.items()})
         on_list["in_need"] = need[union]
         on_list["_position"] = np.flatnonzero(union)
-        rows = audit_attributes(features)
+        rows = attributes
         rows[LISTED[0]] = listed[task.main]
         rows[LISTED[1]] = listed[RULE]
-        rows["probability"] = scores[task.main] if task.main in task.models else np.nan
+        rows[LISTED[2]] = listed[ORACLE]
+        for name in task.audited:
+            rows[f"listed_{name}"] = listed[name]
+        rows["probability"] = probabilities.get(task.main, np.nan)
         rows["observed"] = observed.to_numpy()
         rows["in_need"] = need
-        audit = audit_counts(rows, list(LISTED))
+        audit = audit_counts(rows, [*LISTED, *(f"listed_{name}" for name in task.audited)])
     return PartitionEvaluation(
         rows=len(features),
         emds=pd.unique(emd),
@@ -284,11 +302,12 @@ def evaluate_round(
         emd_seen = add_counts([p.emd_counts[name]["observed"] for p in parts])
         metrics.update(counts_to_metrics("observed_emd_", emd_seen))
         metrics.update(counts_to_metrics("observed_k_", seen))
-        metrics.update(ranking_metrics(labelled[name].to_numpy(), labelled["observed"]))
+        # a model's own figures on its visits (ranking, calibration) use its probabilities; the
+        # list figures use the list order (the same unless a list policy applies)
+        own = labelled[PROBABILITY + name if name in probabilities else name].to_numpy()
+        metrics.update(ranking_metrics(own, labelled["observed"]))
         if name in probabilities:
-            calib, table = calibration_metrics(
-                labelled[name].to_numpy(), labelled["observed"], bins
-            )
+            calib, table = calibration_metrics(own, labelled["observed"], bins)
             metrics.update(calib)
             reliability[name] = table.assign(round=label)
         if need is not None:
@@ -301,7 +320,7 @@ def evaluate_round(
             {"round": label, "listed": ks, "precision": curve, "target": target}
         )
         by_model[name] = pd.DataFrame(
-            {"score": labelled[name].to_numpy(), "observed": labelled["observed"], "round": label}
+            {"score": own, "observed": labelled["observed"], "round": label}
         )
     bootstrap = audit = None
     if need is not None:
@@ -410,6 +429,8 @@ class TestRoundReader:
         main: str,
         bins: int = 10,
         ks: np.ndarray | None = None,
+        selections: dict[str, tuple[str, ListPolicy]] | None = None,
+        audited: tuple[str, ...] = (),
     ) -> RoundEvaluation:
         started = time.perf_counter()
         runtime = self.runtime or RuntimeConfig(progress=False)
@@ -437,6 +458,8 @@ class TestRoundReader:
                 round_month=self.round_month,
                 main=main,
                 keep_keys=not ordered,
+                selections=selections or {},
+                audited=audited,
             )
             for i in order
         ]

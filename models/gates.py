@@ -32,6 +32,26 @@ def _num(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
+def calibration_gate(max_ece: float, ece: float | None, noise: float | None) -> GateResult:
+    """ECE over the test rounds' visits at most ``max_ece``, or within what a perfectly calibrated
+    model shows on as few visits (``noise``: the 95th percentile by consistency resampling), in
+    which case the detail says that the data cannot measure calibration more finely."""
+    detail = "expected calibration error over the test rounds' visits (pooled)"
+    if _num(ece) and _num(noise):
+        detail += f"; a calibrated model shows up to {noise:.4f} on as many visits"
+    if _num(ece) and ece <= max_ece:
+        return GateResult("calibration", True, ece, max_ece, detail)
+    if _num(ece) and _num(noise) and ece <= noise:
+        return GateResult(
+            "calibration",
+            True,
+            ece,
+            max_ece,
+            detail + ": above the limit, but not distinguishable from noise at this sample size",
+        )
+    return GateResult("calibration", False, ece, max_ece, detail)
+
+
 def evaluate_gates(
     gates: GatesConfig,
     *,
@@ -41,6 +61,7 @@ def evaluate_gates(
     rule_metric: float | None,
     ece: float | None,
     fairness_flags: int,
+    ece_noise: float | None = None,
     champion_metric: float | None,
     champion_version: str | None,
     metric_name: str | None = None,
@@ -70,15 +91,7 @@ def evaluate_gates(
             f"{metric_name or gates.metric} lift over the rule baseline (mean of backtest rounds)",
         )
     )
-    results.append(
-        GateResult(
-            "calibration",
-            _num(ece) and ece <= gates.max_ece,
-            ece,
-            gates.max_ece,
-            "expected calibration error on the test rounds' observed labels",
-        )
-    )
+    results.append(calibration_gate(gates.max_ece, ece, ece_noise))
     results.append(
         GateResult(
             "fairness",

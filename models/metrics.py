@@ -313,6 +313,34 @@ def calibration_metrics(
     return {"brier": float(np.mean((p - y) ** 2)), "ece": ece, "labelled": len(y)}, table
 
 
+def calibration_noise(
+    probabilities: np.ndarray,
+    bins: int = 10,
+    samples: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> float:
+    """The ECE a perfectly calibrated model shows on this many households, by chance alone.
+
+    Consistency resampling (Bröcker and Smith, 2007): labels are drawn from the probabilities
+    themselves and the ECE of each draw computed; the ``level`` quantile of those is returned.
+    An observed ECE below it cannot be told from measurement noise at this sample size.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    p = p[~np.isnan(p)]
+    if len(p) == 0:
+        return float("nan")
+    which = np.clip(np.digitize(p, np.linspace(0.0, 1.0, bins + 1)[1:-1]), 0, bins - 1)
+    predicted = np.bincount(which, weights=p, minlength=bins)
+    rng = np.random.default_rng(seed)
+    eces = np.empty(samples)
+    for i in range(samples):
+        y = rng.random(len(p)) < p
+        observed = np.bincount(which, weights=y, minlength=bins)
+        eces[i] = np.abs(predicted - observed).sum() / len(p)  # the ECE of calibration_metrics
+    return float(np.quantile(eces, level))
+
+
 def counts_to_metrics(prefix: str, counts: ListCounts, truth: bool = False) -> dict[str, float]:
     """Flat metric names for one cut: precision, recall (or need found), ties' best and worst."""
     recall_name = "need_found" if truth else "recall"
@@ -345,8 +373,11 @@ def paired_bootstrap(
     oracle: str,
     samples: int,
     seed: int,
+    candidate: str | None = None,
 ) -> pd.DataFrame:
-    """Bootstrap 95% intervals of truth precision, need found, lift and gap closed.
+    """Bootstrap 95% intervals of truth precision, need found, lift and gap closed, and (with
+    ``candidate``) of each model's truth precision minus the candidate's, on the same draws: a
+    difference whose interval excludes 0 is one the data can tell.
 
     Each frame in ``rounds`` holds one test round: one row per household on any list, a boolean
     column per model (listed by it), ``in_need`` and the attribute ``total_need`` (in ``attrs``)
@@ -409,4 +440,13 @@ def paired_bootstrap(
                 "gap_closed_high": float(np.nanpercentile(gap, 97.5)),
             }
         )
+        if candidate is not None:
+            difference = boot[m] - boot[candidate]
+            rows[-1].update(
+                {
+                    "minus_candidate": p_point - float(np.nanmean(point[candidate])),
+                    "minus_candidate_low": float(np.nanpercentile(difference, 2.5)),
+                    "minus_candidate_high": float(np.nanpercentile(difference, 97.5)),
+                }
+            )
     return pd.DataFrame(rows)

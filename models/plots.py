@@ -89,17 +89,63 @@ def importance(series: pd.Series, path: Path, top: int = 25) -> Path:
 
 
 def fairness_chart(table: pd.DataFrame, bounds: tuple[float, float], path: Path) -> Path:
-    """Precision and recall ratio of every group against its reference, with the flag band."""
-    shown = table[table["precision_ratio"].notna() | table["recall_ratio"].notna()]
+    """Precision and (judged) recall ratio of every group against its reference, with their
+    bootstrap 95% intervals and the band of the bounds."""
+    shown = table[table["precision_ratio"].notna() | table["judged_recall_ratio"].notna()]
     labels = (shown["attribute"] + "=" + shown["group"]).tolist()
     y = np.arange(len(labels))
     fig, ax = _figure(7, 0.3 * len(labels) + 1.5)
     ax.axvspan(bounds[0], bounds[1], color="#e6f2e6")
-    ax.scatter(shown["precision_ratio"], y, label="precision ratio", marker="o")
-    ax.scatter(shown["recall_ratio"], y, label="recall ratio", marker="s")
+    for column, label, marker, shift in (
+        ("precision_ratio", "precision ratio", "o", -0.15),
+        ("judged_recall_ratio", "recall ratio (geography: share of attainable)", "s", 0.15),
+    ):
+        value = shown[column].to_numpy(dtype=float)
+        error = np.vstack(
+            [
+                value - shown[f"{column}_low"].to_numpy(dtype=float),
+                shown[f"{column}_high"].to_numpy(dtype=float) - value,
+            ]
+        )
+        ax.errorbar(value, y + shift, xerr=np.clip(error, 0, None), fmt=marker, label=label)
     ax.axvline(1.0, color="grey", linewidth=1)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel("ratio to the reference group (shaded: within bounds)")
     ax.set_title("Fairness at the capacity cut (truth)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def tradeoff(table: pd.DataFrame, bounds: tuple[float, float], path: Path) -> Path:
+    """Truth precision at capacity against the largest recall disparity, one point per mitigation
+    setting of the registered candidate (the registered setting circled)."""
+    fig, ax = _figure(7, 4.5)
+    ax.axvspan(1.0, max(bounds[1], 1 / bounds[0]), color="#e6f2e6")
+    for method, marker in (("none", "o"), ("equal_recall", "s"), ("reweigh", "^")):
+        part = table[table["setting"].str.startswith(method)]
+        if len(part):
+            ax.scatter(
+                part["worst_recall_disparity"], part["truth_precision"], marker=marker, label=method
+            )
+    for _, row in table.iterrows():
+        ax.annotate(
+            str(row["setting"]),
+            (row["worst_recall_disparity"], row["truth_precision"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    chosen = table[table["registered"].astype(bool)]
+    ax.scatter(
+        chosen["worst_recall_disparity"],
+        chosen["truth_precision"],
+        s=160,
+        facecolors="none",
+        edgecolors="black",
+        label="registered",
+    )
+    ax.set_xlabel("largest recall disparity between groups (factor; shaded: within the bounds)")
+    ax.set_ylabel("precision at capacity (truth)")
+    ax.set_title("Precision-disparity trade-off of the mitigation settings (backtests)")
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -36,6 +36,22 @@ AGE_BANDS: tuple[str, ...] = ("under_35", "35_49", "50_64", "65_74", "75_plus")
 AGE_BAND_EDGES: tuple[int, ...] = (35, 50, 65, 75)  # lower bounds of AGE_BANDS[1:]
 NO_OUTCOME = "none"  # a household never visited before
 
+# A scored frame's list order when the model's list policy (fairness mitigation) sets it.
+LIST_ORDER = "list_order"
+
+# The groups of the fairness audit (models/fairness.py derives them from the feature table), and
+# the ones mitigation may even out (training.mitigation.attributes).
+AUDIT_ATTRIBUTES = (
+    "sido",
+    "sigungu",
+    "urban",
+    "head_sex",
+    "head_age_band",
+    "disability",
+    "single_person",
+    "tenure",
+)
+
 TENURE_TEXT = {
     "ko": {
         "own": "자가",

@@ -184,6 +184,17 @@ def _old_group_stats(frame: pd.DataFrame, listed: str) -> pd.DataFrame:
     return out
 
 
+OLD_FLAGS = ("flag_precision", "flag_recall", "flagged")
+
+
+def comparable(new: pd.DataFrame, old: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The figures the old row-wise table also computed (not its flags, which were set by the
+    point ratio alone), from both tables: the new one adds intervals, tests and attainable recall.
+    """
+    columns = [c for c in old.columns if c not in OLD_FLAGS]
+    return new[columns], old[columns]
+
+
 def old_fairness_table(audit: pd.DataFrame, settings, listed: str) -> pd.DataFrame:
     """The fairness table computed from household rows, as before the count tables."""
     from models.fairness import ATTRIBUTES
@@ -303,6 +314,7 @@ def whole_round_evaluation(
         audit["round"] = label
         audit["listed_model"] = listed[main]
         audit["listed_rule"] = listed[RULE_NAME]
+        audit["listed_oracle"] = listed[ORACLE_NAME]
         audit["probability"] = probs.get(main, np.full(len(audit), np.nan))
         audit["observed"] = observed.to_numpy()
         audit["in_need"] = truth["in_need"].to_numpy()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _models_fixtures import old_fairness_table
+from scipy.stats import fisher_exact
+from _models_fixtures import comparable, old_fairness_table
 
 from models.evaluation import LISTED
 from models.fairness import (
@@ -84,6 +85,7 @@ def _random_audit(n: int, seed: int) -> pd.DataFrame:
     frame["in_need"] = rng.random(n) < 0.3
     frame["listed_model"] = rng.random(n) < 0.2
     frame["listed_rule"] = rng.random(n) < 0.2
+    frame["listed_oracle"] = rng.random(n) < 0.2
     observed = rng.choice(np.array([-1, 0, 1]), size=n, p=[0.7, 0.15, 0.15])
     frame["observed"] = np.where(observed < 0, np.nan, observed)  # as the test rounds gave it
     frame["probability"] = rng.random(n)
@@ -100,6 +102,78 @@ def test_counts_of_parts_give_the_table_of_the_rows():
         settings = FairnessConfig(min_group_size=5)
         expected = old_fairness_table(rows, settings, listed)
         table = fairness_from_counts(pooled, settings, listed)
-        pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-12, atol=0)
+        pd.testing.assert_frame_equal(
+            *comparable(table, expected), check_exact=False, rtol=1e-12, atol=0
+        )
         direct = fairness_table(rows, settings, listed)
-        pd.testing.assert_frame_equal(direct, expected, check_exact=False, rtol=1e-12, atol=0)
+        pd.testing.assert_frame_equal(direct, table)  # same counts, same seed: same intervals
+
+
+def test_a_disparity_whose_interval_overlaps_the_bounds_is_not_flagged():
+    # 40 against 30 of 100 in need: ratio 0.75, but 100 households cannot tell it from 0.8
+    table = fairness_table(_audit(1000, 1000, 40, 30), FairnessConfig(), "listed")
+    f = table[(table["attribute"] == "head_sex") & (table["group"] == "F")].iloc[0]
+    assert f["recall_ratio"] == pytest.approx(0.75)
+    assert f["judged_recall_ratio_low"] < 0.8 < f["judged_recall_ratio_high"]
+    assert f["recall_p_value"] > 0.05
+    assert not f["flag_recall"] and not f["flagged"]
+
+
+def test_a_clear_disparity_is_flagged_with_its_interval_and_test():
+    # 40 against 20 of 100 in need: ratio 0.5, far enough to be told apart on 100 households
+    table = fairness_table(_audit(1000, 1000, 40, 20), FairnessConfig(), "listed")
+    f = table[(table["attribute"] == "head_sex") & (table["group"] == "F")].iloc[0]
+    assert f["judged_recall_ratio_high"] < 0.8
+    assert f["recall_p_value"] == pytest.approx(
+        fisher_exact([[20, 80], [40, 60]]).pvalue, rel=1e-12
+    )
+    assert f["recall_p_value"] < 0.01 and f["flag_recall"]
+
+
+def test_count_bootstrap_gives_the_interval_of_resampled_households():
+    """Drawing a group's four counts from a multinomial is resampling its households."""
+    rows = _audit(600, 900, 45, 30, sel=70)
+    settings = FairnessConfig(min_group_size=5)
+    ours = fairness_table(rows, settings, "listed", samples=4000)
+    f = ours[(ours["attribute"] == "head_sex") & (ours["group"] == "F")].iloc[0]
+    rng = np.random.default_rng(1)
+    ratios = []
+    groups = {g: part for g, part in rows.groupby("head_sex")}
+
+    def recall(part):
+        need = part["in_need"].to_numpy()
+        return (part["listed"].to_numpy() & need).sum() / need.sum()
+
+    for _ in range(4000):
+        drawn = {g: p.iloc[rng.integers(0, len(p), len(p))] for g, p in groups.items()}
+        ratios.append(recall(drawn["F"]) / recall(drawn["M"]))
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    assert f["judged_recall_ratio_low"] == pytest.approx(low, abs=0.03)
+    assert f["judged_recall_ratio_high"] == pytest.approx(high, abs=0.03)
+
+
+def test_geographic_recall_is_judged_against_what_capacity_allows():
+    """Two 시군구 with the same slots and twice the need in one: a perfect list finds half the
+    share there. Its recall ratio is 0.5, its share of the attainable need 1: not flagged."""
+    parts = []
+    for sigungu, need in (("11110", 400), ("11140", 200)):
+        frame = pd.DataFrame({"sigungu": sigungu, "in_need": np.arange(4000) < need})
+        frame["listed"] = np.arange(4000) < 100  # 100 slots, all on households in need
+        parts.append(frame)
+    rows = pd.concat(parts, ignore_index=True)
+    for attribute in ATTRIBUTES:
+        if attribute != "sigungu":
+            rows[attribute] = "all"
+    rows["listed_oracle"] = rows["listed"]
+    rows["observed"] = pd.array([pd.NA] * len(rows), dtype="Int8")
+    rows["probability"] = 0.5
+    settings = FairnessConfig(reference_groups={"sigungu": "11140"})
+    counts = audit_counts(rows, ["listed", "listed_oracle"])
+    table = fairness_from_counts(counts, settings, "listed")
+    s = table[table["attribute"] == "sigungu"].set_index("group")
+    assert s.loc["11110", "recall_ratio"] == pytest.approx(0.5)
+    assert s.loc["11110", "judged_recall_ratio"] == pytest.approx(1.0)
+    assert set(s["recall_judged_as"]) == {"share_of_attainable"}
+    assert not s["flagged"].any()
+    # head_sex is not geographic: its recall is judged as recall
+    assert set(table.loc[table["attribute"] == "head_sex", "recall_judged_as"]) == {"recall"}

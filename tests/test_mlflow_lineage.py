@@ -117,9 +117,13 @@ def test_first_version_becomes_champion_with_its_waivers_logged(store):
     assert str(champion.version) == "1" and champion.run_id == store.first_run
     run = store.client.get_run(store.first_run)
     waivers = {w.gate: w.reason for w in store.original.config.training.gates.waivers}
-    assert set(waivers) == {"calibration", "fairness"}  # the sample's waivers
-    assert run.data.tags["waiver.fairness"] == waivers["fairness"]
-    assert run.data.tags["waiver.calibration"] == waivers["calibration"]
+    assert "fairness" in waivers  # the sample's waiver (and the small test model's)
+    gates = {g["name"]: g for g in json.loads(champion.tags["gates"])}
+    for gate in ("calibration", "fairness"):
+        if gates[gate]["waived"]:
+            assert run.data.tags[f"waiver.{gate}"] == waivers[gate]
+        else:
+            assert f"waiver.{gate}" not in run.data.tags
     gates = json.loads(champion.tags["gates"])
     assert {g["name"] for g in gates} == {
         "data_validation",

@@ -129,6 +129,32 @@ def test_paired_bootstrap_is_deterministic_and_brackets_the_point():
     assert first.set_index("model").loc["rule", "lift_over_rule"] == 1.0
 
 
+def test_paired_bootstrap_tells_a_real_difference_from_a_tie():
+    """minus_candidate: each model's precision minus the candidate's on the same draws."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    need = rng.random(n) < 0.4
+    frame = pd.DataFrame(
+        {
+            "rule": rng.random(n) < 0.3,
+            "good": np.where(need, rng.random(n) < 0.6, rng.random(n) < 0.2),
+            "same": np.where(need, rng.random(n) < 0.6, rng.random(n) < 0.2),
+            "better": np.where(need, rng.random(n) < 0.7, rng.random(n) < 0.1),
+            "oracle": need,
+            "in_need": need,
+        }
+    )
+    frame.attrs["total_need"] = int(need.sum())
+    names = ["rule", "good", "same", "better", "oracle"]
+    table = paired_bootstrap(
+        [frame], names, reference="rule", oracle="oracle", samples=400, seed=1, candidate="good"
+    ).set_index("model")
+    assert table.loc["good", ["minus_candidate_low", "minus_candidate_high"]].tolist() == [0, 0]
+    assert table.loc["same", "minus_candidate_low"] < 0 < table.loc["same", "minus_candidate_high"]
+    assert table.loc["better", "minus_candidate_low"] > 0
+    assert table.loc["rule", "minus_candidate_high"] < 0
+
+
 def _ties_and_gaps(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Scores with many ties, observed labels with gaps (-1), truth."""
     rng = np.random.default_rng(seed)

@@ -30,6 +30,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from models.candidates import CalibratedClassifier
+from models.fairness import AUDIT_SOURCES, audit_attributes
+from models.mitigation import NONE, ListPolicy
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config, ConfigError, ScoringConfig
@@ -79,7 +81,7 @@ from pipeline.tracking.models import (
     unpickle_model,
 )
 from pipeline.tracking.registry import ModelRef, resolve_model
-from pipeline.vocabulary import coerce_feature_types, eligible_mask
+from pipeline.vocabulary import EMD, LIST_ORDER, coerce_feature_types, eligible_mask
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +149,9 @@ def score_frame(
             "has_signal": (features[task.signal_column].fillna(0) > 0).to_numpy()[eligible],
         }
     )
+    policy = list_policy(model)
+    if policy is not None:
+        base[LIST_ORDER] = list_order(policy, features.iloc[eligible], scores)
     cut = cut_round(
         base,
         pd.Series(task.capacity, dtype="int64"),
@@ -176,7 +181,7 @@ def score_frame(
         language=sc.language,
     )
     reasons.index = cut.index[listed]
-    out = cut.drop(columns=["has_signal"]).join(reasons)
+    out = cut.drop(columns=["has_signal", LIST_ORDER], errors="ignore").join(reasons)
     out.insert(1, "sigungu_code", task.sigungu)
     out["sigungu_code"] = out["sigungu_code"].astype("string")
     out["tier"] = out["tier"].astype("string")
@@ -274,7 +279,27 @@ def partition_columns(path: Path, model: CalibratedClassifier, task: PartitionTa
         "hh__benefit_status",
         task.signal_column,
     }
+    if list_policy(model) is not None:
+        wanted |= {EMD, *AUDIT_SOURCES}  # the groups its list policy evens out
     return [c for c in present if c in wanted]
+
+
+def list_policy(model: CalibratedClassifier) -> ListPolicy | None:
+    """The list policy the registered model was measured with (``equal_recall``), if any."""
+    policy = getattr(model, "list_policy_", None)
+    return policy if isinstance(policy, ListPolicy) and policy.method != NONE else None
+
+
+def list_order(policy: ListPolicy, features: pd.DataFrame, scores: np.ndarray) -> np.ndarray:
+    """The list order of eligible households (aligned with ``features``), computed in household
+    key order as the backtests computed it, so that ties fall the same way."""
+    keys = features["household_key"].astype("string").to_numpy(dtype=str)
+    order = np.argsort(keys, kind="stable")
+    ordered = features.iloc[order].reset_index(drop=True)
+    key = policy.key(scores[order], ordered[EMD].to_numpy(), audit_attributes(ordered))
+    out = np.empty(len(scores), dtype=np.float64)
+    out[order] = key
+    return out
 
 
 def score_partition(task: PartitionTask) -> dict[str, int]:
@@ -384,6 +409,8 @@ def _score_round(
     ref = resolve_model(client, config.training.model_name, model_version)
     log.info("scoring %s with %s v%s (%s)", label, ref.name, ref.version, ref.alias or "pinned")
     model = fetch_model(ref)
+    policy = list_policy(unpickle_model(model))
+    policy_text = policy.describe() if policy is not None else NONE
     source = FeatureRounds(config, outcomes)
     lineage = source.lineage(as_of)  # builds the feature folder when it is missing
     features_dir = source.folder(as_of)
@@ -452,6 +479,7 @@ def _score_round(
                     "training_features_digest": ref.features_digest,
                     "file": model.path,
                     "file_sha256": model.sha256,
+                    "list_policy": policy_text,
                 },
                 "scoring_run": {
                     "run_id": run_id,

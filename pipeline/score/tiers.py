@@ -23,7 +23,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipeline.vocabulary import EXPLORATION, MODEL_SCORE, MONITOR, PHONE, TIERS, VISIT
+from pipeline.vocabulary import (
+    EXPLORATION,
+    LIST_ORDER,
+    MODEL_SCORE,
+    MONITOR,
+    PHONE,
+    TIERS,
+    VISIT,
+)
 
 __all__ = ["EXPLORATION", "MODEL_SCORE", "MONITOR", "PHONE", "TIERS", "VISIT", "cut_round"]
 
@@ -113,7 +121,8 @@ def cut_round(
     seed: int,
     as_of: int,
 ) -> pd.DataFrame:
-    """Tiers for every 읍면동 in ``frame`` (columns household_key, emd_code, score, has_signal).
+    """Tiers for every 읍면동 in ``frame`` (columns household_key, emd_code, score, has_signal,
+    and ``list_order`` when the model's list policy orders the list: then it ranks, not score).
 
     ``capacity`` is indexed by 읍면동 code; a 읍면동 missing from it has no capacity (everyone is
     monitored) and is reported by the caller. Returns ``frame`` with model_rank, tier,
@@ -126,7 +135,10 @@ def cut_round(
     key_rank = np.empty(len(frame), dtype=np.int64)
     key_rank[np.argsort(key_text, kind="stable")] = np.arange(len(frame))
     emd_code, emd_levels = pd.factorize(frame["emd_code"].astype(str), sort=True)
-    scores = frame["score"].to_numpy(dtype=np.float64)
+    # the list order: the score, or the model's list policy's order when it has one
+    scores = frame[LIST_ORDER if LIST_ORDER in frame.columns else "score"].to_numpy(
+        dtype=np.float64
+    )
     signal = frame["has_signal"].to_numpy(dtype=bool)
     parts = []
     for index, emd in enumerate(emd_levels):

@@ -71,8 +71,10 @@ def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[s
         table.to_csv(out / "backtest" / f"reliability_{name}.csv", index=False)
     k = int(bt.metrics["k"].iloc[0])
     plot_dir = out / "plots"
-    plots.precision_at_k(bt.curves, k, plot_dir / "precision_at_k.png")
-    learned = {m: c for m, c in bt.labelled.items() if m not in (ORACLE,)}
+    # the mitigation variants have their own plot (fairness/tradeoff.png)
+    curves = {m: c for m, c in bt.curves.items() if m not in bt.variants}
+    plots.precision_at_k(curves, k, plot_dir / "precision_at_k.png")
+    learned = {m: c for m, c in bt.labelled.items() if m not in (ORACLE, *bt.variants)}
     plots.pr_curves(learned, plot_dir / "pr_curve.png")
     plots.reliability(bt.reliability, plot_dir / "calibration.png")
     importance = feature_importance(trained.model)
@@ -88,5 +90,13 @@ def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[s
         )
     if trained.proxy is not None:
         trained.proxy.to_csv(fair / "proxy_check.csv", index=False)
+    if trained.tradeoff is not None:
+        trained.tradeoff.to_csv(fair / "tradeoff.csv", index=False)
+        (fair / "settings").mkdir()
+        for name, table in trained.variant_fairness.items():
+            table.to_csv(fair / "settings" / f"fairness_{name}.csv", index=False)
+        plots.tradeoff(
+            trained.tradeoff, config.training.fairness.ratio_bounds, fair / "tradeoff.png"
+        )
     files["importance"] = out / TRAINING_IMPORTANCE
     return files

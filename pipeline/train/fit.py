@@ -17,15 +17,21 @@ from models.backtest import (
     BacktestResult,
     RoundPool,
     TestRoundReader,
+    audit_columns,
+    backtest_plan,
     build_pool,
     candidate_table,
+    deployed_policy,
     fit_candidate,
+    reweigh_strength,
+    reweighed,
     run_backtests,
 )
 from models.candidates import CalibratedClassifier, LightGBMFitter
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
 from models.evaluation import RoundHouseholds, household_keys
 from models.fairness import fairness_from_counts, proxy_check_rows, proxy_sample
+from models.mitigation import EQUAL_RECALL, setting_name, tradeoff_row
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
 from pipeline.datasets.features import CachedSource, RoundSource
@@ -56,6 +62,8 @@ class Trained:
     fairness: pd.DataFrame | None
     fairness_rule: pd.DataFrame | None
     proxy: pd.DataFrame | None
+    tradeoff: pd.DataFrame | None  # the registered candidate under each mitigation setting
+    variant_fairness: dict[str, pd.DataFrame]  # the fairness table of each other setting
     example: pd.DataFrame
     train_frame: pd.DataFrame
     test_summaries: dict[int, DatasetSummary]  # each test round's model inputs, for MLflow
@@ -152,7 +160,29 @@ def training_pool(
         tc.selective_labels,
         tc.seed,
         cap=float(catalogues.features.months_since_cap),
+        extra=audit_columns(columns.inputs),
     )
+
+
+def mitigation_tradeoff(
+    config: Config, result: BacktestResult, fairness: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """One row per mitigation setting of the registered candidate (the registered setting first):
+    truth precision and need found at capacity, fairness flags and the largest disparities; and
+    the fairness table of every other setting, by list name."""
+    tc = config.training
+    m = tc.mitigation
+    registered = setting_name(m.method, m.strength)
+    attributes = tuple(m.attributes)
+    rows = [tradeoff_row(tc.candidate, registered, result.summary, fairness, attributes, True)]
+    tables = {}
+    for name in backtest_plan(tc).variants:
+        tables[name] = fairness_from_counts(
+            result.audit, tc.fairness, f"listed_{name}", seed=tc.backtest.seed
+        )
+        setting = name.removeprefix(f"{tc.candidate}-")
+        rows.append(tradeoff_row(name, setting, result.summary, tables[name], attributes))
+    return pd.DataFrame(rows), tables
 
 
 def fit_all(
@@ -200,12 +230,19 @@ def fit_all(
     # The registered model is fitted exactly as the backtest models were (same rows up to the
     # cutoff, same column order, same code path): the model the gates judged.
     table = candidate_table(pool, as_of, tc.selective_labels.method, tc, numeric, categorical)
+    table = reweighed(table, reweigh_strength(config.training), tuple(tc.mitigation.attributes))
     model = fit_candidate(tc.candidate, table, tc, numeric, categorical, fitter)
-    log.info("final %s model on %d rows", tc.candidate, len(table.y))
-    fairness = fairness_rule = None
+    policy = deployed_policy(config.training)
+    if policy.method == EQUAL_RECALL:
+        model.list_policy_ = policy  # scoring lists households as the backtests measured
+    log.info("final %s model on %d rows (mitigation: %s)", tc.candidate, len(table.y), policy)
+    fairness = fairness_rule = tradeoff = None
+    variant_fairness: dict[str, pd.DataFrame] = {}
     if result.audit is not None:
-        fairness = fairness_from_counts(result.audit, tc.fairness, "listed_model")
-        fairness_rule = fairness_from_counts(result.audit, tc.fairness, "listed_rule")
+        seed = tc.backtest.seed
+        fairness = fairness_from_counts(result.audit, tc.fairness, "listed_model", seed=seed)
+        fairness_rule = fairness_from_counts(result.audit, tc.fairness, "listed_rule", seed=seed)
+        tradeoff, variant_fairness = mitigation_tradeoff(config, result, fairness)
     summaries: dict[int, DatasetSummary] = {}
     proxy = None
     for test in result.rounds:
@@ -231,6 +268,8 @@ def fit_all(
         fairness=fairness,
         fairness_rule=fairness_rule,
         proxy=proxy,
+        tradeoff=tradeoff,
+        variant_fairness=variant_fairness,
         example=_example_row(table.X),
         train_frame=train_frame,
         test_summaries=summaries,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.backtest import RULE, BacktestResult
+from models.backtest import RULE, BacktestResult, deployed_policy
 from models.card import CardFacts, render_card
 from models.dataset_summary import DatasetSummary
 from models.gates import GateResult, decision, evaluate_gates
@@ -191,6 +191,14 @@ def card_facts(
         bootstrap=trained.backtest.bootstrap,
         fairness=trained.fairness,
         proxy=trained.proxy,
+        tradeoff=trained.tradeoff,
+        mitigation=(
+            deployed_policy(tc).describe()
+            if tc.mitigation.method != "reweigh"
+            else f"reweigh over {', '.join(tc.mitigation.attributes)} "
+            f"at strength {tc.mitigation.strength:g}"
+        ),
+        mitigation_reason=tc.mitigation.reason,
         gates=gates,
         promoted=promoted,
         decision=reason,
@@ -276,7 +284,8 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         validation_detail=validation.detail,
         candidate_metric=_summary_value(summary, tc.candidate, column),
         rule_metric=_summary_value(summary, RULE, column),
-        ece=_summary_value(summary, tc.candidate, "ece_mean"),
+        ece=_summary_value(summary, tc.candidate, "ece_pooled"),
+        ece_noise=_summary_value(summary, tc.candidate, "ece_noise95"),
         fairness_flags=flags,
         champion_metric=champion_metric(client, champion, f"{tc.candidate}.{column}"),
         champion_version=str(champion.version) if champion is not None else None,
