@@ -35,6 +35,13 @@ def setting_name(method: str, strength: float) -> str:
     return NONE if method == NONE else f"{method}-{round(strength * 100)}"
 
 
+def describe_setting(method: str, attributes: tuple[str, ...], strength: float) -> str:
+    """A mitigation setting in words, as the model card and the scoring manifest show it."""
+    if method == NONE:
+        return NONE
+    return f"{method} over {', '.join(attributes)} at strength {strength:g}"
+
+
 def cell_codes(attributes: pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
     """One integer per combination of the ``names`` columns (missing values form their own)."""
     if not names:
@@ -119,9 +126,7 @@ class ListPolicy:
         return equal_recall_key(probability, emd, cells, self.strength)
 
     def describe(self) -> str:
-        if self.method == NONE:
-            return "none"
-        return f"{self.method} over {', '.join(self.attributes)} at strength {self.strength:g}"
+        return describe_setting(self.method, self.attributes, self.strength)
 
 
 def tradeoff_row(

@@ -121,8 +121,11 @@ def tradeoff(table: pd.DataFrame, bounds: tuple[float, float], path: Path) -> Pa
     setting of the registered candidate (the registered setting circled)."""
     fig, ax = _figure(7, 4.5)
     ax.axvspan(1.0, max(bounds[1], 1 / bounds[0]), color="#e6f2e6")
-    for method, marker in (("none", "o"), ("equal_recall", "s"), ("reweigh", "^")):
-        part = table[table["setting"].str.startswith(method)]
+    unmitigated = table["setting"].isin(["none", "unmitigated"])
+    for method, marker in (("unmitigated", "o"), ("equal_recall", "s"), ("reweigh", "^")):
+        part = table[
+            unmitigated if method == "unmitigated" else table["setting"].str.startswith(method)
+        ]
         if len(part):
             ax.scatter(
                 part["worst_recall_disparity"], part["truth_precision"], marker=marker, label=method

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import fisher_exact
 from _models_fixtures import comparable, old_fairness_table
+from scipy.stats import fisher_exact
 
 from models.evaluation import LISTED
 from models.fairness import (

@@ -255,11 +255,12 @@ def test_a_killed_stage_leaves_the_last_outputs_and_the_rerun_cleans_up(
     elif case.name == "train":
         metrics = _train_metrics(config)
         # The rerun's metrics are the clean run's: LightGBM's to the bit; the logistic
-        # regression's (lbfgs over OpenBLAS) can differ in the last digits between processes
-        # under other load, so every value is compared to 1e-9 relative.
+        # regression's (lbfgs over OpenBLAS threads, on reweighed rows) can differ in the ninth
+        # digit between processes under other load (ECE 0.1228360552 against 0.1228360556 once),
+        # so every value is compared to 1e-7 relative.
         assert len(metrics) == 2 and metrics[-1].keys() == metrics[0].keys()
         for key, value in metrics[0].items():
-            assert metrics[-1][key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+            assert metrics[-1][key] == pytest.approx(value, rel=1e-7, abs=1e-12), key
         exact = {k: v for k, v in metrics[0].items() if "lightgbm" in k}
         assert exact and {k: metrics[-1][k] for k in exact} == exact
     else:

@@ -3,6 +3,8 @@ reweighing, the backtest plan that compares them, and the lists that apply the r
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,11 +24,12 @@ from pipeline.config import ConfigError, TrainingConfig, config_from_mapping
 from pipeline.datasets.features import FeatureRounds
 from pipeline.datasets.staged import load_capacity
 from pipeline.months import default_as_of
-from pipeline.score.tiers import exploration_count
+from pipeline.score.stage import list_order, list_policy
+from pipeline.score.tiers import cut_round, exploration_count
 from pipeline.tracking import connect
 from pipeline.tracking.models import fetch_model, unpickle_model
 from pipeline.tracking.registry import resolve_model
-from pipeline.vocabulary import EMD, EXPLORATION, KEY, VISIT
+from pipeline.vocabulary import EMD, EXPLORATION, KEY, LIST_ORDER, VISIT
 
 
 def _two_cells(seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -105,7 +108,9 @@ def _plan(**mitigation):
 
 
 def test_the_plan_measures_every_setting_once_and_registers_the_configured_one():
-    plan = _plan(method="equal_recall", strength=0.5, strengths=[0.5, 1.0])
+    plan = _plan(
+        method="equal_recall", strength=0.5, strengths=[0.5, 1.0], attributes=["head_age_band"]
+    )
     assert plan.variants == [
         "lightgbm-unmitigated",
         "lightgbm-equal_recall-100",
@@ -150,27 +155,89 @@ def test_mitigation_settings_are_checked(mitigation):
         config_from_mapping({"training": {"mitigation": mitigation}}, "t.yaml")
 
 
-def test_the_lists_apply_the_registered_models_list_policy(scored_sample):
-    """The scored round's model-placed visits are each 읍면동's top households by the list
-    policy the backtests measured, and not those by probability alone."""
+def test_scoring_ranks_by_the_list_policy_computed_in_key_order():
+    """A model measured with group-aware thresholds is listed by them: ``list_order`` computes
+    the key in household-key order (as the backtests did) whatever the row order, and
+    ``cut_round`` ranks by it instead of the score."""
+    p, emd, cells = _two_cells(4)
+    n = len(p)
+    keys = np.array([f"k{i:05d}" for i in range(n)])
+    features = pd.DataFrame(
+        {
+            "household_key": keys,
+            EMD: emd,
+            "hh__urban": 1,
+            "audit__head_sex": "F",
+            "audit__head_age_band": np.where(cells == 1, "75_plus", "50_64"),
+            "hh__disabled_members": 0,
+            "hh__size": 2,
+            "hh__tenure": "own",
+        }
+    )
+    policy = ListPolicy(EQUAL_RECALL, ("head_age_band",), 1.0)
+    expected = equal_recall_key(p, emd, cells, 1.0)
+    np.testing.assert_array_equal(policy.key(p, emd, audit_attributes(features)), expected)
+    shuffled = np.random.default_rng(5).permutation(n)
+    frame = features.iloc[shuffled].reset_index(drop=True)
+
+    order = list_order(policy, frame, p[shuffled])
+    np.testing.assert_array_equal(order, expected[shuffled])
+    scored = pd.DataFrame(
+        {
+            "household_key": frame["household_key"],
+            "emd_code": frame[EMD],
+            "score": p[shuffled],
+            "has_signal": True,
+            LIST_ORDER: order,
+        }
+    )
+    cut = cut_round(
+        scored,
+        pd.Series({"1111051000": 150}),
+        phone_band=0.0,
+        exploration_share=0.0,
+        seed=1,
+        as_of=30,
+    )
+    visited = set(cut.loc[cut["tier"] == VISIT, "household_key"])
+    by_key = cut_list(keys, emd, expected, pd.Series({"1111051000": 150}))["listed"].to_numpy()
+    assert visited == set(keys[by_key])
+    plain = cut_round(
+        scored.drop(columns=LIST_ORDER),
+        pd.Series({"1111051000": 150}),
+        phone_band=0.0,
+        exploration_share=0.0,
+        seed=1,
+        as_of=30,
+    )
+    assert set(plain.loc[plain["tier"] == VISIT, "household_key"]) != visited
+
+
+def test_the_registered_model_is_the_reweighed_backtest_model_and_lists_by_probability(
+    scored_sample,
+):
+    """The shipped mitigation is reweighing: it lives in the fit, the model carries no list
+    policy, the scoring run records none, and the model-placed visits are each 읍면동's top
+    households by probability."""
     config = scored_sample.config
+    assert config.training.mitigation.method == "reweigh"
     ref = resolve_model(connect(config), config.training.model_name, None)
     model = unpickle_model(fetch_model(ref))
-    policy = model.list_policy_
-    assert policy.method == EQUAL_RECALL and policy.strength == config.training.mitigation.strength
+    assert list_policy(model) is None
+    manifest = json.loads((scored_sample.round_dir / "manifest.json").read_text("utf-8"))
+    assert manifest["model"]["list_policy"] == "none"
+    run = connect(config).get_run(ref.run_id)
+    assert run.data.params["training.mitigation.method"] == "reweigh"
     source = FeatureRounds(config, load_catalogues(config).outcomes)
     as_of = default_as_of(config.window)
     features = source.features(as_of)
     features = features[source.eligible(features)].sort_values(KEY).reset_index(drop=True)
     p = model.predict_proba(features)[:, 1]
     emd = features[EMD].astype(str).to_numpy()
-    key = policy.key(p, emd, audit_attributes(features))
     capacity = load_capacity(config)
     slots = capacity.map(lambda c: c - exploration_count(int(c), config.scoring.exploration_share))
     keys = features[KEY].astype(str).to_numpy()
-    expected = set(keys[cut_list(keys, emd, key, slots)["listed"].to_numpy()])
-    by_probability = set(keys[cut_list(keys, emd, p, slots)["listed"].to_numpy()])
+    expected = set(keys[cut_list(keys, emd, p, slots)["listed"].to_numpy()])
     scores = pd.read_parquet(scored_sample.round_dir / "scores.parquet")
     placed = scores[(scores["tier"] == VISIT) & (scores["selection_reason"] != EXPLORATION)]
     assert set(placed[KEY].astype(str)) == expected
-    assert expected != by_probability

@@ -99,11 +99,18 @@ def test_no_labels_before_the_cutoff_is_an_error():
 
 def test_candidate_specs_compare_methods_for_the_registered_model():
     config = TrainingConfig()
-    names = [s.name for s in candidate_specs(config)]
+    specs = candidate_specs(config)
+    names = [s.name for s in specs]
     assert names[:2] == ["lightgbm", "logistic"]
     chosen = config.selective_labels.method
     others = {f"lightgbm-{m}" for m in config.selective_labels.compare if m != chosen}
-    assert others and set(names[2:]) == others
+    # then the fits of the mitigation settings compared (tests/test_mitigation.py)
+    mitigation = {s.name for s in specs if s.reweigh != config.mitigation.strength}
+    assert others and set(names[2:]) == others | mitigation
+    assert mitigation == {
+        "lightgbm-unmitigated",
+        *(f"lightgbm-reweigh-{round(s * 100)}" for s in config.mitigation.strengths if s != 0.75),
+    }
 
 
 def test_calibrated_classifier_follows_sklearn_conventions():

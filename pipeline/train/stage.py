@@ -18,10 +18,11 @@ from typing import Any
 
 import pandas as pd
 
-from models.backtest import RULE, BacktestResult, deployed_policy
+from models.backtest import RULE, BacktestResult
 from models.card import CardFacts, render_card
 from models.dataset_summary import DatasetSummary
 from models.gates import GateResult, decision, evaluate_gates
+from models.mitigation import describe_setting
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
@@ -192,11 +193,8 @@ def card_facts(
         fairness=trained.fairness,
         proxy=trained.proxy,
         tradeoff=trained.tradeoff,
-        mitigation=(
-            deployed_policy(tc).describe()
-            if tc.mitigation.method != "reweigh"
-            else f"reweigh over {', '.join(tc.mitigation.attributes)} "
-            f"at strength {tc.mitigation.strength:g}"
+        mitigation=describe_setting(
+            tc.mitigation.method, tuple(tc.mitigation.attributes), tc.mitigation.strength
         ),
         mitigation_reason=tc.mitigation.reason,
         gates=gates,
