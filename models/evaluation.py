@@ -17,7 +17,7 @@ and reduced, where it was read (:func:`evaluate_partition`), to
 the national cut at the total capacity, the precision-at-k curve (only the rows that can reach
 the top 3 k are ranked) and the truth ROC-AUC (by ranks: :func:`models.metrics.roc_auc_ranks`).
 They are held for one round at a time and dropped once it is measured: 8 bytes per eligible
-household and list, about 60 bytes with the seven lists compared before mitigation and about 125
+household and list, about 54 bytes with the seven lists compared before mitigation and about 118
 with the fifteen of the default config now (the eight mitigation settings of ``training.mitigation``
 add theirs: ``compare`` and ``strengths`` bound it).
 
