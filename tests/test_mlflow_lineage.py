@@ -188,6 +188,8 @@ def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
         "fairness/fairness.csv",
         "fairness/fairness.png",
         "fairness/proxy_check.csv",
+        "fairness/tradeoff.csv",
+        "fairness/tradeoff.png",
         "plots/precision_at_k.png",
         "plots/pr_curve.png",
         "plots/calibration.png",
@@ -203,6 +205,16 @@ def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
     assert set(metrics["round"]) == {"2026-04", "2026-06", "2026-08"}
     fairness = pd.read_csv(artifacts / "fairness" / "fairness.csv")
     assert set(fairness["attribute"]) >= {"urban", "head_sex", "head_age_band", "sido", "tenure"}
+    for column in ("precision_ratio_low", "judged_recall_ratio_high", "recall_p_value"):
+        assert column in fairness.columns
+    # every compared mitigation setting: a row of the trade-off and a fairness table of its own
+    tradeoff = pd.read_csv(artifacts / "fairness" / "tradeoff.csv")
+    assert tradeoff["registered"].tolist() == [True] + [False] * (len(tradeoff) - 1)
+    assert tradeoff.loc[0, "setting"] == "reweigh-75"
+    for name in tradeoff["list"].iloc[1:]:
+        assert name in set(metrics["model"])
+        assert (artifacts / "fairness" / "settings" / f"fairness_{name}.csv").is_file(), name
+    assert "Mitigation: reweigh over head_age_band" in card
 
 
 def test_model_beats_the_rule_against_the_truth(store):
