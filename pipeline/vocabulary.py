@@ -85,6 +85,7 @@ TIERS = (VISIT, PHONE, MONITOR)
 LISTED_TIERS = (VISIT, PHONE)
 MODEL_SCORE = "model_score"
 EXPLORATION = "random_exploration"
+LOCAL_DISCRETION = "local_discretion"  # a household a caseworker added to a returned list
 TIER_TEXT = {
     "ko": {VISIT: "방문", PHONE: "전화 확인"},
     "en": {VISIT: "visit", PHONE: "phone check"},

@@ -129,6 +129,92 @@ def test_a_list_kept_outside_the_round_verifies_with_round(scored_sample, capsys
     assert status[c.LIST_FILE] == "ok"
 
 
+def _fill_in(path: Path, *, risk: str | None = None, add_key: str | None = None) -> None:
+    """What an office does to a list: the first row's outcome and date filled in; optionally a
+    household added (selection "지자체 자체 발굴") and the first row's risk changed."""
+    values = {"결과 코드": "public_support", "확인일(YYYY-MM-DD)": "2026-10-15"}
+    if risk is not None:
+        values["위험도(%)"] = risk
+    if path.suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
+        header = rows[0]
+        for name, value in values.items():
+            rows[1][header.index(name)] = value
+        if add_key is not None:
+            added = [""] * len(header)
+            for name, value in {
+                **values,
+                "회차": rows[1][header.index("회차")],
+                "읍면동 코드": rows[1][header.index("읍면동 코드")],
+                "가구 관리번호": add_key,
+                "선정 사유": "지자체 자체 발굴",
+            }.items():
+                added[header.index(name)] = value
+            rows.append(added)
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+        path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
+        return
+    from openpyxl import load_workbook
+
+    book = load_workbook(path)
+    sheet = book.worksheets[0]
+    header = [cell.value for cell in sheet[1]]
+    for name, value in values.items():
+        sheet.cell(row=2, column=header.index(name) + 1).value = value
+    book.save(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_returned_list_with_outcomes_filled_in_verifies_as_returned(
+    scored_sample, capsys, tmp_path, suffix
+):
+    """Issue "Tamper-evident lineage", item 5: a list an office filled in as intended failed
+    with "the list was changed after scoring"; its scored columns are checked instead."""
+    original = first_list(scored_sample.round_dir, suffix)
+    sent = tmp_path / original.name
+    shutil.copy2(original, sent)
+    scores = pd.read_parquet(scored_sample.round_dir / "scores.parquet")
+    monitored = scores.loc[scores["tier"] == "monitor", "household_key"].astype(str).iloc[0]
+    _fill_in(sent, add_key=monitored if suffix == ".csv" else None)
+    code, status, out = audit(
+        scored_sample, capsys, str(sent), "--round", str(scored_sample.round_dir)
+    )
+    assert code == 0, out
+    assert status[c.LIST_FILE] == "ok" and status[c.LIST_ROWS] == "ok"
+    added = 1 if suffix == ".csv" else 0
+    assert f"returned list: {1 + added} rows filled in, {added} households added" in line_of(
+        out, c.LIST_FILE
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_returned_list_with_a_scored_column_changed_fails(
+    scored_sample, capsys, tmp_path, suffix
+):
+    original = first_list(scored_sample.round_dir, suffix)
+    sent = tmp_path / original.name
+    shutil.copy2(original, sent)
+    _fill_in(sent, risk="99.9")
+    code, status, out = audit(
+        scored_sample, capsys, str(sent), "--round", str(scored_sample.round_dir)
+    )
+    assert code == 1
+    assert "the list was changed after scoring" in line_of(out, c.LIST_FILE)
+    assert status[c.LIST_ROWS] == "failed" and "risk_percent" in out
+
+
+def test_a_renamed_copy_of_a_list_fails_clearly(scored_sample, capsys, tmp_path):
+    """A copy under another name cannot be placed in the round: named, no traceback (it was a
+    KeyError)."""
+    sent = tmp_path / "our_list.csv"
+    shutil.copy2(first_list(scored_sample.round_dir, ".csv"), sent)
+    code, _, out = audit(scored_sample, capsys, str(sent), "--round", str(scored_sample.round_dir))
+    assert code == 1 and "Traceback" not in out
+    assert "is not a file of the round manifest" in line_of(out, c.LIST_FILE)
+    assert "not a list file name" in line_of(out, c.LIST_ROWS)
+
+
 def test_paths_that_are_not_a_round_are_usage_errors(scored_sample, capsys, tmp_path):
     assert audit(scored_sample, capsys, str(tmp_path / "nope"))[0] == 2
     assert audit(scored_sample, capsys, str(tmp_path))[0] == 2  # a folder, not a round

@@ -74,8 +74,20 @@ SCORES_READ = Need(
 def _list_file(f: Facts) -> list[Finding]:
     assert f.list_relative is not None
     return checks_files.check_list_file(
-        f.list_relative, f.list_sha256, f.manifest_files, f.target.given
+        f.list_relative, f.list_sha256, f.manifest_files, f.target.given, _returned(f)
     )
+
+
+def _returned(f: Facts) -> checks_files.Returned | None:
+    """What an office changed in the audited list, when it could be read with the scores."""
+    rows = f.lists.get(f.list_relative or "")
+    if rows is None or f.scores is None:
+        return None
+    filled, added = checks_files.returned_rows(rows, f.selection_names)
+    problems = checks_files.list_row_problems(
+        {f.list_relative: rows}, f.scores, f.round_label, f.selection_names
+    )
+    return checks_files.Returned(filled, added, rows_intact=not problems)
 
 
 def _round_manifest(f: Facts) -> list[Finding]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from pipeline.audit.findings import (
 )
 from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, SCORES
 from pipeline.datasets.rounds import MANIFEST as MANIFEST_FILE
-from pipeline.vocabulary import EMD, KEY, LISTED_TIERS, TIER_TEXT
+from pipeline.vocabulary import EMD, FILL_IN, KEY, LISTED_TIERS, LOCAL_DISCRETION, TIER_TEXT
 
 CSV = LIST_SUFFIXES[0]
 # ``lists/<시군구>/emd_<읍면동>.csv|.xlsx`` or ``lists/<시군구>/sigungu_<시군구>.csv|.xlsx``
@@ -55,13 +56,29 @@ def load_json_text(text: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def check_list_file(
-    relative: str, actual_sha: str, manifest_files: Mapping[str, str], shown_as: str
+    relative: str,
+    actual_sha: str,
+    manifest_files: Mapping[str, str],
+    shown_as: str,
+    returned: Returned | None = None,
 ) -> list[Finding]:
-    """The list's bytes are the ones the round manifest recorded."""
+    """The list's bytes are the ones the round manifest recorded; or, for a list returned by an
+    office, every scored column of every row is as scored (``returned``: the rows check passed)
+    and only what a caseworker fills in or adds differs."""
     recorded = manifest_files.get(relative)
     if recorded is None:
         problem = f"{shown_as}: {relative} is not a file of the round manifest"
         return [result(LIST_FILE, [problem], "")]
+    if recorded != actual_sha and returned is not None and returned.rows_intact:
+        return [
+            result(
+                LIST_FILE,
+                [],
+                f"{relative}: returned list: {returned.filled} rows filled in, {returned.added} "
+                "households added by the caseworker; every scored column as scored (the bytes "
+                f"differ from the manifest's {short(recorded)}, as a filled-in list's do)",
+            )
+        ]
     if recorded != actual_sha:
         problem = (
             f"{shown_as}: sha256 {short(actual_sha)} differs from the manifest's "
@@ -100,6 +117,33 @@ def check_round_files(
 
 
 # --- list rows against scores.parquet --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Returned:
+    """What an office did to a list: rows filled in (outcome, date or note), households added
+    (selection "added by the caseworker"), and whether every scored column is still as scored."""
+
+    filled: int
+    added: int
+    rows_intact: bool
+
+
+def returned_rows(rows: pd.DataFrame, selection_names: Mapping[str, set[str]]) -> tuple[int, int]:
+    """Rows of one list with a column of :data:`FILL_IN` filled in, and rows added by the
+    caseworker."""
+    filled = np.zeros(len(rows), dtype=bool)
+    for column in FILL_IN:
+        if column in rows.columns:
+            filled |= rows[column].fillna("").astype(str).str.strip().ne("").to_numpy()
+    return int(filled.sum()), int(_added(rows, selection_names).sum())
+
+
+def _added(rows: pd.DataFrame, selection_names: Mapping[str, set[str]]) -> np.ndarray:
+    if "selection" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    names = {LOCAL_DISCRETION, *selection_names.get(LOCAL_DISCRETION, set())}
+    return rows["selection"].fillna("").astype(str).str.strip().isin(names).to_numpy()
 
 
 def list_scope(relative: str) -> tuple[str, str | None] | None:
@@ -150,7 +194,7 @@ def _list_rows(
     problems of form (a list with them is left out)."""
     tiers = _tier_codes()
     code_of = {name: code for code, names in selection_names.items() for name in names}
-    needed = (KEY, "tier", "list_rank", "risk_percent", EMD)
+    needed = (KEY, "tier", "list_rank", "risk_percent", "sigungu_code", EMD)
     frames, scopes, problems = [], [], []
     for relative in sorted(lists):
         rows = lists[relative]
@@ -193,6 +237,11 @@ def list_row_problems(
     """
     got, scopes, problems = _list_rows(lists, selection_names)
     want = shown_in_lists(scores, round_label)
+    # Households a caseworker added to a returned list are no scored rows: set aside (a row
+    # marked so for a listed household is compared as any other).
+    added = (got["selection"] == LOCAL_DISCRETION).to_numpy() if "selection" in got else None
+    if added is not None:
+        got = got[~(added & ~got[KEY].isin(want[KEY]).to_numpy())]
 
     def name(kind: str, frame: pd.DataFrame, text: Callable[[Any], str]) -> None:
         for row in frame.head(limit).itertuples(index=False):

@@ -38,7 +38,6 @@ from pipeline.io import sha256_file
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
 from pipeline.outcomes.normalise import (
-    LOCAL_DISCRETION,
     RoundFacts,
     accepted_outcomes,
     checked_rows,
@@ -46,7 +45,7 @@ from pipeline.outcomes.normalise import (
     fold,
 )
 from pipeline.outcomes.returned import ROW, read_returned_list
-from pipeline.vocabulary import PHONE, VISIT
+from pipeline.vocabulary import LOCAL_DISCRETION, PHONE, VISIT
 
 log = logging.getLogger(__name__)
 

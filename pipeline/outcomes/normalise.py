@@ -31,8 +31,8 @@ import pandas as pd
 from pipeline.months import first_day, format_month, month_index, parse_month
 from pipeline.outcomes.returned import ROW
 from pipeline.textsafe import shown_value
+from pipeline.vocabulary import LOCAL_DISCRETION
 
-LOCAL_DISCRETION = "local_discretion"
 # Months after the round's interval in which a contact date is still accepted (late answers).
 GRACE_MONTHS = 1
 
