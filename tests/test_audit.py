@@ -215,6 +215,27 @@ def test_a_renamed_copy_of_a_list_fails_clearly(scored_sample, capsys, tmp_path)
     assert "not a list file name" in line_of(out, c.LIST_ROWS)
 
 
+def test_json_report_says_what_the_lines_say(scored_sample, capsys, tmp_path):
+    """``outreach audit --json``: one JSON object, the same links, statuses and exit codes."""
+    code, status, _ = audit(scored_sample, capsys, str(scored_sample.round_dir))
+    json_code, _, out = audit(scored_sample, capsys, str(scored_sample.round_dir), "--json")
+    report = json.loads(out)
+    assert json_code == code == 0 and report["verdict"] == "passed"
+    assert {f["link"]: f["status"] for f in report["findings"]} == status
+    assert report["round"] == scored_sample.as_of and report["failed_links"] == []
+    sent = tmp_path / first_list(scored_sample.round_dir, ".csv").name
+    shutil.copy2(first_list(scored_sample.round_dir, ".csv"), sent)
+    _fill_in(sent, risk="99.9")
+    code, out = audit(
+        scored_sample, capsys, str(sent), "--round", str(scored_sample.round_dir), "--json"
+    )[::2]
+    report = json.loads(out)
+    assert code == 1 and report["verdict"] == "failed"
+    assert report["failed_links"] == [c.LIST_FILE, c.LIST_ROWS]
+    rows = next(f for f in report["findings"] if f["link"] == c.LIST_ROWS)
+    assert "risk_percent" in rows["message"] + " ".join(rows["details"])
+
+
 def test_paths_that_are_not_a_round_are_usage_errors(scored_sample, capsys, tmp_path):
     assert audit(scored_sample, capsys, str(tmp_path / "nope"))[0] == 2
     assert audit(scored_sample, capsys, str(tmp_path))[0] == 2  # a folder, not a round

@@ -8,6 +8,7 @@ found or not a round, a list or a manifest.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from pipeline.config import Config
@@ -38,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="rows to re-score with the recorded model (default: scoring.audit_sample)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report as one JSON object (same exit codes) instead of lines",
+    )
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -49,6 +55,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
         raise UsageError("audit: --sample must be at least 1")
     target = resolve_target(config, getattr(args, "path", None), getattr(args, "round", None))
     report = audit(config, target, sample)
+    if getattr(args, "json", False):
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        return EXIT_OK if report.passed else EXIT_DATA
     print(f"audit of {target.given}")
     store = f"MLflow store {report.tracking_uri}"
     if report.recorded_tracking_uri and report.recorded_tracking_uri != report.tracking_uri:

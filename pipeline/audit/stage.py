@@ -34,6 +34,26 @@ class AuditReport:
     def failed_links(self) -> list[str]:
         return [f.link for f in self.findings if not f.passed]
 
+    def as_dict(self) -> dict[str, object]:
+        """The report for machines (``outreach audit --json``): what the lines say, as data."""
+        return {
+            "target": self.target.given,
+            "round": self.round,
+            "tracking_uri": self.tracking_uri,
+            "recorded_tracking_uri": self.recorded_tracking_uri,
+            "verdict": "passed" if self.passed else "failed",
+            "failed_links": self.failed_links,
+            "findings": [
+                {
+                    "link": f.link,
+                    "status": f.status,
+                    "message": f.message,
+                    "details": list(f.details[1:]),  # the first is the message
+                }
+                for f in self.findings
+            ],
+        }
+
 
 def audit(config: Config, target: AuditTarget, sample_size: int | None = None) -> AuditReport:
     """Verify every link from the list (or round) back to the code; never raises on a mismatch."""
