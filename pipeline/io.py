@@ -151,3 +151,8 @@ def staging_dir(final: Path, keep_old_in: Path | None = None) -> Iterator[Path]:
     os.replace(temp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def short_digest(digest: object) -> str:
+    """The first 12 hex digits of a sha256, as messages show it ("none" when there is none)."""
+    return str(digest)[:12] if digest else "none"

@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.datasets.rounds import MANIFEST as ROUND_MANIFEST
 from pipeline.datasets.validation import VALIDATION_JSON
+from pipeline.io import short_digest as short  # re-exported: the audit's messages use it
 from pipeline.tracking import names
 
 OK = "ok"
@@ -73,10 +74,6 @@ def skipped(link: str, why: str) -> Finding:
 def passed(findings: Sequence[Finding]) -> bool:
     """The verdict: every link ok (or unverifiable here), and at least one link checked."""
     return bool(findings) and all(f.passed for f in findings)
-
-
-def short(digest: str | None) -> str:
-    return "none" if not digest else str(digest)[:12]
 
 
 def dig(data: Mapping[str, Any], dotted: str) -> Any:

@@ -28,7 +28,7 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.errors import DataError
-from pipeline.io import sha256_file
+from pipeline.io import sha256_file, short_digest
 from pipeline.months import format_month
 from pipeline.vocabulary import KEY
 
@@ -93,10 +93,6 @@ def scored_features_folder(config: Config, manifest: Mapping[str, Any], label: s
     return OutputLayout(root).features(label)
 
 
-def _short(digest: object) -> str:
-    return str(digest)[:12] if digest else "none"
-
-
 def round_changes(
     config: Config, folder: Path, manifest: Mapping[str, Any], files: Sequence[str] = (SCORES,)
 ) -> list[str]:
@@ -119,7 +115,7 @@ def round_changes(
         elif have != want:
             changes.append(
                 f"{path}: differs from the round manifest "
-                f"(sha256 {_short(have)}, recorded {_short(want)})"
+                f"(sha256 {short_digest(have)}, recorded {short_digest(want)})"
             )
     features = scored_features_folder(config, manifest, folder.name)
     want = (manifest.get("features") or {}).get("manifest_sha256")
@@ -128,7 +124,7 @@ def round_changes(
     if have != want:
         changes.append(
             f"{features}: feature folder changed since the round was scored "
-            f"(manifest sha256 {_short(have)}, recorded {_short(want)})"
+            f"(manifest sha256 {short_digest(have)}, recorded {short_digest(want)})"
         )
     return changes
 
