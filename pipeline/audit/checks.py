@@ -258,7 +258,7 @@ def check_rescore(
     if len(bad):
         problems.insert(
             0,
-            f"{len(bad)} of {len(sample)} re-scored rows differ by more than {tolerance:g} "
+            f"{len(bad):,} of {len(sample):,} re-scored rows differ by more than {tolerance:g} "
             f"(worst {worst:.3g}) with {model_label}",
         )
         for row in bad.head(5).itertuples(index=False):
@@ -269,14 +269,14 @@ def check_rescore(
     lost = sample[sample["recomputed"].isna().to_numpy()]
     if len(lost):
         problems.append(
-            f"{len(lost)} of {len(sample)} sampled households could not be re-scored from the "
+            f"{len(lost):,} of {len(sample):,} sampled households could not be re-scored from the "
             f"feature folder (e.g. {', '.join(lost['household_key'].head(3))})"
         )
     return [
         result(
             RESCORE,
             problems,
-            f"{len(sample)} of {population:,} rows re-scored with {model_label}: max |difference| "
-            f"{worst:.3g} (tolerance {tolerance:g})",
+            f"{len(sample):,} of {population:,} rows re-scored with {model_label}: "
+            f"max |difference| {worst:.3g} (tolerance {tolerance:g})",
         )
     ]

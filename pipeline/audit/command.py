@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows to re-score with the recorded model (default: scoring.audit_sample)",
     )
     parser.add_argument(
+        "--full",
+        action="store_true",
+        help="re-score every household of the round (or of the list), not a sample",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the report as one JSON object (same exit codes) instead of lines",
@@ -53,8 +58,11 @@ def run(config: Config, args: argparse.Namespace) -> int:
     sample = getattr(args, "sample", None)
     if sample is not None and sample < 1:
         raise UsageError("audit: --sample must be at least 1")
+    full = bool(getattr(args, "full", False))
+    if full and sample is not None:
+        raise UsageError("audit: --full re-scores every row: give --full or --sample, not both")
     target = resolve_target(config, getattr(args, "path", None), getattr(args, "round", None))
-    report = audit(config, target, sample)
+    report = audit(config, target, sample, full)
     if getattr(args, "json", False):
         print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
         return EXIT_OK if report.passed else EXIT_DATA

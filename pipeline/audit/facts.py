@@ -146,10 +146,17 @@ class Facts:
     (:attr:`store_missing`).
     """
 
-    def __init__(self, config: Config, target: AuditTarget, sample_size: int | None = None):
+    def __init__(
+        self,
+        config: Config,
+        target: AuditTarget,
+        sample_size: int | None = None,
+        full: bool = False,
+    ):
         self.config = config
         self.target = target
         self.sample_size = sample_size or config.scoring.audit_sample
+        self.full = full  # re-score every row the sample is drawn from, not a sample
         self.root = config.paths.output_root
         self.round_dir = target.round_dir
         self.manifest_path = target.round_dir / MANIFEST
@@ -398,6 +405,9 @@ class Facts:
         assert self.scores is not None and self.model.model is not None
         lists = self.lists if self.target.list_file is not None else None
         pool = candidates(self.scores, lists)
-        sample = choose_sample(pool, self.sample_size, self.config.scoring.seed)
-        compared, errors = rescore(self.config, self.model.model, self.features_dir, sample)
+        size = None if self.full else self.sample_size
+        sample = choose_sample(pool, size, self.config.scoring.seed)
+        compared, errors = rescore(
+            self.config, self.model.model, self.features_dir, sample, whole=self.full
+        )
         return compared, len(pool), errors

@@ -34,14 +34,15 @@ def candidates(scores: pd.DataFrame, list_rows: Mapping[str, pd.DataFrame] | Non
     return listed if len(listed) else scores
 
 
-def choose_sample(candidates: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    """A deterministic sample of ``n`` rows: half from the listed tiers, the rest from all others.
+def choose_sample(candidates: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """A deterministic sample of ``n`` rows: half from the listed tiers, the rest from all others
+    (``n`` None: every row, ``outreach audit --full``).
 
     Listed households are what offices act on, so they are always represented; the draw depends
     only on the rows (in household-key order), ``n`` and the seed.
     """
     frame = candidates.sort_values(KEY, kind="stable").reset_index(drop=True)
-    if len(frame) <= n:
+    if n is None or len(frame) <= n:
         return frame
     rng = np.random.default_rng(seed)
     is_listed = frame["tier"].isin(LISTED_TIERS).to_numpy()
@@ -60,10 +61,13 @@ def choose_sample(candidates: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
 
 
 def rescore(
-    config: Config, model: Any, features_dir: Path, sample: pd.DataFrame
+    config: Config, model: Any, features_dir: Path, sample: pd.DataFrame, whole: bool = False
 ) -> tuple[pd.DataFrame, list[str]]:
     """``household_key``, ``stored`` and ``recomputed`` scores of the sampled rows (NaN where
-    the features are missing or cannot be scored), and why a partition could not be scored."""
+    the features are missing or cannot be scored), and why a partition could not be scored.
+
+    ``whole``: the sample is (nearly) every row, so each partition is read whole and its rows
+    picked after, which is faster than a filter on that many keys."""
     outcomes = load_outcomes(config.paths.outcomes)
     layout = TableLayout(features_dir)
     recomputed: dict[str, float] = {}
@@ -76,7 +80,11 @@ def rescore(
             continue
         keys = sorted(group[KEY].astype(str))
         try:
-            frame = pd.read_parquet(path, filters=[(KEY, "in", keys)])
+            if whole:
+                frame = pd.read_parquet(path)
+                frame = frame[frame[KEY].astype(str).isin(keys).to_numpy()]
+            else:
+                frame = pd.read_parquet(path, filters=[(KEY, "in", keys)])
             if frame.empty:
                 continue
             frame = coerce_feature_types(frame, outcomes)

@@ -55,9 +55,12 @@ class AuditReport:
         }
 
 
-def audit(config: Config, target: AuditTarget, sample_size: int | None = None) -> AuditReport:
-    """Verify every link from the list (or round) back to the code; never raises on a mismatch."""
-    facts = Facts(config, target, sample_size)
+def audit(
+    config: Config, target: AuditTarget, sample_size: int | None = None, full: bool = False
+) -> AuditReport:
+    """Verify every link from the list (or round) back to the code; never raises on a mismatch.
+    ``full``: re-score every household of the round (or list), not a sample."""
+    facts = Facts(config, target, sample_size, full)
     findings = [
         finding for link in CHAIN if applies(link, facts) for finding in check_link(link, facts)
     ]
