@@ -16,6 +16,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import DataError
+
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "compression_level": 3,
@@ -156,3 +158,11 @@ def staging_dir(final: Path, keep_old_in: Path | None = None) -> Iterator[Path]:
 def short_digest(digest: object) -> str:
     """The first 12 hex digits of a sha256, as messages show it ("none" when there is none)."""
     return str(digest)[:12] if digest else "none"
+
+
+def read_json_file(path: Path) -> Any:
+    """A JSON file's content; DataError naming the file when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None

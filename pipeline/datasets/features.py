@@ -26,7 +26,7 @@ from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import imported_outcome_digests
 from pipeline.datasets.staged import STAGED_MANIFEST, staged_manifest_file
 from pipeline.errors import DataError
-from pipeline.io import sha256_file, sha256_of_json
+from pipeline.io import read_json_file, sha256_file, sha256_of_json
 from pipeline.months import format_month
 from pipeline.vocabulary import EMD, KEY, category_levels, coerce_with_levels, eligible_mask
 
@@ -269,11 +269,7 @@ def feature_folder(config: Config, as_of: int) -> Path:
 
 def read_folder_manifest(folder: Path) -> dict[str, Any]:
     """A feature folder's ``manifest.json``; DataError naming the file when it cannot be read."""
-    path = folder / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None
+    return read_json_file(folder / MANIFEST)
 
 
 def folder_columns(folder: Path) -> list[str]:

@@ -14,7 +14,6 @@ below read Parquet row group by row group, so no reader holds a national table i
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.errors import DataError
-from pipeline.io import sha256_file, short_digest
+from pipeline.io import read_json_file, sha256_file, short_digest
 from pipeline.months import format_month
 from pipeline.vocabulary import KEY
 
@@ -75,11 +74,7 @@ def part_file(folder: Path, sigungu: str) -> Path:
 
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The round's ``manifest.json``; DataError naming the file when it cannot be read."""
-    path = folder / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__})") from None
+    return read_json_file(folder / MANIFEST)
 
 
 def scored_features_folder(config: Config, manifest: Mapping[str, Any], label: str) -> Path:
