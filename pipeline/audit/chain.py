@@ -1,7 +1,8 @@
 """The chain of links as data: :data:`CHAIN`, in chain order (docs/audit.md).
 
-list file -> round manifest -> list rows -> scoring run -> model version -> training run ->
-training data -> scoring features -> validation -> code version -> re-score.
+list file -> round manifest -> list rows -> report pages -> scoring run -> model version ->
+training run -> training data -> scoring features -> staged tables -> validation -> validation
+files -> raw inputs -> code version -> re-score.
 
 Each :class:`Link` names its check (facts in, findings out) and the facts it cannot be checked
 without (:class:`Need`). A link whose need is missing is not checked: it is ``skipped`` with
@@ -23,12 +24,16 @@ from pipeline.audit.findings import (
     LIST_ROWS,
     MANIFEST,
     MODEL,
+    RAW_INPUTS,
+    REPORT_PAGES,
     RESCORE,
     SCORING_FEATURES,
     SCORING_RUN,
+    STAGED_TABLES,
     TRAINING_DATA,
     TRAINING_RUN,
     VALIDATION,
+    VALIDATION_FILES,
     Finding,
     result,
     skipped,
@@ -94,7 +99,7 @@ def _round_manifest(f: Facts) -> list[Finding]:
     if f.manifest_problem:
         return [result(MANIFEST, [f.manifest_problem], "")]
     return checks_files.check_round_files(
-        f.manifest_files, f.round_files, f.round_label, f.round_dir.name
+        f.manifest_files, f.round_files, f.round_label, f.round_dir.name, f.path_problems
     )
 
 
@@ -102,6 +107,10 @@ def _list_rows(f: Facts) -> list[Finding]:
     return checks_files.check_list_rows(
         f.lists, f.scores, f.round_label, f.selection_names, f.scores_error, f.unreadable_lists
     )
+
+
+def _report_pages(f: Facts) -> list[Finding]:
+    return checks_files.check_report_pages(f.report, f.manifest_sha256, f.round_label)
 
 
 def _scoring_run(f: Facts) -> list[Finding]:
@@ -141,8 +150,24 @@ def _scoring_features(f: Facts) -> list[Finding]:
     return checks.check_scoring_features(f.manifest, f.scoring_folder)
 
 
+def _staged_tables(f: Facts) -> list[Finding]:
+    return checks_files.check_staged_tables(f.manifest, f.staged)
+
+
 def _validation(f: Facts) -> list[Finding]:
     return checks.check_validation(f.manifest, f.validation)
+
+
+def _validation_files(f: Facts) -> list[Finding]:
+    return checks_files.check_validation_files(
+        f.validation.record_path, f.validation.record, f.validation_run_files
+    )
+
+
+def _raw_inputs(f: Facts) -> list[Finding]:
+    return checks_files.check_raw_inputs(
+        f.manifest.get("raw_inputs_sha256"), f.raw_files, f.raw_dir.as_posix()
+    )
 
 
 def _code_version(f: Facts) -> list[Finding]:
@@ -174,12 +199,16 @@ CHAIN: tuple[Link, ...] = (
     Link(LIST_FILE, _list_file, needs=(ROUND_MANIFEST,), lists_only=True),
     Link(MANIFEST, _round_manifest),  # fails itself when the manifest cannot be read
     Link(LIST_ROWS, _list_rows, needs=(ROUND_MANIFEST,)),
+    Link(REPORT_PAGES, _report_pages, needs=(ROUND_MANIFEST,)),
     Link(SCORING_RUN, _scoring_run, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(MODEL, _model_version, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_RUN, _training_run, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_DATA, _training_data, needs=(ROUND_MANIFEST, MLFLOW_STORE, TRAINING_RECORD)),
     Link(SCORING_FEATURES, _scoring_features, needs=(ROUND_MANIFEST,)),
+    Link(STAGED_TABLES, _staged_tables, needs=(ROUND_MANIFEST,)),
     Link(VALIDATION, _validation, needs=(ROUND_MANIFEST,)),
+    Link(VALIDATION_FILES, _validation_files, needs=(ROUND_MANIFEST,)),
+    Link(RAW_INPUTS, _raw_inputs, needs=(ROUND_MANIFEST,)),
     Link(CODE, _code_version, needs=(ROUND_MANIFEST,)),
     Link(RESCORE, _rescore, needs=(ROUND_MANIFEST, MODEL_OBJECT, SCORES_READ)),
 )

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -23,13 +24,22 @@ from pipeline.audit.findings import (
     LIST_FILE,
     LIST_ROWS,
     MANIFEST,
+    RAW_INPUTS,
+    REPORT_PAGES,
+    STAGED_TABLES,
+    UNVERIFIABLE,
+    VALIDATION_FILES,
     Finding,
     compare_files,
+    dig,
     result,
     short,
+    skipped,
 )
-from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, SCORES
+from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, REPORT, REPORT_RECORD, SCORES
 from pipeline.datasets.rounds import MANIFEST as MANIFEST_FILE
+from pipeline.datasets.staged import STAGED_MANIFEST
+from pipeline.datasets.validation import OUTPUTS_SHA256
 from pipeline.vocabulary import EMD, FILL_IN, KEY, LISTED_TIERS, LOCAL_DISCRETION, TIER_TEXT
 
 CSV = LIST_SUFFIXES[0]
@@ -93,16 +103,19 @@ def check_round_files(
     actual_files: Mapping[str, str],
     round_label: str,
     folder_name: str | None = None,
+    path_problems: Sequence[str] = (),
 ) -> list[Finding]:
     """Every file of the round present with its recorded sha256, and nothing unrecorded; the
-    manifest's round is its folder's month.
+    manifest's round is its folder's month; no path it records is absolute or leaves the output
+    root (``path_problems``, :func:`manifest_path_problems`).
 
     ``actual_files`` are the round folder's files except ``manifest.json`` and ``report/``.
     """
     folder_name = folder_name or round_label
     if not manifest_files:
-        return [result(MANIFEST, [f"{MANIFEST_FILE} records no files_sha256"], "")]
-    problems = compare_files(manifest_files, actual_files, f"rounds/{folder_name}")
+        return [result(MANIFEST, [*path_problems, f"{MANIFEST_FILE} records no files_sha256"], "")]
+    problems = [*path_problems]
+    problems += compare_files(manifest_files, actual_files, f"rounds/{folder_name}")
     if round_label != folder_name:
         problems.insert(0, f"the manifest is of round {round_label}, its folder is {folder_name}")
     lists = sum(1 for name in manifest_files if name.startswith(f"{LISTS}/"))
@@ -112,6 +125,193 @@ def check_round_files(
             problems,
             f"round {round_label}: {len(manifest_files)} files ({lists} lists, {SCORES}) "
             "match files_sha256",
+        )
+    ]
+
+
+# --- paths the manifest records --------------------------------------------------------------
+
+# Where the round manifest records paths or relative file names (dotted key; "*" = its keys).
+MANIFEST_PATHS = (
+    ("features.folder", False),
+    ("validation.record", False),
+    ("capacity.file", False),
+    ("files_sha256", True),
+    ("features.files_sha256", True),
+    ("raw_inputs_sha256", True),
+)
+
+
+def unsafe_path(recorded: str) -> str | None:
+    """Why a path a manifest records must not be followed (absolute, or leaving its folder
+    with ``..``), or None."""
+    text = recorded.replace("\\", "/")
+    if text.startswith("/") or PureWindowsPath(recorded).drive:
+        return "is absolute"
+    if ".." in PurePosixPath(text).parts:
+        return "leaves its folder (..)"
+    return None
+
+
+def manifest_path_problems(manifest: Mapping[str, Any]) -> list[str]:
+    """Every path the round manifest records that is absolute or leaves the output root (or
+    its own folder): the audit does not follow them, and names each."""
+    problems = []
+    for key, names_are_keys in MANIFEST_PATHS:
+        value = dig(manifest, key)
+        if names_are_keys:
+            paths = [str(name) for name in value] if isinstance(value, Mapping) else []
+        else:
+            paths = [str(value)] if value else []
+        for path in paths:
+            why = unsafe_path(path)
+            if why:
+                problems.append(f"{MANIFEST_FILE}: {key} path {path!r} {why}: not followed")
+    return problems
+
+
+# --- the files the round was made from -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedFacts:
+    """The staged folder as found: sha256 of ``_manifest.json`` (None: missing), the files it
+    records (None: none recorded), the files now there, the round's capacity file's sha256."""
+
+    shown_as: str
+    manifest_sha256: str | None
+    recorded: Mapping[str, str] | None
+    files: Mapping[str, str]
+    capacity_file: str | None
+    capacity_sha256: str | None
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """The round's ``report/`` as found: its record ``report.json`` (or why not read) and the
+    sha256 of its pages now."""
+
+    record: Mapping[str, Any] | None
+    record_error: str | None
+    files: Mapping[str, str]
+
+
+def check_raw_inputs(
+    recorded: Mapping[str, str] | None, actual: Mapping[str, str], shown_as: str
+) -> list[Finding]:
+    """Every raw file the round names in ``raw_inputs_sha256`` is in the raw input folder with
+    that sha256, and no other raw file is there."""
+    if not recorded:
+        return [result(RAW_INPUTS, ["the round manifest records no raw_inputs_sha256"], "")]
+    safe = {name: sha for name, sha in recorded.items() if not unsafe_path(str(name))}
+    problems = [
+        f"raw_inputs_sha256 names {name!r}, which {unsafe_path(str(name))}: not followed"
+        for name in sorted(set(recorded) - set(safe))
+    ]
+    problems += compare_files(safe, actual, shown_as)
+    return [
+        result(
+            RAW_INPUTS,
+            problems,
+            f"{shown_as}: {len(recorded)} raw files match raw_inputs_sha256; no other file",
+        )
+    ]
+
+
+def check_validation_files(
+    record_path: str | None, record: Mapping[str, Any] | None, actual: Mapping[str, str] | None
+) -> list[Finding]:
+    """Every file of the validation run the round names (GX results, Data Docs pages, summary,
+    rejected rows) has the sha256 its record ``validation.json`` holds, and no other is there."""
+    if record is None or actual is None:
+        return [skipped(VALIDATION_FILES, f"{record_path or 'the validation record'} not there")]
+    recorded = record.get(OUTPUTS_SHA256)
+    folder = str(record_path).rsplit("/", 1)[0] if record_path else "validation run"
+    if not isinstance(recorded, Mapping):
+        return [
+            Finding(
+                VALIDATION_FILES,
+                UNVERIFIABLE,
+                f"{record_path}: holds no {OUTPUTS_SHA256} (validated before the record kept "
+                f"its files' sha256): {len(actual)} files not verified",
+            )
+        ]
+    problems = compare_files(recorded, actual, folder)
+    pages = sum(1 for name in recorded if name.endswith(".html"))
+    return [
+        result(
+            VALIDATION_FILES,
+            problems,
+            f"{folder}: {len(recorded)} files ({pages} pages, the GX results) match the "
+            "record's sha256",
+        )
+    ]
+
+
+def check_staged_tables(manifest: Mapping[str, Any], staged: StagedFacts) -> list[Finding]:
+    """The staged manifest is the one the round records; every staged file (crisis events, the
+    capacity table, ...) has the sha256 the staged manifest records; the capacity file the round
+    names has the round's sha256."""
+    problems: list[str] = []
+    want = dig(manifest, "staged.manifest_sha256")
+    where = f"{staged.shown_as}/{STAGED_MANIFEST}"
+    if staged.manifest_sha256 is None:
+        problems.append(f"{where}: missing")
+    elif staged.manifest_sha256 != want:
+        problems.append(
+            f"{where}: sha256 {short(staged.manifest_sha256)} differs from the round "
+            f"manifest's {short(want)}"
+        )
+    if staged.manifest_sha256 is not None and staged.recorded is None:
+        problems.append(f"{where}: records no files_sha256")
+    problems += compare_files(staged.recorded or {}, staged.files, staged.shown_as)
+    capacity = dig(manifest, "capacity.sha256")
+    if not staged.capacity_file or not capacity:
+        problems.append("the round manifest records no capacity file and sha256")
+    elif staged.capacity_sha256 is None:
+        problems.append(f"{staged.capacity_file}: capacity file missing (or not followed)")
+    elif staged.capacity_sha256 != capacity:
+        problems.append(
+            f"{staged.capacity_file}: sha256 {short(staged.capacity_sha256)} differs from the "
+            f"round manifest's capacity.sha256 {short(capacity)}"
+        )
+    return [
+        result(
+            STAGED_TABLES,
+            problems,
+            f"{where} sha256 {short(want)} as the round records; {len(staged.recorded or {})} "
+            f"staged files and the capacity table match",
+        )
+    ]
+
+
+def check_report_pages(
+    report: ReportFacts | None, manifest_sha256: str, round_label: str | None
+) -> list[Finding]:
+    """When the round has a ``report/``: every page has the sha256 its ``report.json`` records,
+    no page is there that it does not record, and it reports on this round's manifest."""
+    if report is None:
+        return [result(REPORT_PAGES, [], f"no {REPORT}/ written for round {round_label}")]
+    where = f"{REPORT}/{REPORT_RECORD}"
+    if report.record is None:
+        return [result(REPORT_PAGES, [f"{where}: {report.record_error}"], "")]
+    problems = []
+    recorded = report.record.get("files_sha256")
+    if not isinstance(recorded, Mapping):
+        problems.append(f"{where}: records no files_sha256")
+        recorded = {}
+    on = report.record.get("round_manifest_sha256")
+    if on != manifest_sha256:
+        problems.append(
+            f"{where}: reports on round manifest {short(on)}, the round's is "
+            f"{short(manifest_sha256)}"
+        )
+    problems += compare_files(recorded, report.files, REPORT)
+    return [
+        result(
+            REPORT_PAGES,
+            problems,
+            f"{REPORT}/: {len(recorded)} pages match {REPORT_RECORD}, made from this manifest",
         )
     ]
 

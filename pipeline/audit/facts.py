@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from pipeline.audit.checks import FolderFacts, ValidationFacts
-from pipeline.audit.checks_files import load_json_text
+from pipeline.audit.checks_files import (
+    ReportFacts,
+    StagedFacts,
+    load_json_text,
+    manifest_path_problems,
+    unsafe_path,
+)
 from pipeline.audit.findings import (
     FEATURE_FOLDERS_ARTIFACT,
     RAW_FILES_ARTIFACT,
@@ -39,20 +45,23 @@ from pipeline.audit.findings import (
     dig,
 )
 from pipeline.audit.readers import (
-    CSV,
     folder_facts,
+    raw_facts,
     read_list,
     read_scores,
+    report_facts,
     round_files,
     selection_names,
+    staged_facts,
     under_root,
     validation_facts,
+    validation_run_files,
 )
 from pipeline.audit.rescore import candidates, choose_sample, rescore
 from pipeline.audit.target import AuditTarget
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
-from pipeline.datasets.rounds import LISTS, MANIFEST, SCORES
+from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, MANIFEST, SCORES
 from pipeline.io import sha256_file
 from pipeline.tracking import connect, tracking_uri
 from pipeline.tracking.registry import ModelRef
@@ -239,12 +248,13 @@ class Facts:
     def _lists(self) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
         if self.target.list_file is not None:
             to_read = {self.list_relative: self.target.list_file}
-        else:  # a round: every CSV list of the manifest
+        else:  # a round: every list of the manifest, CSV and XLSX (unsafe paths not followed)
             to_read = {
                 name: self.round_dir / name
                 for name in sorted(self.manifest_files)
                 if name.startswith(f"{LISTS}/")
-                and name.endswith(CSV)
+                and name.endswith(LIST_SUFFIXES)
+                and not unsafe_path(name)
                 and (self.round_dir / name).is_file()
             }
         lists, unreadable = {}, {}
@@ -359,13 +369,42 @@ class Facts:
         return FolderFacts(shown_as, found.manifest_sha256, found.files_sha256)
 
     @cached_property
-    def features_dir(self) -> Path:
+    def features_dir(self) -> Path | None:
+        """The round's feature folder; None when the manifest's path is not followed."""
         return under_root(self.root, dig(self.manifest, "features.folder"))
 
     @cached_property
     def scoring_folder(self) -> FolderFacts:
         shown = str(dig(self.manifest, "features.folder") or "features folder")
+        if self.features_dir is None:
+            return FolderFacts(shown, None)
         return self._folder(self.features_dir, shown)
+
+    @cached_property
+    def path_problems(self) -> list[str]:
+        """Paths the manifest records that are absolute or leave the output root."""
+        return manifest_path_problems(self.manifest)
+
+    @cached_property
+    def raw_dir(self) -> Path:
+        return Path(self.config.paths.raw_input)
+
+    @cached_property
+    def raw_files(self) -> dict[str, str]:
+        """sha256 of the configured raw input's files now."""
+        return raw_facts(self.raw_dir)
+
+    @cached_property
+    def staged(self) -> StagedFacts:
+        return staged_facts(self.root, self.manifest)
+
+    @cached_property
+    def validation_run_files(self) -> dict[str, str] | None:
+        return validation_run_files(self.root, self.manifest)
+
+    @cached_property
+    def report(self) -> ReportFacts | None:
+        return report_facts(self.round_dir)
 
     @cached_property
     def validation(self) -> ValidationFacts:

@@ -36,6 +36,10 @@ SCORING_FEATURES = "scoring features"
 VALIDATION = "validation"
 CODE = "code version"
 RESCORE = "re-score"
+REPORT_PAGES = "report pages"
+STAGED_TABLES = "staged tables"
+VALIDATION_FILES = "validation files"
+RAW_INPUTS = "raw inputs"
 
 # MLflow artifacts the audit reads back (named in pipeline.tracking.names, where the score and
 # train stages take them from).

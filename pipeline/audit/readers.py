@@ -18,12 +18,16 @@ from typing import Any
 import pandas as pd
 
 from pipeline.audit.checks import FolderFacts, ValidationFacts
+from pipeline.audit.checks_files import ReportFacts, StagedFacts, load_json_text, unsafe_path
 from pipeline.audit.findings import dig
 from pipeline.catalogue import load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
-from pipeline.datasets.rounds import LIST_SUFFIXES, MANIFEST, REPORT, SCORES
+from pipeline.datasets.raw import GENERATION_RECORD
+from pipeline.datasets.rounds import LIST_SUFFIXES, MANIFEST, REPORT, REPORT_RECORD, SCORES
+from pipeline.datasets.staged import STAGED_MANIFEST
+from pipeline.datasets.validation import VALIDATION_JSON
 from pipeline.io import sha256_file
 from pipeline.textsafe import from_spreadsheet_cell
 from pipeline.vocabulary import EMD, KEY, list_header_keys
@@ -146,12 +150,76 @@ def folder_facts(folder: Path, shown_as: str) -> FolderFacts:
     return FolderFacts(shown_as, sha256_file(manifest), files, staged)
 
 
-def under_root(root: Path, folder: Any) -> Path:
-    """A folder the manifest records relative to the output root (absolute ones as they are)."""
+def under_root(root: Path, folder: Any) -> Path | None:
+    """A path the manifest records relative to ``root``; None when it is absolute or leaves
+    ``root`` (never followed: the ``round manifest`` link names it)."""
     if not folder:
         return OutputLayout(Path(root)).features("<not recorded>")
-    path = Path(str(folder))
-    return path if path.is_absolute() else Path(root) / path
+    if unsafe_path(str(folder)):
+        return None
+    return Path(root) / str(folder)
+
+
+def tree_sha256(folder: Path, leave_out: tuple[str, ...] = ()) -> dict[str, str]:
+    """sha256 of every file below ``folder`` (relative posix path -> digest), except the
+    relative paths in ``leave_out``; empty when the folder is missing."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name not in leave_out:
+            out[name] = sha256_file(path)
+    return out
+
+
+def raw_facts(raw_dir: Path) -> dict[str, str]:
+    """sha256 of every raw input file now (generate's own record of them left out)."""
+    return tree_sha256(raw_dir, (GENERATION_RECORD,))
+
+
+def staged_facts(root: Path, manifest: dict[str, Any]) -> StagedFacts:
+    """The staged folder now: its manifest's sha256 and record of its files, the files found,
+    and the capacity file the round names."""
+    staged = OutputLayout(Path(root)).staged
+    path = staged / STAGED_MANIFEST
+    recorded, sha = None, None
+    if path.is_file():
+        sha = sha256_file(path)
+        data, _ = load_json_text(path.read_text(encoding="utf-8", errors="replace"))
+        files = (data or {}).get("files_sha256")
+        recorded = files if isinstance(files, dict) else None
+    capacity = dig(manifest, "capacity.file")
+    capacity_path = under_root(root, capacity) if capacity else None
+    return StagedFacts(
+        shown_as=staged.relative_to(root).as_posix(),
+        manifest_sha256=sha,
+        recorded=recorded,
+        files=tree_sha256(staged, (STAGED_MANIFEST,)),
+        capacity_file=str(capacity) if capacity else None,
+        capacity_sha256=sha256_file(capacity_path)
+        if capacity_path is not None and capacity_path.is_file()
+        else None,
+    )
+
+
+def report_facts(round_dir: Path) -> ReportFacts | None:
+    """The round's ``report/`` now: its record's page digests and the pages found; None when
+    no report was written."""
+    folder = round_dir / REPORT
+    if not folder.is_dir():
+        return None
+    path = folder / REPORT_RECORD
+    record, error = None, None
+    if path.is_file():
+        record, error = load_json_text(path.read_text(encoding="utf-8", errors="replace"))
+    else:
+        error = "missing"
+    return ReportFacts(
+        record=record,
+        record_error=error,
+        files=tree_sha256(folder, (REPORT_RECORD,)),
+    )
 
 
 def validation_facts(
@@ -174,3 +242,13 @@ def validation_facts(
         training_record=training_record if isinstance(training_record, dict) else None,
         training_raw_sha256=training_raw if isinstance(training_raw, dict) else None,
     )
+
+
+def validation_run_files(root: Path, manifest: dict[str, Any]) -> dict[str, str] | None:
+    """sha256 of every file of the validation run folder the round names (its results and
+    pages), ``validation.json`` left out; None when the record is not there."""
+    record = dig(manifest, "validation.record")
+    path = under_root(root, record) if record else None
+    if path is None or not path.is_file():
+        return None
+    return tree_sha256(path.parent, (VALIDATION_JSON,))

@@ -26,6 +26,8 @@ REJECTED_ROWS = "rejected_rows.parquet"
 GX_RESULTS = "gx_results.json"
 SUMMARY_HTML = "summary.html"
 DATA_DOCS = "data_docs"
+# In validation.json: the sha256 of every other file of the run's folder (results, pages).
+OUTPUTS_SHA256 = "outputs_sha256"
 
 PASSED = "passed"
 FAILED = "failed"

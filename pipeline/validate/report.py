@@ -34,6 +34,7 @@ from pipeline.datasets.validation import (
     DATA_DOCS,
     GX_RESULTS,
     LATEST,
+    OUTPUTS_SHA256,
     PASSED_POINTER,
     REJECTED_ROWS,
     RUNS,
@@ -44,7 +45,7 @@ from pipeline.datasets.validation import (
     runs_dir,
 )
 from pipeline.expectations import Check
-from pipeline.io import staging_dir, write_json, write_parquet
+from pipeline.io import sha256_tree, staging_dir, write_json, write_parquet
 from pipeline.validate.partition import plain_rejected
 from pipeline.validate.stage import PASSED, ValidationRun
 from pipeline.validate.verdict import CheckResult
@@ -235,7 +236,6 @@ def write_run(run: ValidationRun, config: Config, layout: OutputLayout) -> Path:
     record = validation_record(run, config, data_docs)
     record["run_id"] = final.name
     with staging_dir(final) as folder:
-        write_json(record, folder / VALIDATION_JSON)
         write_json(volume_records(run.volume), folder / VOLUME_JSON)
         write_parquet(plain_rejected(run.rejected).reset_index(drop=True), folder / REJECTED_ROWS)
         gx = [{"suite": s, "batch": b, "result": r} for s, b, r in run.gx_results]
@@ -247,6 +247,10 @@ def write_run(run: ValidationRun, config: Config, layout: OutputLayout) -> Path:
         (folder / SUMMARY_HTML).write_text(
             render_summary(record, run, check_totals(run.results)), encoding="utf-8"
         )
+        # Written last, so that it can hold the sha256 of every other file of the run
+        # (the GX results, the Data Docs pages, the summary): the audit checks them.
+        record[OUTPUTS_SHA256] = sha256_tree(folder)
+        write_json(record, folder / VALIDATION_JSON)
     pointer = {
         "run_id": final.name,
         "status": run.status,
