@@ -462,7 +462,10 @@ class ScoringConfig(_Strict):
     reasons: int = Field(3, ge=1, le=10)
     language: Literal["ko", "en"] = "ko"
     seed: int = Field(20261203, ge=0)
+    # `outreach audit` re-scores every listed household, the ``audit_near_cut`` unlisted ones
+    # ranked just below each 읍면동's cut (by stored score), and ``audit_sample`` of the rest.
     audit_sample: int = Field(200, ge=1, le=1_000_000)
+    audit_near_cut: int = Field(20, ge=0, le=100_000)
     audit_tolerance: float = Field(1e-9, gt=0.0, le=1e-3)
 
 

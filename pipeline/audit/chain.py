@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.audit import checks, checks_files, checks_mlflow
+from pipeline.audit import checks, checks_files, checks_mlflow, checks_rescore
 from pipeline.audit.facts import Facts
 from pipeline.audit.findings import (
     CODE,
@@ -175,9 +175,9 @@ def _code_version(f: Facts) -> list[Finding]:
 
 
 def _rescore(f: Facts) -> list[Finding]:
-    compared, population, errors = f.rescored
-    return checks.check_rescore(
-        compared, f.config.scoring.audit_tolerance, population, f.model_label, errors
+    compared, selection, errors = f.rescored
+    return checks_rescore.check_rescore(
+        compared, selection, f.config.scoring.audit_tolerance, f.model_label, errors
     )
 
 

@@ -57,7 +57,7 @@ from pipeline.audit.readers import (
     validation_facts,
     validation_run_files,
 )
-from pipeline.audit.rescore import candidates, choose_sample, rescore
+from pipeline.audit.rescore import Selection, choose_rows, rescore, scope
 from pipeline.audit.target import AuditTarget
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
@@ -82,6 +82,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
+# From this many re-scored rows on, feature partitions are read whole (faster than a key filter).
+WHOLE_PARTITIONS_FROM = 5_000
 
 
 # --- MLflow: the model file ------------------------------------------------------------------
@@ -438,15 +440,20 @@ class Facts:
     # --- re-score
 
     @cached_property
-    def rescored(self) -> tuple[pd.DataFrame, int, list[str]]:
-        """Stored and re-computed scores of the sample, the rows it was drawn from, and why a
+    def rescored(self) -> tuple[pd.DataFrame, Selection, list[str]]:
+        """Stored and re-computed scores of the chosen rows, how they were chosen, and why a
         partition could not be scored. Needs the model object and the scores."""
         assert self.scores is not None and self.model.model is not None
         lists = self.lists if self.target.list_file is not None else None
-        pool = candidates(self.scores, lists)
-        size = None if self.full else self.sample_size
-        sample = choose_sample(pool, size, self.config.scoring.seed)
-        compared, errors = rescore(
-            self.config, self.model.model, self.features_dir, sample, whole=self.full
+        scoring = self.config.scoring
+        selection = choose_rows(
+            scope(self.scores, lists),
+            scoring.audit_near_cut,
+            None if self.full else self.sample_size,
+            scoring.seed,
         )
-        return compared, len(pool), errors
+        many = self.full or len(selection.rows) > WHOLE_PARTITIONS_FROM
+        compared, errors = rescore(
+            self.config, self.model.model, self.features_dir, selection.rows, whole=many
+        )
+        return compared, selection, errors

@@ -1,14 +1,16 @@
-"""The facts of the ``re-score`` link: a deterministic sample of scored rows, scored again.
+"""The facts of the ``re-score`` link: the scored rows that could change a list, scored again.
 
-Owns which rows are re-scored (:func:`candidates`, :func:`choose_sample`) and how: the sampled
-households' rows are read from the round's feature folder and scored with the recorded model
-object (:func:`rescore`). The comparison with the stored scores is the pure check
-:func:`pipeline.audit.checks.check_rescore`.
+Owns which rows are re-scored (:func:`scope`, :func:`choose_rows`: every listed household, the
+unlisted ones just below each 읍면동's cut, a seeded sample of the rest; or every row) and how:
+their rows are read from the round's feature folder and scored with the recorded model object
+(:func:`rescore`). The comparison with the stored scores is the pure check
+:func:`pipeline.audit.checks_rescore.check_rescore`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,54 +22,89 @@ from pipeline.config import Config
 from pipeline.datasets import TableLayout
 from pipeline.datasets.features import FEATURES_TABLE
 from pipeline.tracking.runs import first_line
-from pipeline.vocabulary import KEY, LISTED_TIERS, coerce_feature_types
+from pipeline.vocabulary import EMD, KEY, LISTED_TIERS, coerce_feature_types
+
+LISTED, NEAR_CUT, SAMPLED = "listed", "near the cut", "sampled"
 
 
-def candidates(scores: pd.DataFrame, list_rows: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
-    """The rows to sample from: a list's own rows when a list is audited and has some (the
-    first of ``list_rows``; None when the whole round is audited), else every scored row."""
+@dataclass(frozen=True)
+class Selection:
+    """The rows re-scored (``household_key``, ``sigungu_code``, ``score`` and ``why``: listed,
+    near the cut or sampled) and how they were chosen, for the ``re-score`` line."""
+
+    rows: pd.DataFrame
+    population: int  # scored rows in scope (the round, or a list's 읍면동)
+    listed: int
+    near_cut: int
+    sampled: int
+    rest: int  # unlisted rows not near the cut, the sample is drawn from
+    near_per_emd: int
+    seed: int
+    full: bool
+
+
+def scope(scores: pd.DataFrame, list_rows: Mapping[str, pd.DataFrame] | None) -> pd.DataFrame:
+    """The scored rows the re-score covers: every row of the round (``list_rows`` None), or,
+    when a list is audited, every row of the 읍면동 its households are in (so that the rows just
+    below its cut are re-scored too); every row when no household of the list is scored."""
     if not list_rows:
         return scores
     rows = next(iter(list_rows.values()))
     keys = set(rows[KEY].astype(str)) if KEY in rows else set()
-    listed = scores[scores[KEY].isin(keys).to_numpy()]
-    return listed if len(listed) else scores
+    emds = set(scores.loc[scores[KEY].isin(keys).to_numpy(), EMD])
+    inside = scores[scores[EMD].isin(emds).to_numpy()]
+    return inside if len(inside) else scores
 
 
-def choose_sample(candidates: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """A deterministic sample of ``n`` rows: half from the listed tiers, the rest from all others
-    (``n`` None: every row, ``outreach audit --full``).
-
-    Listed households are what offices act on, so they are always represented; the draw depends
-    only on the rows (in household-key order), ``n`` and the seed.
-    """
-    frame = candidates.sort_values(KEY, kind="stable").reset_index(drop=True)
-    if n is None or len(frame) <= n:
-        return frame
-    rng = np.random.default_rng(seed)
+def choose_rows(rows: pd.DataFrame, near_per_emd: int, sample: int | None, seed: int) -> Selection:
+    """Which rows to re-score: every listed row; per 읍면동, the ``near_per_emd`` unlisted rows
+    with the highest stored scores (ties by household key): those whose rank could change a
+    list; and a seeded random sample of ``sample`` rows of the rest (``sample`` None: every row,
+    ``outreach audit --full``). Depends only on the rows, the settings and the seed."""
+    frame = rows.sort_values(KEY, kind="stable").reset_index(drop=True)
+    why = np.full(len(frame), "", dtype=object)
     is_listed = frame["tier"].isin(LISTED_TIERS).to_numpy()
-    listed = np.flatnonzero(is_listed)
-    other = np.flatnonzero(~is_listed)
-    take_listed = min(len(listed), n // 2 if len(other) else n)
-    take_other = min(len(other), n - take_listed)
-    take_listed = min(len(listed), n - take_other)
-    chosen = np.concatenate(
-        [
-            rng.choice(listed, size=take_listed, replace=False),
-            rng.choice(other, size=take_other, replace=False),
-        ]
+    why[is_listed] = LISTED
+    unlisted = frame[~is_listed]
+    ranked = unlisted.sort_values([EMD, "score", KEY], ascending=[True, False, True])
+    near = ranked.groupby(EMD, sort=False).cumcount().lt(near_per_emd)
+    why[near[near].index.to_numpy()] = NEAR_CUT
+    rest = np.flatnonzero(why == "")
+    if sample is None:
+        why[rest] = SAMPLED
+    elif len(rest):
+        rng = np.random.default_rng(seed)
+        why[rng.choice(rest, size=min(sample, len(rest)), replace=False)] = SAMPLED
+    chosen = frame.assign(why=why)[why != ""].reset_index(drop=True)
+    counts = chosen["why"].value_counts()
+    return Selection(
+        rows=chosen,
+        population=len(frame),
+        listed=int(counts.get(LISTED, 0)),
+        near_cut=int(counts.get(NEAR_CUT, 0)),
+        sampled=int(counts.get(SAMPLED, 0)),
+        rest=len(rest),
+        near_per_emd=near_per_emd,
+        seed=seed,
+        full=sample is None,
     )
-    return frame.iloc[np.sort(chosen)].reset_index(drop=True)
 
 
 def rescore(
-    config: Config, model: Any, features_dir: Path, sample: pd.DataFrame, whole: bool = False
+    config: Config,
+    model: Any,
+    features_dir: Path | None,
+    sample: pd.DataFrame,
+    whole: bool = False,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """``household_key``, ``stored`` and ``recomputed`` scores of the sampled rows (NaN where
-    the features are missing or cannot be scored), and why a partition could not be scored.
+    """``household_key``, ``stored`` and ``recomputed`` scores of the chosen rows (NaN where
+    the features are missing or cannot be scored; ``why`` kept when given), and why a partition
+    could not be scored.
 
-    ``whole``: the sample is (nearly) every row, so each partition is read whole and its rows
-    picked after, which is faster than a filter on that many keys."""
+    ``whole``: the rows are many, so each partition is read whole and its rows picked after,
+    which is faster than a filter on that many keys."""
+    if features_dir is None:
+        return _compared(sample, {}), ["the round's feature folder is not followed"]
     outcomes = load_outcomes(config.paths.outcomes)
     layout = TableLayout(features_dir)
     recomputed: dict[str, float] = {}
@@ -93,6 +130,10 @@ def rescore(
             errors.append(f"{shown}: cannot be scored ({first_line(exc)})")
             continue
         recomputed.update(zip(frame[KEY].astype(str), scores.tolist(), strict=True))
+    return _compared(sample, recomputed), errors
+
+
+def _compared(sample: pd.DataFrame, recomputed: Mapping[str, float]) -> pd.DataFrame:
     compared = pd.DataFrame(
         {
             KEY: sample[KEY].astype(str).to_numpy(),
@@ -100,4 +141,6 @@ def rescore(
             "recomputed": [recomputed.get(k, np.nan) for k in sample[KEY].astype(str)],
         }
     )
-    return compared, errors
+    if "why" in sample.columns:
+        compared["why"] = sample["why"].to_numpy()
+    return compared
