@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.audit import checks, checks_files, checks_mlflow, checks_rescore
+from pipeline.audit import checks, checks_files, checks_lineage, checks_mlflow, checks_rescore
 from pipeline.audit.facts import Facts
 from pipeline.audit.findings import (
     CODE,
+    LEDGER,
     LIST_FILE,
     LIST_ROWS,
     MANIFEST,
@@ -29,9 +30,11 @@ from pipeline.audit.findings import (
     RESCORE,
     SCORING_FEATURES,
     SCORING_RUN,
+    SCORING_SEAL,
     STAGED_TABLES,
     TRAINING_DATA,
     TRAINING_RUN,
+    TRAINING_SEAL,
     VALIDATION,
     VALIDATION_FILES,
     Finding,
@@ -181,6 +184,18 @@ def _rescore(f: Facts) -> list[Finding]:
     )
 
 
+def _scoring_seal(f: Facts) -> list[Finding]:
+    return checks_lineage.check_seal(SCORING_SEAL, "scoring", f.scoring_seal)
+
+
+def _training_seal(f: Facts) -> list[Finding]:
+    return checks_lineage.check_seal(TRAINING_SEAL, "training", f.training_seal)
+
+
+def _ledger(f: Facts) -> list[Finding]:
+    return checks_lineage.check_ledger(f.ledger, f.manifest, f.manifest_sha256, f.registry)
+
+
 # --- the chain -------------------------------------------------------------------------------
 
 
@@ -201,8 +216,10 @@ CHAIN: tuple[Link, ...] = (
     Link(LIST_ROWS, _list_rows, needs=(ROUND_MANIFEST,)),
     Link(REPORT_PAGES, _report_pages, needs=(ROUND_MANIFEST,)),
     Link(SCORING_RUN, _scoring_run, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
+    Link(SCORING_SEAL, _scoring_seal, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(MODEL, _model_version, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_RUN, _training_run, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
+    Link(TRAINING_SEAL, _training_seal, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_DATA, _training_data, needs=(ROUND_MANIFEST, MLFLOW_STORE, TRAINING_RECORD)),
     Link(SCORING_FEATURES, _scoring_features, needs=(ROUND_MANIFEST,)),
     Link(STAGED_TABLES, _staged_tables, needs=(ROUND_MANIFEST,)),
@@ -210,6 +227,7 @@ CHAIN: tuple[Link, ...] = (
     Link(VALIDATION_FILES, _validation_files, needs=(ROUND_MANIFEST,)),
     Link(RAW_INPUTS, _raw_inputs, needs=(ROUND_MANIFEST,)),
     Link(CODE, _code_version, needs=(ROUND_MANIFEST,)),
+    Link(LEDGER, _ledger, needs=(ROUND_MANIFEST,)),
     Link(RESCORE, _rescore, needs=(ROUND_MANIFEST, MODEL_OBJECT, SCORES_READ)),
 )
 LINK_NAMES: tuple[str, ...] = tuple(link.name for link in CHAIN)

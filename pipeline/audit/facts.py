@@ -37,6 +37,13 @@ from pipeline.audit.checks_files import (
     manifest_path_problems,
     unsafe_path,
 )
+from pipeline.audit.checks_lineage import seal_places
+from pipeline.audit.facts_lineage import (
+    SealFacts,
+    registered_entries,
+    round_entries,
+    seal_facts,
+)
 from pipeline.audit.findings import (
     FEATURE_FOLDERS_ARTIFACT,
     RAW_FILES_ARTIFACT,
@@ -63,18 +70,23 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, MANIFEST, SCORES
 from pipeline.io import sha256_file
+from pipeline.lineage.ledger import Ledger
+from pipeline.lineage.ledger import read as read_ledger
 from pipeline.tracking import connect, tracking_uri
 from pipeline.tracking.registry import ModelRef
 from pipeline.tracking.runs import (
+    RegistryState,
     RunFacts,
     VersionFacts,
     artifact_bytes,
     artifact_json,
     first_line,
+    registry_state,
     run_facts,
     store_missing,
     version_facts,
 )
+from pipeline.tracking.seal import VERSION_TAG as VERSION_SEAL_TAG
 
 if TYPE_CHECKING:
     from pipeline.tracking.models import ModelFile
@@ -358,6 +370,58 @@ class Facts:
             folder = layout.features(month)
             folders[month] = self._folder(folder, folder.relative_to(layout.root).as_posix())
         return recorded, folders
+
+    # --- the seals and the ledger (pipeline.tracking.seal, pipeline.lineage)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return read_ledger(self.root)
+
+    @cached_property
+    def registry(self) -> RegistryState | None:
+        """The registered model's aliases and versions now (None without a store)."""
+        if self.store_missing or not dig(self.manifest, "model.name"):
+            return None
+        return registry_state(self._client, str(dig(self.manifest, "model.name")))
+
+    def _ledger_fact(self, event_entries: list[dict], key: str) -> str | None:
+        return (event_entries[-1].get("facts") or {}).get(key) if event_entries else None
+
+    @cached_property
+    def scoring_seal(self) -> SealFacts:
+        run, _ = self.scoring_run
+        scored = round_entries(self.ledger.entries, str(self.round_label))
+        places = seal_places(
+            run.tags if run else None,
+            {"the ledger's `round scored` entry": self._ledger_fact(scored, "scoring_seal_sha256")},
+        )
+        return seal_facts(self._client, str(dig(self.manifest, "scoring_run.run_id")), None, places)
+
+    @cached_property
+    def training_seal(self) -> SealFacts:
+        run, _ = self.training_run
+        version, _ = self.version
+        name = str(dig(self.manifest, "model.name"))
+        number = str(dig(self.manifest, "model.version"))
+        registered = registered_entries(self.ledger.entries, name, number)
+        scored = round_entries(self.ledger.entries, str(self.round_label))
+        places = seal_places(
+            run.tags if run else None,
+            {
+                f"the version's tag {VERSION_SEAL_TAG}": version.tags.get(VERSION_SEAL_TAG)
+                if version
+                else None,
+                "the round manifest": dig(self.manifest, "model.training_seal_sha256"),
+                "the ledger's `model registered` entry": self._ledger_fact(
+                    registered, "seal_sha256"
+                ),
+                "the ledger's `round scored` entry": self._ledger_fact(
+                    scored, "training_seal_sha256"
+                ),
+            },
+        )
+        run_id = str(dig(self.manifest, "model.training_run_id"))
+        return seal_facts(self._client, run_id, (name, number), places)
 
     # --- the output root and git
 

@@ -40,6 +40,9 @@ REPORT_PAGES = "report pages"
 STAGED_TABLES = "staged tables"
 VALIDATION_FILES = "validation files"
 RAW_INPUTS = "raw inputs"
+SCORING_SEAL = "scoring seal"
+TRAINING_SEAL = "training seal"
+LEDGER = "ledger"
 
 # MLflow artifacts the audit reads back (named in pipeline.tracking.names, where the score and
 # train stages take them from).

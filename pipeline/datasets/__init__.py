@@ -78,6 +78,11 @@ class OutputLayout:
         return self.root / "mlflow"
 
     @property
+    def ledger(self) -> Path:
+        """``ledger/lineage.jsonl``: the append-only lineage ledger (:mod:`pipeline.lineage`)."""
+        return self.root / "ledger" / "lineage.jsonl"
+
+    @property
     def bench(self) -> Path:
         return self.root / "bench"
 

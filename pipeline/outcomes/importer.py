@@ -35,6 +35,7 @@ from pipeline.datasets.outcomes import (
 from pipeline.datasets.rounds import SCORES
 from pipeline.errors import DataError
 from pipeline.io import sha256_file
+from pipeline.lineage import events, ledger
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
 from pipeline.outcomes.normalise import (
@@ -198,6 +199,7 @@ def import_file(
     # Read, merge and write under the output root's lock: an import running at the same time
     # waits, so that neither replaces the other's answers (re-entered under `outreach outcomes`).
     with hold(config.paths.output_root, "outreach outcomes import", wait_s=SHORT_WAIT_S):
+        ledger.check_writable(config.paths.output_root)
         merge = merge_outcomes(read_round_outcomes(config, round_label), incoming)
         target = round_outcomes_file(config, round_label)
         if len(accepted) == 0:
@@ -239,6 +241,15 @@ def import_file(
                 "outcomes_file_sha256": sha256_file(target) if target.is_file() else None,
             },
         )
+        if status == IMPORTED:
+            events.outcomes_imported(
+                config.paths.output_root,
+                file=returned.path.name,
+                file_sha256=returned.sha256,
+                round_label=round_label,
+                counts=counts,
+                outcomes_file_sha256=sha256_file(target),
+            )
     log.info("imported %s: %s %s", returned.path.name, status, counts)
     return ImportResult(
         file=returned.path,

@@ -13,10 +13,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    from pipeline.lineage import events, ledger
     from pipeline.tracking import connect
     from pipeline.tracking.registry import rollback
 
+    ledger.check_writable(config.paths.output_root)
     move = rollback(connect(config), config, args.reason)
+    events.champion_moved(
+        config.paths.output_root,
+        model=config.training.model_name,
+        version=move.version,
+        previous=move.previous,
+        action=move.action,
+        reason=move.reason,
+    )
     print(
         f"{config.training.model_name}: champion {move.previous} -> {move.version} "
         f"(rollback: {move.reason})"

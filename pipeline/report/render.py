@@ -69,6 +69,13 @@ def _model_text(manifest: dict[str, Any]) -> str:
     return f"{model.get('name', '?')} v{model.get('version', '?')}"
 
 
+def _ledger_head_text(head: Any) -> str:
+    """The ledger head the round recorded when it was scored: ``entry N, sha256 …``."""
+    if not isinstance(head, dict):
+        return "–"
+    return f"{head.get('seq')}번 항목, sha256 {str(head.get('sha256', ''))[:16]}"
+
+
 def common_context(inputs: ReportInputs, threshold: int) -> dict[str, Any]:
     """What every page shows in its header and footer."""
     return {
@@ -235,6 +242,8 @@ def render_report(
         model_as_of=model.get("training_as_of") or "–",
         model_chosen_by=model.get("chosen_by") or "–",
         features_folder=manifest.get("features", {}).get("folder", "–"),
+        training_seal=model.get("training_seal_sha256") or "–",
+        ledger_head=_ledger_head_text(manifest.get("ledger")),
     )
     if inputs.outcomes is not None:
         files[FOLLOWUP], summary["followup"] = render_followup(

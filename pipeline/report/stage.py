@@ -36,6 +36,7 @@ from pipeline.datasets import OutputLayout
 from pipeline.datasets.rounds import REPORT, REPORT_RECORD
 from pipeline.engine import map_partitions
 from pipeline.io import sha256_tree, staging_dir, write_json
+from pipeline.lineage.ledger import head as ledger_head
 from pipeline.report.inputs import read_inputs
 from pipeline.report.render import EMD_DIR, pages_tasks, render_report, write_emd_pages
 
@@ -82,6 +83,11 @@ def write_report(config: Config, as_of: int) -> ReportResult:
         record = {
             "round": inputs.round,
             "round_manifest_sha256": inputs.manifest_sha256,
+            "training_seal_sha256": inputs.manifest.get("model", {}).get("training_seal_sha256"),
+            "ledger": {
+                "at_scoring": inputs.manifest.get("ledger"),
+                "at_report": ledger_head(config.paths.output_root).as_dict(),
+            },
             "previous_round": None
             if inputs.previous is None
             else {

@@ -58,7 +58,15 @@ from pipeline.datasets.staged import (
 from pipeline.datasets.validation import validation_record_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
-from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
+from pipeline.io import (
+    sha256_file,
+    sha256_tree,
+    short_digest,
+    staging_dir,
+    write_json,
+    write_parquet,
+)
+from pipeline.lineage import events, ledger
 from pipeline.locks import hold
 from pipeline.months import first_day, format_month
 from pipeline.score.contrib import FrameScorer, used_inputs
@@ -73,6 +81,7 @@ from pipeline.tracking import (
     runlog,
     tracking_uri,
 )
+from pipeline.tracking.auditor_view import describe_scoring
 from pipeline.tracking.models import (
     ModelFile,
     fetch_importance,
@@ -81,6 +90,7 @@ from pipeline.tracking.models import (
     unpickle_model,
 )
 from pipeline.tracking.registry import ModelRef, resolve_model
+from pipeline.tracking.seal import seal_run
 from pipeline.vocabulary import EMD, LIST_ORDER, coerce_feature_types, eligible_mask
 
 log = logging.getLogger(__name__)
@@ -402,6 +412,7 @@ def _score_round(
     layout = OutputLayout(config.paths.output_root)
     final = layout.round(label)
     _refuse_existing(config, final, force)
+    ledger.check_writable(config.paths.output_root)
     catalogues = catalogues or load_catalogues(config)
     spec, catalogue, outcomes = catalogues.features, catalogues.indicators, catalogues.outcomes
     column = signal_column(config.scoring, spec.distinct_types_windows)
@@ -480,6 +491,7 @@ def _score_round(
                     "file": model.path,
                     "file_sha256": model.sha256,
                     "list_policy": policy_text,
+                    "training_seal_sha256": ref.seal_sha256,
                 },
                 "scoring_run": {
                     "run_id": run_id,
@@ -491,7 +503,7 @@ def _score_round(
                     "as_of": label,
                     "folder": _relative(features_dir, config.paths.output_root),
                     "manifest_sha256": lineage["manifest_sha256"],
-                    "mlflow_digest": str(lineage["manifest_sha256"])[:32],
+                    "mlflow_digest": short_digest(lineage["manifest_sha256"]),
                     "files_sha256": lineage["files_sha256"],
                 },
                 "staged": {
@@ -513,11 +525,31 @@ def _score_round(
                 "code": {**code, "packages": package_versions()},
                 "counts": counts,
                 "files_sha256": files,
+                "ledger": ledger.head(config.paths.output_root).as_dict(),
             }
             write_json(manifest, out / MANIFEST)
             manifest_sha = sha256_file(out / MANIFEST)
             _log_scoring_run(config, ref, manifest, manifest_sha, out, features_dir, code)
-            _refuse_existing(config, final, force)  # checked again right before it is placed
+        describe_scoring(  # the run's description and its link to the model version
+            client,
+            manifest["scoring_run"]["run_id"],
+            manifest,
+            manifest_sha,
+            manifest["features"]["mlflow_digest"],
+        )
+        # Sealed last: nothing is written to the scoring run after its seal.
+        scoring_seal = seal_run(client, run_id)
+        _refuse_existing(config, final, force)  # checked again right before it is placed
+    events.round_scored(
+        config.paths.output_root,
+        round_label=label,
+        manifest_sha256=manifest_sha,
+        scoring_run_id=run_id,
+        scoring_seal_sha256=scoring_seal,
+        model=ref.name,
+        version=ref.version,
+        training_seal_sha256=ref.seal_sha256,
+    )
     seconds = time.perf_counter() - started
     log.info(
         "round %s: %d scored, %d listed in %.1f s",

@@ -15,3 +15,7 @@ TRAINING_IMPORTANCE = "feature_importance.csv"  # importance per model input
 
 # A scoring run's artifacts.
 ROUND_DIR = "round"  # the round manifest's copy
+
+# Every run's sealed record (pipeline.tracking.seal).
+SEAL_DIR = "seal"
+SEAL = f"{SEAL_DIR}/seal.json"

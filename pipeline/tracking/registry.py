@@ -27,6 +27,7 @@ class ModelRef:
     alias: str | None  # "champion" when chosen by alias
     as_of: str | None
     features_digest: str | None
+    seal_sha256: str | None = None  # the training run's sealed record (pipeline.tracking.seal)
 
     @property
     def uri(self) -> str:
@@ -58,6 +59,7 @@ def resolve_model(client: Any, name: str, version: str | None) -> ModelRef:
         alias=alias,
         as_of=mv.tags.get("as_of"),
         features_digest=mv.tags.get("features_digest"),
+        seal_sha256=mv.tags.get("seal_sha256"),
     )
 
 

@@ -140,3 +140,27 @@ def download_run_artifact(run_id: str, path: str, tracking_uri: str | None = Non
         except Exception as exc:  # the store or the artifact is not reachable: the caller decides
             log.warning("%s of run %s not available: %s", path, run_id, exc)
             return None
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """A registered model's aliases (alias -> version) and versions, as the registry holds them
+    now; ``error`` says why they could not be read."""
+
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    versions: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def registry_state(client: Any, name: str) -> RegistryState:
+    """The aliases and versions of registered model ``name`` now."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException as exc:
+        return RegistryState(error=f"registered model {name}: {first_line(exc)}")
+    aliases = {str(k): str(v) for k, v in (model.aliases or {}).items()}
+    numbers = tuple(sorted((str(v.version) for v in versions), key=int))
+    return RegistryState(aliases, numbers)

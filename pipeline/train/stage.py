@@ -29,7 +29,8 @@ from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import DATA_DICTIONARY_CSV, FeatureRounds
 from pipeline.datasets.raw import raw_file_digests
 from pipeline.datasets.validation import LATEST, PASSED, VALIDATION_JSON, read_pointer
-from pipeline.io import sha256_of_json
+from pipeline.io import sha256_of_json, short_digest
+from pipeline.lineage import events, ledger
 from pipeline.months import format_month
 from pipeline.tracking import (
     code_version,
@@ -41,6 +42,7 @@ from pipeline.tracking import (
     runlog,
     tracking_uri,
 )
+from pipeline.tracking.auditor_view import describe_training
 from pipeline.tracking.names import MODEL_CARD
 from pipeline.tracking.registry import (
     champion_metric,
@@ -49,6 +51,7 @@ from pipeline.tracking.registry import (
     move_champion,
     tag_version,
 )
+from pipeline.tracking.seal import seal_run
 from pipeline.train.artifacts import write_gates, write_lineage_artifacts, write_model_artifacts
 from pipeline.train.distributed import lightgbm_fitter
 from pipeline.train.fit import Trained, fit_all, plan_rounds
@@ -230,8 +233,13 @@ def run_params(config: Config, trained: Trained, cluster: dict[str, str]) -> dic
 
 
 def _log_datasets(
-    trained: Trained, source: FeatureRounds, lineage: dict[int, dict[str, Any]]
+    trained: Trained,
+    source: FeatureRounds,
+    lineage: dict[int, dict[str, Any]],
+    features_digest: str,
 ) -> None:
+    """The training and test frames as dataset inputs; their digests are those the audit prints
+    (the training run's features digest; a test round's feature folder manifest sha256)."""
     last = lineage[trained.as_of]
     runlog.log_summary_dataset(
         DatasetSummary.of(trained.train_frame),
@@ -240,6 +248,7 @@ def _log_datasets(
         context="training",
         tags={"manifest_sha256": str(last["manifest_sha256"])},
         targets="label",
+        digest=short_digest(features_digest),
     )
     for r, summary in trained.test_summaries.items():
         runlog.log_summary_dataset(
@@ -248,12 +257,54 @@ def _log_datasets(
             f"test_{format_month(r)}",
             context="backtest_test",
             tags={"manifest_sha256": lineage[r]["manifest_sha256"]},
+            digest=short_digest(lineage[r]["manifest_sha256"]),
         )
+
+
+def _seal_and_record(
+    config: Config,
+    client: Any,
+    run_id: str,
+    version: str,
+    gates: list[GateResult],
+    promoted: bool,
+    reason: str,
+) -> None:
+    """Seal the finished training run and its version, record the registration and the gates'
+    decision in the ledger, then move the alias (champion or challenger) and record the move."""
+    root, name = config.paths.output_root, config.training.model_name
+    seal_sha = seal_run(client, run_id, (name, version))
+    as_of = client.get_run(run_id).data.tags.get("outreach.as_of", "")
+    events.model_registered(
+        root, model=name, version=version, run_id=run_id, as_of=as_of, seal_sha256=seal_sha
+    )
+    events.gates_decided(
+        root,
+        model=name,
+        version=version,
+        gates=[g.as_dict() for g in gates],
+        promoted=promoted,
+        decision=reason,
+    )
+    if promoted:
+        move = move_champion(client, config, name, version, "gates", reason)
+        events.champion_moved(
+            root,
+            model=name,
+            version=version,
+            previous=move.previous,
+            action=move.action,
+            reason=reason,
+        )
+    else:
+        mark_challenger(client, name, version, reason)
+        events.challenger_marked(root, model=name, version=version, reason=reason)
 
 
 def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> TrainResult:
     """``outreach train``: fit, evaluate, log to MLflow, register, and apply the gates."""
     started = time.perf_counter()
+    ledger.check_writable(config.paths.output_root)  # before hours of work, not after
     tc = config.training
     catalogues = catalogues or load_catalogues(config)
     source = FeatureRounds(config, catalogues.outcomes)
@@ -322,7 +373,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         facts = card_facts(config, trained, gates, promoted, reason, metric, features_digest, code)
         (out / MODEL_CARD).write_text(render_card(facts), encoding="utf-8")
         runlog.log_artifacts(out)
-        _log_datasets(trained, source, lineage)
+        _log_datasets(trained, source, lineage, features_digest)
         steps, batch = backtest_metrics(trained.backtest)
         for step, values in steps:
             runlog.log_metrics(values, step=step)
@@ -352,10 +403,10 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
             },
         )
         runlog.set_tags({"outreach.model_version": version, "outreach.decision": reason})
-    if promoted:
-        move_champion(client, config, tc.model_name, version, "gates", reason)
-    else:
-        mark_challenger(client, tc.model_name, version, reason)
+        card = (out / MODEL_CARD).read_text(encoding="utf-8")
+        gate_facts = [g.as_dict() for g in gates]
+        describe_training(client, experiment_id, run_id, tc.model_name, version, card, gate_facts)
+    _seal_and_record(config, client, run_id, version, gates, promoted, reason)
     seconds = time.perf_counter() - started
     rows = trained.final_rows + sum(s.rows for s in trained.test_summaries.values())
     return TrainResult(

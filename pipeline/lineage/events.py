@@ -1,0 +1,130 @@
+"""What each command writes to the ledger: one function per event, the facts named once here
+(the audit reads them back by these names)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipeline.lineage import ledger
+
+
+def model_registered(
+    root: Path, *, model: str, version: str, run_id: str, as_of: str, seal_sha256: str
+) -> dict[str, Any]:
+    """A training run registered ``model`` ``version``; its sealed record's sha256."""
+    return ledger.append(
+        root,
+        ledger.MODEL_REGISTERED,
+        {
+            "model": model,
+            "version": version,
+            "run_id": run_id,
+            "as_of": as_of,
+            "seal_sha256": seal_sha256,
+        },
+    )
+
+
+def gates_decided(
+    root: Path,
+    *,
+    model: str,
+    version: str,
+    gates: Iterable[Mapping[str, Any]],
+    promoted: bool,
+    decision: str,
+) -> dict[str, Any]:
+    """The gates' verdicts on a version (each gate: name, passed, value, threshold, waiver)."""
+    return ledger.append(
+        root,
+        ledger.GATES_DECIDED,
+        {
+            "model": model,
+            "version": version,
+            "gates": [dict(g) for g in gates],
+            "promoted": promoted,
+            "decision": decision,
+        },
+    )
+
+
+def champion_moved(
+    root: Path,
+    *,
+    model: str,
+    version: str,
+    previous: str | None,
+    action: str,
+    reason: str,
+) -> dict[str, Any]:
+    """The champion alias moved (by the gates, ``promote`` or ``rollback``), and why."""
+    return ledger.append(
+        root,
+        ledger.CHAMPION_MOVED,
+        {
+            "model": model,
+            "version": version,
+            "previous": previous,
+            "action": action,
+            "reason": reason,
+        },
+    )
+
+
+def challenger_marked(root: Path, *, model: str, version: str, reason: str) -> dict[str, Any]:
+    return ledger.append(
+        root, ledger.CHALLENGER_MARKED, {"model": model, "version": version, "reason": reason}
+    )
+
+
+def round_scored(
+    root: Path,
+    *,
+    round_label: str,
+    manifest_sha256: str,
+    scoring_run_id: str,
+    scoring_seal_sha256: str,
+    model: str,
+    version: str,
+    training_seal_sha256: str | None,
+) -> dict[str, Any]:
+    """A round was placed: its manifest's sha256 and both runs' seals."""
+    return ledger.append(
+        root,
+        ledger.ROUND_SCORED,
+        {
+            "round": round_label,
+            "manifest_sha256": manifest_sha256,
+            "scoring_run_id": scoring_run_id,
+            "scoring_seal_sha256": scoring_seal_sha256,
+            "model": model,
+            "version": version,
+            "training_seal_sha256": training_seal_sha256,
+        },
+    )
+
+
+def outcomes_imported(
+    root: Path,
+    *,
+    file: str,
+    file_sha256: str,
+    round_label: str,
+    counts: Mapping[str, int],
+    outcomes_file_sha256: str | None,
+) -> dict[str, Any]:
+    """A returned list changed the outcomes store: the file, the round, the counts and the
+    sha256 of the round's outcomes file after the import."""
+    return ledger.append(
+        root,
+        ledger.OUTCOMES_IMPORTED,
+        {
+            "file": file,
+            "file_sha256": file_sha256,
+            "round": round_label,
+            "counts": {k: int(v) for k, v in counts.items()},
+            "outcomes_file_sha256": outcomes_file_sha256,
+        },
+    )
