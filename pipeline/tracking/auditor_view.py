@@ -93,16 +93,17 @@ def gate_tags(gates: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 
 
 def fit_markdown(text: str, limit: int, pointer: str) -> str:
-    """``text`` when it fits in ``limit`` characters; else its ``## `` sections in order, each
-    whole while it fits and otherwise only its heading followed by ``pointer`` (where the whole
-    section is), so that every heading stays and the description fits MLflow's limit."""
+    """``text`` when it fits in ``limit`` characters; else its ``## `` sections in their order,
+    as many as fit whole (the shortest first) and the others as their heading followed by
+    ``pointer`` (where the whole section is): every heading stays, the text fits the limit."""
     if len(text) <= limit:
         return text
     head, *sections = re.split(r"(?m)^(?=## )", text)
     stubs = [f"{s.splitlines()[0]}\n\n{pointer}\n\n" for s in sections]
     chosen = list(stubs)
     total = len(head) + sum(len(s) for s in stubs)
-    for i, section in enumerate(sections):
+    for i in sorted(range(len(sections)), key=lambda i: len(sections[i])):
+        section = sections[i]
         if total - len(stubs[i]) + len(section) <= limit:
             chosen[i] = section
             total += len(section) - len(stubs[i])

@@ -120,7 +120,11 @@ def log_dict(data: Any, artifact_file: str) -> None:
 
 
 def summary_dataset(
-    summary: DatasetSummary, source: str, name: str, targets: str | None = None
+    summary: DatasetSummary,
+    source: str,
+    name: str,
+    targets: str | None = None,
+    digest: str | None = None,
 ) -> Any:
     """An MLflow pandas dataset recorded from a summary, as MLflow records the whole frame.
 
@@ -128,7 +132,7 @@ def summary_dataset(
     for 60,000 × 323; hours on a national test round). Here the digest is MLflow's own algorithm
     on the summary (the same value: :func:`pipeline.tracking.datasets.mlflow_digest`), the types
     come from the first rows, required-ness and the profile (rows, cells) from the summary's
-    counts.
+    counts. ``digest`` replaces MLflow's digest when given (the one the audit prints).
     """
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -148,7 +152,7 @@ def summary_dataset(
         source=resolve_dataset_source(source),
         targets=targets,
         name=name,
-        digest=mlflow_digest(summary),
+        digest=digest or mlflow_digest(summary),
     )
     sample = mlflow.data.from_pandas(head.head(50), source=source, name=name).schema
     if sample is not None:
@@ -168,13 +172,14 @@ def log_summary_dataset(
     context: str,
     tags: Mapping[str, str],
     targets: str | None = None,
+    digest: str | None = None,
 ) -> None:
     """Record a dataset input of the active run from its summary (see :func:`summary_dataset`)."""
     import mlflow
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dataset = summary_dataset(summary, source, name, targets=targets)
+        dataset = summary_dataset(summary, source, name, targets=targets, digest=digest)
         mlflow.log_input(dataset, context=context, tags=dict(tags))
 
 
