@@ -90,11 +90,9 @@ outcomes-import: $(STAMP) ## import lists returned by caseworkers: make outcomes
 	@test -n "$(FILE)" || { echo 'usage: make outcomes-import FILE="returned_list.xlsx [...]"'; exit 2; }
 	$(OUTREACH) $(CONFIG_ARG) outcomes import $(FILE)
 
-mlflow-ui: $(STAMP) ## serve the MLflow UI for auditors on 127.0.0.1 (MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server --host 127.0.0.1 \
-		--port $(MLFLOW_PORT) --workers 1 \
-		--backend-store-uri sqlite:///$(abspath $(MLFLOW_ROOT))/mlflow.db \
-		--default-artifact-root $(abspath $(MLFLOW_ROOT))/artifacts
+mlflow-ui: $(STAMP) ## serve the MLflow UI read-only for auditors on 127.0.0.1 (user auditor; MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
+	$(BIN)/python -m pipeline.tracking.auditor_server --root $(MLFLOW_ROOT) --port $(MLFLOW_PORT) \
+		--template configs/mlflow_auth.ini --mlflow $(BIN)/mlflow
 
 sample: $(STAMP) ## regenerate the committed sample in data_samples/ byte for byte
 	$(OUTREACH) --config configs/sample.yaml generate --output-dir data_samples --force
