@@ -125,7 +125,8 @@ def check_scoring_features(manifest: Mapping[str, Any], folder: FolderFacts) -> 
         result(
             SCORING_FEATURES,
             problems,
-            f"{folder.shown_as}: {len(recorded)} files match the round manifest",
+            f"{folder.shown_as}: manifest sha256 {short(want)} and {len(recorded)} files match "
+            "the round manifest",
         )
     ]
 
