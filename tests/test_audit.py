@@ -112,7 +112,7 @@ def test_the_manifest_and_a_month_name_the_round(scored_sample, capsys):
     assert code == 0, out
     code, _, out = audit(scored_sample, capsys, scored_sample.as_of, "--sample", "20")
     assert code == 0, out
-    assert "20 of " in line_of(out, c.RESCORE)
+    assert "20 sampled of the other" in line_of(out, c.RESCORE)
 
 
 def test_a_list_kept_outside_the_round_verifies_with_round(scored_sample, capsys, tmp_path):

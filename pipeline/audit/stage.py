@@ -60,7 +60,12 @@ def audit(
 ) -> AuditReport:
     """Verify every link from the list (or round) back to the code; never raises on a mismatch.
     ``full``: re-score every household of the round (or list), not a sample."""
-    facts = Facts(config, target, sample_size, full)
+    return audit_facts(Facts(config, target, sample_size, full))
+
+
+def audit_facts(facts: Facts) -> AuditReport:
+    """The chain run on facts already gathered (or being gathered): one report."""
+    target = facts.target
     findings = [
         finding for link in CHAIN if applies(link, facts) for finding in check_link(link, facts)
     ]
