@@ -22,6 +22,9 @@ DESCRIPTION_TAG = "mlflow.note.content"  # the run description the MLflow UI sho
 RUN_DESCRIPTION_LIMIT = 8000  # MLflow's longest tag value (mlflow.utils.validation)
 VERSION_DESCRIPTION_LIMIT = 5000  # the model_versions.description column of MLflow's stores
 GATE_TAG_PREFIX = "gate."
+# A Markdown table wider than this pushes the UI's run details panel off the page: such a
+# section is left to the artifact.
+MAX_TABLE_COLUMNS = 8
 MODEL_CARD_ARTIFACT = "model_card.md"
 
 # How each gate with a measured value passes: value <= threshold, or value >= threshold.
@@ -92,18 +95,26 @@ def gate_tags(gates: Iterable[Mapping[str, Any]]) -> dict[str, str]:
 # --- descriptions ----------------------------------------------------------------------------
 
 
-def fit_markdown(text: str, limit: int, pointer: str) -> str:
-    """``text`` when it fits in ``limit`` characters; else its ``## `` sections in their order,
-    as many as fit whole (the shortest first) and the others as their heading followed by
-    ``pointer`` (where the whole section is): every heading stays, the text fits the limit."""
-    if len(text) <= limit:
-        return text
+def table_columns(section: str) -> int:
+    """The most columns of a Markdown table row in ``section`` (0 without a table)."""
+    rows = [line for line in section.splitlines() if line.lstrip().startswith("|")]
+    return max((row.strip().strip("|").count("|") + 1 for row in rows), default=0)
+
+
+def fit_markdown(text: str, limit: int, pointer: str, max_columns: int = MAX_TABLE_COLUMNS) -> str:
+    """``text``'s ``## `` sections in their order: as many as fit in ``limit`` characters whole
+    (the shortest first), and the others, or those with a table wider than ``max_columns``, as
+    their heading followed by ``pointer`` (where the whole section is). Every heading stays."""
     head, *sections = re.split(r"(?m)^(?=## )", text)
+    if len(text) <= limit and all(table_columns(s) <= max_columns for s in sections):
+        return text
     stubs = [f"{s.splitlines()[0]}\n\n{pointer}\n\n" for s in sections]
     chosen = list(stubs)
     total = len(head) + sum(len(s) for s in stubs)
     for i in sorted(range(len(sections)), key=lambda i: len(sections[i])):
         section = sections[i]
+        if table_columns(section) > max_columns:
+            continue
         if total - len(stubs[i]) + len(section) <= limit:
             chosen[i] = section
             total += len(section) - len(stubs[i])
@@ -115,7 +126,7 @@ def fit_markdown(text: str, limit: int, pointer: str) -> str:
 
 def card_pointer(experiment_id: str, run_id: str) -> str:
     return (
-        f"_Too long for this description: the whole section is in the artifact "
+        f"_Too long or too wide for this description: the whole section is in the artifact "
         f"`{MODEL_CARD_ARTIFACT}` of the [training run]({run_link(experiment_id, run_id)})._"
     )
 
