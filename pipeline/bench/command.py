@@ -28,6 +28,7 @@ BENCH_STAGES: tuple[str, ...] = (
     "features",
     "train",
     "score",
+    "audit",  # reads only: the lineage audit of the round just scored (default re-score)
     "report",
 )
 
