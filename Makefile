@@ -77,8 +77,8 @@ score: $(STAMP) ## score a round with the champion: lists per 읍면동, reasons
 report: $(STAMP) ## HTML review report of a scored round in rounds/YYYY-MM/report/ (AS_OF=YYYY-MM)
 	$(OUTREACH) $(CONFIG_ARG) report $(if $(AS_OF),--as-of $(AS_OF),)
 
-audit: $(STAMP) ## verify a round's lineage, list to re-score (AUDIT_PATH=round dir|list file|manifest, or AS_OF=; default: the default round; SAMPLE=N or FULL=1)
-	$(OUTREACH) $(CONFIG_ARG) audit $(or $(AUDIT_PATH),$(AS_OF)) $(if $(SAMPLE),--sample $(SAMPLE),) $(if $(FULL),--full,)
+audit: $(STAMP) ## verify a round's lineage, list to re-score (AUDIT_PATH=round dir|list file|manifest, or AS_OF=; default: the default round; SAMPLE=N or FULL=1; HOUSEHOLD=KEY: one household of the round)
+	$(OUTREACH) $(CONFIG_ARG) audit $(or $(AUDIT_PATH),$(AS_OF)) $(if $(SAMPLE),--sample $(SAMPLE),) $(if $(FULL),--full,) $(if $(HOUSEHOLD),--household $(HOUSEHOLD),)
 
 promote: $(STAMP) ## give VERSION the champion alias by hand: make promote VERSION=3 REASON="..."
 	$(OUTREACH) $(CONFIG_ARG) promote "$(VERSION)" --reason "$(REASON)"
