@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,24 @@ VERSION_TAG = "seal_sha256"
 MOVING_VERSION_TAGS = frozenset(
     {"champion_reason", "champion_action", "challenger_reason", VERSION_TAG}
 )
-HISTORY_THREADS = 4
+
+
+def _value(value: float) -> float | str:
+    """A metric value as JSON keeps it comparable: NaN and infinities as text (NaN != NaN)."""
+    return value if math.isfinite(value) else repr(value)
 
 
 def _metric_histories(client: Any, run_id: str, keys: list[str]) -> dict[str, list[list[Any]]]:
-    """Every logged value of every metric: ``[step, timestamp, value]`` in logging order."""
+    """Every logged value of every metric: ``[step, timestamp, value]``, ordered.
 
-    def history(key: str) -> list[list[Any]]:
-        values = client.get_metric_history(run_id, key)
-        rows = [[m.step, m.timestamp, m.value] for m in values]
-        return sorted(rows, key=lambda r: (r[0], r[1], repr(r[2])))
-
-    with ThreadPoolExecutor(max_workers=HISTORY_THREADS) as pool:
-        return dict(zip(keys, pool.map(history, keys), strict=True))
+    One query per metric, in this thread (threads only add contention on the store)."""
+    out = {}
+    for key in keys:
+        rows = [
+            [m.step, m.timestamp, _value(m.value)] for m in client.get_metric_history(run_id, key)
+        ]
+        out[key] = sorted(rows, key=lambda r: (r[0], r[1], repr(r[2])))
+    return out
 
 
 def _tree_digests(uri: str) -> dict[str, str]:
