@@ -79,6 +79,33 @@ def _dataset_differences(sealed: list[Any], now: list[Any]) -> list[str]:
     return out
 
 
+def _history_text(history: Any) -> str:
+    """``1 value, last 0.0521`` for a metric's ``[step, timestamp, value]`` history."""
+    if not isinstance(history, list) or not history:
+        return _show(history)
+    values = len(history)
+    last = history[-1][-1] if isinstance(history[-1], list) else history[-1]
+    shown = f"{last:.6g}" if isinstance(last, float) else _show(last)
+    return f"{values} value{'s' if values != 1 else ''}, last {shown}"
+
+
+def _metric_differences(sealed: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """A metric's history changed, added or removed: how many values, and the last one."""
+    out = []
+    for key in sorted(set(sealed) | set(now)):
+        a, b = sealed.get(key, MISSING), now.get(key, MISSING)
+        if a == b:
+            continue
+        label = f"metric {key}"
+        if a is MISSING:
+            out.append(f"{label}: added after the seal ({_history_text(b)})")
+        elif b is MISSING:
+            out.append(f"{label}: removed (sealed {_history_text(a)})")
+        else:
+            out.append(f"{label}: sealed {_history_text(a)}; now {_history_text(b)}")
+    return out
+
+
 def differences(sealed: dict[str, Any], now: dict[str, Any]) -> list[str]:
     """Every fact of ``now`` that differs from ``sealed``, named (empty: they agree)."""
     out: list[str] = []
@@ -99,6 +126,9 @@ def differences(sealed: dict[str, Any], now: dict[str, Any]) -> list[str]:
             continue
         if section == "datasets" and isinstance(a, list) and isinstance(b, list):
             out.extend(_dataset_differences(a, b))
+            continue
+        if section == "metrics" and isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_metric_differences(a, b))
             continue
         name = SECTION_NAMES.get(section, section)
         if a is MISSING or b is MISSING:
