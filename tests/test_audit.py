@@ -247,7 +247,7 @@ def test_full_rescore_finds_a_changed_score_a_sample_can_miss(private, capsys):
     scores.to_parquet(path, index=False)
     code, status, out = audit(private, capsys, str(private.round_dir), "--full")
     assert code == 1 and status[c.RESCORE] == "failed"
-    assert f"1 of {len(scores):,} re-scored rows differ" in out and key in out
+    assert f"1 of {len(scores):,} re-scored rows (1 sampled) differ" in out and key in out
     assert audit(private, capsys, str(private.round_dir), "--full", "--sample", "5")[0] == 2
 
 
@@ -322,7 +322,11 @@ def test_a_round_without_its_manifest_fails(private, capsys):
 def test_files_added_to_the_round_fail_except_the_report(private, capsys):
     (private.round_dir / "report").mkdir()
     (private.round_dir / "report" / "index.html").write_text("<html></html>", encoding="utf-8")
-    assert audit(private, capsys, str(private.round_dir))[0] == 0
+    code, status, out = audit(private, capsys, str(private.round_dir))
+    # report/ is outside the round manifest; its pages are checked against its report.json
+    assert status[c.MANIFEST] == "ok" and failed(status) == {c.REPORT_PAGES}, out
+    assert "report/report.json: missing" in line_of(out, c.REPORT_PAGES)
+    shutil.rmtree(private.round_dir / "report")
     extra = next(private.round_dir.glob("lists/*")) / "emd_0000000000.csv"
     extra.write_text("x\r\n", encoding="utf-8")
     code, status, out = audit(private, capsys, str(private.round_dir))
@@ -445,7 +449,9 @@ def test_a_removed_validation_record_fails(private, capsys):
     (private.config.paths.output_root / record).unlink()
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.VALIDATION}
+    # its run's results and pages cannot be checked without it: skipped
+    assert failed(status) == {c.VALIDATION, c.VALIDATION_FILES}
+    assert status[c.VALIDATION_FILES] == "skipped"
     assert "validation record missing" in line_of(out, c.VALIDATION)
 
 
