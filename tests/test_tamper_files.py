@@ -419,3 +419,57 @@ def test_household_with_a_changed_score_fails(private, capsys):
     code, status, out = audit(private, capsys, private.as_of, "--household", key)
     assert code == 1 and status["household"] == "failed", out
     assert "not on a list of this round" in out
+
+
+# --- the pure parts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("features/as_of=2026-10", None),
+        ("lists/1111000000/emd_1111051000.csv", None),
+        ("/etc/passwd", "is absolute"),
+        ("C:\\outputs\\features", "is absolute"),
+        ("../outside", "leaves its folder (..)"),
+        ("lists/../../x.csv", "leaves its folder (..)"),
+        ("lists\\..\\..\\x.csv", "leaves its folder (..)"),
+    ],
+)
+def test_unsafe_paths_are_named(path, why):
+    from pipeline.audit.checks_files import unsafe_path
+
+    assert unsafe_path(path) == why
+
+
+def test_the_rows_rescored_by_default():
+    """Every listed row, the next N unlisted per 읍면동 by stored score, a seeded sample."""
+    from pipeline.audit.rescore import LISTED, NEAR_CUT, SAMPLED, choose_rows
+
+    rows = pd.DataFrame(
+        {
+            "household_key": [f"H{i:03d}" for i in range(40)],
+            "emd_code": ["A"] * 20 + ["B"] * 20,
+            "score": [1 - i / 100 for i in range(40)],
+            "tier": (["visit"] * 3 + ["monitor"] * 17) * 2,
+        }
+    )
+    chosen = choose_rows(rows, 2, 5, seed=7)
+    why = dict(zip(chosen.rows["household_key"], chosen.rows["why"], strict=True))
+    assert [k for k, w in why.items() if w == NEAR_CUT] == ["H003", "H004", "H023", "H024"]
+    assert sum(w == LISTED for w in why.values()) == 6 and chosen.sampled == 5
+    assert (chosen.listed, chosen.near_cut, chosen.rest, chosen.population) == (6, 4, 30, 40)
+    assert choose_rows(rows, 2, 5, seed=7).rows.equals(chosen.rows)  # the same draw again
+    assert set(choose_rows(rows, 2, None, seed=7).rows["why"]) == {LISTED, NEAR_CUT, SAMPLED}
+    assert len(choose_rows(rows, 2, None, seed=7).rows) == 40
+
+
+def test_a_validation_record_without_file_digests_is_unverifiable():
+    from pipeline.audit.checks_files import check_validation_files
+
+    (finding,) = check_validation_files("validation/runs/x/validation.json", {}, {"a.html": "1"})
+    assert finding.status == c.UNVERIFIABLE and "holds no outputs_sha256" in finding.message
+    (finding,) = check_validation_files(
+        "validation/runs/x/validation.json", {"outputs_sha256": {"a.html": "1"}}, {"a.html": "2"}
+    )
+    assert finding.status == c.FAILED and "validation/runs/x/a.html: sha256" in finding.message
