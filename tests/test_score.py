@@ -335,16 +335,18 @@ def test_each_emd_list_holds_its_own_listed_households_in_rank_order(scored_samp
 
 def test_xlsx_lists_have_korean_headers_frozen_row_and_an_outcome_drop_down(scored_sample):
     from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
 
     path = sorted((scored_sample.round_dir / "lists").glob("*/emd_*.xlsx"))[0]
     book = load_workbook(path)
     sheet = book.worksheets[0]
     assert [c.value for c in sheet[1]] == list_header("ko")
     assert sheet.freeze_panes == "A2"
-    assert sheet.column_dimensions["J"].width >= 40  # reasons are readable
+    reason = get_column_letter(list_header("ko").index("사유 1") + 1)
+    assert sheet.column_dimensions[reason].width >= 25  # reasons are readable (and wrap)
     rules = sheet.data_validations.dataValidation
-    codes = load_outcomes(scored_sample.config.paths.outcomes).codes
-    assert any(all(c in (r.formula1 or "") for c in codes) for r in rules)
+    names = [o.name_ko for o in load_outcomes(scored_sample.config.paths.outcomes).outcomes]
+    assert any(all(n in (r.formula1 or "") for n in names) for r in rules)  # the Korean labels
     matching_csv = path.with_suffix(".csv")
     rows = list(csv.reader(matching_csv.read_bytes().decode("utf-8-sig").splitlines()))
     assert sheet.max_row == len(rows)

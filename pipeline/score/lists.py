@@ -2,8 +2,9 @@
 
 A list holds the visit and phone tiers of one 읍면동 (the 시군구 file: of all its 읍면동), and
 identifies a household only by the administrative household key. The last columns are empty, for
-the caseworker to fill in: the outcome code (a drop-down in the XLSX), the contact date and a note
-(notes stay in the office: ``outreach outcomes import`` does not keep them).
+the caseworker to fill in: the outcome (in the XLSX a drop-down of the outcomes' Korean names),
+the contact date and a note (notes stay in the office: ``outreach outcomes import`` does not keep
+them). The XLSX prints on landscape A4, one page wide (:func:`write_xlsx`).
 
 ``LIST_COLUMNS`` is the one table of list columns: key, Korean header, English header, width.
 Readers of returned lists map either header back to the key.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +36,8 @@ from pipeline.vocabulary import (
     TIER_TEXT,
     VISIT,
     list_header,
+    risk_band_text,
+    risk_percent,
 )
 
 
@@ -61,7 +65,8 @@ def list_frame(
             "list_rank": listed["list_rank"].astype("int64").to_numpy(),
             "household_key": listed["household_key"].astype("string").to_numpy(),
             "tier": listed["tier"].map(TIER_TEXT[language]).to_numpy(),
-            "risk_percent": [f"{100 * s:.1f}" for s in listed["score"].to_numpy()],
+            "risk_percent": [str(risk_percent(s)) for s in listed["score"].to_numpy()],
+            "risk_band": [risk_band_text(s, language) for s in listed["score"].to_numpy()],
             "selection": listed["selection_reason"].map(names).to_numpy(),
         }
     )
@@ -98,6 +103,145 @@ def write_csv(rows: Sequence[Sequence[object]], path: Path, language: str) -> No
     path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
 
 
+# --- the XLSX list: layout for the screen and for print ----------------------------------------
+
+# Columns whose text wraps inside its column, with their width in character units (the row
+# grows to show them whole); the other columns fit their widest value, at most MAX_WIDTH.
+WRAP_WIDTHS = {
+    "risk_band": 12,
+    "selection": 14,
+    "reason_1": 27,
+    "reason_2": 27,
+    "reason_3": 27,
+    "note": 16,
+}
+MAX_WIDTH = 30
+# The first printed column: the ones before it (round, 시군구 and 읍면동 codes) are the same on
+# every row and printed in the page header and footer instead.
+PRINTED_FROM = "emd_name"
+LINE_POINTS = 14.0  # the height of one line of 10-point text with Hangul, in points
+ROW_PADDING_POINTS = 3.0
+FONT_SIZE = 10
+# A wide character in column units at FONT_SIZE: about 1.6 in LibreOffice (Nanum fonts), up to
+# about 1.9 in Excel (Malgun Gothic): measured on the wider side, so that no text is cut.
+HANGUL_WIDTH = 1.85
+CONFIDENTIAL = {
+    "ko": "개인정보 포함 · 업무 목적 외 사용 금지",
+    "en": "Contains personal data · official use only",
+}
+TITLE = {"ko": "복지 사각지대 발굴 대상", "en": "Welfare outreach list"}
+
+
+def char_width(character: str) -> float:
+    """Display width of one character in spreadsheet column units: East Asian wide and
+    full-width characters (Hangul, CJK) count double, capitals a little more than one."""
+    if unicodedata.east_asian_width(character) in ("W", "F"):
+        return HANGUL_WIDTH
+    return 1.15 if character.isupper() else 1.0
+
+
+def text_width(text: str) -> float:
+    """Display width of ``text`` on one line (see :func:`char_width`)."""
+    return sum(char_width(c) for c in text)
+
+
+def wrapped_lines(text: str, width: float) -> int:
+    """Lines ``text`` takes in a column ``width`` units wide, wrapping at spaces (a word wider
+    than the column is broken anywhere), as a spreadsheet wraps it; at least 1."""
+    usable = max(1.0, width - 1.5)  # the cell's inner padding
+    lines, used = 1, 0.0
+    for part in str(text).split("\n"):
+        if used:
+            lines, used = lines + 1, 0.0
+        for word in part.split(" "):
+            size = text_width(word)
+            gap = char_width(" ") if used else 0.0
+            if used + gap + size <= usable:
+                used += gap + size
+                continue
+            if used:
+                lines, used = lines + 1, 0.0
+            while size > usable:  # a word wider than the column: broken anywhere
+                lines, size = lines + 1, size - usable
+            used = size
+    return lines
+
+
+def column_widths(
+    header: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    choices: dict[str, Sequence[str]] | None = None,
+) -> list[float]:
+    """Width of every list column: wrapped columns their fixed width; the others their widest
+    value (the header wraps at spaces, so its widest word; ``choices``: values a column's
+    drop-down offers), plus padding, at most MAX_WIDTH."""
+    choices = choices or {}
+    widths = []
+    for j, column in enumerate(LIST_COLUMNS):
+        head = max(text_width(w) for w in str(header[j]).split(" "))
+        if column.key in WRAP_WIDTHS:
+            widths.append(float(max(WRAP_WIDTHS[column.key], head + 2)))
+            continue
+        values = [spreadsheet_text(r[j]) for r in rows] + list(choices.get(column.key, ()))
+        widest = max((text_width(v) for v in values), default=0.0)
+        widths.append(float(min(MAX_WIDTH, max(head, widest) + 1.5)))
+    return widths
+
+
+def row_height(cells: Sequence[object], widths: Sequence[float], wrapped: Sequence[int]) -> float:
+    """Height in points that shows every wrapped cell of a row whole."""
+    lines = max(
+        (wrapped_lines(spreadsheet_text(cells[j]), widths[j]) for j in wrapped if cells[j]),
+        default=1,
+    )
+    return lines * LINE_POINTS + ROW_PADDING_POINTS
+
+
+def list_scope(rows: Sequence[Sequence[object]], path: Path, language: str) -> str:
+    """What a list covers, for its printed header and footer: ``읍면동 이름 (코드)``, or the
+    시군구 code for a 시군구 file; the file name's code for an empty list."""
+    keys = [c.key for c in LIST_COLUMNS]
+    emds = {(r[keys.index("emd_code")], r[keys.index("emd_name")]) for r in rows}
+    sigungu = {r[keys.index("sigungu_code")] for r in rows}
+    if len(emds) == 1:
+        code, name = emds.pop()
+        return f"{name} ({code})" if name else str(code)
+    kind, _, code = path.stem.partition("_")
+    if len(sigungu) == 1:
+        code = str(sigungu.pop())
+    if kind == "sigungu" or len(emds) > 1:
+        return f"시군구 {code}" if language == "ko" else f"sigungu {code}"
+    return f"읍면동 {code}" if language == "ko" else f"emd {code}"
+
+
+def _header_footer_text(text: str) -> str:
+    """Text for an XLSX page header or footer: ``&`` is a control character there."""
+    return text.replace("&", "&&")
+
+
+def page_footer(scope: str, round_label: str, language: str) -> str:
+    """The printed footer: the list's 읍면동 and round, page X of Y, the confidentiality line."""
+    scope = _header_footer_text(scope)
+    if language == "ko":
+        left, centre = f"{scope} · {round_label} 회차", "&P / &N 쪽"
+    else:
+        left, centre = f"{scope} · round {round_label}", "page &P of &N"
+    size = "&8 "  # a font size, then a space: a digit right after it would extend the size
+    return f"&L{size}{left}&C{size}{centre}&R{size}{CONFIDENTIAL[language]}"
+
+
+def page_header(scope: str, round_label: str, language: str) -> str:
+    """The printed header: the list's title, 읍면동 and round."""
+    title = f"{TITLE[language]} · {_header_footer_text(scope)}"
+    return f"&L&9 &B{title}&R&9 {round_label}"
+
+
+def outcome_choices(outcomes: OutcomeCatalogue, language: str) -> list[str]:
+    """What the outcome drop-down offers: the outcomes' names in the list's language (the
+    import reads a name, Korean or English, or the code itself)."""
+    return [o.name_ko if language == "ko" else o.name_en for o in outcomes.outcomes]
+
+
 def write_xlsx(
     rows: Sequence[Sequence[object]],
     path: Path,
@@ -105,7 +249,15 @@ def write_xlsx(
     outcomes: OutcomeCatalogue,
     round_month: datetime,
 ) -> None:
-    """XLSX: header in bold, frozen, sensible widths, an outcome-code drop-down, a code sheet.
+    """XLSX that prints and fills: see docs/outcomes.md ("Printing a list").
+
+    Header in bold, frozen, filtered; columns as wide as their values, measured with Hangul
+    counted double (:func:`text_width`); reasons, the selection and the note wrap, and each row
+    is as high as its longest wrapped cell (:func:`row_height`). Printed landscape on A4, fit to
+    the page width, the header row on every page, gridlines, a page header and a footer with the
+    읍면동, the round, page X of Y and the confidentiality line. The outcome column is a
+    drop-down of the outcomes' names (Korean in a Korean list); the contact date column shows
+    dates as YYYY-MM-DD. A second sheet explains the choices.
 
     ``rows``: :func:`list_rows` (or a slice of them). Written with XlsxWriter (about twice as
     fast as openpyxl here: lists are written for every 읍면동 of the country each round).
@@ -117,6 +269,14 @@ def write_xlsx(
     keys = [c.key for c in LIST_COLUMNS]
     risk = keys.index("risk_percent")
     rank = keys.index("list_rank")
+    outcome_column = keys.index("outcome_code")
+    date_column = keys.index("contact_date")
+    wrapped = [j for j, key in enumerate(keys) if key in WRAP_WIDTHS]
+    header = list_header(language)
+    choices = outcome_choices(outcomes, language)
+    widths = column_widths(header, rows, {"outcome_code": choices})
+    round_label = f"{round_month.year:04d}-{round_month.month:02d}"
+    scope = list_scope(rows, path, language)
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {
         "in_memory": True,
@@ -128,66 +288,111 @@ def write_xlsx(
     try:
         book.set_properties(
             {
-                "title": "복지 사각지대 발굴 대상" if ko else "Welfare outreach list",
+                "title": TITLE[language],
                 "author": "welfare-outreach",
                 "created": round_month,
             }
         )
-        head = book.add_format({"bold": True, "bg_color": "#DDE7F0", "text_wrap": True})
-        fill_head = book.add_format({"bold": True, "bg_color": "#FFF6D5", "text_wrap": True})
-        number = book.add_format({"num_format": "0.0"})
+        base = {"font_size": FONT_SIZE, "valign": "top"}
+        head = book.add_format(
+            {**base, "bold": True, "bg_color": "#DDE7F0", "text_wrap": True, "valign": "vcenter"}
+        )
+        fill_head = book.add_format(
+            {**base, "bold": True, "bg_color": "#FFF6D5", "text_wrap": True, "valign": "vcenter"}
+        )
+        plain = book.add_format(base)
+        wrap = book.add_format({**base, "text_wrap": True})
+        number = book.add_format({**base, "num_format": "0.0"})
+        integer = book.add_format({**base, "num_format": "0"})
+        day = book.add_format({**base, "num_format": "yyyy-mm-dd", "bg_color": "#FFFBEA"})
+        fill = book.add_format({**base, "bg_color": "#FFFBEA"})
+        fill_wrap = book.add_format({**base, "bg_color": "#FFFBEA", "text_wrap": True})
+        style = [wrap if j in wrapped else plain for j in range(len(LIST_COLUMNS))]
+        for key in FILL_IN:
+            j = keys.index(key)
+            style[j] = fill_wrap if j in wrapped else fill
+        style[date_column] = day
+
         sheet = book.add_worksheet("발굴 대상" if ko else "list")
+        head_lines = max(wrapped_lines(h, w) for h, w in zip(header, widths, strict=True))
+        sheet.set_row(0, head_lines * LINE_POINTS + ROW_PADDING_POINTS)
         for j, column in enumerate(LIST_COLUMNS):
-            style = fill_head if column.key in FILL_IN else head
-            sheet.write_string(0, j, getattr(column, language), style)
-            sheet.set_column(j, j, column.width)
+            sheet.write_string(0, j, header[j], fill_head if column.key in FILL_IN else head)
+            sheet.set_column(j, j, widths[j], style[j])
         for i, row in enumerate(rows, start=1):
+            sheet.set_row(i, row_height(row, widths, wrapped))
             for j, value in enumerate(row):
                 if j == risk:  # numbers, so that Excel sorts and filters them
                     sheet.write_number(i, j, float(value), number)
                 elif j == rank:
-                    sheet.write_number(i, j, int(value))
+                    sheet.write_number(i, j, int(value), integer)
                 elif value is not None and value != "":
-                    sheet.write_string(i, j, spreadsheet_text(value))
+                    sheet.write_string(i, j, spreadsheet_text(value), style[j])
+                elif keys[j] in FILL_IN:
+                    sheet.write_blank(i, j, None, style[j])  # shaded, and dated when typed in
         last = max(1, len(rows))
         sheet.freeze_panes(1, 0)
         sheet.autofilter(0, 0, last, len(LIST_COLUMNS) - 1)
-        column = keys.index("outcome_code")
         sheet.data_validation(
             1,
-            column,
+            outcome_column,
             last,
-            column,
+            outcome_column,
             {
                 "validate": "list",
-                "source": list(outcomes.codes),
+                "source": choices,
+                "input_title": "결과" if ko else "outcome",
+                "input_message": "목록에서 고르세요" if ko else "pick one from the list",
                 "error_title": "결과 코드" if ko else "outcome code",
-                "error_message": "목록의 결과 코드를 고르세요"
-                if ko
-                else "pick a code from the list",
+                "error_message": "목록의 결과를 고르세요" if ko else "pick one from the list",
             },
         )
+        # Print: landscape A4, one page wide, the header row on every page.
+        sheet.set_landscape()
+        sheet.set_paper(9)  # A4
+        sheet.fit_to_pages(1, 0)
+        sheet.repeat_rows(0)
+        sheet.hide_gridlines(0)  # gridlines on screen and on paper
+        sheet.set_margins(left=0.25, right=0.25, top=0.55, bottom=0.55)
+        sheet.set_header(page_header(scope, round_label, language), {"margin": 0.25})
+        sheet.set_footer(page_footer(scope, round_label, language), {"margin": 0.25})
+        # The round and the codes of the 시군구 and 읍면동 are the same on every row: the page
+        # header and footer print them once, and the printed columns start at the 읍면동 name.
+        sheet.print_area(0, keys.index(PRINTED_FROM), last, len(LIST_COLUMNS) - 1)
+
         legend = book.add_worksheet("결과 코드" if ko else "outcome codes")
-        titles = ["코드", "의미"] if ko else ["code", "meaning"]
+        titles = ["결과(목록에서 선택)", "코드"] if ko else ["outcome (pick from the list)", "code"]
         for j, title in enumerate(titles):
             legend.write_string(0, j, title, head)
         for i, outcome in enumerate(outcomes.outcomes, start=1):
-            legend.write_string(i, 0, spreadsheet_text(outcome.code))
-            legend.write_string(i, 1, spreadsheet_text(outcome.name_ko if ko else outcome.name_en))
+            legend.write_string(i, 0, spreadsheet_text(outcome.name_ko if ko else outcome.name_en))
+            legend.write_string(i, 1, spreadsheet_text(outcome.code))
         explored = next(r for r in outcomes.selection_reasons if r.code == EXPLORATION)
+        below = len(outcomes.outcomes) + 2
+        explored_name = explored.name_ko if ko else explored.name_en
+        legend.write_string(below, 0, spreadsheet_text(explored_name))
         legend.write_string(
-            len(outcomes.outcomes) + 2,
-            0,
-            spreadsheet_text(explored.name_ko if ko else explored.name_en),
-        )
-        legend.write_string(
-            len(outcomes.outcomes) + 2,
+            below,
             1,
             "모형 점수와 무관하게 무작위로 뽑힌 가구입니다(다음 모형이 배울 수 있도록)."
             if ko
             else "Drawn at random regardless of the score (so that the next model can learn).",
         )
-        legend.set_column(0, 0, 20)
-        legend.set_column(1, 1, 70)
+        example = f"{round_label}-15"
+        legend.write_string(below + 1, 0, "확인일" if ko else "contact date")
+        legend.write_string(
+            below + 1,
+            1,
+            f"{example}처럼 연-월-일로 적습니다({example.replace('-', '.')}, "
+            f"{example.replace('-', '/')}, {example.replace('-', '')}도 됩니다)."
+            if ko
+            else f"Year-month-day, e.g. {example} ({example.replace('-', '.')}, "
+            f"{example.replace('-', '/')}, {example.replace('-', '')} work too).",
+        )
+        legend.set_column(0, 0, 28)
+        legend.set_column(1, 1, 80)
+        legend.set_landscape()
+        legend.set_paper(9)
+        legend.fit_to_pages(1, 0)
     finally:
         book.close()
