@@ -441,6 +441,22 @@ def test_an_honest_promote_is_recorded_and_the_round_still_verifies(private, cap
     assert code == 0, report["failed_links"]
 
 
+def test_a_report_record_edited_with_its_pages_fails_at_the_ledger(private, capsys):
+    config = ["--no-progress", "--config", str(private.config_file)]
+    assert main([*config, "report", "--as-of", private.as_of]) == 0
+    assert ledger.read(private.config.paths.output_root).entries[-1]["event"] == (
+        ledger.REPORT_WRITTEN
+    )
+    assert audit_json(private, capsys)[0] == 0
+    record = private.round_dir / "report" / "report.json"
+    data = json.loads(record.read_text(encoding="utf-8"))
+    data["shifted_features"] = []
+    record.write_text(json.dumps(data), encoding="utf-8")
+    code, report = audit_json(private, capsys)
+    assert code == 1
+    assert "the report record was changed" in named(report, f.LEDGER)
+
+
 def test_the_untouched_round_is_sealed_and_in_the_ledger(scored_sample, capsys):
     code, report = audit_json(scored_sample, capsys)
     assert code == 0, report["failed_links"]

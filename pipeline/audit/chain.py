@@ -193,7 +193,9 @@ def _training_seal(f: Facts) -> list[Finding]:
 
 
 def _ledger(f: Facts) -> list[Finding]:
-    return checks_lineage.check_ledger(f.ledger, f.manifest, f.manifest_sha256, f.registry)
+    return checks_lineage.check_ledger(
+        f.ledger, f.manifest, f.manifest_sha256, f.registry, f.report_record_sha256
+    )
 
 
 # --- the chain -------------------------------------------------------------------------------

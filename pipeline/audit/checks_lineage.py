@@ -76,8 +76,11 @@ def check_ledger(
     manifest: Mapping[str, Any],
     manifest_sha: str,
     registry: RegistryState | None,
+    report_sha: str | None = None,
 ) -> list[Finding]:
-    """The ledger's chain, the round's place in it and the registry's agreement with it."""
+    """The ledger's chain, the round's place in it, the round's report record (``report_sha``:
+    the sha256 of ``report/report.json`` when the round has one) and the registry's agreement
+    with it."""
     if not book.entries and not book.problems:
         return [
             result(
@@ -104,6 +107,8 @@ def check_ledger(
             f"{short((registered[-1].get('facts') or {}).get('run_id'))}, the round names "
             f"{short(dig(manifest, 'model.training_run_id'))}"
         )
+    if report_sha is not None:
+        problems.extend(_report_problems(entries, round_label, report_sha))
     if registry is not None:
         problems.extend(_registry_problems(entries, model, registry))
     head = book.head
@@ -171,6 +176,22 @@ def _round_problems(
             "round recorded"
         )
     return problems
+
+
+def _report_problems(
+    entries: tuple[dict[str, Any], ...], round_label: str, report_sha: str
+) -> list[str]:
+    written = ledger.entries_of(entries, ledger.REPORT_WRITTEN, round=round_label)
+    if not written:
+        return [f"report/report.json of round {round_label} has no `report written` entry"]
+    recorded = (written[-1].get("facts") or {}).get("report_sha256")
+    if recorded != report_sha:
+        return [
+            f"report/report.json has sha256 {short(report_sha)}, the ledger's entry "
+            f"{written[-1].get('seq')} (report written) records {short(recorded)}: the report "
+            "record was changed"
+        ]
+    return []
 
 
 def _registry_problems(

@@ -68,7 +68,14 @@ from pipeline.audit.rescore import Selection, choose_rows, rescore, scope
 from pipeline.audit.target import AuditTarget
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
-from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, MANIFEST, SCORES
+from pipeline.datasets.rounds import (
+    LIST_SUFFIXES,
+    LISTS,
+    MANIFEST,
+    REPORT,
+    REPORT_RECORD,
+    SCORES,
+)
 from pipeline.io import sha256_file
 from pipeline.lineage.ledger import Ledger
 from pipeline.lineage.ledger import read as read_ledger
@@ -383,6 +390,12 @@ class Facts:
         if self.store_missing or not dig(self.manifest, "model.name"):
             return None
         return registry_state(self._client, str(dig(self.manifest, "model.name")))
+
+    @cached_property
+    def report_record_sha256(self) -> str | None:
+        """sha256 of the round's ``report/report.json``; None when no report was written."""
+        path = self.round_dir / REPORT / REPORT_RECORD
+        return sha256_file(path) if path.is_file() else None
 
     def _ledger_fact(self, event_entries: list[dict], key: str) -> str | None:
         return (event_entries[-1].get("facts") or {}).get(key) if event_entries else None

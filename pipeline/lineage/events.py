@@ -128,3 +128,19 @@ def outcomes_imported(
             "outcomes_file_sha256": outcomes_file_sha256,
         },
     )
+
+
+def report_written(
+    root: Path, *, round_label: str, report_sha256: str, manifest_sha256: str
+) -> dict[str, Any]:
+    """A round's report was written: the sha256 of its ``report.json`` (which records every
+    page's sha256) and of the round manifest it was made from."""
+    return ledger.append(
+        root,
+        ledger.REPORT_WRITTEN,
+        {
+            "round": round_label,
+            "report_sha256": report_sha256,
+            "manifest_sha256": manifest_sha256,
+        },
+    )

@@ -40,6 +40,7 @@ CHAMPION_MOVED = "champion moved"
 CHALLENGER_MARKED = "challenger marked"
 ROUND_SCORED = "round scored"
 OUTCOMES_IMPORTED = "outcomes imported"
+REPORT_WRITTEN = "report written"
 EVENTS = (
     MODEL_REGISTERED,
     GATES_DECIDED,
@@ -47,6 +48,7 @@ EVENTS = (
     CHALLENGER_MARKED,
     ROUND_SCORED,
     OUTCOMES_IMPORTED,
+    REPORT_WRITTEN,
 )
 
 

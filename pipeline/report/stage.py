@@ -35,7 +35,9 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.rounds import REPORT, REPORT_RECORD
 from pipeline.engine import map_partitions
-from pipeline.io import sha256_tree, staging_dir, write_json
+from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json
+from pipeline.lineage.events import report_written
+from pipeline.lineage.ledger import check_writable
 from pipeline.lineage.ledger import head as ledger_head
 from pipeline.report.inputs import read_inputs
 from pipeline.report.render import EMD_DIR, pages_tasks, render_report, write_emd_pages
@@ -66,6 +68,7 @@ def write_report(config: Config, as_of: int) -> ReportResult:
     inputs = read_inputs(config, as_of)
     pages_text, summary = render_report(inputs, config, catalogue, outcome_catalogue)
     final = OutputLayout(config.paths.output_root).round(inputs.round) / REPORT
+    check_writable(config.paths.output_root)
     replaced = final.exists()
     with staging_dir(final) as out:
         for relative, text in sorted(pages_text.items()):
@@ -110,6 +113,12 @@ def write_report(config: Config, as_of: int) -> ReportResult:
         if summary.get("psi_merged"):
             record["psi_merged_values"] = summary["psi_merged"]
         write_json(record, out / RECORD)
+    report_written(
+        config.paths.output_root,
+        round_label=inputs.round,
+        report_sha256=sha256_file(final / RECORD),
+        manifest_sha256=inputs.manifest_sha256,
+    )
     if replaced:
         log.info("replaced the earlier report of round %s", inputs.round)
     seconds = time.perf_counter() - started
