@@ -76,6 +76,12 @@ BENEFIT_TEXT = {
     "ko": {"none": "수급 없음", "near_poor": "차상위", "basic_livelihood": "기초생활수급"},
     "en": {"none": "no benefit", "near_poor": "near-poor", "basic_livelihood": "basic livelihood"},
 }
+# Where a household attribute a reason names comes from: the staged household record (size,
+# tenure, income band, benefit status, members), as of the end of the data window.
+HOUSEHOLD_SOURCE = {
+    "ko": "사회보장정보시스템 가구 자료",
+    "en": "social security information system household record",
+}
 
 # Tiers of a scored round and why a listed household was chosen.
 VISIT = "visit"
@@ -89,6 +95,54 @@ LOCAL_DISCRETION = "local_discretion"  # a household a caseworker added to a ret
 TIER_TEXT = {
     "ko": {VISIT: "방문", PHONE: "전화 확인"},
     "en": {VISIT: "visit", PHONE: "phone check"},
+}
+
+# The score as staff read it (docs/scoring.md, "The score on a list"), defined here once: the
+# calibrated probability that a visit finds need, to the whole percent, and its band 1-10 (one
+# band per 10 percentage points of that whole percent: 0-9% is band 1, 50-59% band 6, 90-100%
+# band 10) with a phrase saying what it means for ten such households visited.
+RISK_BANDS = 10
+
+
+def risk_percent(score: float) -> int:
+    """A calibrated probability as a whole percent (0.523 -> 52): lists and pages show no more."""
+    return int(np.clip(np.floor(100 * float(score) + 0.5), 0, 100))
+
+
+def risk_band(score: float) -> int:
+    """The band 1-10 of a score: ``risk_percent // 10 + 1``, 100% in band 10."""
+    return min(RISK_BANDS, risk_percent(score) // 10 + 1)
+
+
+def risk_band_text(score: float, language: str) -> str:
+    """The band with its phrase, e.g. "6 · 10가구 중 약 5가구" (band 6: 50-59%)."""
+    band = risk_band(score)
+    if language == "ko":
+        if band == 1:
+            return "1 · 10가구 중 1가구 미만"
+        if band == RISK_BANDS:
+            return f"{band} · 10가구 중 9가구 이상"
+        return f"{band} · 10가구 중 약 {band - 1}가구"
+    if band == 1:
+        return "1 · fewer than 1 in 10"
+    if band == RISK_BANDS:
+        return f"{band} · 9 or more in 10"
+    return f"{band} · about {band - 1} in 10"
+
+
+RISK_BAND_LEGEND = {
+    "ko": (
+        "위험도: 모형이 추정한 '방문하면 지원이 필요한 것으로 확인될 확률'(보정된 확률, 정수 %). "
+        "위험 구간 1~10: 위험도를 10%p씩 나눈 구간(0~9%는 1, 50~59%는 6, 90~100%는 10)과, "
+        "이런 가구 10곳을 방문하면 몇 곳에서 지원 필요가 확인될지의 예상. "
+        "판단은 담당자가 합니다."
+    ),
+    "en": (
+        "Risk: the model's calibrated probability that a visit finds need, to the whole percent. "
+        "Risk band 1-10: the risk in steps of 10 points (0-9% is 1, 50-59% is 6, 90-100% is 10), "
+        "with how many of ten such households visited are expected to need support. "
+        "The caseworker decides."
+    ),
 }
 
 
@@ -111,6 +165,7 @@ LIST_COLUMNS: tuple[ListColumn, ...] = (
     ListColumn("household_key", "가구 관리번호", "household key", 16),
     ListColumn("tier", "구분", "tier", 10),
     ListColumn("risk_percent", "위험도(%)", "risk (%)", 10),
+    ListColumn("risk_band", "위험 구간", "risk band", 22),
     ListColumn("selection", "선정 사유", "selected by", 20),
     ListColumn("reason_1", "사유 1", "reason 1", 48),
     ListColumn("reason_2", "사유 2", "reason 2", 48),

@@ -208,10 +208,10 @@ def test_columns_are_grouped_by_indicator_and_group_columns_follow_the_latest_si
     agency = catalogue.by_code()["health_ins_arrears"].agency_ko
     assert "6" in text and agency in text and "2026-08 보고" in text and "2회" in text
     assert out.loc[0, "reason_2_text"] == "소득 구간: 기준중위소득 30% 미만"
-    # H2 has no arrears signal: the group stays a group reason; no negative reason is shown.
-    assert out.loc[1, "reason_1"] == "grp:arrears"
-    assert out.loc[1, "reason_2"] == "hh:income_band"
-    assert pd.isna(out.loc[1, "reason_3"])
+    # H2 has no arrears signal: the group names no fact of the household and is no reason; no
+    # negative reason is shown.
+    assert out.loc[1, "reason_1"] == "hh:income_band"
+    assert pd.isna(out.loc[1, "reason_2"])
 
 
 def test_an_indicator_without_a_reported_signal_is_never_a_reason(

@@ -40,7 +40,16 @@ from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, REPORT, REPORT_RECORD
 from pipeline.datasets.rounds import MANIFEST as MANIFEST_FILE
 from pipeline.datasets.staged import STAGED_MANIFEST
 from pipeline.datasets.validation import OUTPUTS_SHA256
-from pipeline.vocabulary import EMD, FILL_IN, KEY, LISTED_TIERS, LOCAL_DISCRETION, TIER_TEXT
+from pipeline.vocabulary import (
+    EMD,
+    FILL_IN,
+    KEY,
+    LISTED_TIERS,
+    LOCAL_DISCRETION,
+    TIER_TEXT,
+    risk_band,
+    risk_percent,
+)
 
 CSV = LIST_SUFFIXES[0]
 # ``lists/<시군구>/emd_<읍면동>.csv|.xlsx`` or ``lists/<시군구>/sigungu_<시군구>.csv|.xlsx``
@@ -377,8 +386,11 @@ def shown_in_lists(scores: pd.DataFrame, round_label: str) -> pd.DataFrame:
             EMD: listed[EMD].astype(str).to_numpy(),
             "list_rank": rank.astype("string").fillna("").to_numpy(),
             "tier": listed["tier"].astype(str).to_numpy(),
-            "risk_percent": [f"{100 * s:.1f}" for s in listed["score"].to_numpy()],
+            "risk_percent": [str(risk_percent(s)) for s in listed["score"].to_numpy()],
+            "risk_band": [str(risk_band(s)) for s in listed["score"].to_numpy()],
             "selection": listed["selection_reason"].astype(str).to_numpy(),
+            # lists written before risk was shown to the whole percent showed one decimal
+            "risk_one_decimal": [f"{100 * s:.1f}" for s in listed["score"].to_numpy()],
         }
     )
     for i in (1, 2, 3):
@@ -415,9 +427,22 @@ def _list_rows(
     frames.append(pd.DataFrame(columns=columns))  # so that no list, or empty ones, still work
     frame = pd.concat(frames, ignore_index=True).fillna("").astype(str)
     frame["tier"] = [tiers.get(t, f"unknown tier text {t!r}") for t in frame["tier"]]
+    # Risk as a whole percent ("52", or 52.0 read from an XLSX number); the band by its number.
+    frame["risk_percent"] = [_whole(t) for t in frame["risk_percent"]]
+    if "risk_band" in frame.columns:
+        frame["risk_band"] = [t.partition(" ")[0] for t in frame["risk_band"]]
     if "selection" in frame.columns:
         frame["selection"] = [code_of.get(t, t) for t in frame["selection"]]
     return frame, pd.DataFrame(scopes, columns=["list", "scope_sigungu", "scope_emd"]), problems
+
+
+def _whole(text: str) -> str:
+    """``"52.0"`` -> ``"52"``; any other text as it is."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() else text
 
 
 def list_row_problems(
@@ -487,6 +512,8 @@ def list_row_problems(
         lambda r: f"{r.list}: household {r.household_key}, listed in {SCORES}, is missing",
     )
     matched = merged[in_scope].drop_duplicates(["list", KEY])
+    older = (matched["risk_percent"] == matched["risk_one_decimal"]).to_numpy()
+    matched.loc[older, "risk_percent"] = matched.loc[older, "risk_percent__want"]
     for column in [c for c in want.columns if c != KEY and c in got.columns]:
         differ = matched[
             (matched[column].astype(str) != matched[f"{column}__want"].astype(str)).to_numpy()

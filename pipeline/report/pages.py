@@ -17,7 +17,16 @@ import pandas as pd
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.report.aggregates import PARTS, FollowUp
-from pipeline.vocabulary import EXPLORATION, MONITOR, PHONE, TENURE_TEXT, VISIT
+from pipeline.vocabulary import (
+    EXPLORATION,
+    MONITOR,
+    PHONE,
+    TENURE_TEXT,
+    VISIT,
+    risk_band,
+    risk_band_text,
+    risk_percent,
+)
 
 DASH = "–"
 TIER_KO = {VISIT: "방문", PHONE: "전화 확인", MONITOR: "관찰"}
@@ -140,6 +149,15 @@ def selection_names(outcomes: OutcomeCatalogue) -> dict[str, str]:
 
 def outcome_names(outcomes: OutcomeCatalogue) -> dict[str, str]:
     return {o.code: o.name_ko for o in outcomes.outcomes}
+
+
+def area_type(emd_name: str) -> str:
+    """동 (urban) or 읍·면 (rural) by the Korean naming of a 읍면동; "" when the name says not."""
+    if emd_name.endswith("동"):
+        return "동(도시)"
+    if emd_name.endswith(("읍", "면")):
+        return f"{emd_name[-1]}(농어촌)"
+    return ""
 
 
 def region_name(names: Mapping[str, str], code: str) -> str:
@@ -325,6 +343,8 @@ class HouseholdRow:
     tier_name: str
     score: float
     score_text: str
+    band: int
+    band_text: str
     model_rank: int
     model_rank_text: str
     selection: str
@@ -366,13 +386,15 @@ def household_rows(
                 tier=str(tier),
                 tier_name=TIER_KO.get(str(tier), str(tier)),
                 score=score,
-                score_text=f"{100 * score:.1f}",
+                score_text=str(risk_percent(score)),
+                band=risk_band(score),
+                band_text=risk_band_text(score, "ko"),
                 model_rank=int(model_rank),
                 model_rank_text=f"{int(model_rank):,}",
                 selection=selection.get(str(chosen), str(chosen)),
                 explored=str(chosen) == EXPLORATION,
                 probability=probability,
-                probability_text=percent(probability, 1),
+                probability_text=percent(probability, 0),
                 reasons=["" if is_missing(t[i]) else str(t[i]) for t in texts],
             )
         )

@@ -28,6 +28,7 @@ from pipeline.report import aggregates as agg
 from pipeline.report import charts, pages
 from pipeline.report.aggregates import KEY, LISTED_TIERS
 from pipeline.report.inputs import ReportInputs
+from pipeline.vocabulary import RISK_BAND_LEGEND
 
 INDEX = REPORT_INDEX
 FOLLOWUP = REPORT_FOLLOWUP
@@ -83,6 +84,7 @@ def common_context(inputs: ReportInputs, threshold: int) -> dict[str, Any]:
         "model_text": _model_text(inputs.manifest),
         "manifest_sha256": inputs.manifest_sha256,
         "threshold": threshold,
+        "risk_legend": RISK_BAND_LEGEND["ko"],  # what the risk and its band mean
     }
 
 
@@ -358,6 +360,7 @@ def render_emd_page(
         phone=pages.number(page.phone),
         rows=pages.household_rows(rows, selection, reasons),
         reasons=reasons,
+        area_type=pages.area_type(pages.region_name(names, page.emd_code)),
     )
 
 

@@ -33,6 +33,7 @@ from pipeline.vocabulary import (
     FILL_IN,
     LIST_COLUMNS,
     PHONE,
+    RISK_BAND_LEGEND,
     TIER_TEXT,
     VISIT,
     list_header,
@@ -302,7 +303,7 @@ def write_xlsx(
         )
         plain = book.add_format(base)
         wrap = book.add_format({**base, "text_wrap": True})
-        number = book.add_format({**base, "num_format": "0.0"})
+        number = book.add_format({**base, "num_format": "0"})
         integer = book.add_format({**base, "num_format": "0"})
         day = book.add_format({**base, "num_format": "yyyy-mm-dd", "bg_color": "#FFFBEA"})
         fill = book.add_format({**base, "bg_color": "#FFFBEA"})
@@ -389,6 +390,8 @@ def write_xlsx(
             else f"Year-month-day, e.g. {example} ({example.replace('-', '.')}, "
             f"{example.replace('-', '/')}, {example.replace('-', '')} work too).",
         )
+        legend.write_string(below + 2, 0, "위험도 · 위험 구간" if ko else "risk · risk band")
+        legend.write_string(below + 2, 1, RISK_BAND_LEGEND[language])
         legend.set_column(0, 0, 28)
         legend.set_column(1, 1, 80)
         legend.set_landscape()

@@ -12,8 +12,16 @@ coefficient × standardised value for the logistic model) are summed per *reason
 - ``history``: the household's earlier outreach; ``context``: its 읍면동's smoothed rates.
 
 The reasons of a row are its units with the largest positive sums (those that raised the score),
-at most ``k``, and only units that can be shown with evidence: an indicator reason needs a signal
-reported before the round (which signal, its value, the reported month, the source agency).
+at most ``k``, and only units that name a fact of the household a caseworker can check:
+
+- an indicator reason needs a signal reported before the round and names it: the signal, its
+  value, the reported month, the source agency;
+- the ``multi`` reason lists the signals it counts, each with its value, agency and month (an
+  indicator it lists is not repeated as a later reason of the row);
+- a household attribute names its source and the month of the household record;
+- area facts (``AREA_UNITS``: the 읍면동's rates, 동 or 읍·면) are context of the 읍면동, shown
+  apart on its page, never a household's reason; a group unit names no fact and is never one.
+
 Pure functions; the caller reads the events and formats nothing else.
 """
 
@@ -27,7 +35,13 @@ import pandas as pd
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.months import format_month
-from pipeline.vocabulary import BENEFIT_TEXT, INCOME_TEXT, TENURE_TEXT
+from pipeline.vocabulary import BENEFIT_TEXT, HOUSEHOLD_SOURCE, INCOME_TEXT, TENURE_TEXT
+
+# Units that describe the household's area, not the household: context, never a reason.
+AREA_UNITS = ("context", "hh:urban")
+# The window (months) of the distinct-types count a "several signals at once" reason lists.
+MULTI_WINDOW = 3
+MULTI_FALLBACK_WINDOW = 12
 
 
 @dataclass(frozen=True)
@@ -182,7 +196,8 @@ def signal_text(
     catalogue: IndicatorCatalogue,
     language: str,
 ) -> str:
-    """One indicator's evidence, e.g. "건강보험료 체납 6개월 (국민건강보험공단, 2025-10 보고)"."""
+    """One indicator's evidence, e.g. "건강보험료 체납 6개월 (국민건강보험공단, 2025-10 보고)";
+    ``count > 1`` adds how often it was reported in the last ``window`` months."""
     ind = catalogue.by_code()[code]
     unit = catalogue.units[ind.unit]
     month_text = format_month(int(month))
@@ -213,24 +228,42 @@ def attribute_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if str(c).partition("__")[0] in _ATTRIBUTE_PREFIXES]
 
 
+def multi_signals(last_month: np.ndarray, as_of: int, window: int) -> list[int]:
+    """Catalogue positions of the indicators last reported in the ``window`` months before
+    ``as_of`` (one row's ``last_month``, -1: never), the most recent first, then by catalogue
+    position: the signals a distinct-types count of that window counts."""
+    recent = np.flatnonzero((last_month >= as_of - window) & (last_month >= 0))
+    order = np.lexsort((recent, -last_month[recent]))
+    return [int(i) for i in recent[order]]
+
+
+def multi_text(listed: list[str], window: int, language: str) -> str:
+    """A "several signals at once" reason listing its signals, e.g.
+    "최근 3개월 위기정보 2종: 단전 발생 (한국전력공사, 2026-09 보고); ..."."""
+    n = len(listed)
+    joined = "; ".join(listed)
+    if language == "ko":
+        what = f"최근 {window}개월 위기정보 {n}종" + (" 동시 발생" if n > 1 else "")
+        return f"{what}: {joined}"
+    kinds = f"{n} crisis types" if n > 1 else "1 crisis type"
+    return f"{kinds} in {window} months: {joined}"
+
+
 def attribute_text(
-    unit: str, row: dict, catalogue: IndicatorCatalogue, outcomes: OutcomeCatalogue, language: str
+    unit: str,
+    row: dict,
+    catalogue: IndicatorCatalogue,
+    outcomes: OutcomeCatalogue,
+    language: str,
+    *,
+    as_of: int | None = None,
+    household_month: int | None = None,
 ) -> str | None:
-    """Text of a non-indicator unit from the household's feature values (None: nothing to show)."""
+    """Text of a household attribute or history unit from the household's feature values (None:
+    nothing to show, or not a fact of the household: area facts, groups, ``multi``)."""
     ko = language == "ko"
-    if unit == "multi":
-        n = int(row.get("distinct_types__3m", 0) or 0)
-        if n <= 0:
-            n12 = int(row.get("distinct_types__12m", 0) or 0)
-            if not n12:
-                return None
-            return f"최근 12개월 위기정보 {n12}종" if ko else f"{n12} crisis types in 12 months"
-        if ko:
-            return f"최근 3개월 위기정보 {n}종 동시 발생" if n > 1 else "최근 3개월 위기정보 1종"
-        return f"{n} crisis types in 3 months" if n > 1 else "a crisis signal in 3 months"
-    if unit.startswith("grp:"):
-        group = catalogue.groups[unit.removeprefix("grp:")]
-        return f"{group.name_ko} 관련 위험" if ko else f"{group.name_en} risk"
+    if unit in AREA_UNITS or unit.startswith("grp:") or unit == "multi":
+        return None
     if unit == "history":
         times = int(row.get("history__times_listed", 0) or 0)
         last = str(row.get("history__last_outcome", "none"))
@@ -238,20 +271,22 @@ def attribute_text(
         if times <= 0:
             return "이전 발굴 이력 없음" if ko else "never listed before"
         outcome = names.get(last)
+        since = row.get("history__months_since_listed")
+        month = None
+        if as_of is not None and since is not None and not pd.isna(since):
+            month = format_month(as_of - int(since))
         if ko:
-            return f"이전 발굴 {times}회" + (f", 직전 결과: {outcome}" if outcome else "")
-        return f"listed {times} times before" + (f", last outcome: {outcome}" if outcome else "")
-    if unit == "context":
-        rate = row.get("context__emd_signal_rate_3m")
-        if rate is None or pd.isna(rate):
-            return None
-        return (
-            f"읍면동 위기정보 보고 가구 비율 {float(rate):.1%}"
-            if ko
-            else f"{float(rate):.1%} of the 읍면동's households reported in 3 months"
-        )
+            text = f"이전 발굴 {times}회" + (f" (최근 {month} 회차)" if month else "")
+            return text + (f", 직전 결과: {outcome}" if outcome else "")
+        text = f"listed {times} times before" + (f" (last in {month})" if month else "")
+        return text + (f", last outcome: {outcome}" if outcome else "")
     if unit.startswith("hh:"):
-        return _household_text(unit.removeprefix("hh:"), row, language)
+        text = _household_text(unit.removeprefix("hh:"), row, language)
+        if text is None or household_month is None:
+            return text
+        source = HOUSEHOLD_SOURCE[language]
+        month = format_month(household_month)
+        return f"{text} ({source}, {month} 기준)" if ko else f"{text} ({source}, as of {month})"
     return None
 
 
@@ -280,14 +315,11 @@ def _household_text(name: str, row: dict, language: str) -> str | None:
     flags = {
         "single_elderly": ("1인 노인 가구", "one-person household aged 65+"),
         "single_parent": ("한부모 가구", "single parent with minors"),
-        "urban": ("동 지역 거주", "lives in a 동 (urban)"),
     }
     if name in texts:
         template = texts[name][0 if ko else 1]
         return template.format(n=count)
     if name in flags:
-        if name == "urban" and count == 0:
-            return "읍·면 지역 거주" if ko else "lives in a 읍 or 면 (rural)"
         return flags[name][0 if ko else 1] if count else None
     return None
 
@@ -303,12 +335,17 @@ def explain(
     k: int,
     window: int,
     language: str,
+    as_of: int | None = None,
+    household_month: int | None = None,
 ) -> pd.DataFrame:
     """Top-``k`` reasons per row: ``reason_i`` (unit), ``reason_i_text``, ``reason_i_weight``.
 
     ``contributions`` is (rows × features) in ``units.features`` order, without the bias column;
     ``rows`` holds the same rows' features (household_key first); ``signals`` is the output of
-    :func:`latest_signals` for these households.
+    :func:`latest_signals` for these households. ``as_of`` (the round) dates the signals a
+    ``multi`` reason lists and the last listing of a ``history`` reason; ``household_month`` is
+    the month of the household record that attribute reasons name. Without ``as_of`` the
+    ``multi`` unit is no reason (its signals cannot be named).
     """
     n = len(rows)
     sums = units.sums(np.asarray(contributions, dtype=np.float64))
@@ -331,8 +368,11 @@ def explain(
     sums = fold_groups(sums, units, catalogue, last_month)
     allowed = np.ones_like(sums, dtype=bool)
     allowed[:, : len(codes)] = last_month >= 0  # an indicator reason needs a reported signal
-    # A few spare candidates: a unit whose value has nothing to show gives way to the next.
-    chosen, weights = top_units(sums, allowed, k + 4)
+    for j, unit in enumerate(units.units):
+        if unit in AREA_UNITS or unit.startswith("grp:") or (unit == "multi" and as_of is None):
+            allowed[:, j] = False  # area context, or no fact of the household to name
+    # Spare candidates: a unit with nothing to show, or already named, gives way to the next.
+    chosen, weights = top_units(sums, allowed, k + 8)
     out: dict[str, list] = {}
     for i in range(k):
         out[f"reason_{i + 1}"] = []
@@ -340,24 +380,46 @@ def explain(
         out[f"reason_{i + 1}_weight"] = []
     shown = attribute_columns(rows.columns)
     records = rows[shown].to_dict(orient="records") if n else []
+
+    def evidence(row_index: int, u: int, again: bool = True) -> str:
+        return signal_text(
+            codes[u],
+            last_value[row_index, u],
+            last_month[row_index, u],
+            int(count[row_index, u]) if again else 1,
+            window,
+            catalogue,
+            language,
+        )
+
     for row_index in range(n):
         picked: list[tuple[str, str, float]] = []
+        named: set[int] = set()  # indicators a reason of this row already names
         for u, weight in zip(chosen[row_index], weights[row_index], strict=True):
             if u < 0 or len(picked) == k:
                 break
             unit = units.units[int(u)]
+            text = None
             if u < len(codes):
-                text = signal_text(
-                    codes[u],
-                    last_value[row_index, u],
-                    last_month[row_index, u],
-                    int(count[row_index, u]),
-                    window,
-                    catalogue,
-                    language,
-                )
+                if int(u) not in named:
+                    text = evidence(row_index, int(u))
+                    named.add(int(u))
+            elif unit == "multi" and as_of is not None:
+                listed, within = _multi_listed(last_month[row_index], as_of)
+                if listed:
+                    signals_text = [evidence(row_index, j, again=False) for j in listed]
+                    text = multi_text(signals_text, within, language)
+                    named |= set(listed)
             else:
-                text = attribute_text(unit, records[row_index], catalogue, outcomes, language)
+                text = attribute_text(
+                    unit,
+                    records[row_index],
+                    catalogue,
+                    outcomes,
+                    language,
+                    as_of=as_of,
+                    household_month=household_month,
+                )
             if text:
                 picked.append((unit, text, float(weight)))
         picked += [(None, None, np.nan)] * (k - len(picked))
@@ -371,3 +433,13 @@ def explain(
         frame[f"reason_{i + 1}_text"] = frame[f"reason_{i + 1}_text"].astype("string")
         frame[f"reason_{i + 1}_weight"] = frame[f"reason_{i + 1}_weight"].astype("float64")
     return frame
+
+
+def _multi_listed(last_month: np.ndarray, as_of: int) -> tuple[list[int], int]:
+    """The signals a ``multi`` reason of one row lists, and their window: those of the last
+    ``MULTI_WINDOW`` months, else (none there) those of the last ``MULTI_FALLBACK_WINDOW``."""
+    for window in (MULTI_WINDOW, MULTI_FALLBACK_WINDOW):
+        listed = multi_signals(last_month, as_of, window)
+        if listed:
+            return listed, window
+    return [], MULTI_WINDOW

@@ -68,7 +68,7 @@ from pipeline.io import (
 )
 from pipeline.lineage import events, ledger
 from pipeline.locks import hold
-from pipeline.months import first_day, format_month
+from pipeline.months import first_day, format_month, parse_month
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
@@ -139,6 +139,7 @@ class PartitionTask:
     outcomes: OutcomeCatalogue
     lists_dir: Path
     threads: int
+    household_month: int | None = None  # the household record's month (window end), for reasons
 
 
 def score_frame(
@@ -189,6 +190,8 @@ def score_frame(
         k=sc.reasons,
         window=sc.exploration_signal_months,
         language=sc.language,
+        as_of=task.as_of,
+        household_month=task.household_month,
     )
     reasons.index = cut.index[listed]
     out = cut.drop(columns=["has_signal", LIST_ORDER], errors="ignore").join(reasons)
@@ -456,6 +459,7 @@ def _score_round(
                     outcomes=outcomes,
                     lists_dir=lists_dir,
                     threads=max(1, 2 // max(1, min(workers, len(codes)))),
+                    household_month=parse_month(config.window.end),
                 )
             )
         # Largest partitions first, so that no big one is left running alone at the end; the
