@@ -23,6 +23,7 @@ from _cli_helpers import set_cell as _set
 from _ingest_leak import Identifiers, assert_no_identifiers, collect_identifiers, text_of
 from conftest import ScoredSample, copy_outputs, write_config_file
 
+from pipeline.catalogue import load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import COLUMNS, read_round_outcomes, round_outcomes_file
@@ -32,7 +33,7 @@ from pipeline.months import parse_month
 from pipeline.outcomes.checks import RowValidator
 from pipeline.outcomes.importer import NOTHING_NEW, import_file
 from pipeline.outcomes.normalise import GRACE_MONTHS
-from pipeline.outcomes.returned import read_returned_list
+from pipeline.outcomes.returned import KEPT, read_returned_list
 from pipeline.vocabulary import list_header, list_header_keys
 
 ROUND = "2026-10"
@@ -105,6 +106,12 @@ def _listed_elsewhere(light: Light, emd: str) -> str:
     return str(other["household_key"].iloc[0])
 
 
+def _kept_headers(head: list[str]) -> list[str]:
+    """The Korean headers the rejection file repeats: the columns the import reads."""
+    keys = list_header_keys()
+    return [h for h in head if keys[h] in KEPT]
+
+
 def _filled(rows: list[list[str]], n: int, day: str = "2026-10-15") -> list[list[str]]:
     codes = ["public_support", "closed_no_need", "private_support", "unreachable"]
     return [
@@ -172,6 +179,111 @@ def test_xlsx_filled_in_a_spreadsheet_is_read_with_date_cells(scored_sample, tmp
     assert list(stored.reset_index().columns) == list(COLUMNS)
 
 
+def _xlsx_sheet(light: Light):
+    """The first 읍면동 list of at least 12 rows as an openpyxl workbook, its sheet, the column
+    numbers by key, and its CSV rows."""
+    from openpyxl import load_workbook
+
+    path, _, rows = _first_list(light)
+    book = load_workbook(path.with_suffix(".xlsx"))
+    sheet = book.worksheets[0]
+    keys = list_header_keys()
+    col = {keys[cell.value]: cell.column for cell in sheet[1]}
+    return book, sheet, col, rows
+
+
+def test_xlsx_filled_as_a_caseworker_does_korean_labels_excel_dates_and_a_reformatted_round(
+    scored_sample, tmp_path, validator
+):
+    """The drop-down's Korean labels, codes typed by hand, and every unambiguous date form
+    (date cells, serials, dotted, slashed, compact, Korean), with two 회차 cells that Excel
+    turned into dates: all accepted, nothing rejected."""
+    light = _light(scored_sample, tmp_path)
+    book, sheet, col, rows = _xlsx_sheet(light)
+    dates = [
+        datetime(2026, 10, 5),  # a date cell
+        46304,  # the serial of 2026-10-09: a date cell whose format was lost
+        "2026.10.15",
+        "2026. 11. 2.",
+        "2026/11/03",
+        "20261104",
+        "2026년 11월 5일",
+        "2026-12-31",
+    ]
+    expected = [
+        date(2026, 10, 5),
+        date(2026, 10, 9),
+        date(2026, 10, 15),
+        date(2026, 11, 2),
+        date(2026, 11, 3),
+        date(2026, 11, 4),
+        date(2026, 11, 5),
+        date(2026, 12, 31),
+    ]
+    outcomes = [o for o in load_outcomes(light.config.paths.outcomes).outcomes if o.resolved]
+    for i, typed in enumerate(dates):
+        outcome = outcomes[i % len(outcomes)]
+        label = outcome.name_ko if i % 3 else outcome.code  # the drop-down, or a code typed
+        sheet.cell(i + 2, col["outcome_code"], label)
+        sheet.cell(i + 2, col["contact_date"], typed)
+        sheet.cell(i + 2, col["note"], NOTE)
+    sheet.cell(2, col["round"], datetime(2026, 10, 1))  # Excel turned "2026-10" into a date
+    sheet.cell(3, col["round"], 46296)  # ... and lost its format: the serial of 2026-10-01
+    sheet.cell(4, col["round"], "2026-10-01")
+    returned = tmp_path / "returned.xlsx"
+    book.save(returned)
+
+    result = import_file(light.config, returned, validator)
+    assert result.round == ROUND and result.report is None, result.rejections
+    assert result.counts["accepted"] == len(dates) and result.counts["rejected"] == 0
+    stored = read_round_outcomes(light.config, ROUND).set_index("household_key")
+    for i, day in enumerate(expected):
+        key = _get(rows[i], "household_key")
+        assert stored.loc[key, "contact_date"] == day, (i, dates[i])
+        assert stored.loc[key, "outcome_code"] == outcomes[i % len(outcomes)].code
+
+
+def test_xlsx_rejections_come_back_as_a_korean_xlsx_with_the_sheets_headers_and_rows(
+    scored_sample, tmp_path, validator
+):
+    from openpyxl import load_workbook
+
+    light = _light(scored_sample, tmp_path)
+    book, sheet, col, rows = _xlsx_sheet(light)
+    filled = {
+        2: ("공공 서비스 연계", "2026-10-15"),  # fine
+        3: ("방문함", "2026-10-15"),  # not an outcome of the drop-down
+        4: ("연락 불가", "26.10.15"),  # a two-digit year: ambiguous
+        5: ("민간 서비스 연계", datetime(2027, 2, 1)),  # after the round and its grace month
+        6: ("처리 중", None),  # fine: in progress needs no date
+    }
+    for row, (outcome, day) in filled.items():
+        sheet.cell(row, col["outcome_code"], outcome)
+        sheet.cell(row, col["contact_date"], day)
+        sheet.cell(row, col["note"], NOTE)
+    returned = tmp_path / "returned.xlsx"
+    book.save(returned)
+
+    result = import_file(light.config, returned, validator)
+    assert result.counts["accepted"] == 2 and result.counts["rejected"] == 3
+    assert result.report is not None and result.report.suffix == ".xlsx"
+    report = load_workbook(result.report).worksheets[0]
+    cells = [list(r) for r in report.iter_rows(values_only=True)]
+    head = [c.value for c in sheet[1]]
+    assert cells[0] == ["행 번호", *_kept_headers(head), "사유"]
+    body = {line[0]: dict(zip(cells[0], line, strict=True)) for line in cells[1:]}
+    assert sorted(body) == [3, 4, 5]  # the row numbers the caseworker sees in Excel
+    assert body[3]["사유"].startswith("[결과 코드] 알 수 없는 결과입니다: 목록에서 고르세요")
+    assert body[3]["결과 코드"] == "(표시 안 함)"  # free text is not repeated
+    assert body[4]["사유"].startswith("[확인일] 확인일을 날짜로 읽을 수 없습니다")
+    assert "두 자리 연도" in body[4]["사유"] and body[4]["확인일(YYYY-MM-DD)"] == "26.10.15"
+    assert body[5]["사유"].startswith("[확인일] 회차 기간 밖의 확인일입니다")
+    assert body[5]["결과 코드"] == "민간 서비스 연계"
+    assert body[5]["가구 관리번호"] == _get(rows[3], "household_key")
+    assert body[5]["회차"] == ROUND
+    assert NOTE not in repr(cells) and "김순자" not in repr(cells)
+
+
 # --- checks ------------------------------------------------------------------------------------
 
 
@@ -228,9 +340,25 @@ def test_bad_rows_are_rejected_by_row_field_and_reason_and_the_rest_imported(
         "replaced": 0,
         "unchanged": 0,
     }
-    on_disk = pd.read_csv(result.report, encoding="utf-8-sig", dtype=str)
-    assert list(on_disk.columns) == ["row", "field", "household_key", "reason"]
+    on_disk = pd.read_csv(result.report, encoding="utf-8-sig", dtype=str)  # Korean, for the office
+    assert list(on_disk.columns) == ["행 번호", *_kept_headers(head), "사유"]
     assert len(on_disk) == len(report)
+    assert on_disk["행 번호"].astype(int).tolist() == report["row"].tolist()
+    reason_ko = dict(zip(on_disk["행 번호"].astype(int), on_disk["사유"], strict=True))
+    assert reason_ko[3].startswith("[결과 코드] 알 수 없는 결과입니다")
+    assert "처리 중" in reason_ko[3]  # the drop-down's labels
+    assert reason_ko[4] == (
+        "[확인일] 회차 기간 밖의 확인일입니다: 2026-10 회차의 확인일은 "
+        "2026-10-01부터 2026-12-31까지입니다"
+    )
+    assert reason_ko[6].startswith("[확인일] 확인일을 날짜로 읽을 수 없습니다")
+    assert reason_ko[7].startswith("[확인일] 확인일이 비어 있습니다")
+    assert reason_ko[8].startswith("[가구 관리번호] 이번 회차 이 읍면동 명단에 없는 가구")
+    assert reason_ko[9].startswith("[가구 관리번호] 다른 읍면동의 가구입니다")
+    assert reason_ko[10].startswith("[가구 관리번호] 등록된 가구가 아닙니다")
+    row10 = on_disk[on_disk["행 번호"] == "10"].iloc[0]
+    assert row10["가구 관리번호"] == "(표시 안 함)" and "김순자" not in on_disk.to_csv()
+    assert on_disk.loc[on_disk["행 번호"] == "3", "결과 코드"].item() == "(표시 안 함)"  # free text
     stored = read_round_outcomes(light.config, ROUND)
     assert len(stored) == 4
     assert "in_progress" in set(stored["outcome_code"])

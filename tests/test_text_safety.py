@@ -355,17 +355,18 @@ def test_returned_list_identifiers_and_formulas_are_never_echoed(scored_sample, 
     for value in [*TYPED_KEYS, NOTE_FORMULA, "example.invalid", "1234567"]:
         assert value not in out and value not in err, f"terminal echoes {value!r}"
         assert value not in report_text, f"rejection file echoes {value!r}"
-    header, *lines = _csv_rows(reports[0])
-    assert header == ["row", "field", "household_key", "reason"]
+    header, *lines = _csv_rows(reports[0])  # Korean: 행 번호, the list's headers, 사유
+    assert header[0] == "행 번호" and header[-1] == "사유" and "메모(제출 시 제외)" not in header
+    key = header.index("가구 관리번호")
     for line in lines:
         for cell in line:
             assert not cell.startswith(TRIGGERS), f"live formula {cell!r} in the rejection file"
     by_row = {int(line[0]): line for line in lines}
     for i in range(n):  # file row = list row + 2 (the header is row 1)
         line = by_row[i + 2]
-        assert line[1] == "household_key" and line[2] == "(not shown)", line
+        assert line[-1].startswith("[가구 관리번호]") and line[key] == "(표시 안 함)", line
         assert f"row {i + 2} household_key (not shown):" in out
-    assert by_row[n + 2][1] == "outcome_code"
+    assert by_row[n + 2][-1].startswith("[결과 코드]")
 
 
 def test_an_identifier_in_the_round_column_is_named_by_row_and_column_not_shown(

@@ -24,7 +24,8 @@ An import reads, merges and writes a round's file while it holds the output root
 take turns, and none loses the answers of another.
 
 Next to the round folders: ``imports.jsonl`` (one JSON line per import: file, sha256, counts,
-time) and ``rejected/<file sha256>.csv`` (the rows of a file that were rejected, and why).
+time) and ``rejected/<file sha256>.csv|.xlsx`` (the rows of a file that were rejected, and why,
+in Korean).
 """
 
 from __future__ import annotations
@@ -117,9 +118,11 @@ def imported_outcome_files(root: Path, before: int | None = None) -> dict[str, P
     return found
 
 
-def rejection_file(config: Config, file_sha256: str) -> Path:
-    """Where the rejected rows of an imported file are written (named by the file's sha256)."""
-    return outcomes_root(config) / REJECTED_DIR / f"{file_sha256}.csv"
+def rejection_file(config: Config, file_sha256: str, kind: str = "csv") -> Path:
+    """Where the rejected rows of an imported file are written (named by the file's sha256), in
+    the returned file's format: ``.xlsx`` for an XLSX list, ``.csv`` for a CSV one."""
+    suffix = "xlsx" if kind == "xlsx" else "csv"
+    return outcomes_root(config) / REJECTED_DIR / f"{file_sha256}.{suffix}"
 
 
 def import_log_file(config: Config) -> Path:

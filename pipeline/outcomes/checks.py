@@ -12,20 +12,29 @@ What a rejection line says about the row's household key is decided by
 resident number, a phone number, a name, a formula, free text) is withheld as ``(not shown)``;
 the row number and the column always name the cell. Every text of a line is a
 :func:`pipeline.textsafe.spreadsheet_text`, so the rejection file runs no formula when opened.
+
+Every check has its reason in English (the terminal, the import log) and in Korean
+(``reason_ko``). The rejection file that goes back to the office (:func:`rejection_table`,
+written as XLSX or CSV by :func:`rejection_bytes`) is Korean: 행 번호, the list's own Korean
+headers of the columns the import reads, and 사유, one failure per line.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from pipeline.catalogue import OutcomeCatalogue
 from pipeline.expectations import QUARANTINE, Check
-from pipeline.outcomes.normalise import RoundFacts
+from pipeline.outcomes.normalise import RoundFacts, fold, parse_round
 from pipeline.outcomes.returned import ROW
-from pipeline.textsafe import shown_or_withheld, spreadsheet_text
+from pipeline.textsafe import WITHHELD, shown_or_withheld, spreadsheet_text
+from pipeline.vocabulary import LIST_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +42,45 @@ SUITE = "returned_outcomes"
 DATA_SOURCE = "returned_lists"
 BATCH_DEFINITION = "whole_list"
 REPORT_COLUMNS = ("row", "field", "household_key", "reason")
+LINE_COLUMNS = (*REPORT_COLUMNS, "reason_ko")  # a rejection line: the report's, and Korean
 
 
 @dataclass(frozen=True)
 class RowCheck:
-    """A check and the list column it is about, as a caseworker sees it."""
+    """A check, the list column it is about, and its reason in Korean (for the office)."""
 
     check: Check
     field: str
+    reason_ko: str
 
 
-def _c(field: str, expectation: str, reason: str, **kwargs: Any) -> RowCheck:
-    return RowCheck(Check(SUITE, expectation, kwargs, QUARANTINE, reason), field)
+def _c(field: str, expectation: str, reason: str, reason_ko: str, **kwargs: Any) -> RowCheck:
+    return RowCheck(Check(SUITE, expectation, kwargs, QUARANTINE, reason), field, reason_ko)
 
 
 def row_checks(facts: RoundFacts) -> list[RowCheck]:
-    """The checks of one round's returned lists."""
+    """The checks of one round's returned lists; each with its reason in English and Korean."""
     from great_expectations.expectations.row_conditions import Column
 
     first, last = facts.first_day, facts.last_day
     resolved = sorted(facts.resolved_codes)
     codes = list(facts.outcome_codes)
+    labels = [facts.outcome_labels.get(c, c) for c in codes]
+    unresolved = [facts.outcome_labels.get(c, c) for c in codes if c not in facts.resolved_codes]
     mark = "지자체 자체 발굴 (local discretion)"
     return [
         _c(
             "household_key",
             "ExpectColumnValuesToNotBeNull",
             "household key missing",
+            "가구 관리번호가 비어 있습니다",
             column="household_key",
         ),
         _c(
             "household_key",
             "ExpectColumnValuesToNotBeNull",
             "not a household of the register (check the household key)",
+            "등록된 가구가 아닙니다: 가구 관리번호를 확인해 주세요",
             column="household_emd",
             row_condition=Column("household_key").is_not_null(),
         ),
@@ -74,6 +89,7 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "ExpectColumnPairValuesToBeEqual",
             "the household belongs to another 읍면동: an office answers only for its own "
             "households",
+            "다른 읍면동의 가구입니다: 각 읍면동은 자기 가구의 결과만 보냅니다",
             column_A="emd_code",
             column_B="household_emd",
             ignore_row_if="either_value_is_missing",
@@ -83,6 +99,8 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "ExpectColumnValuesToBeInSet",
             f"not on this round's list for this 읍면동; a household you added yourself needs "
             f"{mark} in the selection column",
+            "이번 회차 이 읍면동 명단에 없는 가구입니다: 직접 추가한 가구라면 선정 사유에 "
+            "'지자체 자체 발굴'이라고 적어 주세요",
             column="listing",
             value_set=["listed", "added"],
         ),
@@ -90,13 +108,21 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "household_key",
             "ExpectColumnValuesToBeUnique",
             "the household appears in more than one row with different answers",
+            "같은 가구가 여러 행에 서로 다른 결과로 적혀 있습니다: 한 행만 남겨 주세요",
             column="household_key",
         ),
-        _c("emd_code", "ExpectColumnValuesToNotBeNull", "읍면동 code missing", column="emd_code"),
+        _c(
+            "emd_code",
+            "ExpectColumnValuesToNotBeNull",
+            "읍면동 code missing",
+            "읍면동 코드가 비어 있습니다",
+            column="emd_code",
+        ),
         _c(
             "emd_code",
             "ExpectColumnValuesToBeInSet",
             "not a 읍면동 with a list in this round",
+            "이번 회차에 명단이 나간 읍면동의 코드가 아닙니다",
             column="emd_code",
             value_set=sorted(facts.emd_sigungu),
         ),
@@ -104,6 +130,7 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "sigungu_code",
             "ExpectColumnPairValuesToBeEqual",
             "the 시군구 code does not match the 읍면동",
+            "시군구 코드가 읍면동 코드와 맞지 않습니다: 고치거나 비워 두세요",
             column_A="sigungu_code",
             column_B="emd_sigungu",
             ignore_row_if="either_value_is_missing",
@@ -112,12 +139,14 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "outcome_code",
             "ExpectColumnValuesToNotBeNull",
             "outcome code missing (a contact date was given)",
+            "결과가 비어 있습니다(확인일은 적혀 있음): 목록에서 결과를 골라 주세요",
             column="outcome_code",
         ),
         _c(
             "outcome_code",
             "ExpectColumnValuesToBeInSet",
             f"unknown outcome code: use one of {', '.join(codes)}",
+            f"알 수 없는 결과입니다: 목록에서 고르세요({', '.join(labels)})",
             column="outcome_code",
             value_set=codes,
         ),
@@ -125,6 +154,8 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "contact_date",
             "ExpectColumnValuesToNotBeNull",
             "not a date: write the contact date as YYYY-MM-DD",
+            f"확인일을 날짜로 읽을 수 없습니다: {first.isoformat()}처럼 연도(네 자리)-월-일로 "
+            "적어 주세요(두 자리 연도나 일/월/연도 순서는 모호해서 받지 않습니다)",
             column="contact_day",
             row_condition=Column("contact_date").is_not_null(),
         ),
@@ -132,6 +163,7 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "contact_date",
             "ExpectColumnValuesToNotBeNull",
             "contact date missing: required for every outcome but in_progress",
+            f"확인일이 비어 있습니다: {', '.join(unresolved)} 외의 결과에는 확인일이 필요합니다",
             column="contact_day",
             row_condition=Column("contact_date").is_null() & Column("outcome_code").is_in(resolved),
         ),
@@ -140,6 +172,8 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "ExpectColumnValuesToBeBetween",
             f"outside the round: contact dates of round {facts.round_label} lie from "
             f"{first.isoformat()} to {last.isoformat()}",
+            f"회차 기간 밖의 확인일입니다: {facts.round_label} 회차의 확인일은 "
+            f"{first.isoformat()}부터 {last.isoformat()}까지입니다",
             column="contact_day",
             min_value=first.year * 10000 + first.month * 100 + first.day,
             max_value=last.year * 10000 + last.month * 100 + last.day,
@@ -159,11 +193,12 @@ class RowValidator:
         self.batch_definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
 
     def rejections(self, checked: pd.DataFrame, checks: list[RowCheck]) -> pd.DataFrame:
-        """One line per (row, failed check): row, field, household_key, reason; sorted."""
+        """One line per (row, failed check): row, field, household_key, reason (English) and
+        reason_ko (Korean); sorted by row, then in the order of the checks."""
         from pipeline.expectations import build_suite
 
         if checked.empty:
-            return pd.DataFrame({c: pd.Series(dtype="object") for c in REPORT_COLUMNS})
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in LINE_COLUMNS})
         suite = build_suite(SUITE, [c.check for c in checks])
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": checked})
         result = batch.validate(
@@ -194,10 +229,132 @@ class RowValidator:
                         "field": spreadsheet_text(check.field),
                         "household_key": shown_or_withheld(key_of_row.get(row)),
                         "reason": spreadsheet_text(check.check.reason),
+                        "reason_ko": spreadsheet_text(check.reason_ko),
                     }
                 )
-        report = pd.DataFrame(lines, columns=list(REPORT_COLUMNS))
+        report = pd.DataFrame(lines, columns=list(LINE_COLUMNS))
         order = {c.check.reason: i for i, c in enumerate(checks)}
         report["_order"] = report["reason"].map(order)
         report = report.sort_values(["row", "_order"], kind="stable").drop(columns="_order")
         return report.drop_duplicates().reset_index(drop=True)
+
+
+# --- the rejection file an office gets back ------------------------------------------------------
+
+ROW_HEADER = "행 번호"  # the row number as the spreadsheet shows it (the header is row 1)
+REASON_HEADER = "사유"
+WITHHELD_KO = "(표시 안 함)"  # a value that is there but not repeated (see shown_or_withheld)
+
+
+def _field_name(key: str) -> str:
+    """A list column's Korean header without its hint: ``확인일(YYYY-MM-DD)`` -> ``확인일``."""
+    column = next(c for c in LIST_COLUMNS if c.key == key)
+    return column.ko.split("(")[0].strip()
+
+
+def rejection_table(
+    rejections: pd.DataFrame, rows: pd.DataFrame, catalogue: OutcomeCatalogue
+) -> pd.DataFrame:
+    """The rejection file's rows, in Korean; pure.
+
+    One line per rejection (a row with two problems has two lines): 행 번호, then the list's
+    Korean headers of the columns the returned file had (the note is never read), then 사유:
+    ``[column] reason``. A cell is repeated only as :func:`pipeline.textsafe.shown_value`
+    allows (a household key that is a plain code, a date, a code), an outcome or selection
+    only when it is one of the catalogue's; anything else is written ``(표시 안 함)``.
+    ``rejections``: :meth:`RowValidator.rejections`; ``rows``: the returned list's rows.
+    """
+    keys = [c.key for c in LIST_COLUMNS if c.key in rows.columns and c.key != ROW]
+    headers = [next(c.ko for c in LIST_COLUMNS if c.key == k) for k in keys]
+    outcome_of = {fold(t): o for o in catalogue.outcomes for t in (o.code, o.name_ko, o.name_en)}
+    selection_of = {
+        fold(t): r for r in catalogue.selection_reasons for t in (r.code, r.name_ko, r.name_en)
+    }
+
+    def shown(key: str, value: object) -> str:
+        if value is None or pd.isna(value) or str(value).strip() == "":
+            return ""
+        if key == "round":
+            return parse_round(str(value)) or WITHHELD_KO
+        if key == "outcome_code":
+            outcome = outcome_of.get(fold(str(value)))
+            return outcome.name_ko if outcome is not None else _shown_ko(value)
+        if key == "selection":
+            reason = selection_of.get(fold(str(value)))
+            return reason.name_ko if reason is not None else WITHHELD_KO
+        return _shown_ko(value)
+
+    by_row = rows.set_index(ROW)
+    lines = []
+    for line in rejections.itertuples(index=False):
+        row = int(line.row)
+        values = by_row.loc[row] if row in by_row.index else None
+        if isinstance(values, pd.DataFrame):  # a row number twice: cannot happen; be safe
+            values = values.iloc[0]
+        cells = [shown(k, None if values is None else values[k]) for k in keys]
+        field_name = _field_name(str(line.field)) if str(line.field) in keys else str(line.field)
+        reason = f"[{field_name}] {line.reason_ko}"
+        lines.append([row, *[spreadsheet_text(c) for c in cells], spreadsheet_text(reason)])
+    return pd.DataFrame(lines, columns=[ROW_HEADER, *headers, REASON_HEADER])
+
+
+def _shown_ko(value: object) -> str:
+    text = shown_or_withheld(value)
+    return WITHHELD_KO if text == WITHHELD else text
+
+
+def rejection_csv(table: pd.DataFrame) -> bytes:
+    """The rejection file as CSV: UTF-8 with a BOM (Excel then reads the Korean), CRLF."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(list(table.columns))
+    for values in table.itertuples(index=False):
+        writer.writerow(["" if pd.isna(v) else str(v) for v in values])
+    return b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8")
+
+
+def rejection_xlsx(table: pd.DataFrame) -> bytes:
+    """The rejection file as XLSX: one sheet, header in bold and frozen, reasons wrapped; text
+    cells stay text (no formulas, numbers or links); the same table gives the same bytes."""
+    from datetime import datetime
+
+    import xlsxwriter
+
+    buffer = io.BytesIO()
+    options = {
+        "in_memory": True,
+        "strings_to_formulas": False,
+        "strings_to_numbers": False,
+        "strings_to_urls": False,
+    }
+    book = xlsxwriter.Workbook(buffer, options)
+    try:
+        book.set_properties({"title": "반려된 행", "created": datetime(2000, 1, 1)})
+        head = book.add_format({"bold": True, "bg_color": "#F8E0E0", "text_wrap": True})
+        wrap = book.add_format({"text_wrap": True, "valign": "top"})
+        top = book.add_format({"valign": "top"})
+        sheet = book.add_worksheet("반려")
+        for j, name in enumerate(table.columns):
+            sheet.write_string(0, j, str(name), head)
+            sheet.set_column(
+                j, j, 60 if name == REASON_HEADER else 16, wrap if name == REASON_HEADER else top
+            )
+        for i, values in enumerate(table.itertuples(index=False), start=1):
+            for j, value in enumerate(values):
+                if j == 0:
+                    sheet.write_number(i, j, int(value))
+                elif value is not None and str(value) != "":
+                    sheet.write_string(i, j, str(value))
+        sheet.freeze_panes(1, 0)
+        sheet.set_landscape()
+        sheet.set_paper(9)
+        sheet.fit_to_pages(1, 0)
+        sheet.repeat_rows(0)
+    finally:
+        book.close()
+    return buffer.getvalue()
+
+
+def rejection_bytes(table: pd.DataFrame, kind: str) -> bytes:
+    """The rejection file in the returned list's own format (``xlsx`` or ``csv``)."""
+    return rejection_xlsx(table) if kind == "xlsx" else rejection_csv(table)

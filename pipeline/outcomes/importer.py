@@ -37,7 +37,13 @@ from pipeline.errors import DataError
 from pipeline.io import sha256_file
 from pipeline.lineage import events, ledger
 from pipeline.locks import SHORT_WAIT_S, hold
-from pipeline.outcomes.checks import REPORT_COLUMNS, RowValidator, row_checks
+from pipeline.outcomes.checks import (
+    REPORT_COLUMNS,
+    RowValidator,
+    rejection_bytes,
+    rejection_table,
+    row_checks,
+)
 from pipeline.outcomes.normalise import (
     RoundFacts,
     accepted_outcomes,
@@ -140,11 +146,13 @@ def round_facts(
         resolved_codes=frozenset(o.code for o in catalogue.outcomes if o.resolved),
         outcome_names={fold(n): o.code for o in catalogue.outcomes for n in (o.name_ko, o.name_en)},
         added_marks=added_marks(catalogue),
+        outcome_labels={o.code: o.name_ko for o in catalogue.outcomes},
     )
 
 
 def report_csv(rejections: pd.DataFrame) -> bytes:
-    """The rejection report as CSV bytes (UTF-8 with a BOM, for Excel)."""
+    """The rejection report in English (row, field, household_key, reason) as CSV bytes (UTF-8
+    with a BOM); the file written for the office is Korean: :func:`checks.rejection_table`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(REPORT_COLUMNS)
@@ -211,8 +219,10 @@ def import_file(
             status = NOTHING_NEW
         report = None
         if len(rejections):
-            report = rejection_file(config, returned.sha256)
-            _write_bytes(report_csv(rejections), report)
+            # In Korean, in the returned file's format: the office's own headers, 행 번호, 사유.
+            report = rejection_file(config, returned.sha256, returned.kind)
+            table = rejection_table(rejections, returned.rows, catalogue)
+            _write_bytes(rejection_bytes(table, returned.kind), report)
         counts = {
             "rows": len(returned.rows),
             "not_filled_in": normalised.blank_rows,

@@ -22,7 +22,7 @@ cell names its row and column; it shows the cell's value only when
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -36,8 +36,27 @@ from pipeline.vocabulary import LOCAL_DISCRETION
 # Months after the round's interval in which a contact date is still accepted (late answers).
 GRACE_MONTHS = 1
 
-_DATE = re.compile(r"^\s*(\d{4})\s*[-./]\s*(\d{1,2})\s*[-./]\s*(\d{1,2})\s*\.?\s*$")
-_ROUND = re.compile(r"^\s*(\d{4})\s*[-./]\s*(\d{1,2})(?:\s*[-./]\s*0?1)?\s*\.?\s*$")
+# Dates a caseworker types or a spreadsheet turns them into, read only when unambiguous: the year
+# comes first and has four digits. A time after the date (a date cell read back) is ignored.
+_TIME = r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+_DATE_FORMS = (
+    re.compile(r"^(\d{4})\s*[-./]\s*(\d{1,2})\s*[-./]\s*(\d{1,2})\s*\.?" + _TIME + r"$"),
+    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),  # 20261103
+    re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월\s*(\d{1,2})\s*일?$"),  # 2026년 11월 3일
+)
+_ROUND_FORMS = (
+    re.compile(r"^(\d{4})\s*[-./]\s*(\d{1,2})\s*\.?$"),  # 2026-10, 2026.10, 2026. 10.
+    re.compile(r"^(\d{4})(\d{2})$"),  # 202610
+    re.compile(r"^(\d{4})\s*년\s*(\d{1,2})\s*월?$"),  # 2026년 10월
+)
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# Excel's display of a month typed as "2026-10" in an English locale: "Oct-26" (mmm-yy).
+_MONTH_NAME_YEAR = re.compile(r"^([A-Za-z]{3})[a-z]*[-\s.']*(\d{2}|\d{4})$")
+# Excel date serials (days since 1899-12-30) of the years 2000 to 2099, as a cell whose date
+# format was lost shows them: 36526 is 2000-01-01, 73050 is 2099-12-31.
+_SERIAL = re.compile(r"^(\d{5})(?:\.\d+)?$")
+SERIAL_RANGE = (36526, 73050)
+_EXCEL_EPOCH = date(1899, 12, 30)
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,8 @@ class RoundFacts:
     resolved_codes: frozenset[str]
     outcome_names: dict[str, str]  # folded Korean / English name of an outcome -> its code
     added_marks: frozenset[str]  # selection texts meaning "added by the caseworker" (folded)
+    # outcome code -> the name the list's drop-down offers (Korean), for Korean rejection reasons
+    outcome_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def round_index(self) -> int:
@@ -79,27 +100,65 @@ def fold(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().casefold()
 
 
+def excel_serial_day(text: str) -> date | None:
+    """The day of an Excel date serial (``46329`` -> 2026-11-03), for the years 2000 to 2099."""
+    match = _SERIAL.match(text)
+    if not match or not SERIAL_RANGE[0] <= int(match.group(1)) <= SERIAL_RANGE[1]:
+        return None
+    return date.fromordinal(_EXCEL_EPOCH.toordinal() + int(match.group(1)))
+
+
 def parse_day(text: str | None) -> date | None:
-    """``YYYY-MM-DD`` (also ``/`` or ``.`` separated, as spreadsheets rewrite it), else None."""
+    """A contact date when it is unambiguous, else None; pure. Accepted (docs/outcomes.md):
+
+    ``2026-11-03``, ``2026.11.3``, ``2026/11/03``, ``2026. 11. 3.`` (what spreadsheets write),
+    ``20261103``, ``2026년 11월 3일``, a date cell (read as ``2026-11-03``, a time after it is
+    ignored) and an Excel date serial (``46329``: a date cell whose format was lost). Two-digit
+    years (``26.11.03``) and day-month-year or month-day-year orders (``03/11/2026``) are
+    ambiguous and not read.
+    """
     if text is None or pd.isna(text):
         return None
-    match = _DATE.match(str(text))
-    if not match:
-        return None
-    try:
-        return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
-    except ValueError:
-        return None
+    text = str(text).strip()
+    serial = excel_serial_day(text)
+    if serial is not None:
+        return serial
+    for form in _DATE_FORMS:
+        match = form.match(text)
+        if match:
+            try:
+                return date(int(match.group(1)), int(match.group(2)), int(match.group(3)))
+            except ValueError:
+                return None
+    return None
 
 
 def parse_round(text: str | None) -> str | None:
-    """A round as ``YYYY-MM`` (a spreadsheet may have turned it into the first of the month)."""
+    """A round as ``YYYY-MM`` when it is unambiguous, else None; pure. Besides ``2026-10``
+    (``2026.10``, ``2026/10``, ``202610``, ``2026년 10월``): what a spreadsheet turns a typed
+    ``2026-10`` into, the first day of the month as a date cell, text (``2026-10-01``) or
+    an Excel serial (``46296``), or ``Oct-26`` (its display in an English locale)."""
     if text is None or pd.isna(text):
         return None
-    match = _ROUND.match(str(text))
-    if not match or not 1 <= int(match.group(2)) <= 12:
+    text = str(text).strip()
+    year = month = None
+    for form in _ROUND_FORMS:
+        match = form.match(text)
+        if match:
+            year, month = int(match.group(1)), int(match.group(2))
+            break
+    else:
+        named = _MONTH_NAME_YEAR.match(text)
+        if named and named.group(1).lower() in _MONTH_NAMES:
+            year = int(named.group(2)) + (2000 if len(named.group(2)) == 2 else 0)
+            month = _MONTH_NAMES.index(named.group(1).lower()) + 1
+        else:
+            day = parse_day(text)
+            if day is not None and day.day == 1:  # the first of the month: a date cell
+                year, month = day.year, day.month
+    if year is None or month is None or not 1 <= month <= 12:
         return None
-    return format_month(month_index(int(match.group(1)), int(match.group(2))))
+    return format_month(month_index(year, month))
 
 
 def day_number(day: date | None) -> int | None:
