@@ -457,6 +457,22 @@ def test_a_report_record_edited_with_its_pages_fails_at_the_ledger(private, caps
     assert "the report record was changed" in named(report, f.LEDGER)
 
 
+def test_metric_histories_read_from_sqlite_are_the_apis(scored_sample):
+    from pipeline.tracking.seal import (
+        _metric_histories,
+        api_metric_histories,
+        sqlite_metric_histories,
+    )
+
+    r = Round(scored_sample)
+    for run_id in (r.training, r.scoring):
+        keys = sorted(r.client.get_run(run_id).data.metrics)
+        through_api = api_metric_histories(r.client, run_id, keys)
+        assert through_api == sqlite_metric_histories(r.db, run_id)
+        assert through_api == _metric_histories(r.client, run_id, keys)
+        assert len(through_api) == len(keys) > 0
+
+
 def test_the_untouched_round_is_sealed_and_in_the_ledger(scored_sample, capsys):
     code, report = audit_json(scored_sample, capsys)
     assert code == 0, report["failed_links"]
