@@ -163,6 +163,31 @@ def test_the_auth_template_holds_no_secret_and_reads_by_default(tmp_path):
     assert command[command.index("--app-name") + 1] == "basic-auth"
 
 
+def test_prepare_creates_the_users_once_and_keeps_the_passwords_private(tmp_path):
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    root = tmp_path / "mlflow"
+    with pytest.raises(FileNotFoundError, match="no MLflow store"):
+        prepare(root, TEMPLATE, env={})
+    root.mkdir()
+    (root / "mlflow.db").touch()
+    first = prepare(root, TEMPLATE, env={"OUTREACH_AUDITOR_PASSWORD": "given-password-123"})
+    assert first.created and first.auditor_password == "given-password-123"
+    assert (root / "auth").stat().st_mode & 0o777 == 0o700
+    assert first.credentials.stat().st_mode & 0o777 == 0o600
+    again = prepare(root, TEMPLATE, env={})
+    assert not again.created and again.auditor_password == first.auditor_password
+    first.credentials.unlink()  # lost: new passwords, given to the users already there
+    fresh = prepare(root, TEMPLATE, env={})
+    assert fresh.created and fresh.auditor_password != first.auditor_password
+    store = SqlAlchemyStore()
+    store.init_db(f"sqlite:///{root / 'auth' / 'basic_auth.db'}")
+    assert store.authenticate_user("auditor", fresh.auditor_password)
+    assert not store.authenticate_user("auditor", first.auditor_password)
+    assert not store.get_user("auditor").is_admin and store.get_user("admin").is_admin
+    store.engine.dispose()
+
+
 # --- what the stages wrote, read back without a browser -----------------------------------------
 
 

@@ -194,7 +194,7 @@ def prepare(
     ini.write_text(auth_ini(template.read_text(encoding="utf-8"), folder / AUTH_DB), "utf-8")
     facts, created = _credentials(folder / CREDENTIALS, env)
     (folder / CREDENTIALS).chmod(0o600)
-    _ensure_users(ini, facts)
+    _ensure_users(ini, facts, reset_passwords=created)
     return AuditorAccess(
         root=root,
         ini=ini,
@@ -208,19 +208,24 @@ def prepare(
     )
 
 
-def _ensure_users(ini: Path, facts: Mapping[str, str]) -> None:
-    """The admin and the auditor in the auth database (MLflow's auth store, no server)."""
+def _ensure_users(ini: Path, facts: Mapping[str, str], reset_passwords: bool) -> None:
+    """The admin and the auditor in the auth database (MLflow's auth store, no server); with
+    ``reset_passwords`` (new credentials) users already there get the new passwords."""
     parser = configparser.ConfigParser()
     parser.read(ini)
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
 
     store = SqlAlchemyStore()
     store.init_db(parser["mlflow"]["database_uri"])
-    if not store.has_user(facts["admin"], use_primary=True):
-        store.create_user(facts["admin"], facts["admin_password"], is_admin=True)
-    if not store.has_user(facts["auditor"], use_primary=True):
-        store.create_user(facts["auditor"], facts["auditor_password"], is_admin=False)
-    elif store.get_user(facts["auditor"]).is_admin:
+    for user, password, admin in (
+        (facts["admin"], facts["admin_password"], True),
+        (facts["auditor"], facts["auditor_password"], False),
+    ):
+        if not store.has_user(user, use_primary=True):
+            store.create_user(user, password, is_admin=admin)
+        elif reset_passwords:
+            store.update_user(user, password=password)
+    if store.get_user(facts["auditor"]).is_admin:
         raise ValueError(f"the user {facts['auditor']!r} is an admin: it must be read-only")
     store.engine.dispose()
 
