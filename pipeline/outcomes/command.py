@@ -6,6 +6,8 @@ round folder, no valid filled-in row); 2 for a usage error.
 
 A rejected row is named by its row number and column; its household key is shown only when it is
 a plain code (:func:`pipeline.textsafe.shown_or_withheld`), never a name, phone or resident number.
+The rejection file written for the office is Korean
+(:func:`pipeline.outcomes.checks.rejection_table`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="check returned lists (CSV or XLSX) and merge their answers into outputs/outcomes/",
         description="Check lists that caseworkers filled in and sent back, and merge the valid "
         "answers into <output_root>/outcomes/round=YYYY-MM/outcomes.parquet. Notes are never "
-        "read. Rejected rows are reported by row, field and reason (docs/outcomes.md).",
+        "read. Rejected rows are reported by row, field and reason, and written to a Korean "
+        "rejection file for the office (docs/outcomes.md).",
     )
     importer.add_argument("files", nargs="+", type=Path, metavar="FILE", help="returned list")
 
@@ -58,7 +61,8 @@ def _summary(result) -> list[str]:
     if c["repeated"]:
         lines.append(f"  {c['repeated']} repeated row(s) with the same answer counted once")
     if result.report is not None:
-        lines.append(f"  rejected rows (row, field, reason) -> {result.report}")
+        # The file is Korean, for the office (행 번호, its own headers, 사유); the terminal English.
+        lines.append(f"  rejected rows (in Korean, for the office) -> {result.report}")
         shown = result.rejections.head(SHOWN_REJECTIONS)
         for r in shown.itertuples(index=False):
             key = shown_or_withheld(r.household_key)  # never a name, phone or resident number

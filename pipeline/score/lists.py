@@ -18,6 +18,7 @@ turns text into formulas, numbers or links.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import unicodedata
 from collections.abc import Sequence
@@ -133,6 +134,7 @@ CONFIDENTIAL = {
 TITLE = {"ko": "복지 사각지대 발굴 대상", "en": "Welfare outreach list"}
 
 
+@functools.lru_cache(maxsize=8192)
 def char_width(character: str) -> float:
     """Display width of one character in spreadsheet column units: East Asian wide and
     full-width characters (Hangul, CJK) count double, capitals a little more than one."""
@@ -141,15 +143,20 @@ def char_width(character: str) -> float:
     return 1.15 if character.isupper() else 1.0
 
 
+@functools.lru_cache(maxsize=65536)
 def text_width(text: str) -> float:
     """Display width of ``text`` on one line (see :func:`char_width`)."""
     return sum(char_width(c) for c in text)
 
 
+@functools.lru_cache(maxsize=65536)
 def wrapped_lines(text: str, width: float) -> int:
     """Lines ``text`` takes in a column ``width`` units wide, wrapping at spaces (a word wider
-    than the column is broken anywhere), as a spreadsheet wraps it; at least 1."""
+    than the column is broken anywhere), as a spreadsheet wraps it; at least 1. Cached:
+    reasons repeat across households, and lists are written for every 읍면동 of the country."""
     usable = max(1.0, width - 1.5)  # the cell's inner padding
+    if "\n" not in text and text_width(text) <= usable:
+        return 1
     lines, used = 1, 0.0
     for part in str(text).split("\n"):
         if used:
