@@ -109,15 +109,16 @@ def write_csv(rows: Sequence[Sequence[object]], path: Path, language: str) -> No
 
 # Columns whose text wraps inside its column, with their width in character units (the row
 # grows to show them whole); the other columns fit their widest value, at most MAX_WIDTH.
-WRAP_WIDTHS = {
-    "risk_band": 12,
-    "selection": 14,
-    "reason_1": 27,
-    "reason_2": 27,
-    "reason_3": 27,
-    "note": 16,
-}
+WRAP_WIDTHS = {"risk_band": 12, "selection": 14, "note": 16}
 MAX_WIDTH = 30
+# Reasons wrap too, each reason column as wide as lets three in four of its reasons fit in
+# REASON_LINES lines, between REASON_WIDTHS: a long "several signals" reason gets a wide column,
+# short ones narrow columns, so that rows are not made high by one narrow column.
+REASONS = ("reason_1", "reason_2", "reason_3")
+REASON_LINES = 4
+REASON_WIDTHS = (20.0, 48.0)
+# The outcome column wraps its longest drop-down choice on two lines; rows are at least that high.
+CHOICE_LINES = 2
 # The first printed column: the ones before it (round, 시군구 and 읍면동 codes) are the same on
 # every row and printed in the page header and footer instead.
 PRINTED_FROM = "emd_name"
@@ -180,15 +181,26 @@ def column_widths(
     rows: Sequence[Sequence[object]],
     choices: dict[str, Sequence[str]] | None = None,
 ) -> list[float]:
-    """Width of every list column: wrapped columns their fixed width; the others their widest
-    value (the header wraps at spaces, so its widest word; ``choices``: values a column's
-    drop-down offers), plus padding, at most MAX_WIDTH."""
+    """Width of every list column: wrapped columns their fixed width, reason columns by their
+    reasons (see REASON_LINES), a drop-down column its longest choice on CHOICE_LINES lines
+    (``choices``: what a column's drop-down offers); the others their widest value. The header
+    wraps at spaces, so it asks for its widest word; padding on top; at most MAX_WIDTH."""
     choices = choices or {}
     widths = []
     for j, column in enumerate(LIST_COLUMNS):
         head = max(text_width(w) for w in str(header[j]).split(" "))
         if column.key in WRAP_WIDTHS:
             widths.append(float(max(WRAP_WIDTHS[column.key], head + 2)))
+            continue
+        if column.key in REASONS:
+            sizes = sorted(text_width(spreadsheet_text(r[j])) for r in rows)
+            upper = sizes[(3 * (len(sizes) - 1)) // 4] if sizes else 0.0
+            low, high = REASON_WIDTHS
+            widths.append(float(min(high, max(low, head + 2, upper / REASON_LINES + 2))))
+            continue
+        if column.key in choices:
+            longest = max(text_width(c) for c in choices[column.key])
+            widths.append(float(max(head, longest / CHOICE_LINES + 1) + 2))
             continue
         values = [spreadsheet_text(r[j]) for r in rows] + list(choices.get(column.key, ()))
         widest = max((text_width(v) for v in values), default=0.0)
@@ -197,11 +209,13 @@ def column_widths(
 
 
 def row_height(cells: Sequence[object], widths: Sequence[float], wrapped: Sequence[int]) -> float:
-    """Height in points that shows every wrapped cell of a row whole."""
+    """Height in points that shows every wrapped cell of a row whole (and a drop-down choice,
+    CHOICE_LINES lines)."""
     lines = max(
         (wrapped_lines(spreadsheet_text(cells[j]), widths[j]) for j in wrapped if cells[j]),
         default=1,
     )
+    lines = max(lines, CHOICE_LINES)
     return lines * LINE_POINTS + ROW_PADDING_POINTS
 
 
@@ -279,7 +293,9 @@ def write_xlsx(
     rank = keys.index("list_rank")
     outcome_column = keys.index("outcome_code")
     date_column = keys.index("contact_date")
-    wrapped = [j for j, key in enumerate(keys) if key in WRAP_WIDTHS]
+    wrapped = [j for j, key in enumerate(keys) if key in WRAP_WIDTHS or key in REASONS] + [
+        outcome_column
+    ]
     header = list_header(language)
     choices = outcome_choices(outcomes, language)
     widths = column_widths(header, rows, {"outcome_code": choices})
