@@ -278,6 +278,11 @@ def _list_rows(round_dir: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def sample(scored_sample):
+    return read_sample(scored_sample)
+
+
+def read_sample(scored_sample):
+    """The scored sample's listed rows, their staged crisis events and distinct-type counts."""
     config = scored_sample.config
     scores = pd.read_parquet(scored_sample.round_dir / "scores.parquet")
     listed = scores[scores["tier"] != "monitor"].reset_index(drop=True)
@@ -308,19 +313,24 @@ def test_every_sample_reason_names_the_households_own_signal_agency_and_month(sa
             known["household_key"], known["indicator_code"], known["reported_month"], strict=True
         )
     }
-    pattern = re.compile(r"(?:^|: |; )(.+?) [^;(]*\((.+?), (\d{4}-\d{2}) 보고")
+    evidence = re.compile(r"^(.*) \((.+?), (\d{4}-\d{2}) 보고(?:, 최근 \d+개월 \d+회)?\)$")
     checked = 0
     for row in listed.itertuples(index=False):
         for i in (1, 2, 3):
             unit, text = getattr(row, f"reason_{i}"), getattr(row, f"reason_{i}_text")
             if pd.isna(unit):
                 continue
-            if unit.startswith("ind:") or unit == "multi":
-                for name_value, agency, month in pattern.findall(text):
-                    name = next(n for n in by_name if name_value.startswith(n))
-                    assert by_name[name].agency_ko == agency, text
-                    assert (row.household_key, by_name[name].code, month) in reported, text
-                    checked += 1
+            if not (unit.startswith("ind:") or unit == "multi"):
+                continue
+            parts = text.split(": ", 1)[1].split("; ") if unit == "multi" else [text]
+            for part in parts:
+                name_value, agency, month = evidence.match(part).groups()
+                name = max((n for n in by_name if name_value.startswith(n)), key=len)
+                assert by_name[name].agency_ko == agency, part
+                assert (row.household_key, by_name[name].code, month) in reported, part
+                if unit.startswith("ind:"):
+                    assert unit == f"ind:{by_name[name].code}", part
+                checked += 1
     assert checked > len(listed)
 
 

@@ -371,8 +371,9 @@ def explain(
     for j, unit in enumerate(units.units):
         if unit in AREA_UNITS or unit.startswith("grp:") or (unit == "multi" and as_of is None):
             allowed[:, j] = False  # area context, or no fact of the household to name
-    # Spare candidates: a unit with nothing to show, or already named, gives way to the next.
-    chosen, weights = top_units(sums, allowed, k + 8)
+    # Every unit is a candidate: one with nothing to show, or whose signal a "several signals"
+    # reason already named, gives way to the next.
+    chosen, weights = top_units(sums, allowed, sums.shape[1])
     out: dict[str, list] = {}
     for i in range(k):
         out[f"reason_{i + 1}"] = []
