@@ -257,7 +257,10 @@ def describe_scoring(
     if model_id is None:
         log.warning("model version %s has no logged model to link", model["version"])
         return
-    client.log_inputs(run_id, models=[LoggedModelInput(model_id=model_id)])
+    try:
+        client.log_inputs(run_id, models=[LoggedModelInput(model_id=model_id)])
+    except Exception as exc:  # a store without model inputs: the description still links
+        log.warning("the scoring run could not record model %s as an input: %s", model_id, exc)
 
 
 __all__ = [
