@@ -307,7 +307,7 @@ def test_an_edited_manifest_fails_at_the_scoring_run(private, capsys):
     write_json(manifest, private.round_dir / "manifest.json")
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.SCORING_RUN}
+    assert failed(status) == {c.SCORING_RUN, c.LEDGER}  # seals, ledger too
     assert "the manifest was changed after scoring" in line_of(out, c.SCORING_RUN)
 
 
@@ -338,7 +338,7 @@ def test_a_deleted_scoring_run_fails(private, capsys):
     client_of(private).delete_run(manifest_of(private)["scoring_run"]["run_id"])
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.SCORING_RUN}
+    assert failed(status) == {c.SCORING_RUN, c.SCORING_SEAL}  # seals, ledger too
     assert "deleted" in line_of(out, c.SCORING_RUN)
 
 
@@ -349,7 +349,7 @@ def test_a_deleted_model_version_fails(private, capsys):
     assert code == 1
     assert status[c.MODEL] == "failed" and "not in the model registry" in line_of(out, c.MODEL)
     assert status[c.RESCORE] == "skipped"  # nothing to re-score with
-    assert failed(status) == {c.MODEL, c.RESCORE}
+    assert failed(status) == {c.MODEL, c.RESCORE, c.TRAINING_SEAL, c.LEDGER}  # seals, ledger too
 
 
 def _register_again(scored: ScoredSample, source: str, run_id: str) -> None:
@@ -372,7 +372,7 @@ def test_a_version_of_another_run_fails_at_the_model(private, capsys):
     _register_again(private, old.source, manifest["scoring_run"]["run_id"])
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.MODEL}
+    assert failed(status) == {c.MODEL, c.TRAINING_SEAL}  # seals, ledger too
     assert "belongs to run" in line_of(out, c.MODEL)
 
 
@@ -403,7 +403,7 @@ def test_a_replaced_model_fails_at_the_model_and_the_rescore(private, capsys, tm
     _register_again(private, str(tmp_path / "replaced"), manifest["model"]["training_run_id"])
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.MODEL, c.RESCORE}
+    assert failed(status) == {c.MODEL, c.RESCORE, c.TRAINING_SEAL}  # seals, ledger too
     assert "the model behind this version was replaced" in line_of(out, c.MODEL)
     assert "differ by more than" in line_of(out, c.RESCORE)
 
@@ -412,7 +412,7 @@ def test_a_deleted_training_run_fails(private, capsys):
     client_of(private).delete_run(manifest_of(private)["model"]["training_run_id"])
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.TRAINING_RUN}
+    assert failed(status) == {c.TRAINING_RUN, c.TRAINING_SEAL}  # seals, ledger too
     assert "deleted" in line_of(out, c.TRAINING_RUN)
 
 
@@ -465,7 +465,7 @@ def test_an_unknown_commit_fails_at_the_code_version(private, capsys):
     )
     code, status, out = audit(private, capsys, str(private.round_dir))
     assert code == 1
-    assert failed(status) == {c.CODE}
+    assert failed(status) == {c.CODE, c.TRAINING_SEAL}  # seals, ledger too
     assert "does not exist in this repository" in line_of(out, c.CODE)
 
 
