@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from models.backtest import add_pooled_calibration
-from models.candidates import CalibratedClassifier
+from models.candidates import CalibratedClassifier, _beta_inputs
 from models.gates import calibration_gate
 from models.metrics import calibration_metrics, calibration_noise
 
@@ -64,15 +65,58 @@ def test_calibration_keeps_the_models_order_without_ties(method):
     assert np.all(np.diff(p[order]) > 0)  # strictly increasing: no household ties another
 
 
-def test_beta_calibration_falls_back_to_one_coefficient_rather_than_reverse_the_order():
+def test_beta_calibration_keeps_its_coefficients_non_negative_rather_than_reverse_the_order():
     rng = np.random.default_rng(4)
     raw = rng.uniform(0.01, 0.99, 4_000)
     # need falls at both ends: a free beta map would bend down somewhere
     y = (rng.random(len(raw)) < 0.8 - 0.6 * np.abs(raw - 0.5)).astype(np.int64)
     model = _calibrated("beta", pd.DataFrame({"raw": raw}), y)
+    assert model.beta_constraint_ == "b=0"  # -ln(1-p) dropped, ln p kept
     assert (model.calibrator_.coef_ >= 0).all()
     p = model.predict_proba(pd.DataFrame({"raw": np.sort(raw)}))[:, 1]
     assert np.all(np.diff(p) >= 0)
+
+
+def _flat_low(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Scores whose true map depends on -ln(1-s) only (beta's ln s coefficient is 0), with a
+    slight dip at the bottom, so that a free fit puts a small negative coefficient on ln s:
+    the case of seed 90210's backtest round 2026-08 (a = -0.01)."""
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(0.01, 0.95, rows)
+    truth = 1 / (1 + np.exp(-(-1.5 + 1.9 * -np.log1p(-raw) - 0.04 * np.log(raw))))
+    y = (rng.random(rows) < truth).astype(np.int64)
+    return pd.DataFrame({"raw": raw}), y, truth
+
+
+def test_beta_calibration_drops_a_negative_coefficient_instead_of_falling_back_to_platt():
+    X, y, _ = _flat_low(20_000, 7)
+    test, y_test, truth = _flat_low(40_000, 8)
+    model = _calibrated("beta", X, y)
+    assert model.beta_constraint_ == "a=0"
+    assert model.calibrator_.coef_[0, 0] == 0 and model.calibrator_.coef_[0, 1] > 0
+    p = model.predict_proba(test)[:, 1]
+    platt = _calibrated("sigmoid", X, y).predict_proba(test)[:, 1]
+    ece = calibration_metrics(p, y_test)[0]["ece"]
+    ece_platt = calibration_metrics(platt, y_test)[0]["ece"]
+    assert ece < 0.01 < 0.02 < ece_platt  # the old fallback (Platt) cannot follow this curve
+    assert np.abs(p - truth).max() < 0.05 < np.abs(platt - truth).max()
+    order = np.argsort(test["raw"].to_numpy())
+    assert np.all(np.diff(p[order]) >= 0)
+
+
+def test_beta_calibration_with_positive_coefficients_is_the_free_fit():
+    X, y, _ = _bent(5_000, 9)
+    model = _calibrated("beta", X, y)
+    assert model.beta_constraint_ == "none"
+    held = np.ones(len(y), dtype=bool)
+    held[:10] = False
+    y = y.copy()
+    y[:2] = [0, 1]
+    free = LogisticRegression(C=1e6, max_iter=1000).fit(
+        _beta_inputs(X["raw"].to_numpy()[held]), y[held]
+    )
+    np.testing.assert_allclose(model.calibrator_.coef_, free.coef_, rtol=1e-12)
+    np.testing.assert_allclose(model.calibrator_.intercept_, free.intercept_, rtol=1e-12)
 
 
 def test_calibration_noise_is_what_a_calibrated_model_shows_by_chance():
