@@ -243,3 +243,54 @@ def test_the_footer_names_the_list_round_pages_and_confidentiality():
     assert list_scope([], Path("sigungu_4111000000.xlsx"), "ko") == "시군구 4111000000"
     assert page_footer("A&B", "2026-10", "en").count("A&&B") == 1
     assert outcome_choices(CATALOGUE, "ko") == [o.name_ko for o in CATALOGUE.outcomes]
+
+
+@pytest.mark.parametrize("language", ["ko", "en"])
+def test_the_xlsx_is_set_up_to_print_and_fill(tmp_path, language):
+    from openpyxl import load_workbook
+
+    from pipeline.score.lists import write_xlsx
+    from pipeline.vocabulary import list_header
+
+    keys = [c.key for c in LIST_COLUMNS]
+    long_reason = "최근 3개월 위기정보 4종 동시 발생: " + "; ".join(
+        f"전기요금 체납 {n}개월 (한국전력공사, 2026-0{n} 보고)" for n in range(1, 5)
+    )
+    values = {
+        "round": "2026-10",
+        "sigungu_code": "4111000000",
+        "emd_code": "4111031000",
+        "emd_name": "청내면",
+        "list_rank": 1,
+        "household_key": "H0030000778",
+        "risk_percent": 53.0,
+        "reason_1": long_reason,
+        "reason_2": "이전 발굴 1회",
+    }
+    rows = [tuple(values.get(k, "") if k != "list_rank" else i for k in keys) for i in (1, 2)]
+    path = tmp_path / "emd_4111031000.xlsx"
+    write_xlsx(rows, path, language, CATALOGUE, datetime(2026, 10, 1))
+
+    sheet = load_workbook(path).worksheets[0]
+    assert [c.value for c in sheet[1]] == list_header(language)
+    assert sheet.page_setup.orientation == "landscape" and sheet.page_setup.paperSize == 9
+    assert sheet.sheet_properties.pageSetUpPr.fitToPage
+    assert sheet.page_setup.fitToWidth in (None, 1)  # 1 page wide (1 is the default, unwritten)
+    assert sheet.page_setup.fitToHeight == 0  # as many pages long as needed
+    assert sheet.print_title_rows == "$1:$1"  # the header row on every page
+    assert sheet.print_options.gridLines
+    footer = sheet.oddFooter
+    assert CONFIDENTIAL[language] in footer.right.text and "&P" in footer.center.text
+    assert "청내면 (4111031000)" in footer.left.text and "2026-10" in footer.left.text
+    reason = keys.index("reason_1") + 1
+    assert sheet.cell(2, reason).alignment.wrap_text
+    assert sheet.row_dimensions[2].height >= 4 * 14  # the long reason's lines
+    rules = sheet.data_validations.dataValidation
+    choices = outcome_choices(CATALOGUE, language)
+    outcome = [r for r in rules if all(c in (r.formula1 or "") for c in choices)]
+    assert outcome and outcome[0].type == "list"
+    first = sheet.cell(2, keys.index("outcome_code") + 1).coordinate
+    assert str(outcome[0].sqref).startswith(first)
+    # The audit reads the cells back: values as before, the fill-in columns empty.
+    assert [c.value for c in sheet[2]][keys.index("household_key")] == "H0030000778"
+    assert sheet.cell(2, keys.index("contact_date") + 1).value is None
