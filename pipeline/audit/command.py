@@ -1,8 +1,10 @@
 """The command ``outreach audit [PATH]``: its arguments, and the chain printed one line per
-link (details below a failed one), then a verdict.
+link (details below a failed one), then a verdict; ``--household KEY``: that household's row,
+lists, re-computed score and reasons before the round's chain (:mod:`pipeline.audit.household`);
+``measure`` for ``outreach bench``.
 
 Exit codes: 0 every link verifies; 1 a link failed (the line says which and why); 2 PATH is not
-found or not a round, a list or a manifest.
+found or not a round, a list or a manifest, or the household KEY is not one of the round.
 """
 
 from __future__ import annotations
