@@ -392,31 +392,35 @@ def write_xlsx(
             legend.write_string(i, 0, spreadsheet_text(outcome.name_ko if ko else outcome.name_en))
             legend.write_string(i, 1, spreadsheet_text(outcome.code))
         explored = next(r for r in outcomes.selection_reasons if r.code == EXPLORATION)
-        below = len(outcomes.outcomes) + 2
-        explored_name = explored.name_ko if ko else explored.name_en
-        legend.write_string(below, 0, spreadsheet_text(explored_name))
-        legend.write_string(
-            below,
-            1,
-            "모형 점수와 무관하게 무작위로 뽑힌 가구입니다(다음 모형이 배울 수 있도록)."
-            if ko
-            else "Drawn at random regardless of the score (so that the next model can learn).",
-        )
         example = f"{round_label}-15"
-        legend.write_string(below + 1, 0, "확인일" if ko else "contact date")
-        legend.write_string(
-            below + 1,
-            1,
-            f"{example}처럼 연-월-일로 적습니다({example.replace('-', '.')}, "
-            f"{example.replace('-', '/')}, {example.replace('-', '')}도 됩니다)."
-            if ko
-            else f"Year-month-day, e.g. {example} ({example.replace('-', '.')}, "
-            f"{example.replace('-', '/')}, {example.replace('-', '')} work too).",
-        )
-        legend.write_string(below + 2, 0, "위험도 · 위험 구간" if ko else "risk · risk band")
-        legend.write_string(below + 2, 1, RISK_BAND_LEGEND[language])
-        legend.set_column(0, 0, 28)
-        legend.set_column(1, 1, 80)
+        notes = [
+            (
+                explored.name_ko if ko else explored.name_en,
+                "모형 점수와 무관하게 무작위로 뽑힌 가구입니다(다음 모형이 배울 수 있도록)."
+                if ko
+                else "Drawn at random regardless of the score (so that the next model can learn).",
+            ),
+            (
+                "확인일" if ko else "contact date",
+                f"{example}처럼 연-월-일로 적습니다({example.replace('-', '.')}, "
+                f"{example.replace('-', '/')}, {example.replace('-', '')}도 됩니다)."
+                if ko
+                else f"Year-month-day, e.g. {example} ({example.replace('-', '.')}, "
+                f"{example.replace('-', '/')}, {example.replace('-', '')} work too).",
+            ),
+            ("위험도 · 위험 구간" if ko else "risk · risk band", RISK_BAND_LEGEND[language]),
+        ]
+        legend_widths = (24.0, 90.0)
+        legend.set_column(0, 0, legend_widths[0], wrap)
+        legend.set_column(1, 1, legend_widths[1], wrap)
+        below = len(outcomes.outcomes) + 2
+        for i, (label, text) in enumerate(notes, start=below):
+            lines = max(
+                wrapped_lines(label, legend_widths[0]), wrapped_lines(text, legend_widths[1])
+            )
+            legend.set_row(i, lines * LINE_POINTS + ROW_PADDING_POINTS)
+            legend.write_string(i, 0, spreadsheet_text(label), wrap)
+            legend.write_string(i, 1, spreadsheet_text(text), wrap)
         legend.set_landscape()
         legend.set_paper(9)
         legend.fit_to_pages(1, 0)
