@@ -115,6 +115,8 @@ MAX_WIDTH = 30
 # REASON_LINES lines, between REASON_WIDTHS: a long "several signals" reason gets a wide column,
 # short ones narrow columns, so that rows are not made high by one narrow column.
 REASONS = ("reason_1", "reason_2", "reason_3")
+# Columns formatted as text, so that what a caseworker types there stays as typed.
+TEXT_CODES = ("round", "sigungu_code", "emd_code", "household_key")
 REASON_LINES = 4
 REASON_WIDTHS = (20.0, 48.0)
 # The outcome column wraps its longest drop-down choice on two lines; rows are at least that high.
@@ -336,6 +338,11 @@ def write_xlsx(
             j = keys.index(key)
             style[j] = fill_wrap if j in wrapped else fill
         style[date_column] = day
+        # Codes stay text when typed in a new row (a household the office adds): Excel would
+        # turn 2026-10 into a date and a long code into a number.
+        text = book.add_format({**base, "num_format": "@"})
+        for key in TEXT_CODES:
+            style[keys.index(key)] = text
 
         sheet = book.add_worksheet("발굴 대상" if ko else "list")
         head_lines = max(wrapped_lines(h, w) for h, w in zip(header, widths, strict=True))
