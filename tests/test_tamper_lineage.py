@@ -223,6 +223,21 @@ def _scoring_dataset_source(r: Round) -> None:
     )
 
 
+def _forge_manifest(r: Round) -> None:
+    """Someone who can rewrite the manifest and the scoring run's copy of it: the counts and the
+    capacity digest changed, the run's tag and artifact made to match."""
+    import hashlib
+
+    path = r.scored.round_dir / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["counts"]["listed"] += 7
+    manifest["capacity"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    r.artifact(r.scoring, "round/manifest.json").write_bytes(path.read_bytes())
+    r.client.set_tag(r.scoring, "outreach.manifest_sha256", sha)
+
+
 # (id, the tamper, the link that must fail, words its finding must hold)
 CASES: list[tuple[str, Callable[[Round], None], str, str]] = [
     (
@@ -394,6 +409,18 @@ CASES: list[tuple[str, Callable[[Round], None], str, str]] = [
         lambda r: r.client.log_metric(r.scoring, "count.listed", 1.0),
         f.SCORING_SEAL,
         "metric count.listed",
+    ),
+    (
+        "manifest forged with the scoring run's copy and tag",
+        _forge_manifest,
+        f.SCORING_SEAL,
+        "artifact round/manifest.json",
+    ),
+    (
+        "manifest forged with the scoring run's copy and tag (the ledger)",
+        _forge_manifest,
+        f.LEDGER,
+        "(round scored 2026-10) records manifest sha256",
     ),
     (
         "scoring run's seal removed",
