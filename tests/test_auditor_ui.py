@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _browser import CHROMIUM, CHROMIUM_ARGS
 from conftest import REPO_ROOT, copy_outputs
 
 from pipeline.cli import main
@@ -51,20 +52,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--no-first-run",
-    "--no-pings",
-]
 # The UI opens in the "Model training" view, with MLflow's assistant panel closed.
 UI_SETTINGS = """
 window.localStorage.setItem('mlflow.workflowType_v1', '"machine_learning"');

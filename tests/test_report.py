@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _browser import CHROMIUM, CHROMIUM_ARGS
 from _ingest_leak import assert_no_identifiers, collect_identifiers
 from conftest import REPO_ROOT, copy_outputs, make_config
 
@@ -41,21 +42,6 @@ from pipeline.report.render import render_report  # noqa: F401  (the module impo
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
 )
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-default-apps",
-    "--disable-extensions",
-    "--disable-sync",
-    "--disable-domain-reliability",
-    "--no-first-run",
-    "--no-pings",
-]
 
 
 # --- hand-made frames ------------------------------------------------------------------------

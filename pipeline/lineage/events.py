@@ -73,6 +73,19 @@ def champion_moved(
     )
 
 
+def alias_moved(root: Path, model: str, move: Any) -> dict[str, Any]:
+    """:func:`champion_moved` from a move of the registry (``tracking.registry.AliasMove``:
+    action, version, previous, reason)."""
+    return champion_moved(
+        root,
+        model=model,
+        version=move.version,
+        previous=move.previous,
+        action=move.action,
+        reason=move.reason,
+    )
+
+
 def challenger_marked(root: Path, *, model: str, version: str, reason: str) -> dict[str, Any]:
     return ledger.append(
         root, ledger.CHALLENGER_MARKED, {"model": model, "version": version, "reason": reason}

@@ -19,14 +19,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
     ledger.check_writable(config.paths.output_root)
     move = rollback(connect(config), config, args.reason)
-    events.champion_moved(
-        config.paths.output_root,
-        model=config.training.model_name,
-        version=move.version,
-        previous=move.previous,
-        action=move.action,
-        reason=move.reason,
-    )
+    events.alias_moved(config.paths.output_root, config.training.model_name, move)
     print(
         f"{config.training.model_name}: champion {move.previous} -> {move.version} "
         f"(rollback: {move.reason})"

@@ -288,14 +288,7 @@ def _seal_and_record(
     )
     if promoted:
         move = move_champion(client, config, name, version, "gates", reason)
-        events.champion_moved(
-            root,
-            model=name,
-            version=version,
-            previous=move.previous,
-            action=move.action,
-            reason=reason,
-        )
+        events.alias_moved(root, name, move)
     else:
         mark_challenger(client, name, version, reason)
         events.challenger_marked(root, model=name, version=version, reason=reason)
