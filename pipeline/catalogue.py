@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.config import ConfigError, Month
 from pipeline.months import parse_month
-from pipeline.vocabulary import TENURES
+from pipeline.vocabulary import CASE_STATUSES_REQUIRED, NO_SUPPORT, TENURES
 
 Driver = Literal["strain", "job", "health", "disaster", "benefit", "housing", "isolation"]
 Target = Literal["head", "adult", "elderly", "child", "member"]
@@ -101,6 +101,10 @@ class NamedEntry(_Frozen):
     name_en: str
 
 
+class CodedEntry(NamedEntry):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+
+
 class IndicatorCatalogue(_Frozen):
     """All indicator definitions, their groups and units."""
 
@@ -150,6 +154,10 @@ class OutcomeCode(_Frozen):
     name_en: str
     label: Literal[0, 1] | None
     resolved: bool
+    status: str
+    ministry: str
+    no_support_reason: str | None = None
+    carry: bool = False
 
 
 class SelectionReason(_Frozen):
@@ -158,11 +166,79 @@ class SelectionReason(_Frozen):
     name_en: str
 
 
+class OverrideReason(CodedEntry):
+    """Why a caseworker skipped a listed household (``skip``) or added one (``add``)."""
+
+    action: Literal["skip", "add"]
+
+
+class CallResult(_Frozen):
+    """A result of the automated first-contact call, and where it moves the household next."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ko: str
+    name_en: str
+    next_tier: Literal["visit", "phone", "none"]
+    status: str
+    ministry: str
+    no_support_reason: str | None = None
+
+
 class OutcomeCatalogue(_Frozen):
-    """Visit outcome codes with their labels, and the reasons a household was listed."""
+    """Visit outcome codes with their labels, the reasons a household was listed, case statuses,
+    the ministry's table columns, override reasons and call results (``configs/outcomes.yaml``)."""
 
     outcomes: tuple[OutcomeCode, ...]
     selection_reasons: tuple[SelectionReason, ...]
+    case_statuses: tuple[CodedEntry, ...]
+    ministry_categories: tuple[CodedEntry, ...]
+    no_support_reasons: tuple[CodedEntry, ...]
+    override_reasons: tuple[OverrideReason, ...]
+    call_results: tuple[CallResult, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutcomeCatalogue:
+        for section in (
+            "outcomes",
+            "selection_reasons",
+            "case_statuses",
+            "ministry_categories",
+            "no_support_reasons",
+            "override_reasons",
+            "call_results",
+        ):
+            codes = [entry.code for entry in getattr(self, section)]
+            duplicate = next((c for c in codes if codes.count(c) > 1), None)
+            if duplicate is not None:
+                raise ValueError(f"{section}: code {duplicate!r} appears twice")
+        statuses = {s.code for s in self.case_statuses}
+        categories = {c.code for c in self.ministry_categories}
+        no_support = {r.code for r in self.no_support_reasons}
+        for section in ("outcomes", "call_results"):
+            for entry in getattr(self, section):
+                where = f"{section}: {entry.code}"
+                if entry.status not in statuses:
+                    raise ValueError(f"{where}: status {entry.status!r} is not a case status")
+                if entry.ministry not in categories:
+                    raise ValueError(
+                        f"{where}: ministry {entry.ministry!r} is not a ministry_categories code"
+                    )
+                if (entry.ministry == NO_SUPPORT) != (entry.no_support_reason is not None):
+                    raise ValueError(
+                        f"{where}: no_support_reason is set exactly when ministry is {NO_SUPPORT}"
+                    )
+                if (
+                    entry.no_support_reason is not None
+                    and entry.no_support_reason not in no_support
+                ):
+                    raise ValueError(
+                        f"{where}: no_support_reason {entry.no_support_reason!r} is not a "
+                        "no_support_reasons code"
+                    )
+        for required in CASE_STATUSES_REQUIRED:
+            if required not in statuses:
+                raise ValueError(f"case_statuses: {required!r} is missing")
+        return self
 
     @property
     def codes(self) -> list[str]:
@@ -174,6 +250,23 @@ class OutcomeCatalogue(_Frozen):
 
     def label_of(self) -> dict[str, int | None]:
         return {o.code: o.label for o in self.outcomes}
+
+    def outcome(self, code: str) -> OutcomeCode:
+        """The outcome of ``code`` (KeyError when unknown)."""
+        return {o.code: o for o in self.outcomes}[code]
+
+    def call_result(self, code: str) -> CallResult:
+        """The call result of ``code`` (KeyError when unknown)."""
+        return {c.code: c for c in self.call_results}[code]
+
+    def override(self, code: str) -> OverrideReason:
+        """The override reason of ``code`` (KeyError when unknown)."""
+        return {r.code: r for r in self.override_reasons}[code]
+
+    def status_name(self, code: str, language: str = "ko") -> str:
+        """The case status's name in ``language`` (``ko`` or ``en``)."""
+        entry = {s.code: s for s in self.case_statuses}[code]
+        return entry.name_ko if language == "ko" else entry.name_en
 
 
 def _load_yaml(path: Path) -> dict:

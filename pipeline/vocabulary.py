@@ -92,6 +92,15 @@ LISTED_TIERS = (VISIT, PHONE)
 MODEL_SCORE = "model_score"
 EXPLORATION = "random_exploration"
 LOCAL_DISCRETION = "local_discretion"  # a household a caseworker added to a returned list
+CARRIED_OVER = "carried_over"  # an open case of an earlier round, carried into this one
+
+# Case statuses and ministry categories the code itself relies on (their names and the other
+# codes are in configs/outcomes.yaml): a listed household with no answer yet, one a caseworker
+# skipped (an override), and the ministry's column whose outcomes name a no-support reason.
+NOT_RETURNED = "not_returned"
+SKIPPED = "skipped"
+CASE_STATUSES_REQUIRED = (NOT_RETURNED, SKIPPED)
+NO_SUPPORT = "no_support"
 TIER_TEXT = {
     "ko": {VISIT: "방문", PHONE: "전화 확인"},
     "en": {VISIT: "visit", PHONE: "phone check"},
@@ -167,14 +176,17 @@ LIST_COLUMNS: tuple[ListColumn, ...] = (
     ListColumn("risk_percent", "위험도(%)", "risk (%)", 10),
     ListColumn("risk_band", "위험 구간", "risk band", 22),
     ListColumn("selection", "선정 사유", "selected by", 20),
+    ListColumn("case_history", "지난 회차 이력", "earlier rounds", 24),
     ListColumn("reason_1", "사유 1", "reason 1", 48),
     ListColumn("reason_2", "사유 2", "reason 2", 48),
     ListColumn("reason_3", "사유 3", "reason 3", 48),
     ListColumn("outcome_code", "결과 코드", "outcome code", 18),
     ListColumn("contact_date", "확인일(YYYY-MM-DD)", "contact date (YYYY-MM-DD)", 20),
+    ListColumn("override", "담당자 판단(제외·추가)", "override (skip/add)", 22),
     ListColumn("note", "메모(제출 시 제외)", "note (not imported)", 30),
 )
-FILL_IN = ("outcome_code", "contact_date", "note")  # the columns a caseworker fills in
+# The columns a caseworker fills in.
+FILL_IN = ("outcome_code", "contact_date", "override", "note")
 
 
 def list_header(language: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The crisis-information catalogue and the outcome codes."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,47 @@ def test_outcome_codes_match_the_design(outcome_catalogue):
         "closed_no_need": 0,
         "unreachable": None,
         "in_progress": None,
+        "declined": None,  # need not assessed: the household refused
+        "already_supported": None,
     }
     assert outcome_catalogue.reason_codes == [
         "central_rule",
         "local_discretion",
         "random_exploration",
         "model_score",  # lists written by `outreach score`
+        "carried_over",
     ]
+    carried = [o.code for o in outcome_catalogue.outcomes if o.carry]
+    assert carried == ["unreachable", "in_progress"]
+    assert {o.ministry for o in outcome_catalogue.outcomes} <= {
+        c.code for c in outcome_catalogue.ministry_categories
+    }
+    assert {r.action for r in outcome_catalogue.override_reasons} == {"skip", "add"}
+    assert [c.next_tier for c in outcome_catalogue.call_results] == [
+        "none",
+        "visit",
+        "none",
+        "phone",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("    status: linked\n", "    status: finished\n", "status 'finished' is not a case status"),
+        ("    ministry: not_eligible\n", "    ministry: gone\n", "ministry 'gone' is not a"),
+        ("    no_support_reason: declined\n", "", "no_support_reason is set exactly when"),
+        ("  - code: skipped\n", "  - code: skipped_now\n", "'skipped' is missing"),
+        ("  - code: already_supported\n", "  - code: declined\n", "code 'declined' appears twice"),
+    ],
+)
+def test_inconsistent_outcome_catalogue_is_refused(tmp_path, repo_root, old, new, message):
+    text = (repo_root / "configs" / "outcomes.yaml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "outcomes.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_outcomes(path)
 
 
 def test_duplicate_indicator_code_is_refused(tmp_path, repo_root):

@@ -70,6 +70,11 @@ def list_frame(
             "risk_percent": [str(risk_percent(s)) for s in listed["score"].to_numpy()],
             "risk_band": [risk_band_text(s, language) for s in listed["score"].to_numpy()],
             "selection": listed["selection_reason"].map(names).to_numpy(),
+            "case_history": (
+                listed["case_history"].fillna("").astype(str).to_numpy()
+                if "case_history" in listed
+                else ""
+            ),
         }
     )
     for i in range(1, 4):
@@ -109,7 +114,7 @@ def write_csv(rows: Sequence[Sequence[object]], path: Path, language: str) -> No
 
 # Columns whose text wraps inside its column, with their width in character units (the row
 # grows to show them whole); the other columns fit their widest value, at most MAX_WIDTH.
-WRAP_WIDTHS = {"risk_band": 12, "selection": 14, "note": 16}
+WRAP_WIDTHS = {"risk_band": 12, "selection": 14, "case_history": 14, "override": 14, "note": 16}
 MAX_WIDTH = 30
 # Reasons wrap too, each reason column as wide as lets three in four of its reasons fit in
 # REASON_LINES lines, between REASON_WIDTHS: a long "several signals" reason gets a wide column,
