@@ -444,6 +444,15 @@ class TrainingConfig(_Strict):
     gates: GatesConfig = GatesConfig()
 
 
+class CarryOverConfig(_Strict):
+    """Open cases of a round go on to the next (``pipeline.cases``, docs/outcomes.md "Case
+    state"): at most ``max_rounds`` times (0: never); a household not reached by phone
+    ``escalate_phone_after`` rounds in a row is carried to the visit tier."""
+
+    max_rounds: int = Field(2, ge=0, le=12)
+    escalate_phone_after: int = Field(1, ge=1, le=12)
+
+
 class ScoringConfig(_Strict):
     """``outreach score``: who is eligible, how lists are cut, how reasons are written.
 
@@ -460,6 +469,7 @@ class ScoringConfig(_Strict):
     exploration_share: float = Field(0.05, ge=0.0, le=0.5)
     exploration_signal_months: int = Field(12, ge=1, le=36)
     reasons: int = Field(3, ge=1, le=10)
+    carry_over: CarryOverConfig = CarryOverConfig()
     language: Literal["ko", "en"] = "ko"
     seed: int = Field(20261203, ge=0)
     # `outreach audit` re-scores every listed household, the ``audit_near_cut`` unlisted ones

@@ -45,6 +45,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.catalogue import OutcomeCatalogue, load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.features import DATA_DICTIONARY_CSV, FEATURES_TABLE, folder_columns
@@ -112,6 +113,8 @@ class ReportInputs:
     outcomes_sha256: str | None
     listed: pd.DataFrame | None  # listed rows (FOLLOWUP_COLUMNS), read only with outcomes
     scored_outcomes: frozenset[str] = frozenset()  # outcome households that were scored
+    # the case of every listed and added household (pipeline.cases.round_cases)
+    cases: pd.DataFrame | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # extra lineage for report.json
 
 
@@ -284,10 +287,15 @@ def refuse_changed_round(
         )
 
 
-def read_inputs(config: Config, as_of: int) -> ReportInputs:
-    """Read the round's datasets (and the previous round's, and outcomes when they exist) and
-    count them partition by partition."""
+def read_inputs(
+    config: Config, as_of: int, outcome_catalogue: OutcomeCatalogue | None = None
+) -> ReportInputs:
+    """Read the round's datasets (and the previous round's, outcomes and call results when
+    they exist) and count them partition by partition."""
+    from pipeline.datasets.cases import read_round_cases
     from pipeline.datasets.outcomes import read_round_outcomes, round_outcomes_file
+
+    outcome_catalogue = outcome_catalogue or load_outcomes(config.paths.outcomes)
 
     label = format_month(as_of)
     layout = OutputLayout(config.paths.output_root)
@@ -388,8 +396,10 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
             outcomes = outcomes[outcomes["round"].astype("string") == label]
         listed = read_rows(scores_file, FOLLOWUP_COLUMNS, {"tier": LISTED_TIERS})
         scored_outcomes = scored_among(scores_file, outcomes[KEY].dropna().astype(str).unique())
+    cases, answers = read_round_cases(config, label, outcome_catalogue)
     facts = {
         "leading_features": {"source": source_code, "run_id": run_id, "features": leading},
+        "cases": {"households": len(cases), "answers_sha256": answers},
     }
     return ReportInputs(
         round=label,
@@ -410,4 +420,5 @@ def read_inputs(config: Config, as_of: int) -> ReportInputs:
         listed=listed,
         scored_outcomes=scored_outcomes,
         facts=facts,
+        cases=cases,
     )

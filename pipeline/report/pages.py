@@ -20,6 +20,7 @@ from pipeline.report.aggregates import PARTS, FollowUp
 from pipeline.vocabulary import (
     EXPLORATION,
     MONITOR,
+    NOT_RETURNED,
     PHONE,
     TENURE_TEXT,
     VISIT,
@@ -352,12 +353,76 @@ class HouseholdRow:
     probability: float
     probability_text: str
     reasons: list[str]
+    status: str = NOT_RETURNED
+    status_name: str = ""
+    status_detail: str = ""
+    pending: bool = False
+    overdue: bool = False
+    history: str = ""
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """The case state of one 읍면동's list, as its page shows it."""
+
+    by_key: dict[str, dict[str, Any]]  # household key -> status, status_name, detail, overdue
+    counts: list[dict[str, Any]]  # one per case status: code, name, households
+    pending: int
+    overdue: int
+    added: list[dict[str, str]]  # households the office added: key, status_name, detail
+    answered: bool  # whether any answer (visit or call) came back for the round
+    not_returned_name: str = ""  # the status name of a household with no answer
+
+
+def case_view(cases: pd.DataFrame | None, catalogue: OutcomeCatalogue) -> CaseView:
+    """The page's view of one 읍면동's cases (``pipeline.cases.round_cases`` rows, its own)."""
+    unanswered = catalogue.status_name(NOT_RETURNED)
+    if cases is None or cases.empty:
+        return CaseView({}, [], 0, 0, [], False, unanswered)
+    outcome_names = {o.code: o.name_ko for o in catalogue.outcomes}
+    call_names = {c.code: c.name_ko for c in catalogue.call_results}
+    override_names = {r.code: r.name_ko for r in catalogue.override_reasons}
+    by_key: dict[str, dict[str, Any]] = {}
+    added = []
+    for case in cases.itertuples(index=False):
+        detail = []
+        if not is_missing(case.outcome_code):
+            text = outcome_names.get(str(case.outcome_code), str(case.outcome_code))
+            if not is_missing(case.contact_date):
+                text += f" ({pd.Timestamp(case.contact_date):%Y-%m-%d})"
+            detail.append(text)
+        if not is_missing(case.call_result):
+            result = str(case.call_result)
+            detail.append("상담 전화: " + call_names.get(result, result))
+        if not is_missing(case.override_code):
+            detail.append(override_names.get(str(case.override_code), str(case.override_code)))
+        view = {
+            "status": str(case.status),
+            "status_name": catalogue.status_name(str(case.status)),
+            "detail": " · ".join(detail),
+            "pending": bool(case.pending),
+            "overdue": bool(case.overdue),
+        }
+        by_key[str(case.household_key)] = view
+        if bool(case.added):
+            added.append({"household_key": str(case.household_key), **view})
+    present = cases["status"].value_counts()
+    counts = [
+        {"code": s.code, "name": s.name_ko, "households": int(present.get(s.code, 0))}
+        for s in catalogue.case_statuses
+    ]
+    answered = bool((cases["status"] != NOT_RETURNED).any())
+    pending, overdue = int(cases["pending"].sum()), int(cases["overdue"].sum())
+    return CaseView(by_key, counts, pending, overdue, added, answered, unanswered)
 
 
 def household_rows(
-    scores: pd.DataFrame, selection: Mapping[str, str], reasons: int
+    scores: pd.DataFrame,
+    selection: Mapping[str, str],
+    reasons: int,
+    cases: CaseView | None = None,
 ) -> list[HouseholdRow]:
-    """The listed households of one 읍면동, in list order."""
+    """The listed households of one 읍면동, in list order, with their case state."""
     ordered = scores.sort_values("list_rank", kind="stable")
     blank = [None] * len(ordered)
 
@@ -365,6 +430,7 @@ def household_rows(
         return ordered[name].tolist() if name in ordered.columns else blank
 
     texts = [column(f"reason_{i}_text") for i in range(1, reasons + 1)]
+    history = column("case_history")
     rows = []
     for i, (rank, key, tier, score, model_rank, chosen, probability) in enumerate(
         zip(
@@ -396,9 +462,32 @@ def household_rows(
                 probability=probability,
                 probability_text=percent(probability, 0),
                 reasons=["" if is_missing(t[i]) else str(t[i]) for t in texts],
+                **_case_fields(cases, str(key), history[i]),
             )
         )
     return rows
+
+
+def _case_fields(cases: CaseView | None, key: str, history: Any) -> dict[str, Any]:
+    fields = {"history": "" if is_missing(history) else str(history)}
+    if cases is None:
+        return fields
+    view = cases.by_key.get(key)
+    if view is None:
+        return {
+            **fields,
+            "status": NOT_RETURNED,
+            "status_name": cases.not_returned_name,
+            "pending": True,
+        }
+    return {
+        **fields,
+        "status": view["status"],
+        "status_name": view["status_name"],
+        "status_detail": view["detail"],
+        "pending": view["pending"],
+        "overdue": view["overdue"],
+    }
 
 
 # --- follow-up rows --------------------------------------------------------------------------

@@ -43,6 +43,7 @@ PAGE_COLUMNS = (
     "model_rank",
     "selection_reason",
     "selection_probability",
+    "case_history",
 )
 
 
@@ -348,8 +349,10 @@ def render_emd_page(
     names: dict[str, str],
     selection: dict[str, str],
     reasons: int,
+    cases: pages.CaseView | None = None,
 ) -> str:
-    """The page of one 읍면동 with its listed households (``rows``: theirs only)."""
+    """The page of one 읍면동 with its listed households (``rows``: theirs only) and the state
+    of their cases (``cases``: theirs only)."""
     return template.render(
         **common,
         emd_code=page.emd_code,
@@ -358,7 +361,8 @@ def render_emd_page(
         capacity=pages.number(page.capacity),
         visit=pages.number(page.visit),
         phone=pages.number(page.phone),
-        rows=pages.household_rows(rows, selection, reasons),
+        rows=pages.household_rows(rows, selection, reasons, cases),
+        cases=cases,
         reasons=reasons,
         area_type=pages.area_type(pages.region_name(names, page.emd_code)),
     )
@@ -382,6 +386,8 @@ def emd_pages(districts: pd.DataFrame) -> list[list[EmdPage]]:
 
 # --- the 읍면동 pages task (picklable, for the partition engine) -----------------------------
 
+_NO_CASES = pd.DataFrame({"emd_code": pd.Series(dtype="string")})
+
 
 @dataclass(frozen=True)
 class PagesTask:
@@ -394,6 +400,8 @@ class PagesTask:
     names: dict[str, str]  # names of these 읍면동 and of their 시군구
     selection: dict[str, str]
     reasons: int
+    cases: pd.DataFrame | None = None  # pipeline.cases.round_cases rows of these 읍면동
+    outcomes: OutcomeCatalogue | None = None
 
 
 def write_emd_pages(task: PagesTask) -> list[str]:
@@ -408,12 +416,20 @@ def write_emd_pages(task: PagesTask) -> list[str]:
         {"emd_code": codes, "tier": LISTED_TIERS},
     )
     by_emd = {str(code): rows for code, rows in listed.groupby("emd_code", sort=True)}
+    cases_by_emd = (
+        {}
+        if task.cases is None
+        else {str(code): rows for code, rows in task.cases.groupby("emd_code", sort=True)}
+    )
     template = environment().get_template("emd.html")
     written = []
     for page in task.pages:
         rows = by_emd.get(page.emd_code, listed.iloc[0:0])
+        cases = None
+        if task.outcomes is not None:
+            cases = pages.case_view(cases_by_emd.get(page.emd_code), task.outcomes)
         text = render_emd_page(
-            template, task.common, page, rows, task.names, task.selection, task.reasons
+            template, task.common, page, rows, task.names, task.selection, task.reasons, cases
         )
         name = f"{page.emd_code}.html"
         (task.folder / name).write_text(text, encoding="utf-8")
@@ -429,8 +445,14 @@ def pages_tasks(
     common = common_context(inputs, config.report.small_count)
     selection = pages.selection_names(outcome_catalogue)
     tasks = []
+    cases_by_sigungu = (
+        {}
+        if inputs.cases is None
+        else {str(c): rows for c, rows in inputs.cases.groupby("sigungu_code", sort=True)}
+    )
     for group in emd_pages(inputs.districts):
         codes = {p.emd_code for p in group} | {p.sigungu_code for p in group}
+        sigungu = group[0].sigungu_code
         tasks.append(
             PagesTask(
                 scores_file=inputs.scores_file,
@@ -440,6 +462,8 @@ def pages_tasks(
                 names={c: inputs.names[c] for c in sorted(codes) if c in inputs.names},
                 selection=selection,
                 reasons=inputs.reasons,
+                cases=cases_by_sigungu.get(sigungu, _NO_CASES),
+                outcomes=outcome_catalogue,
             )
         )
     return tasks

@@ -65,7 +65,7 @@ def write_report(config: Config, as_of: int) -> ReportResult:
     started = time.perf_counter()
     catalogues = load_catalogues(config)
     catalogue, outcome_catalogue = catalogues.indicators, catalogues.outcomes
-    inputs = read_inputs(config, as_of)
+    inputs = read_inputs(config, as_of, outcome_catalogue)
     pages_text, summary = render_report(inputs, config, catalogue, outcome_catalogue)
     final = OutputLayout(config.paths.output_root).round(inputs.round) / REPORT
     check_writable(config.paths.output_root)

@@ -32,10 +32,12 @@ import pyarrow.parquet as pq
 from models.candidates import CalibratedClassifier
 from models.fairness import AUDIT_SOURCES, audit_attributes
 from models.mitigation import NONE, ListPolicy
+from pipeline.cases import CarryPolicy
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config, ConfigError, ScoringConfig
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.cases import carried_into
 from pipeline.datasets.features import FeatureRounds
 from pipeline.datasets.rounds import (
     IMPORTANCE,
@@ -72,7 +74,7 @@ from pipeline.months import first_day, format_month, parse_month
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
-from pipeline.score.tiers import EXPLORATION, MONITOR, PHONE, VISIT, cut_round
+from pipeline.score.tiers import CARRIED, EXPLORATION, MONITOR, PHONE, VISIT, cut_round
 from pipeline.tracking import (
     code_version,
     connect,
@@ -91,7 +93,13 @@ from pipeline.tracking.models import (
 )
 from pipeline.tracking.registry import ModelRef, resolve_model
 from pipeline.tracking.seal import seal_run
-from pipeline.vocabulary import EMD, LIST_ORDER, coerce_feature_types, eligible_mask
+from pipeline.vocabulary import (
+    CARRIED_OVER,
+    EMD,
+    LIST_ORDER,
+    coerce_feature_types,
+    eligible_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +148,8 @@ class PartitionTask:
     lists_dir: Path
     threads: int
     household_month: int | None = None  # the household record's month (window end), for reasons
+    # open cases of the previous round carried into this one (pipeline.cases.CARRY_COLUMNS)
+    carried: pd.DataFrame | None = None
 
 
 def score_frame(
@@ -163,6 +173,10 @@ def score_frame(
     policy = list_policy(model)
     if policy is not None:
         base[LIST_ORDER] = list_order(policy, features.iloc[eligible], scores)
+    carried = task.carried
+    if carried is not None and len(carried):
+        carried = carried.set_index("household_key")
+        base[CARRIED] = base["household_key"].map(carried["tier"]).astype(object)
     cut = cut_round(
         base,
         pd.Series(task.capacity, dtype="int64"),
@@ -194,7 +208,8 @@ def score_frame(
         household_month=task.household_month,
     )
     reasons.index = cut.index[listed]
-    out = cut.drop(columns=["has_signal", LIST_ORDER], errors="ignore").join(reasons)
+    out = cut.drop(columns=["has_signal", LIST_ORDER, CARRIED], errors="ignore").join(reasons)
+    out = out.join(carried_history(out["household_key"], carried))
     out.insert(1, "sigungu_code", task.sigungu)
     out["sigungu_code"] = out["sigungu_code"].astype("string")
     out["tier"] = out["tier"].astype("string")
@@ -209,9 +224,29 @@ def score_frame(
         "phone": int(tiers.get(PHONE, 0)),
         "monitor": int(tiers.get(MONITOR, 0)),
         "explored": int((out["selection_reason"] == EXPLORATION).sum()),
+        "carried": int((out["selection_reason"] == CARRIED_OVER).sum()),
+        "carried_not_found": 0
+        if carried is None
+        else int((~carried.index.isin(base["household_key"])).sum()),
         "emd_without_capacity": len(set(base["emd_code"].unique()) - set(task.capacity)),
     }
     return out, counts
+
+
+def carried_history(keys: pd.Series, carried: pd.DataFrame | None) -> pd.DataFrame:
+    """The case history columns of the scores (aligned with ``keys``): how often a household was
+    carried, its unsuccessful phone attempts in a row and the history its list row shows; null
+    for a household not carried. ``carried`` is indexed by household key."""
+    columns = {
+        "carried_rounds": pd.Series(pd.NA, index=keys.index, dtype="Int32"),
+        "phone_attempts": pd.Series(pd.NA, index=keys.index, dtype="Int32"),
+        "case_history": pd.Series(pd.NA, index=keys.index, dtype="string"),
+    }
+    if carried is not None and len(carried):
+        for name, kind in (("carried_rounds", "Int32"), ("phone_attempts", "Int32")):
+            columns[name] = keys.map(carried[name]).astype(kind)
+        columns["case_history"] = keys.map(carried["case_history"]).astype("string")
+    return pd.DataFrame(columns)
 
 
 def _read_events(path: Path, keys: set[str]) -> pd.DataFrame:
@@ -437,6 +472,14 @@ def _score_round(
     staged_manifest_path = staged_manifest_file(config)
     staged_manifest = read_staged_manifest(config)
     emd_names = region_names(config, "emd")
+    carry = config.scoring.carry_over
+    carried_in = carried_into(
+        config, as_of, outcomes, CarryPolicy(carry.max_rounds, carry.escalate_phone_after)
+    )
+    carried_by_sigungu = {
+        str(code): part.reset_index(drop=True)
+        for code, part in carried_in.frame.groupby("sigungu_code", sort=True)
+    }
     workers = config.runtime.workers
     with staging_dir(final, keep_old_in=replaced_dir(config)) as out:
         lists_dir = out / LISTS
@@ -460,6 +503,7 @@ def _score_round(
                     lists_dir=lists_dir,
                     threads=max(1, 2 // max(1, min(workers, len(codes)))),
                     household_month=parse_month(config.window.end),
+                    carried=carried_by_sigungu.get(code),
                 )
             )
         # Largest partitions first, so that no big one is left running alone at the end; the
@@ -520,6 +564,11 @@ def _score_round(
                     "sha256": sha256_file(capacity_file(config)),
                 },
                 "raw_inputs_sha256": staged_manifest.get("inputs_sha256", {}),
+                "carried_over": {
+                    "from_round": carried_in.from_round,
+                    "households": len(carried_in.frame),
+                    "answers_sha256": carried_in.files_sha256,
+                },
                 "validation": _validation_facts(config, staged_manifest.get("validation_run_id")),
                 "config": {
                     "sha256": config_digest(config),

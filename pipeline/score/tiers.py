@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.vocabulary import (
+    CARRIED_OVER,
     EXPLORATION,
     LIST_ORDER,
     MODEL_SCORE,
@@ -33,6 +34,7 @@ from pipeline.vocabulary import (
     VISIT,
 )
 
+CARRIED = "carried_tier"  # the column of cut_round's frame naming a carried household's tier
 __all__ = ["EXPLORATION", "MODEL_SCORE", "MONITOR", "PHONE", "TIERS", "VISIT", "cut_round"]
 
 
@@ -67,8 +69,14 @@ def cut_emd(
     seed: int,
     as_of: int,
     emd_code: str,
+    carried: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Tiers of one 읍면동's eligible households (arrays in any order, same length).
+
+    ``carried``: per household, the tier an open case of the previous round carries it into
+    (``visit`` or ``phone``; None when not carried). Carried households take their tier's
+    slots first; the model and the exploration draw fill what is left (none when carried cases
+    fill the tier: the list is then longer than the capacity, never shorter of a carried case).
 
     Returns a frame aligned with the inputs: model_rank, tier, selection_reason,
     selection_probability.
@@ -79,14 +87,32 @@ def cut_emd(
         keys = keys.astype(str)
     ranks = rank_within(np.asarray(scores, dtype=np.float64), keys)
     capacity = max(0, int(capacity))
-    n_explore = exploration_count(capacity, exploration_share)
-    model_slots = capacity - n_explore
     tier = np.full(n, MONITOR, dtype=object)
     reason = np.full(n, MODEL_SCORE, dtype=object)
     probability = np.ones(n, dtype=np.float64)
-    by_model = ranks <= model_slots
+    carried_visits = carried_phones = 0
+    free = np.ones(n, dtype=bool)
+    if carried is not None:
+        carried = np.asarray(carried, dtype=object)
+        for carried_tier in (VISIT, PHONE):
+            mask = carried == carried_tier
+            tier[mask] = carried_tier
+            reason[mask] = CARRIED_OVER
+            free &= ~mask
+        carried_visits = int((carried == VISIT).sum())
+        carried_phones = int((carried == PHONE).sum())
+    visit_slots = max(0, capacity - carried_visits)
+    n_explore = exploration_count(visit_slots, exploration_share)
+    model_slots = visit_slots - n_explore
+    # the model's order among the households not carried (all of them when none is)
+    free_rank = np.zeros(n, dtype=np.int64)
+    free_rows = np.flatnonzero(free)
+    free_rank[free_rows[np.argsort(ranks[free_rows], kind="stable")]] = np.arange(
+        1, len(free_rows) + 1
+    )
+    by_model = free & (free_rank <= model_slots)
     tier[by_model] = VISIT
-    pool = np.flatnonzero(~by_model & np.asarray(has_signal, dtype=bool))
+    pool = np.flatnonzero(free & ~by_model & np.asarray(has_signal, dtype=bool))
     drawn = np.array([], dtype=np.int64)
     if n_explore and len(pool):
         pool = pool[np.argsort(keys[pool], kind="stable")]
@@ -97,7 +123,7 @@ def cut_emd(
         reason[drawn] = EXPLORATION
         probability[drawn] = take / len(pool)
     # The phone band follows the model's order among those not already visited.
-    phone_slots = math.ceil(capacity * phone_band)
+    phone_slots = max(0, math.ceil(capacity * phone_band) - carried_phones)
     rest = np.flatnonzero(tier == MONITOR)
     if phone_slots and len(rest):
         rest = rest[np.argsort(ranks[rest], kind="stable")][:phone_slots]
@@ -122,7 +148,8 @@ def cut_round(
     as_of: int,
 ) -> pd.DataFrame:
     """Tiers for every 읍면동 in ``frame`` (columns household_key, emd_code, score, has_signal,
-    and ``list_order`` when the model's list policy orders the list: then it ranks, not score).
+    ``list_order`` when the model's list policy orders the list: then it ranks, not score, and
+    ``carried_tier`` when open cases are carried in: see :func:`cut_emd`).
 
     ``capacity`` is indexed by 읍면동 code; a 읍면동 missing from it has no capacity (everyone is
     monitored) and is reported by the caller. Returns ``frame`` with model_rank, tier,
@@ -140,6 +167,7 @@ def cut_round(
         dtype=np.float64
     )
     signal = frame["has_signal"].to_numpy(dtype=bool)
+    carried = frame[CARRIED].to_numpy(dtype=object) if CARRIED in frame.columns else None
     parts = []
     for index, emd in enumerate(emd_levels):
         rows = np.flatnonzero(emd_code == index)
@@ -153,6 +181,7 @@ def cut_round(
             seed=seed,
             as_of=as_of,
             emd_code=str(emd),
+            carried=None if carried is None else carried[rows],
         )
         cut.index = frame.index[rows]
         parts.append(cut)
