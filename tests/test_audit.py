@@ -34,6 +34,18 @@ def audit(scored: ScoredSample, capsys, *args: str) -> tuple[int, dict[str, str]
     return code, statuses(captured.out), captured.out + captured.err
 
 
+@pytest.fixture(scope="module")
+def untouched_audit(scored_sample) -> tuple[int, dict[str, str], str]:
+    """``audit`` of the untouched round folder, run once for the tests that only read it."""
+    import contextlib
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        args = ["--no-progress", "--config", str(scored_sample.config_file), "audit"]
+        code = main([*args, str(scored_sample.round_dir)])
+    return code, statuses(out.getvalue()), out.getvalue() + err.getvalue()
+
+
 def statuses(out: str) -> dict[str, str]:
     found = {}
     for line in out.splitlines():
@@ -84,8 +96,8 @@ def manifest_of(scored: ScoredSample) -> dict:
 # --- the untouched round verifies ------------------------------------------------------------
 
 
-def test_round_folder_verifies_link_by_link(scored_sample, capsys):
-    code, status, out = audit(scored_sample, capsys, str(scored_sample.round_dir))
+def test_round_folder_verifies_link_by_link(scored_sample, untouched_audit):
+    code, status, out = untouched_audit
     assert code == 0, out
     chain = [link for link in LINK_NAMES if link != c.LIST_FILE]
     assert list(status) == chain  # printed in chain order, one line per link
@@ -215,9 +227,9 @@ def test_a_renamed_copy_of_a_list_fails_clearly(scored_sample, capsys, tmp_path)
     assert "not a list file name" in line_of(out, c.LIST_ROWS)
 
 
-def test_json_report_says_what_the_lines_say(scored_sample, capsys, tmp_path):
+def test_json_report_says_what_the_lines_say(scored_sample, capsys, tmp_path, untouched_audit):
     """``outreach audit --json``: one JSON object, the same links, statuses and exit codes."""
-    code, status, _ = audit(scored_sample, capsys, str(scored_sample.round_dir))
+    code, status, _ = untouched_audit
     json_code, _, out = audit(scored_sample, capsys, str(scored_sample.round_dir), "--json")
     report = json.loads(out)
     assert json_code == code == 0 and report["verdict"] == "passed"

@@ -319,8 +319,8 @@ def reported(scored_sample, tmp_path_factory) -> ScoredSample:
 @pytest.mark.parametrize("how", ["edited", "added", "record"])
 def test_an_altered_report_fails_at_the_report_pages(reported, capsys, tmp_path, how):
     scored = with_raw(reported, tmp_path)
-    code, status, out = audit(scored, capsys, str(scored.round_dir))
-    if how == "edited":
+    if how == "edited":  # the report verifies before it is edited (checked once, not per case)
+        code, status, out = audit(scored, capsys, str(scored.round_dir))
         assert code == 0 and status[c.REPORT_PAGES] == "ok", out
         page = scored.round_dir / "report" / "index.html"
         page.write_text(page.read_text(encoding="utf-8") + "<!-- -->", encoding="utf-8")

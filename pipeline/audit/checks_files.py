@@ -420,12 +420,16 @@ def _list_rows(
         if missing:
             problems.append(f"{relative}: columns missing: {', '.join(missing)}")
             continue
-        district = {"list": relative, "scope_sigungu": scope[0], "scope_emd": scope[1] or ""}
-        scopes.append(district)
-        frames.append(rows.assign(**district))
-    columns = [*needed, "list", "scope_sigungu", "scope_emd"]
-    frames.append(pd.DataFrame(columns=columns))  # so that no list, or empty ones, still work
-    frame = pd.concat(frames, ignore_index=True).fillna("").astype(str)
+        scopes.append({"list": relative, "scope_sigungu": scope[0], "scope_emd": scope[1] or ""})
+        frames.append(rows)
+    district = ["list", "scope_sigungu", "scope_emd"]
+    frames.append(pd.DataFrame(columns=[*needed, *district]))  # no list, or empty ones, work too
+    frame = pd.concat(frames, ignore_index=True)
+    # Each row's list and district, set once on all rows (not on each list's frame: faster).
+    sizes = [len(rows) for rows in frames[:-1]]
+    for column in district:
+        frame[column] = np.repeat([scope[column] for scope in scopes], sizes).astype(object)
+    frame = frame.fillna("").astype(str)
     frame["tier"] = [tiers.get(t, f"unknown tier text {t!r}") for t in frame["tier"]]
     # Risk as a whole percent ("52", or 52.0 read from an XLSX number); the band by its number.
     frame["risk_percent"] = [_whole(t) for t in frame["risk_percent"]]
@@ -433,7 +437,7 @@ def _list_rows(
         frame["risk_band"] = [t.partition(" ")[0] for t in frame["risk_band"]]
     if "selection" in frame.columns:
         frame["selection"] = [code_of.get(t, t) for t in frame["selection"]]
-    return frame, pd.DataFrame(scopes, columns=["list", "scope_sigungu", "scope_emd"]), problems
+    return frame, pd.DataFrame(scopes, columns=district), problems
 
 
 def _whole(text: str) -> str:
@@ -469,6 +473,8 @@ def list_row_problems(
         got = got[~(added & ~got[KEY].isin(want[KEY]).to_numpy())]
 
     def name(kind: str, frame: pd.DataFrame, text: Callable[[Any], str]) -> None:
+        if frame.empty:  # the usual case: no named tuple type built for nothing
+            return
         for row in frame.head(limit).itertuples(index=False):
             problems.append(text(row))
         if len(frame) > limit:
