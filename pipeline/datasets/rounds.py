@@ -41,6 +41,9 @@ REPORT_INDEX = "index.html"
 REPORT_FOLLOWUP = "followup.html"
 REPORT_EMD_DIR = "emd"
 REPORT_RECORD = "report.json"
+# The ministry's table of the round (CSV, UTF-8 with a BOM, Korean headers, suppressed cells "x";
+# pipeline.report.ministry), written with the report whenever the round has cases.
+REPORT_MINISTRY = "ministry_table.csv"
 PARTS = ".parts"  # the partitions' score parts while a round is built
 REPLACED = "_replaced"
 LIST_SUFFIXES = (".csv", ".xlsx")

@@ -248,9 +248,16 @@ def render_report(
         training_seal=model.get("training_seal_sha256") or "–",
         ledger_head=_ledger_head_text(manifest.get("ledger")),
     )
+    from pipeline.datasets.rounds import REPORT_MINISTRY
+    from pipeline.report import ministry
+
+    published = None  # the ministry's table, suppressed (pipeline.report.ministry)
+    if inputs.cases is not None:
+        published = ministry.publish(inputs.cases, outcome_catalogue, inputs.names, t)
+        files[REPORT_MINISTRY] = ministry.ministry_csv(published, inputs.round)
     if inputs.outcomes is not None:
         files[FOLLOWUP], summary["followup"] = render_followup(
-            inputs, env, common, outcome_catalogue, rc.calibration_bins, t
+            inputs, env, common, outcome_catalogue, rc.calibration_bins, t, published
         )
     return files, summary
 
@@ -262,9 +269,14 @@ def render_followup(
     outcome_catalogue: OutcomeCatalogue,
     bins: int,
     t: int,
+    published: Any = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The follow-up page (realised precision and calibration) and its summary."""
+    """The follow-up page (realised precision and calibration, the ministry's table when
+    ``published``: a ``pipeline.report.ministry.Suppressed``) and its summary."""
     from markupsafe import Markup
+
+    from pipeline.datasets.rounds import REPORT_MINISTRY
+    from pipeline.report.ministry import page_rows, summary_facts
 
     assert inputs.outcomes is not None and inputs.listed is not None
     follow = agg.followup_tables(
@@ -303,12 +315,15 @@ def render_followup(
         added={k: pages.count(v, t) for k, v in follow.added.items()},
         unmatched=pages.count(follow.unmatched, t) if follow.unmatched else "",
         bins=bins,
+        ministry=None if published is None else page_rows(published, REPORT_MINISTRY),
     )
     summary = {
         "visit_labelled": int(visit["labelled"].sum()),
         "visit_positives": int(visit["positives"].sum()),
         "ece": None if pd.isna(follow.ece) else round(float(follow.ece), 6),
     }
+    if published is not None:
+        summary["ministry"] = summary_facts(published)
     return text, summary
 
 
