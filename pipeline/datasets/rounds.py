@@ -4,6 +4,8 @@
   reasons), one row group per 시군구 partition;
 - ``lists/<시군구>/emd_<읍면동>.csv|.xlsx`` and ``lists/<시군구>/sigungu_<시군구>.csv|.xlsx``;
 - ``model/feature_importance.csv``: the training run's importances, kept with the round;
+- ``callcentre/calls_<시군구>.csv``: the phone tier for the automated call service, one file per
+  시군구 (``CALL_COLUMNS``, docs/callcentre.md);
 - ``manifest.json``: the lineage of the round and the sha256 of every file above;
 - ``report/``: the review report (written later by ``outreach report``, outside the manifest).
 
@@ -34,6 +36,23 @@ from pipeline.vocabulary import KEY
 MANIFEST = "manifest.json"
 SCORES = "scores.parquet"
 LISTS = "lists"
+# The phone tier sent to the automated first-contact call service (AI 초기상담), one CSV per
+# 시군구: the interface's columns and version (docs/callcentre.md). The call service sends the
+# same file back with call_result and call_date filled in.
+CALLCENTRE = "callcentre"
+CALL_INTERFACE_VERSION = "1"
+CALL_COLUMNS = (
+    "interface_version",
+    "round",
+    "sigungu_code",
+    "emd_code",
+    "household_key",
+    "call_id",
+    "priority",
+    "call_purpose",
+    "call_result",
+    "call_date",
+)
 IMPORTANCE = "model/feature_importance.csv"
 REPORT = "report"
 # Inside report/: the overview, the follow-up page, one page per 읍면동, the report's record.
@@ -68,6 +87,11 @@ def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Pa
     folder = lists_dir / sigungu
     stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
     return folder / f"{stem}.csv", folder / f"{stem}.xlsx"
+
+
+def call_export_file(folder: Path, sigungu: str) -> Path:
+    """The call service's file of one 시군구 in the round folder ``folder``."""
+    return folder / CALLCENTRE / f"calls_{sigungu}.csv"
 
 
 def part_file(folder: Path, sigungu: str) -> Path:
