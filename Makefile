@@ -21,7 +21,7 @@ export DO_NOT_TRACK := true
 .PHONY: help setup data run test bench bench-national bench-train lint clean distclean sample describe features
 .PHONY: validate ingest
 .PHONY: report
-.PHONY: outcomes-import
+.PHONY: outcomes-import outcomes-import-calls
 .PHONY: audit
 .PHONY: train mlflow-ui promote rollback score
 
@@ -89,6 +89,10 @@ rollback: $(STAMP) ## return the champion alias to the previous champion: make r
 outcomes-import: $(STAMP) ## import lists returned by caseworkers: make outcomes-import FILE="a.xlsx b.csv"
 	@test -n "$(FILE)" || { echo 'usage: make outcomes-import FILE="returned_list.xlsx [...]"'; exit 2; }
 	$(OUTREACH) $(CONFIG_ARG) outcomes import $(FILE)
+
+outcomes-import-calls: $(STAMP) ## import the call service's results of the phone tier: make outcomes-import-calls FILE="calls_4111000000.csv"
+	@test -n "$(FILE)" || { echo 'usage: make outcomes-import-calls FILE="calls_<시군구>.csv [...]"'; exit 2; }
+	$(OUTREACH) $(CONFIG_ARG) outcomes import-calls $(FILE)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI read-only for auditors on 127.0.0.1 (user auditor; MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
 	$(BIN)/python -m pipeline.tracking.auditor_server --root $(MLFLOW_ROOT) --port $(MLFLOW_PORT) \

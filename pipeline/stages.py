@@ -103,7 +103,8 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "outcomes",
-        "import returned lists: `outcomes import FILE...` checks visit outcomes, keeps labels",
+        "import returned lists: `outcomes import FILE...` checks visit outcomes, keeps labels; "
+        "`outcomes import-calls FILE...` the call service's results of the phone tier",
         "pipeline.outcomes.command",
         lock_wait_s=SHORT_WAIT_S,  # imports are short: one waits for the other (no answer lost)
     ),

@@ -248,3 +248,104 @@ def feature_outcomes(path: Path, sigungu: str) -> pd.DataFrame:
             ),
         }
     )
+
+
+# --- call results of the phone tier (``outreach outcomes import-calls``) -------------------------
+#
+# ``<output_root>/outcomes/round=YYYY-MM/calls.parquet``: one row per household of the round's
+# phone tier whose call result came back from the automated call service (the latest accepted
+# result per household). Columns: household_key, sigungu_code, emd_code, round (``YYYY-MM``),
+# call_result (a code of ``call_results`` in configs/outcomes.yaml), call_date (date32),
+# source_file_sha256. Sorted by 읍면동 and household key; written atomically under the output
+# root's lock, like the outcomes file. docs/callcentre.md.
+
+CALLS_FILE = "calls.parquet"
+CALL_STORE_COLUMNS = (
+    "household_key",
+    "sigungu_code",
+    "emd_code",
+    "round",
+    "call_result",
+    "call_date",
+    "source_file_sha256",
+)
+CALLS_SCHEMA = pa.schema(
+    [
+        ("household_key", pa.string()),
+        ("sigungu_code", pa.string()),
+        ("emd_code", pa.string()),
+        ("round", pa.string()),
+        ("call_result", pa.string()),
+        ("call_date", pa.date32()),
+        ("source_file_sha256", pa.string()),
+    ]
+)
+CALL_ANSWER = ("emd_code", "call_result", "call_date")
+
+
+def round_calls_file(config: Config, round_label: str) -> Path:
+    """The call results file of one round (it may not exist yet)."""
+    return outcomes_root(config) / f"round={round_label}" / CALLS_FILE
+
+
+def read_round_calls(config: Config, round_label: str) -> pd.DataFrame | None:
+    """The imported call results of a round, or None when none came back yet."""
+    path = round_calls_file(config, round_label)
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path)
+
+
+def calls_table(frame: pd.DataFrame) -> pa.Table:
+    """The stored form of call results (columns and types of ``CALLS_SCHEMA``)."""
+    arrays = []
+    for field in CALLS_SCHEMA:
+        values = frame[field.name]
+        if field.name == "call_date":
+            days = [None if v is None or pd.isna(v) else pd.Timestamp(v).date() for v in values]
+            arrays.append(pa.array(days, type=pa.date32()))
+        else:
+            text = values.astype("string")
+            arrays.append(pa.array([None if pd.isna(v) else str(v) for v in text], pa.string()))
+    return pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA)
+
+
+def _call_answer(frame: pd.DataFrame) -> np.ndarray:
+    day = frame["call_date"].map(
+        lambda v: "" if v is None or pd.isna(v) else pd.Timestamp(v).date().isoformat()
+    )
+    emd = frame["emd_code"].astype("string").fillna("")
+    result = frame["call_result"].astype("string").fillna("")
+    return (emd + "|" + result + "|" + day.astype("string")).to_numpy()
+
+
+def merge_calls(existing: pd.DataFrame | None, incoming: pd.DataFrame) -> Merge:
+    """Merge accepted call results into a round's stored ones; pure. The rules of
+    :func:`merge_outcomes`: new, unchanged (the stored row and its first source file kept) or
+    replaced by a different result; households not in ``incoming`` keep theirs."""
+    incoming = incoming[list(CALL_STORE_COLUMNS)].reset_index(drop=True)
+    if existing is None or existing.empty:
+        rows, new, replaced, unchanged = incoming, len(incoming), 0, 0
+    else:
+        existing = existing[list(CALL_STORE_COLUMNS)].reset_index(drop=True)
+        stored = pd.Series(_call_answer(existing), index=existing["household_key"].astype(str))
+        keys = incoming["household_key"].astype(str)
+        before = stored.reindex(keys).to_numpy()
+        known = pd.notna(before)
+        same = known & (before == _call_answer(incoming))
+        new, replaced, unchanged = (
+            int((~known).sum()),
+            int((known & ~same).sum()),
+            int(same.sum()),
+        )
+        keep = existing[~existing["household_key"].astype(str).isin(set(keys[~same]))]
+        rows = pd.concat([keep, incoming[~same]], ignore_index=True)
+    rows = rows.sort_values(["emd_code", "household_key"], kind="stable").reset_index(drop=True)
+    return Merge(rows, new, replaced, unchanged)
+
+
+def write_round_calls(config: Config, round_label: str, rows: pd.DataFrame) -> Path:
+    """Write a round's call results atomically; returns the file."""
+    path = round_calls_file(config, round_label)
+    write_parquet(calls_table(rows), path)
+    return path

@@ -143,6 +143,32 @@ def outcomes_imported(
     )
 
 
+def calls_imported(
+    root: Path,
+    *,
+    file: str,
+    file_sha256: str,
+    round_label: str,
+    counts: Mapping[str, int],
+    calls_file_sha256: str | None,
+) -> dict[str, Any]:
+    """A call service's results file changed the calls store (an ``outcomes imported`` entry
+    of kind ``calls``): the file, the round, the counts and the sha256 of the round's
+    ``calls.parquet`` after the import."""
+    return ledger.append(
+        root,
+        ledger.OUTCOMES_IMPORTED,
+        {
+            "kind": "calls",
+            "file": file,
+            "file_sha256": file_sha256,
+            "round": round_label,
+            "counts": {k: int(v) for k, v in counts.items()},
+            "calls_file_sha256": calls_file_sha256,
+        },
+    )
+
+
 def report_written(
     root: Path, *, round_label: str, report_sha256: str, manifest_sha256: str
 ) -> dict[str, Any]:

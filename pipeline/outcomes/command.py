@@ -37,6 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "rejection file for the office (docs/outcomes.md).",
     )
     importer.add_argument("files", nargs="+", type=Path, metavar="FILE", help="returned list")
+    calls = actions.add_parser(
+        "import-calls",
+        help="check the call service's results (CSV) and merge them into outputs/outcomes/",
+        description="Check the results the automated first-contact call service sent back for "
+        "the phone tier (callcentre/calls_<시군구>.csv filled in: call_result, call_date) and "
+        "merge the valid ones into <output_root>/outcomes/round=YYYY-MM/calls.parquet. "
+        "Rejected rows are reported by row, field and reason, and written to a Korean "
+        "rejection file (docs/callcentre.md).",
+    )
+    calls.add_argument("files", nargs="+", type=Path, metavar="FILE", help="call results file")
 
 
 def _summary(result) -> list[str]:
@@ -73,7 +83,9 @@ def _summary(result) -> list[str]:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    if args.action != "import":  # argparse only offers "import"
+    if args.action == "import-calls":
+        return _run_calls(config, args)
+    if args.action != "import":  # argparse only offers "import" and "import-calls"
         raise UsageError(f"outcomes: unknown action {args.action!r}")
     from pipeline.outcomes.checks import RowValidator
     from pipeline.outcomes.importer import import_file
@@ -89,6 +101,31 @@ def run(config: Config, args: argparse.Namespace) -> int:
             failed += 1
             continue
         for line in _summary(result):
+            print(line)
+        if not result.ok:
+            failed += 1
+    if failed:
+        print(f"{failed} of {len(args.files)} file(s) could not be imported", file=sys.stderr)
+        return EXIT_DATA
+    return EXIT_OK
+
+
+def _run_calls(config: Config, args: argparse.Namespace) -> int:
+    """``outcomes import-calls FILE...``: each file on its own; exit 1 if any failed."""
+    from pipeline.outcomes.calls import import_calls_file, summary_lines
+    from pipeline.outcomes.checks import RowValidator
+
+    catalogue = load_catalogues(config).outcomes
+    validator = RowValidator()
+    failed = 0
+    for path in args.files:
+        try:
+            result = import_calls_file(config, path, validator, catalogue)
+        except DataError as exc:
+            print(f"outreach: data error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for line in summary_lines(result, SHOWN_REJECTIONS):
             print(line)
         if not result.ok:
             failed += 1
