@@ -372,6 +372,9 @@ def score_partition(task: PartitionTask) -> dict[str, int]:
     features = coerce_feature_types(frame, task.outcomes)
     scored, counts = score_frame(task, model, features)
     counts["list_files"] = write_lists(task, scored)
+    from pipeline.score.callcentre import export_phone_tier  # docs/callcentre.md
+
+    export_phone_tier(scored, format_month(task.as_of), task.sigungu, task.lists_dir.parent)
     counts["emd"] = int(scored["emd_code"].nunique())
     write_parquet(scored, part_file(task.lists_dir.parent, task.sigungu))
     return counts
