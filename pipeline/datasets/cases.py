@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from pipeline.cases import CarryPolicy, carried_cases, round_cases
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
-from pipeline.datasets.outcomes import round_outcomes_file
+from pipeline.datasets.outcomes import round_calls_file, round_outcomes_file
 from pipeline.datasets.rounds import SCORES, parquet_file
 from pipeline.errors import DataError
 from pipeline.io import sha256_file
@@ -36,7 +36,6 @@ LISTED_COLUMNS = (
     "selection_reason",
 )
 CASE_HISTORY_COLUMNS = ("carried_rounds", "phone_attempts", "case_history")
-CALLS_FILE = "calls.parquet"
 
 
 @dataclass(frozen=True)
@@ -68,11 +67,6 @@ def previous_round(config: Config, as_of: int) -> str | None:
     """The latest scored round before month ``as_of``, if any."""
     earlier = [label for label in scored_round_labels(config) if parse_month(label) < as_of]
     return earlier[-1] if earlier else None
-
-
-def calls_file(config: Config, round_label: str) -> Path:
-    """The call results of a round (they may not exist)."""
-    return round_outcomes_file(config, round_label).with_name(CALLS_FILE)
 
 
 def read_listed(config: Config, round_label: str) -> pd.DataFrame:
@@ -107,7 +101,7 @@ def read_round_cases(
     """The cases of a scored round (:func:`pipeline.cases.round_cases`, judged at the end of
     the data window) and the sha256 of the answer files read, relative to the output root."""
     outcomes_path = round_outcomes_file(config, round_label)
-    calls_path = calls_file(config, round_label)
+    calls_path = round_calls_file(config, round_label)
     root = Path(config.paths.output_root)
     digests = {
         str(p.relative_to(root)): sha256_file(p) for p in (outcomes_path, calls_path) if p.is_file()
