@@ -33,7 +33,7 @@ from conftest import copy_outputs, write_config_file
 from pipeline.catalogue import load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
-from pipeline.datasets.outcomes import read_round_outcomes, round_outcomes_file
+from pipeline.datasets.outcomes import read_round_calls, read_round_outcomes, round_outcomes_file
 from pipeline.io import sha256_file
 from pipeline.vocabulary import list_header_keys
 
@@ -64,6 +64,9 @@ class Loop:
     report_before: Path  # the round's report folder copied before the import
     report_after: Path
     next_round: Path
+    calls: dict[str, str]  # household key -> call result code
+    calls_import: tuple[int, str, str]
+    calls_reimport: tuple[int, str, str]
 
 
 def _emd_with_most_rows(round_dir: Path) -> tuple[str, str, Path]:
@@ -135,6 +138,30 @@ def _fill(path: Path, scores: pd.DataFrame, emd: str) -> tuple[dict[str, str], s
     return plan, added, filled
 
 
+def _fill_calls(round_dir: Path, sigungu: str, phones: list[str]) -> tuple[dict[str, str], Path]:
+    """The call service's answers for three of the 읍면동's phone households (Korean names for
+    two, a code for one), the other rows left empty: the results and the returned file."""
+    path = round_dir / "callcentre" / f"calls_{sigungu}.csv"
+    text = path.read_text(encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    rows, head = list(reader), reader.fieldnames
+    results = dict(zip(phones, ("needs_visit", "not_reached", "reached"), strict=False))
+    names = {c.code: c.name_ko for c in CATALOGUE.call_results}
+    for row in rows:
+        result = results.get(row["household_key"])
+        if result is not None:
+            row["call_result"] = names[result] if result != "reached" else result
+            row["call_date"] = "2026-10-12"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=head, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    returned = path.with_name(f"returned_{path.name}")
+    returned.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+    assert len(results) == 3
+    return results, returned
+
+
 def _config_with_window_end(config: Config, folder: Path, end: str) -> Path:
     window = config.window.model_dump(mode="json")
     window["end"] = end
@@ -151,7 +178,7 @@ def loop(scored_sample, tmp_path_factory) -> Loop:
     round_dir = copied.round_dir
     sigungu, emd, xlsx = _emd_with_most_rows(round_dir)
 
-    code, out, err = run_captured(config_file, "report", "--as-of", ROUND)
+    code, _, err = run_captured(config_file, "report", "--as-of", ROUND)
     assert code == 0, err
     report_before = work / "report_before"
     shutil.copytree(round_dir / "report", report_before)
@@ -162,14 +189,20 @@ def loop(scored_sample, tmp_path_factory) -> Loop:
     sha_first = sha256_file(round_outcomes_file(config, ROUND))
     second = run_captured(config_file, "outcomes", "import", str(filled))
     sha_second = sha256_file(round_outcomes_file(config, ROUND))
+    listed = scores[(scores["emd_code"] == emd) & (scores["tier"] == "phone")]
+    phoned = {k for k, a in plan.items() if a == "phone_unreachable"}
+    phones = [k for k in listed.sort_values("list_rank")["household_key"] if k not in phoned]
+    calls, calls_file = _fill_calls(round_dir, sigungu, phones[:3])
+    calls_import = run_captured(config_file, "outcomes", "import-calls", str(calls_file))
+    calls_reimport = run_captured(config_file, "outcomes", "import-calls", str(calls_file))
 
-    code, out, err = run_captured(config_file, "report", "--as-of", ROUND)
+    code, _, err = run_captured(config_file, "report", "--as-of", ROUND)
     assert code == 0, err
 
     next_file = _config_with_window_end(config, work, "2026-11")
-    code, out, err = run_captured(next_file, "score", "--as-of", NEXT)
+    code, _out, err = run_captured(next_file, "score", "--as-of", NEXT)
     assert code == 0, err
-    code, out, err = run_captured(next_file, "report", "--as-of", NEXT)
+    code, _, err = run_captured(next_file, "report", "--as-of", NEXT)
     assert code == 0, err
     return Loop(
         config=config,
@@ -186,6 +219,9 @@ def loop(scored_sample, tmp_path_factory) -> Loop:
         report_before=report_before,
         report_after=round_dir / "report",
         next_round=OutputLayout(config.paths.output_root).round(NEXT),
+        calls=calls,
+        calls_import=calls_import,
+        calls_reimport=calls_reimport,
     )
 
 
@@ -202,13 +238,23 @@ def test_the_filled_list_is_imported_and_a_second_import_changes_nothing(loop):
             assert stored.loc[key, "outcome_code"] == "unreachable"
         else:
             assert stored.loc[key, "outcome_code"] == answer, key
-    assert stored.loc["%s" % loop.added_key, "added_by_caseworker"]
+    assert stored.loc[loop.added_key, "added_by_caseworker"]
     assert stored.loc[loop.added_key, "override_code"] == "add_referral"
     assert str(stored.loc[next(iter(loop.plan)), "contact_date"]) == "2026-10-14"
     code, out, err = loop.second_import
     assert code == 0, err
     assert "nothing new" in out, out
     assert loop.outcomes_sha_after_first == loop.outcomes_sha_after_second
+
+
+def test_the_call_results_come_back_through_the_same_path(loop):
+    code, out, err = loop.calls_import
+    assert code == 0, err + out
+    stored = read_round_calls(loop.config, ROUND).set_index("household_key")
+    assert stored["call_result"].to_dict() == loop.calls
+    code, out, err = loop.calls_reimport
+    assert code == 0, err + out
+    assert "nothing new" in out, out
 
 
 def _page_text(path: Path) -> str:
@@ -236,11 +282,15 @@ def test_the_emd_page_shows_each_case_after_the_import(loop):
     }
     for key, answer in loop.plan.items():
         assert rows[key].strip() == STATUS_KO[expected[answer]], key
-    unanswered = [k for k in rows if k not in loop.plan]
+    call_status = {"needs_visit": "in_progress", "not_reached": "not_reached", "reached": "visited"}
+    for key, result in loop.calls.items():
+        assert rows[key].strip() == STATUS_KO[call_status[result]], key
+    unanswered = [k for k in rows if k not in loop.plan and k not in loop.calls]
     assert unanswered and all(rows[k].strip() == STATUS_KO["not_returned"] for k in unanswered)
     after = _page_text(loop.report_after / "emd" / f"{loop.emd}.html")
     assert "담당자가 추가한 가구" in after and loop.added_key in after
-    pending = len(unanswered) + 3  # not returned, in progress, two not reached
+    # not returned; in progress, two not reached (visits); a call needing a visit, one not reached
+    pending = len(unanswered) + 3 + 2
     assert re.search(rf"미결 {pending} ?가구", after), after[:2000]
 
 
@@ -267,7 +317,10 @@ def test_the_next_round_carries_the_open_cases_and_escalates_the_phone_one(loop)
     scores = pd.read_parquet(loop.next_round / "scores.parquet").set_index("household_key")
     carried = scores[scores["selection_reason"] == "carried_over"]
     open_cases = {k for k, a in loop.plan.items() if a in ("unreachable", "in_progress")}
+    open_cases |= {k for k, r in loop.calls.items() if r == "needs_visit"}
     escalated = {k for k, a in loop.plan.items() if a == "phone_unreachable"}
+    (not_reached,) = [k for k, r in loop.calls.items() if r == "not_reached"]
+    (reached,) = [k for k, r in loop.calls.items() if r == "reached"]
     assert open_cases | escalated <= set(carried.index)
     resolved = {k for k, a in loop.plan.items() if a not in ("unreachable", "in_progress")}
     assert not (resolved - escalated) & set(carried.index)
@@ -278,6 +331,10 @@ def test_the_next_round_carries_the_open_cases_and_escalates_the_phone_one(loop)
     assert carried.loc[phone_key, "case_history"] == (
         f"{ROUND} 전화 확인: {OUTCOME_KO['unreachable']} → 방문 전환"
     )
+    # the call service did not reach one: a visit now (escalate_phone_after 1); one was reached
+    assert carried.loc[not_reached, "tier"] == "visit"
+    assert carried.loc[not_reached, "case_history"].endswith("미연결 → 방문 전환")
+    assert reached not in carried.index
     manifest = (loop.next_round / "manifest.json").read_text(encoding="utf-8")
     assert f'"from_round": "{ROUND}"' in manifest
     # the list the office receives shows them, with their history

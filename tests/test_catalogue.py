@@ -77,7 +77,7 @@ def test_outcome_codes_match_the_design(outcome_catalogue):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("    status: linked\n", "    status: finished\n", "status 'finished' is not a case status"),
+        ("    status: linked\n", "    status: finished\n", "is not a case status"),
         ("    ministry: not_eligible\n", "    ministry: gone\n", "ministry 'gone' is not a"),
         ("    no_support_reason: declined\n", "", "no_support_reason is set exactly when"),
         ("  - code: skipped\n", "  - code: skipped_now\n", "'skipped' is missing"),
