@@ -197,9 +197,7 @@ def test_phone_stays_phone_until_the_configured_attempts(outcome_catalogue):
         due_month=parse_month("2027-01"),
     )
     second = carried_cases(cases, "2026-12", outcome_catalogue, patient)
-    assert second[["tier", "phone_attempts", "carried_rounds"]].values.tolist() == [
-        ["visit", 0, 2]
-    ]
+    assert second[["tier", "phone_attempts", "carried_rounds"]].values.tolist() == [["visit", 0, 2]]
     assert second["case_history"].iloc[0] == (
         "2026-10 전화 확인: 미연결 / 2026-12 전화 확인: 미연결 → 방문 전환"
     )
@@ -211,9 +209,10 @@ def test_carrying_stops_after_max_rounds(outcome_catalogue):
     )
     cases = cases_of(listed, outcome_rows([("H1", "unreachable", False)]), None, outcome_catalogue)
     assert carried_cases(cases, ROUND, outcome_catalogue, POLICY).empty
-    assert carried_cases(
-        cases.assign(carried_rounds=1), ROUND, outcome_catalogue, POLICY
-    ).shape[0] == 1
+    assert (
+        carried_cases(cases.assign(carried_rounds=1), ROUND, outcome_catalogue, POLICY).shape[0]
+        == 1
+    )
     assert carried_cases(cases, ROUND, outcome_catalogue, CarryPolicy(0, 1)).empty
 
 
