@@ -6,7 +6,8 @@ feature stage and the report rely on):
 
 - ``household_key`` (string), ``sigungu_code`` (string), ``emd_code`` (string);
 - ``round`` (string ``YYYY-MM``);
-- ``outcome_code`` (string, a code of ``configs/outcomes.yaml``);
+- ``outcome_code`` (string, a code of ``configs/outcomes.yaml``; null only for a household the
+  caseworker skipped without an outcome);
 - ``contact_date`` (date32: the day the caseworker resolved or tried to contact; null only for
   ``in_progress`` sent without a date);
 - ``added_by_caseworker`` (bool: not on the round's list, added by local discretion);
@@ -14,7 +15,12 @@ feature stage and the report rely on):
   and ``selection_probability`` (float64);
 - ``source_file_sha256`` (string: the imported file the answer came from);
 - ``resolved_month`` (string ``YYYY-MM``, null for an outcome that is not resolved, i.e. whose
-  code has ``resolved: false``): the month from which the answer counts as known (point in time).
+  code has ``resolved: false``): the month from which the answer counts as known (point in time);
+- ``override_code`` (string, null = no override: a code of ``override_reasons`` in
+  ``configs/outcomes.yaml``). The import allows a ``skip`` reason only on a listed household and
+  an ``add`` reason only on an added one, so a row is *skipped* exactly when it has an override
+  and was not added (:func:`skipped_mask`). A skipped household gives no label. Files written
+  before the column existed are read with it empty (:func:`with_override`).
 
 Rows are sorted by 읍면동 and household key, so the same answers give the same bytes. Notes are
 never stored (they are dropped when the returned file is read).
@@ -41,6 +47,7 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.io import sha256_file, write_parquet
 from pipeline.months import parse_month
+from pipeline.vocabulary import SKIPPED
 
 OUTCOMES_FILE = "outcomes.parquet"
 IMPORT_LOG = "imports.jsonl"
@@ -57,6 +64,7 @@ COLUMNS = (
     "selection_probability",
     "source_file_sha256",
     "resolved_month",
+    "override_code",
 )
 SCHEMA = pa.schema(
     [
@@ -71,10 +79,11 @@ SCHEMA = pa.schema(
         ("selection_probability", pa.float64()),
         ("source_file_sha256", pa.string()),
         ("resolved_month", pa.string()),
+        ("override_code", pa.string()),
     ]
 )
 # What makes two answers for a household the same answer (the source file does not).
-ANSWER = ("emd_code", "outcome_code", "contact_date", "added_by_caseworker")
+ANSWER = ("emd_code", "outcome_code", "contact_date", "added_by_caseworker", "override_code")
 
 
 def outcomes_root(config: Config) -> Path:
@@ -96,7 +105,23 @@ def read_round_outcomes(config: Config, round_label: str) -> pd.DataFrame | None
     path = round_outcomes_file(config, round_label)
     if not path.is_file():
         return None
-    return pd.read_parquet(path)
+    return with_override(pd.read_parquet(path))
+
+
+def with_override(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with an ``override_code`` column (empty when the file predates it); pure."""
+    if "override_code" in frame.columns:
+        return frame
+    return frame.assign(override_code=pd.array([None] * len(frame), dtype="string"))
+
+
+def skipped_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Rows of households the caseworker skipped (an override on a household of the list);
+    pure. Added households carry their ``add`` reason, so they are never skipped."""
+    frame = with_override(frame)
+    override = frame["override_code"].astype("string").notna().to_numpy(dtype=bool)
+    added = frame["added_by_caseworker"].astype(bool).to_numpy(dtype=bool)
+    return override & ~added
 
 
 def imported_outcome_files(root: Path, before: int | None = None) -> dict[str, Path]:
@@ -168,6 +193,7 @@ def _answer_text(frame: pd.DataFrame) -> pd.Series:
         frame["outcome_code"].astype("string").fillna(""),
         day.astype("string"),
         frame["added_by_caseworker"].astype(bool).astype("string"),
+        with_override(frame)["override_code"].astype("string").fillna(""),
     ]
     out = parts[0]
     for part in parts[1:]:
@@ -196,12 +222,12 @@ def merge_outcomes(existing: pd.DataFrame | None, incoming: pd.DataFrame) -> Mer
     row, with its first source file, is kept); one stored with another answer is replaced by the
     incoming answer. Households stored but absent from the incoming rows keep their answers.
     """
-    incoming = incoming[list(COLUMNS)].reset_index(drop=True)
+    incoming = with_override(incoming)[list(COLUMNS)].reset_index(drop=True)
     if existing is None or existing.empty:
         rows = incoming
         new, replaced, unchanged = len(incoming), 0, 0
     else:
-        existing = existing[list(COLUMNS)].reset_index(drop=True)
+        existing = with_override(existing)[list(COLUMNS)].reset_index(drop=True)
         stored = pd.Series(
             _answer_text(existing).to_numpy(), index=existing["household_key"].astype(str)
         )
@@ -229,10 +255,17 @@ def write_round_outcomes(config: Config, round_label: str, rows: pd.DataFrame) -
 
 def feature_outcomes(path: Path, sigungu: str) -> pd.DataFrame:
     """One round's imported outcomes of one 시군구 in the shape of the staged
-    ``outreach_outcomes`` table the feature stage reads (month indexes, resolved may be NA)."""
-    frame = pd.read_parquet(path)
+    ``outreach_outcomes`` table the feature stage reads (month indexes, resolved may be NA).
+
+    A household the caseworker skipped (:func:`skipped_mask`) enters with the outcome code
+    ``skipped`` (``pipeline.vocabulary.SKIPPED``, no outcome of the catalogue) and no resolved
+    month, whatever outcome the row had: it was listed, never visited, and gives no label
+    (``features.labels``: missing reason ``skipped``; history features count it as listed, not
+    as a visit)."""
+    frame = with_override(pd.read_parquet(path))
     frame = frame[frame["sigungu_code"].astype("string") == sigungu]
-    resolved = frame["resolved_month"].astype("string")
+    skipped = skipped_mask(frame)
+    resolved = frame["resolved_month"].astype("string").mask(skipped)
     return pd.DataFrame(
         {
             "household_key": frame["household_key"].astype("string").to_numpy(),
@@ -242,7 +275,10 @@ def feature_outcomes(path: Path, sigungu: str) -> pd.DataFrame:
             ),
             "selection_reason": frame["selection_reason"].astype("string").to_numpy(),
             "selection_probability": frame["selection_probability"].astype("float64").to_numpy(),
-            "outcome_code": frame["outcome_code"].astype("string").to_numpy(),
+            "outcome_code": frame["outcome_code"]
+            .astype("string")
+            .mask(skipped, SKIPPED)
+            .to_numpy(),
             "resolved_month": pd.array(
                 [None if pd.isna(r) else parse_month(str(r)) for r in resolved], dtype="Int64"
             ),

@@ -68,6 +68,9 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
     labels = [facts.outcome_labels.get(c, c) for c in codes]
     unresolved = [facts.outcome_labels.get(c, c) for c in codes if c not in facts.resolved_codes]
     mark = "지자체 자체 발굴 (local discretion)"
+    overrides = sorted(facts.override_actions)
+    override_labels = [facts.override_labels.get(c, c) for c in overrides]
+    contacted = sorted(facts.contacted_codes)
     return [
         _c(
             "household_key",
@@ -98,9 +101,9 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "household_key",
             "ExpectColumnValuesToBeInSet",
             f"not on this round's list for this 읍면동; a household you added yourself needs "
-            f"{mark} in the selection column",
+            f"{mark} in the selection column or an add reason in the override column",
             "이번 회차 이 읍면동 명단에 없는 가구입니다: 직접 추가한 가구라면 선정 사유에 "
-            "'지자체 자체 발굴'이라고 적어 주세요",
+            "'지자체 자체 발굴'이라고 적거나 담당자 판단에서 추가 사유를 골라 주세요",
             column="listing",
             value_set=["listed", "added"],
         ),
@@ -141,6 +144,19 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             "outcome code missing (a contact date was given)",
             "결과가 비어 있습니다(확인일은 적혀 있음): 목록에서 결과를 골라 주세요",
             column="outcome_code",
+            row_condition=Column("contact_date").is_not_null()
+            & Column("override_action").is_not_in(["skip"]),
+        ),
+        _c(
+            "outcome_code",
+            "ExpectColumnValuesToNotBeNull",
+            "outcome code missing: only a skipped household may have none (an added one needs "
+            "its outcome, in_progress while the visit is open)",
+            "결과가 비어 있습니다: 제외한 가구만 결과 없이 보낼 수 있습니다(추가한 가구는 결과를 "
+            "고르고, 아직 끝나지 않았으면 '처리 중'을 고르세요)",
+            column="outcome_code",
+            row_condition=Column("contact_date").is_null()
+            & Column("override_action").is_in(["add"]),
         ),
         _c(
             "outcome_code",
@@ -149,6 +165,45 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             f"알 수 없는 결과입니다: 목록에서 고르세요({', '.join(labels)})",
             column="outcome_code",
             value_set=codes,
+        ),
+        _c(
+            "override",
+            "ExpectColumnValuesToBeInSet",
+            f"unknown override: use one of {', '.join(overrides)}",
+            f"알 수 없는 담당자 판단입니다: 목록에서 고르세요({', '.join(override_labels)})",
+            column="override_code",
+            value_set=overrides,
+        ),
+        _c(
+            "override",
+            "ExpectColumnValuesToBeInSet",
+            "a skip is for a household on this round's list, not one you added",
+            "제외는 이번 회차 명단에 있는 가구에만 고를 수 있습니다(직접 추가한 가구는 제외할 수 "
+            "없습니다)",
+            column="listing",
+            value_set=["listed", "not_listed"],
+            row_condition=Column("override_action").is_in(["skip"]),
+        ),
+        _c(
+            "override",
+            "ExpectColumnValuesToBeInSet",
+            "the household is on this round's list: an add reason is for a household the list "
+            "missed",
+            "이번 회차 명단에 있는 가구입니다: 추가 사유는 명단에 없던 가구에만 고릅니다",
+            column="listing",
+            value_set=["added"],
+            row_condition=Column("override_action").is_in(["add"]),
+        ),
+        _c(
+            "override",
+            "ExpectColumnValuesToNotBeInSet",
+            "a skipped household was not contacted: an outcome of a contact contradicts the skip "
+            "(keep one of them)",
+            "제외한 가구인데 결과는 방문·접촉했다고 적혀 있습니다: 둘 중 하나만 남겨 주세요"
+            "(방문했다면 제외를 지우고, 방문하지 않았다면 결과를 지우세요)",
+            column="outcome_code",
+            value_set=contacted,
+            row_condition=Column("override_action").is_in(["skip"]),
         ),
         _c(
             "contact_date",
@@ -270,6 +325,9 @@ def rejection_table(
     selection_of = {
         fold(t): r for r in catalogue.selection_reasons for t in (r.code, r.name_ko, r.name_en)
     }
+    override_of = {
+        fold(t): r for r in catalogue.override_reasons for t in (r.code, r.name_ko, r.name_en)
+    }
 
     def shown(key: str, value: object) -> str:
         if value is None or pd.isna(value) or str(value).strip() == "":
@@ -282,6 +340,9 @@ def rejection_table(
         if key == "selection":
             reason = selection_of.get(fold(str(value)))
             return reason.name_ko if reason is not None else WITHHELD_KO
+        if key == "override":
+            override = override_of.get(fold(str(value)))
+            return override.name_ko if override is not None else WITHHELD_KO
         return _shown_ko(value)
 
     by_row = rows.set_index(ROW)

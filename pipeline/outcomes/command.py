@@ -59,6 +59,9 @@ def _summary(result) -> list[str]:
         f"{c['accepted']} accepted ({c['added_by_caseworker']} added by the caseworker), "
         f"{c['rejected']} rejected"
     ]
+    skipped = getattr(result, "overrides", {}).get("skipped", 0)
+    if skipped:
+        lines.append(f"  {skipped} listed household(s) skipped by the caseworker (no label)")
     if result.status == NOTHING_VALID:
         lines.append("  nothing valid in this file: nothing imported")
     elif result.status == NOTHING_NEW:

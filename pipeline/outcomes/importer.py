@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from pipeline.datasets.outcomes import (
     read_round_outcomes,
     rejection_file,
     round_outcomes_file,
+    skipped_mask,
     write_round_outcomes,
 )
 from pipeline.datasets.rounds import SCORES
@@ -59,6 +60,10 @@ log = logging.getLogger(__name__)
 IMPORTED = "imported"
 NOTHING_NEW = "nothing new"
 NOTHING_VALID = "nothing valid"
+# Case statuses (configs/outcomes.yaml) of outcomes that say the household was contacted: a skip
+# override on a row with such an outcome contradicts it and is rejected (docs/outcomes.md,
+# "Overrides"); unreachable and in_progress may go with a skip (tried, then given up).
+CONTACTED_STATUSES = ("linked", "visited")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class ImportResult:
     rejections: pd.DataFrame
     report: Path | None
     outcomes_file: Path
+    overrides: dict[str, int] = field(default_factory=dict)  # skipped, added_with_reason
 
     @property
     def ok(self) -> bool:
@@ -147,6 +153,16 @@ def round_facts(
         outcome_names={fold(n): o.code for o in catalogue.outcomes for n in (o.name_ko, o.name_en)},
         added_marks=added_marks(catalogue),
         outcome_labels={o.code: o.name_ko for o in catalogue.outcomes},
+        override_names={
+            fold(t): r.code
+            for r in catalogue.override_reasons
+            for t in (r.code, r.name_ko, r.name_en)
+        },
+        override_actions={r.code: r.action for r in catalogue.override_reasons},
+        override_labels={r.code: r.name_ko for r in catalogue.override_reasons},
+        contacted_codes=frozenset(
+            o.code for o in catalogue.outcomes if o.status in CONTACTED_STATUSES
+        ),
     )
 
 
@@ -234,6 +250,13 @@ def import_file(
             "replaced": merge.replaced if status != NOTHING_VALID else 0,
             "unchanged": merge.unchanged if status != NOTHING_VALID else 0,
         }
+        # Overrides accepted from this file: households skipped, and added with an add reason.
+        overrides = {
+            "skipped": int(skipped_mask(incoming).sum()),
+            "added_with_reason": int(
+                (incoming["added_by_caseworker"] & incoming["override_code"].notna()).sum()
+            ),
+        }
         _append_log(
             config,
             {
@@ -244,6 +267,7 @@ def import_file(
                 "round": round_label,
                 "status": status,
                 "counts": counts,
+                "overrides": overrides,
                 "rejected_report": None
                 if report is None
                 else report.relative_to(outcomes_root(config)).as_posix(),
@@ -270,4 +294,5 @@ def import_file(
         rejections=rejections,
         report=report,
         outcomes_file=target,
+        overrides=overrides,
     )

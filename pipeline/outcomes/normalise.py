@@ -11,11 +11,19 @@ with the columns the expectations of :mod:`pipeline.outcomes.checks` look at:
   ``emd_sigungu`` (the 시군구 of the row's 읍면동), ``listing``: ``listed`` (on the round's
   list of this 읍면동), ``added`` (marked as added by the caseworker), ``not_listed``, or NA
   when the household is unknown or of another 읍면동 (reported by another check);
-- ``added_mark`` (the selection column says local discretion).
+- ``added_mark`` (the selection column says local discretion);
+- ``override_code`` (the override column as a code of ``override_reasons``: its Korean name,
+  English name or code is understood; text that is none of them stays, folded, and is rejected)
+  and ``override_action`` (``skip``, ``add``, ``unknown`` for such text, ``none`` when empty).
 
-Rows not filled in yet (no outcome code and no contact date) are left out and counted; identical
-repeats of a row (same household, same answer) are kept once and counted. A message about a
-cell names its row and column; it shows the cell's value only when
+One rule marks a row as a household the caseworker added: it is not on the round's list of its
+읍면동 and either its selection says local discretion or its override is an ``add`` reason
+(``listing`` = ``added``). A household on the list stays listed whatever the row says (an ``add``
+override on it is rejected by the checks).
+
+Rows not filled in yet (no outcome code, no contact date, no override) are left out and
+counted; identical repeats of a row (same household, same answer) are kept once and counted.
+A message about a cell names its row and column; it shows the cell's value only when
 :func:`pipeline.textsafe.shown_value` allows it.
 """
 
@@ -79,6 +87,13 @@ class RoundFacts:
     added_marks: frozenset[str]  # selection texts meaning "added by the caseworker" (folded)
     # outcome code -> the name the list's drop-down offers (Korean), for Korean rejection reasons
     outcome_labels: dict[str, str] = field(default_factory=dict)
+    # Overrides (the 담당자 판단 column): folded Korean / English name or code -> reason code;
+    # reason code -> its action (skip or add) and its Korean name (for rejection reasons).
+    override_names: dict[str, str] = field(default_factory=dict)
+    override_actions: dict[str, str] = field(default_factory=dict)
+    override_labels: dict[str, str] = field(default_factory=dict)
+    # Outcomes that say the household was contacted (a skip override contradicts them).
+    contacted_codes: frozenset[str] = frozenset()
 
     @property
     def round_index(self) -> int:
@@ -212,8 +227,20 @@ def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
     selection = rows["selection"] if "selection" in rows else pd.Series(pd.NA, index=rows.index)
     selection = _strip(selection).to_numpy()
     frame["added_mark"] = [isinstance(s, str) and fold(s) in facts.added_marks for s in selection]
+    override = rows["override"] if "override" in rows else pd.Series(pd.NA, index=rows.index)
+    override = [
+        facts.override_names.get(fold(o), fold(o)) if isinstance(o, str) else None
+        for o in _strip(override).to_numpy()
+    ]
+    frame["override_code"] = pd.array(override, dtype="string")
+    frame["override_action"] = pd.array(
+        ["none" if o is None else facts.override_actions.get(o, "unknown") for o in override],
+        dtype="string",
+    )
 
-    blank = frame["outcome_code"].isna() & frame["contact_date"].isna()
+    blank = (
+        frame["outcome_code"].isna() & frame["contact_date"].isna() & frame["override_code"].isna()
+    )
     frame = frame[~blank.to_numpy()].reset_index(drop=True)
 
     # A list of one 읍면동: a row added without its 읍면동 code belongs to that 읍면동.
@@ -238,13 +265,22 @@ def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
     own = (frame["household_emd"] == frame["emd_code"]).fillna(False).to_numpy(dtype=bool)
     on_list = (pd.array(listed_emd, dtype="string") == frame["emd_code"].array).fillna(False)
     on_list = np.asarray(on_list, dtype=bool)
-    listing = np.where(
-        on_list, "listed", np.where(frame["added_mark"].to_numpy(dtype=bool), "added", "not_listed")
-    )
+    # One rule for an added household: off the list, and marked by its selection or an add.
+    marked = frame["added_mark"].to_numpy(dtype=bool) | (
+        frame["override_action"] == "add"
+    ).to_numpy(dtype=bool)
+    listing = np.where(on_list, "listed", np.where(marked, "added", "not_listed"))
     frame["listing"] = pd.array(np.where(own, listing, None), dtype="string")
 
     # The same answer twice (an emd file and its 시군구 file, a pasted row): keep it once.
-    answer = ["household_key", "emd_code", "outcome_code", "contact_day", "listing"]
+    answer = [
+        "household_key",
+        "emd_code",
+        "outcome_code",
+        "contact_day",
+        "listing",
+        "override_code",
+    ]
     repeated = frame["household_key"].notna() & frame.duplicated(answer, keep="first")
     frame = frame[~repeated.to_numpy()].reset_index(drop=True)
     return Normalised(frame, int(blank.sum()), int(repeated.sum()))
@@ -255,6 +291,8 @@ def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: s
     listed = facts.listed.drop_duplicates("household_key").set_index("household_key")
     keys = checked["household_key"].astype("string")
     added = (checked["listing"] == "added").fillna(False).to_numpy(dtype=bool)
+    known = checked["override_code"].isin(list(facts.override_actions)).fillna(False)
+    override = checked["override_code"].astype("string").where(known.to_numpy(dtype=bool))
     reason = listed["selection_reason"].astype("string").reindex(keys).to_numpy()
     probability = listed["selection_probability"].astype("float64").reindex(keys).to_numpy()
     days = [parse_day(t) for t in checked["contact_date"]]
@@ -278,5 +316,6 @@ def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: s
             "selection_probability": np.where(added, 1.0, probability),
             "source_file_sha256": source_sha256,
             "resolved_month": resolved_month,
+            "override_code": override.to_numpy(),
         }
     )

@@ -40,6 +40,7 @@ KEPT: tuple[str, ...] = (
     "selection",
     "outcome_code",
     "contact_date",
+    "override",
 )
 REQUIRED: tuple[str, ...] = ("round", "emd_code", "household_key", "outcome_code", "contact_date")
 DROPPED_ON_READ: tuple[str, ...] = ("note",)  # never read into memory as data
