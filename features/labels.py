@@ -4,6 +4,12 @@ The label of (household, round) is whether the visit in that round found need
 (``configs/outcomes.yaml``: public or private support = 1, closed with no need = 0). Labels are
 selective: only households that an earlier list chose have one. A label is known only once its
 outcome was resolved before ``as_of``; before that it is missing, with the reason kept.
+
+A household the caseworker skipped (an override of the returned list: outcome code ``skipped``,
+``pipeline.vocabulary.SKIPPED``, see ``pipeline.datasets.outcomes.feature_outcomes``) was listed
+but not visited: it gives no label, never a negative (missing reason ``skipped``). Not contacting
+a household says nothing about its need; counting it as "no need" would teach the model the
+caseworkers' choices instead.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.catalogue import OutcomeCatalogue
+from pipeline.vocabulary import SKIPPED
 
-MISSING_REASONS = ("unreachable", "in_progress", "not_resolved_by_as_of")
+MISSING_REASONS = ("unreachable", "in_progress", "not_resolved_by_as_of", SKIPPED)
 
 
 def build_labels(
@@ -28,9 +35,10 @@ def build_labels(
     ``label_known`` and ``missing_reason``; the outcome shown is the one known at ``as_of``.
     """
     past = outcomes[outcomes["round_month"].to_numpy(dtype=np.int64) < as_of].copy()
-    resolved = pd.to_numeric(past["resolved_month"], errors="coerce")
-    known = resolved.notna() & (resolved < as_of)
     code = past["outcome_code"].astype("string")
+    skipped = (code == SKIPPED).fillna(False)
+    resolved = pd.to_numeric(past["resolved_month"], errors="coerce").mask(skipped)
+    known = resolved.notna() & (resolved < as_of)
     label_of = outcome_catalogue.label_of()
     label = code.map(label_of).where(known)
     # Only what was known at as_of: a visit not resolved by then may still end in any way (or
@@ -39,6 +47,7 @@ def build_labels(
     missing = missing.mask(~known, "not_resolved_by_as_of")
     missing = missing.mask(known & (code == "unreachable"), "unreachable")
     missing = missing.mask(known & (code == "in_progress"), "in_progress")
+    missing = missing.mask(skipped, SKIPPED)  # not visited: no label at any as_of
     frame = pd.DataFrame(
         {
             "household_key": past["household_key"].astype("string"),
@@ -46,7 +55,7 @@ def build_labels(
             "round_month": past["round_month"].astype("int32"),
             "selection_reason": past["selection_reason"].astype("string"),
             "selection_probability": past["selection_probability"].astype("float64"),
-            "outcome_code": code.where(known, "in_progress"),
+            "outcome_code": code.where(known, "in_progress").mask(skipped, SKIPPED),
             "resolved_month": resolved.where(known).astype("Int32"),
             "label": pd.array(label, dtype="Int8"),
             "label_known": known.to_numpy(),
