@@ -8,6 +8,37 @@ import pandas as pd
 
 from models.gates import GateResult
 
+# A skip rate at or above this is called high on the card: screening-tool reviews found
+# caseworkers disagreeing with the score about a third of the time.
+HIGH_SKIP_RATE = 0.3
+
+
+@dataclass(frozen=True)
+class OverrideFigures:
+    """Caseworkers' overrides in the training rounds' imported answers (aggregates only).
+
+    listed: listed households whose answer came back (rows not added by the caseworker);
+    skipped: those skipped with an override; added: households added with an answer (by an
+    add reason or by the selection column); reasons: (code, action, English name, households)
+    of every override reason, in catalogue order."""
+
+    rounds: tuple[str, ...]
+    listed: int
+    skipped: int
+    added: int
+    reasons: tuple[tuple[str, str, str, int], ...] = ()
+
+    @property
+    def skip_rate(self) -> float:
+        return self.skipped / self.listed if self.listed else float("nan")
+
+    @property
+    def add_rate(self) -> float:
+        return self.added / self.listed if self.listed else float("nan")
+
+    def reason_rate(self, households: int) -> float:
+        return households / self.listed if self.listed else float("nan")
+
 
 @dataclass(frozen=True)
 class CardFacts:
@@ -39,6 +70,7 @@ class CardFacts:
     tradeoff: pd.DataFrame | None = None  # the mitigation settings compared in the backtests
     mitigation: str = "none"  # the registered setting, described
     mitigation_reason: str = ""
+    overrides: OverrideFigures | None = None  # caseworkers' overrides in the training rounds
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -53,6 +85,67 @@ def _table(frame: pd.DataFrame, columns: list[str]) -> str:
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join(_fmt(row[c]) for c in shown) + " |")
     return "\n".join(lines)
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
+def override_section(o: OverrideFigures | None) -> list[str]:
+    """The card's section on caseworkers' overrides (skips and additions); pure."""
+    out = ["## Caseworker overrides", ""]
+    meaning = (
+        "Skipped households are **missing labels, not negatives**: a caseworker who did not "
+        "contact a household learned nothing about its need, so the labels leave it out (missing "
+        "reason `skipped`), as they leave out unreachable households. Counting skips as 'no need' "
+        "would teach the next model the caseworkers' choices instead of need."
+    )
+    if o is None or o.listed == 0:
+        rounds = ", ".join(o.rounds) if o is not None and o.rounds else "none"
+        return [
+            *out,
+            "No returned list was imported for the training rounds (imported rounds among them: "
+            f"{rounds}), so the override rate is not known. {meaning}",
+            "",
+        ]
+    out += [
+        f"In the training rounds' returned lists ({', '.join(o.rounds)}), caseworkers skipped "
+        f"{o.skipped} of the {o.listed} listed households whose answers came back "
+        f"(skip rate {_percent(o.skip_rate)}) and added {o.added} households the lists missed "
+        f"(add rate {_percent(o.add_rate)} of the listed). MLflow metrics "
+        "`overrides.skip_rate`, `overrides.add_rate`; per reason: artifact "
+        "`overrides/override_rates.json`.",
+        "",
+        "| reason | action | households | share of listed |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} (`{code}`) | {action} | {n} | {_percent(o.reason_rate(n))} |"
+            for code, action, name, n in o.reasons
+        ),
+        "",
+        meaning,
+        "",
+        "For the model owner, a high skip rate is the most useful signal the list gets back: the "
+        "people who know the households disagree with the ranking. Read it by reason: *already "
+        "in our case load* means the list repeats households the office already serves (a "
+        "missing input); *moved away* means the register the list is built from is stale; *no "
+        "concern on local knowledge* means the reasons did not convince, or the model ranks on "
+        "something the office knows to be harmless; *visit unsafe* calls for another channel, "
+        "not another model. Skips also shrink and bend the labelled set: the labels come from "
+        "the households caseworkers chose to visit, so if they skip the ones they expect to "
+        "have no need, observed precision overstates the list's. Added households are labelled "
+        "with selection probability 1 (a deliberate choice) and show what the list misses.",
+        "",
+    ]
+    if o.skip_rate >= HIGH_SKIP_RATE:
+        out += [
+            f"**The skip rate is high** ({_percent(o.skip_rate)}, at or above "
+            f"{_percent(HIGH_SKIP_RATE)}): before trusting this model's backtest figures, review "
+            "the skipped households by reason and 읍면동 (the report's follow-up page) with the "
+            "offices.",
+            "",
+        ]
+    return out
 
 
 def render_card(f: CardFacts) -> str:
@@ -156,6 +249,7 @@ def render_card(f: CardFacts) -> str:
         "counts the rest): on real data it is a weak guide, and outreach should keep a random "
         "exploration share so that future labels can correct the model.",
         "",
+        *override_section(f.overrides),
         "## Fairness (at the capacity cut, against the truth)",
         "",
     ]

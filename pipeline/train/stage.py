@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import DATA_DICTIONARY_CSV, FeatureRounds
 from pipeline.datasets.raw import raw_file_digests
 from pipeline.datasets.validation import LATEST, PASSED, VALIDATION_JSON, read_pointer
-from pipeline.io import sha256_of_json, short_digest
+from pipeline.io import sha256_of_json, short_digest, write_json
 from pipeline.lineage import events, ledger
 from pipeline.months import format_month
 from pipeline.tracking import (
@@ -55,6 +55,12 @@ from pipeline.tracking.seal import seal_run
 from pipeline.train.artifacts import write_gates, write_lineage_artifacts, write_model_artifacts
 from pipeline.train.distributed import lightgbm_fitter
 from pipeline.train.fit import Trained, fit_all, plan_rounds
+from pipeline.train.overrides import (
+    OVERRIDES_ARTIFACT,
+    override_metrics,
+    override_record,
+    training_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +370,10 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         write_model_artifacts(trained, config, out)
         write_gates(out, gates)
         facts = card_facts(config, trained, gates, promoted, reason, metric, features_digest, code)
+        overrides = training_overrides(config, as_of, trained.final_rounds, catalogues.outcomes)
+        facts = replace(facts, overrides=overrides)
+        (out / OVERRIDES_ARTIFACT).parent.mkdir(parents=True, exist_ok=True)
+        write_json(override_record(overrides), out / OVERRIDES_ARTIFACT)
         (out / MODEL_CARD).write_text(render_card(facts), encoding="utf-8")
         runlog.log_artifacts(out)
         _log_datasets(trained, source, lineage, features_digest)
@@ -374,6 +384,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         runlog.log_metrics(
             {"gates.passed": float(promoted), "final.train_rows": float(trained.final_rows)}
         )
+        runlog.log_metrics(override_metrics(overrides))
         for g in gates:
             if g.waived:
                 runlog.set_tags({f"waiver.{g.name}": g.waiver_reason})
