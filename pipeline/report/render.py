@@ -277,6 +277,7 @@ def render_followup(
 
     from pipeline.datasets.rounds import REPORT_MINISTRY
     from pipeline.report.ministry import page_rows, summary_facts
+    from pipeline.report.overrides import override_context
 
     assert inputs.outcomes is not None and inputs.listed is not None
     follow = agg.followup_tables(
@@ -316,6 +317,7 @@ def render_followup(
         unmatched=pages.count(follow.unmatched, t) if follow.unmatched else "",
         bins=bins,
         ministry=None if published is None else page_rows(published, REPORT_MINISTRY),
+        **override_context(inputs.districts, inputs.outcomes, inputs.names, outcome_catalogue, t),
     )
     summary = {
         "visit_labelled": int(visit["labelled"].sum()),
