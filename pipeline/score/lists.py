@@ -3,7 +3,8 @@
 A list holds the visit and phone tiers of one 읍면동 (the 시군구 file: of all its 읍면동), and
 identifies a household only by the administrative household key. The last columns are empty, for
 the caseworker to fill in: the outcome (in the XLSX a drop-down of the outcomes' Korean names),
-the contact date and a note (notes stay in the office: ``outreach outcomes import`` does not keep
+the contact date, the override (담당자 판단: a drop-down of the override reasons, skip or add) and a
+note (notes stay in the office: ``outreach outcomes import`` does not keep
 them). The XLSX prints on landscape A4, one page wide (:func:`write_xlsx`).
 
 ``LIST_COLUMNS`` is the one table of list columns: key, Korean header, English header, width.
@@ -196,7 +197,7 @@ def column_widths(
     widths = []
     for j, column in enumerate(LIST_COLUMNS):
         head = max(text_width(w) for w in str(header[j]).split(" "))
-        if column.key in WRAP_WIDTHS:
+        if column.key in WRAP_WIDTHS and column.key not in choices:
             widths.append(float(max(WRAP_WIDTHS[column.key], head + 2)))
             continue
         if column.key in REASONS:
@@ -207,7 +208,11 @@ def column_widths(
             continue
         if column.key in choices:
             longest = max(text_width(c) for c in choices[column.key])
-            widths.append(float(max(head, longest / CHOICE_LINES + 1) + 2))
+            width = float(max(head, longest / CHOICE_LINES + 1) + 2)
+            # wider until every choice wraps on CHOICE_LINES lines (words do not split evenly)
+            while any(wrapped_lines(c, width) > CHOICE_LINES for c in choices[column.key]):
+                width += 0.5
+            widths.append(width)
             continue
         values = [spreadsheet_text(r[j]) for r in rows] + list(choices.get(column.key, ()))
         widest = max((text_width(v) for v in values), default=0.0)
@@ -271,6 +276,16 @@ def outcome_choices(outcomes: OutcomeCatalogue, language: str) -> list[str]:
     return [o.name_ko if language == "ko" else o.name_en for o in outcomes.outcomes]
 
 
+def override_choices(outcomes: OutcomeCatalogue, language: str) -> list[str]:
+    """What the override drop-down (담당자 판단) offers: the override reasons' names in the
+    list's language (the import reads a name, Korean or English, or the code itself)."""
+    return [r.name_ko if language == "ko" else r.name_en for r in outcomes.override_reasons]
+
+
+# Rows below the list that keep the drop-downs, for households the office adds.
+ADDED_ROWS = 50
+
+
 def write_xlsx(
     rows: Sequence[Sequence[object]],
     path: Path,
@@ -299,13 +314,15 @@ def write_xlsx(
     risk = keys.index("risk_percent")
     rank = keys.index("list_rank")
     outcome_column = keys.index("outcome_code")
+    override_column = keys.index("override")
     date_column = keys.index("contact_date")
     wrapped = [j for j, key in enumerate(keys) if key in WRAP_WIDTHS or key in REASONS] + [
         outcome_column
     ]
     header = list_header(language)
     choices = outcome_choices(outcomes, language)
-    widths = column_widths(header, rows, {"outcome_code": choices})
+    overrides = override_choices(outcomes, language)
+    widths = column_widths(header, rows, {"outcome_code": choices, "override": overrides})
     round_label = f"{round_month.year:04d}-{round_month.month:02d}"
     scope = list_scope(rows, path, language)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,7 +389,7 @@ def write_xlsx(
         sheet.data_validation(
             1,
             outcome_column,
-            last,
+            last + ADDED_ROWS,
             outcome_column,
             {
                 "validate": "list",
@@ -381,6 +398,23 @@ def write_xlsx(
                 "input_message": "목록에서 고르세요" if ko else "pick one from the list",
                 "error_title": "결과 코드" if ko else "outcome code",
                 "error_message": "목록의 결과를 고르세요" if ko else "pick one from the list",
+            },
+        )
+        sheet.data_validation(
+            1,
+            override_column,
+            last + ADDED_ROWS,
+            override_column,
+            {
+                "validate": "list",
+                "source": overrides,
+                "input_title": "담당자 판단" if ko else "override",
+                "input_message": "방문하지 않을 가구는 제외 사유를, 직접 추가한 가구는 추가 사유를 "
+                "고르세요"
+                if ko
+                else "skip: why not to contact a listed household; add: a household you added",
+                "error_title": "담당자 판단" if ko else "override",
+                "error_message": "목록의 사유를 고르세요" if ko else "pick one from the list",
             },
         )
         # Print: landscape A4, one page wide, the header row on every page.
@@ -425,7 +459,33 @@ def write_xlsx(
         legend_widths = (24.0, 90.0)
         legend.set_column(0, 0, legend_widths[0], wrap)
         legend.set_column(1, 1, legend_widths[1], wrap)
-        below = len(outcomes.outcomes) + 2
+        # The override reasons of the 담당자 판단 drop-down, below the outcomes.
+        first = len(outcomes.outcomes) + 2
+        titles = (
+            ["담당자 판단(목록에서 선택)", "코드 · 뜻"]
+            if ko
+            else ["override (pick from the list)", "code · meaning"]
+        )
+        for j, title in enumerate(titles):
+            legend.write_string(first, j, title, head)
+        action_text = {
+            "skip": "명단의 가구를 방문·연락하지 않음(결과는 비워 둡니다)"
+            if ko
+            else "a listed household not contacted (leave the outcome empty)",
+            "add": "명단에 없던 가구를 새 행에 추가(결과와 확인일도 적습니다)"
+            if ko
+            else "a household the list missed, on a new row (with its outcome and date)",
+        }
+        for i, reason in enumerate(outcomes.override_reasons, start=first + 1):
+            label = reason.name_ko if ko else reason.name_en
+            text = f"{reason.code} · {action_text[reason.action]}"
+            lines = max(
+                wrapped_lines(label, legend_widths[0]), wrapped_lines(text, legend_widths[1])
+            )
+            legend.set_row(i, lines * LINE_POINTS + ROW_PADDING_POINTS)
+            legend.write_string(i, 0, spreadsheet_text(label), wrap)
+            legend.write_string(i, 1, spreadsheet_text(text), wrap)
+        below = first + len(outcomes.override_reasons) + 2
         for i, (label, text) in enumerate(notes, start=below):
             lines = max(
                 wrapped_lines(label, legend_widths[0]), wrapped_lines(text, legend_widths[1])
