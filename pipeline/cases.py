@@ -7,8 +7,9 @@ those of ``configs/outcomes.yaml``: every visit outcome and call result names a 
 One row per household of a round's list (visit and phone tiers) and per household a caseworker
 added. Its status, in this order of precedence:
 
-1. the visit outcome the 읍면동 returned (a visit is later and surer than a call);
-2. a skip override with no outcome: ``skipped``;
+1. a skip override: ``skipped`` (the caseworker chose not to go on; the import takes a skip
+   only with no outcome, or with one of a contact that did not happen);
+2. the visit outcome the 읍면동 returned (a visit is later and surer than a call);
 3. the result of the automated first-contact call (phone tier);
 4. nothing came back: ``not_returned``.
 
@@ -206,13 +207,15 @@ def _classify(
     )
     for outcome, override, call in columns:
         entry = None
-        if not pd.isna(outcome) and outcome in outcomes:
-            entry = outcomes[outcome]
-        elif not pd.isna(override) and override in skips:
+        if not pd.isna(override) and override in skips:
+            # the caseworker chose not to go on (the import accepts a skip only with no outcome
+            # or one of a contact that did not happen: unreachable, in progress)
             status.append(SKIPPED)
             ministry.append(None)
             reason.append(None)
             continue
+        if not pd.isna(outcome) and outcome in outcomes:
+            entry = outcomes[outcome]
         elif not pd.isna(call) and call in results:
             entry = results[call]
         if entry is None:
@@ -243,7 +246,7 @@ def carried_cases(
     tier_text = TIER_TEXT[language]
     rows = []
     for case in cases.itertuples(index=False):
-        if case.carried_rounds >= policy.max_rounds:
+        if case.carried_rounds >= policy.max_rounds or case.status == SKIPPED:
             continue
         outcome = None if pd.isna(case.outcome_code) else outcomes.get(case.outcome_code)
         call = None if pd.isna(case.call_result) else results.get(case.call_result)

@@ -165,6 +165,11 @@ def test_open_cases_are_carried_with_history_and_escalation(outcome_catalogue):
     calls = calls_rows([("H4", "needs_visit"), ("H5", "not_reached"), ("H7", "reached")])
     cases = cases_of(listed, outcomes, calls, outcome_catalogue)
     carried = carried_cases(cases, ROUND, outcome_catalogue, POLICY).set_index("household_key")
+    # tried, then given up: a skip with 연락 불가 is skipped, and not carried
+    given_up = outcome_rows([("H1", "unreachable", False)], override_code=["skip_moved"])
+    case = cases_of(listed.iloc[:1], given_up, None, outcome_catalogue)
+    assert case["status"].tolist() == ["skipped"]
+    assert carried_cases(case, ROUND, outcome_catalogue, POLICY).empty
     assert list(carried.reset_index().columns) == list(CARRY_COLUMNS)
     assert carried["tier"].to_dict() == {
         "H1": "visit",
