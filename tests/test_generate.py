@@ -212,7 +212,7 @@ def test_outreach_rounds_follow_capacity_and_record_selection(small_generation, 
     assert set(outcomes["round_month"]) == set(config.window.round_labels())
     assert set(outcomes["outcome_code"]) <= set(outcome_catalogue.codes)
     # Past rounds were chosen by the rule, local discretion and exploration (not by a model).
-    past = set(outcome_catalogue.reason_codes) - {"model_score"}
+    past = set(outcome_catalogue.reason_codes) - {"model_score", "carried_over"}
     assert set(outcomes["selection_reason"]) == past
     assert outcomes["selection_probability"].between(0, 1, inclusive="right").all()
     rule = outcomes[outcomes["selection_reason"] == "central_rule"]
