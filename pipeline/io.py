@@ -107,20 +107,26 @@ def write_parquet(table: pa.Table | pd.DataFrame, path: Path) -> None:
         raise
 
 
-def write_json(data: Any, path: Path) -> None:
-    """Write JSON atomically, keys sorted, UTF-8 text kept readable."""
+def write_bytes(data: bytes, path: Path) -> None:
+    """Write a file atomically (temp file in the same folder, then rename): readers see the old
+    file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
     handle, temp_name = tempfile.mkstemp(
         prefix=temp_file_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent
     )
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write JSON atomically, keys sorted, UTF-8 text kept readable."""
+    text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    write_bytes(text.encode("utf-8"), path)
 
 
 @contextmanager

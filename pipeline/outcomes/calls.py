@@ -53,7 +53,7 @@ from pipeline.datasets.outcomes import (
 from pipeline.datasets.rounds import CALL_INTERFACE_VERSION, SCORES, call_export_file
 from pipeline.errors import DataError
 from pipeline.expectations import QUARANTINE, Check
-from pipeline.io import sha256_file
+from pipeline.io import sha256_file, write_bytes
 from pipeline.lineage import events, ledger
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import (
@@ -69,8 +69,7 @@ from pipeline.outcomes.importer import (
     NOTHING_NEW,
     NOTHING_VALID,
     ImportResult,
-    _append_log,
-    _write_bytes,
+    append_log,
 )
 from pipeline.outcomes.normalise import (
     RoundFacts,
@@ -80,7 +79,7 @@ from pipeline.outcomes.normalise import (
     parse_day,
     parse_round,
 )
-from pipeline.outcomes.returned import ROW, _decode, cell_text
+from pipeline.outcomes.returned import ROW, cell_text, decode_text
 from pipeline.textsafe import WITHHELD, shown_or_withheld, spreadsheet_text
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,7 @@ class ResultsFile:
 def _csv_frame(data: bytes, path: Path, read: Sequence[str], required: Sequence[str]):
     """Rows of a CSV in the call interface (header = column names), the ``read`` columns only,
     as text, with the file's row number (the header is row 1); fully empty rows dropped."""
-    rows = list(csv.reader(io.StringIO(_decode(data, path), newline="")))
+    rows = list(csv.reader(io.StringIO(decode_text(data, path), newline="")))
     if not rows:
         raise DataError(f"{path}: empty file")
     positions: dict[str, int] = {}
@@ -508,7 +507,7 @@ def import_calls_file(
         if len(rejections):
             report = rejection_file(config, results.sha256, "csv")
             table = rejection_table(rejections, results.rows, facts)
-            _write_bytes(rejection_bytes(table, "csv"), report)
+            write_bytes(rejection_bytes(table, "csv"), report)
         valid = status != NOTHING_VALID
         counts = {
             "rows": len(results.rows),
@@ -523,7 +522,7 @@ def import_calls_file(
         for code in facts.result_codes:
             counts[f"result_{code}"] = int((incoming["call_result"] == code).sum())
         relative = outcomes_root(config)
-        _append_log(
+        append_log(
             config,
             {
                 "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -35,7 +35,7 @@ from pipeline.datasets.outcomes import (
 )
 from pipeline.datasets.rounds import SCORES
 from pipeline.errors import DataError
-from pipeline.io import sha256_file
+from pipeline.io import sha256_file, write_bytes
 from pipeline.lineage import events, ledger
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import (
@@ -177,22 +177,7 @@ def report_csv(rejections: pd.DataFrame) -> bytes:
     return b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8")
 
 
-def _write_bytes(data: bytes, path: Path) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
-def _append_log(config: Config, record: dict) -> None:
+def append_log(config: Config, record: dict) -> None:
     path = import_log_file(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as out:
@@ -238,7 +223,7 @@ def import_file(
             # In Korean, in the returned file's format: the office's own headers, 행 번호, 사유.
             report = rejection_file(config, returned.sha256, returned.kind)
             table = rejection_table(rejections, returned.rows, catalogue)
-            _write_bytes(rejection_bytes(table, returned.kind), report)
+            write_bytes(rejection_bytes(table, returned.kind), report)
         counts = {
             "rows": len(returned.rows),
             "not_filled_in": normalised.blank_rows,
@@ -257,7 +242,7 @@ def import_file(
                 (incoming["added_by_caseworker"] & incoming["override_code"].notna()).sum()
             ),
         }
-        _append_log(
+        append_log(
             config,
             {
                 "imported_at": datetime.now(UTC).isoformat(timespec="seconds"),

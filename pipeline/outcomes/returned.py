@@ -62,7 +62,7 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _decode(data: bytes, path: Path) -> str:
+def decode_text(data: bytes, path: Path) -> str:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
@@ -131,7 +131,7 @@ def _frame(header: list[object], records: list[tuple[int, list[object]]], path: 
 
 
 def read_csv_bytes(data: bytes, path: Path) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    text = _decode(data, path)
+    text = decode_text(data, path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         rows = list(reader)

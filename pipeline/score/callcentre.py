@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline.datasets.rounds import CALL_COLUMNS, CALL_INTERFACE_VERSION, call_export_file
-from pipeline.io import TEMP_SUFFIX, temp_file_prefix
+from pipeline.io import write_bytes
 from pipeline.textsafe import spreadsheet_text
 from pipeline.vocabulary import PHONE
 
@@ -93,17 +91,7 @@ def call_csv(frame: pd.DataFrame) -> bytes:
 
 def write_calls(frame: pd.DataFrame, path: Path) -> Path:
     """Write :func:`call_frame`'s rows atomically (temp file beside it, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(
-        prefix=temp_file_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(call_csv(frame))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_bytes(call_csv(frame), path)
     return path
 
 
