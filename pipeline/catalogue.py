@@ -88,12 +88,17 @@ class Indicator(_Frozen):
     agency_ko: str
     agency_en: str
     available_from: Month | None = None
+    available_until: Month | None = None  # the source's last month (None: still delivering)
     bounds: Bounds | None = None  # default: the unit's bounds
     synthetic: SyntheticEmission
 
     @property
     def available_from_index(self) -> int | None:
         return None if self.available_from is None else parse_month(self.available_from)
+
+    @property
+    def available_until_index(self) -> int | None:
+        return None if self.available_until is None else parse_month(self.available_until)
 
 
 class NamedEntry(_Frozen):

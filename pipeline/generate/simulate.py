@@ -60,6 +60,21 @@ class PartitionData:
     outreach_outcomes: pd.DataFrame
     truth: pd.DataFrame
     stats: dict[str, float]
+    world: WorldState
+
+
+@dataclass(frozen=True)
+class WorldState:
+    """What the hidden process needs to continue past the window's last month (``through``).
+
+    ``pending`` holds the signals of months up to ``through`` whose reported month lies after it
+    (arrays household, person, indicator (code index), event_month, reported_month, value).
+    """
+
+    through: int
+    profile: Profile
+    state: dict[str, np.ndarray]
+    pending: dict[str, np.ndarray]
 
 
 def partition_rng(seed: int, ordinal: int) -> np.random.Generator:
@@ -91,6 +106,204 @@ def _baseline(pop: Population, spec: SigunguSpec, rng: np.random.Generator) -> n
     return base.astype(np.float32)
 
 
+PROCESS: tuple[str, ...] = (
+    "job",
+    "illness",
+    "benefit_loss",
+    "housing",
+    "disaster",
+    "strain",
+    "noise",
+)
+"""The components of the hidden process that carry from one month to the next (all float32)."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per-household attributes the monthly process and the signals use (fixed over time)."""
+
+    emd_index: np.ndarray
+    size: np.ndarray
+    income: np.ndarray
+    tenure: np.ndarray
+    benefit: np.ndarray
+    head_age: np.ndarray
+    any_disability: np.ndarray
+    single_parent: np.ndarray
+    member_offset: np.ndarray
+    adults: np.ndarray
+    minors: np.ndarray
+    oldest: np.ndarray
+    base: np.ndarray  # the household's baseline hardship (float32)
+
+    @classmethod
+    def of(cls, pop: Population, base: np.ndarray) -> Profile:
+        return cls(
+            emd_index=pop.emd_index,
+            size=pop.households["size"].to_numpy(),
+            income=pop.income,
+            tenure=pop.tenure,
+            benefit=pop.benefit,
+            head_age=pop.head_age,
+            any_disability=pop.any_disability,
+            single_parent=pop.single_parent,
+            member_offset=pop.member_offset,
+            adults=pop.adults,
+            minors=pop.minors,
+            oldest=pop.oldest,
+            base=base,
+        )
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """What the monthly step derives once from a profile and the hardship parameters."""
+
+    job: np.ndarray
+    illness: np.ndarray
+    benefit: np.ndarray
+    housing: np.ndarray
+    jeonse: np.ndarray
+    vulnerability: np.ndarray
+    heating_burden: np.ndarray
+    isolation_level: np.ndarray
+
+
+def _rates(profile: Profile, cfg: HardshipConfig) -> _Rates:
+    size = profile.size
+    low_income = profile.income <= 1
+    working_age = (profile.head_age >= 18) & (profile.head_age < 65)
+    elderly = profile.head_age >= 65
+    renting = profile.tenure >= 2
+    jeonse = profile.tenure == 1
+    return _Rates(
+        job=cfg.job_loss_rate * np.where(working_age, 1.0, 0.2) * np.where(low_income, 1.3, 1.0),
+        illness=cfg.illness_rate * (1.0 + 2.0 * elderly + 1.0 * profile.any_disability),
+        benefit=np.array([0.03, 0.6, 1.0])[profile.benefit] * cfg.benefit_loss_rate,
+        housing=cfg.housing_shock_rate * np.where(renting, 1.5, np.where(jeonse, 1.0, 0.2)),
+        jeonse=jeonse,
+        vulnerability=np.where(low_income, 1.15, np.where(profile.income == 4, 0.85, 1.0)),
+        # Heating bills weigh on low-income households in winter (Dec-Feb).
+        heating_burden=np.where(low_income, 0.12, 0.0).astype(np.float32),
+        isolation_level=np.where(
+            size == 1, np.where(elderly | profile.any_disability, 1.0, 0.5), 0.1
+        ).astype(np.float32),
+    )
+
+
+_JEONSE_WAVE = (parse_month("2024-01"), parse_month("2025-06"))
+
+
+def zero_state(n: int) -> dict[str, np.ndarray]:
+    """The process before its first (burn-in) month: every component zero."""
+    return {name: np.zeros(n, dtype=np.float32) for name in PROCESS}
+
+
+def step_month(
+    month: int,
+    state: dict[str, np.ndarray],
+    profile: Profile,
+    rates: _Rates,
+    ctx: SimulationContext,
+    rng: np.random.Generator,
+    n_emd: int,
+    relief: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """One month of the hidden process: the next state and the month's hardship parts.
+
+    The draws are the same in number and order whatever the state (common random numbers).
+    ``relief`` (per household, 0..1) is the share of strain and shocks that support removes this
+    month (``outreach generate --advance`` with contacts); None or zeros change nothing.
+    """
+    cfg = ctx.hardship
+    n = len(profile)
+    calendar = calendar_month(month)
+    if ctx.shock_start <= month <= ctx.shock_end:
+        economy = ctx.shock_multiplier
+    elif ctx.shock_end < month <= ctx.shock_end + 3:
+        economy = 1.0 + (ctx.shock_multiplier - 1.0) * 0.5
+    else:
+        economy = 1.0
+    noise_innovation = cfg.noise_sd * np.sqrt(1 - 0.7**2)
+
+    def shock(rate: np.ndarray) -> np.ndarray:
+        hit = rng.random(n) < rate
+        return hit * (1.0 + rng.exponential(0.8, size=n)).astype(np.float32)
+
+    winter = 1.2 if calendar in (1, 2, 12) else 1.0
+    job = state["job"] * 0.88 + shock(rates.job * economy * winter)
+    illness = state["illness"] * 0.93 + shock(rates.illness * winter)
+    benefit_loss = state["benefit_loss"] * 0.9 + shock(rates.benefit)
+    wave = 3.0 if _JEONSE_WAVE[0] <= month <= _JEONSE_WAVE[1] else 1.0
+    housing = state["housing"] * 0.92 + shock(rates.housing * np.where(rates.jeonse, wave, 1.0))
+    season = 4.0 if calendar in (7, 8, 9) else (1.5 if calendar in (1, 2, 12) else 1.0)
+    emd_hit = rng.random(n_emd) < cfg.disaster_rate * season
+    affected = emd_hit[profile.emd_index] & (rng.random(n) < 0.35)
+    disaster = state["disaster"] * 0.8 + affected * (1.0 + rng.exponential(0.8, size=n)).astype(
+        np.float32
+    )
+    shocks = job + illness + benefit_loss + housing + disaster
+    base = profile.base
+    strain = np.maximum(
+        0.0,
+        0.85 * state["strain"]
+        + 0.3 * shocks * rates.vulnerability
+        + 0.05 * np.maximum(base, 0.0)
+        + rates.heating_burden * (winter > 1.0)
+        + rng.normal(0.0, 0.15, size=n),
+    ).astype(np.float32)
+    noise = (0.7 * state["noise"] + rng.normal(0.0, noise_innovation, size=n)).astype(np.float32)
+    if relief is not None and relief.any():
+        keep = (1.0 - relief).astype(np.float32)
+        job, illness, benefit_loss = job * keep, illness * keep, benefit_loss * keep
+        housing, disaster, strain = housing * keep, disaster * keep, strain * keep
+    parts = np.stack(
+        [
+            np.maximum(base, 0.0),
+            strain,
+            0.5 * job,
+            0.4 * illness,
+            0.5 * disaster,
+            0.5 * benefit_loss,
+            0.4 * housing,
+        ]
+    )
+    new_state = {
+        "job": job,
+        "illness": illness,
+        "benefit_loss": benefit_loss,
+        "housing": housing,
+        "disaster": disaster,
+        "strain": strain,
+        "noise": noise,
+    }
+    return new_state, parts
+
+
+def hardship_of(profile: Profile, state: dict[str, np.ndarray], parts: np.ndarray) -> np.ndarray:
+    """The latent hardship score of a month (float32)."""
+    return profile.base + state["strain"] + parts[2:].sum(axis=0) + state["noise"]
+
+
+def drivers_of(profile: Profile, rates: _Rates, state: dict[str, np.ndarray]) -> np.ndarray:
+    """The hidden drivers of the crisis signals (rows in the order of ``DRIVERS``)."""
+    strain = state["strain"]
+    return np.stack(
+        [
+            strain + 0.25 * np.maximum(profile.base, 0.0),
+            state["job"],
+            state["illness"],
+            state["disaster"],
+            state["benefit_loss"],
+            state["housing"],
+            rates.isolation_level * (0.5 + strain),
+        ]
+    )
+
+
 def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionData:
     """Generate one 시군구: population, hidden hardship, crisis signals and past rounds."""
     rng = partition_rng(ctx.seed, spec.ordinal)
@@ -100,99 +313,27 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     n = len(hh)
     cfg = ctx.hardship
     base = _baseline(pop, spec, rng)
-
-    size = hh["size"].to_numpy()
-    low_income = pop.income <= 1
-    working_age = (pop.head_age >= 18) & (pop.head_age < 65)
-    elderly = pop.head_age >= 65
-    renting = pop.tenure >= 2
-    jeonse = pop.tenure == 1
-    vulnerability = np.where(low_income, 1.15, np.where(pop.income == 4, 0.85, 1.0))
-    # Heating bills weigh on low-income households in winter (Dec-Feb).
-    heating_burden = np.where(low_income, 0.12, 0.0).astype(np.float32)
-    isolation_level = np.where(
-        size == 1, np.where(elderly | pop.any_disability, 1.0, 0.5), 0.1
-    ).astype(np.float32)
-
-    job_rate = cfg.job_loss_rate * np.where(working_age, 1.0, 0.2) * np.where(low_income, 1.3, 1.0)
-    illness_rate = cfg.illness_rate * (1.0 + 2.0 * elderly + 1.0 * pop.any_disability)
-    benefit_rate = np.array([0.03, 0.6, 1.0])[pop.benefit] * cfg.benefit_loss_rate
-    housing_rate = cfg.housing_shock_rate * np.where(renting, 1.5, np.where(jeonse, 1.0, 0.2))
-    jeonse_wave = (parse_month("2024-01"), parse_month("2025-06"))
+    profile = Profile.of(pop, base)
+    rates = _rates(profile, cfg)
 
     months_total = ctx.window_end - ctx.window_start + 1
     first = ctx.window_start - cfg.burn_in_months
-    zeros = lambda: np.zeros(n, dtype=np.float32)  # noqa: E731
-    job, illness, benefit_loss, housing, disaster, strain, noise = (zeros() for _ in range(7))
+    state = zero_state(n)
     hardship = np.zeros((months_total, n), dtype=np.float32)
     cause = np.zeros((months_total, n), dtype=np.int8)
     drivers = np.zeros((months_total, len(DRIVERS), n), dtype=np.float32)
-    noise_innovation = cfg.noise_sd * np.sqrt(1 - 0.7**2)
     n_emd = len(spec.emds)
 
-    def shock(rate: np.ndarray) -> np.ndarray:
-        hit = rng.random(n) < rate
-        return hit * (1.0 + rng.exponential(0.8, size=n)).astype(np.float32)
-
     for month in range(first, ctx.window_end + 1):
-        calendar = calendar_month(month)
-        if ctx.shock_start <= month <= ctx.shock_end:
-            economy = ctx.shock_multiplier
-        elif ctx.shock_end < month <= ctx.shock_end + 3:
-            economy = 1.0 + (ctx.shock_multiplier - 1.0) * 0.5
-        else:
-            economy = 1.0
-        winter = 1.2 if calendar in (1, 2, 12) else 1.0
-        job = job * 0.88 + shock(job_rate * economy * winter)
-        illness = illness * 0.93 + shock(illness_rate * winter)
-        benefit_loss = benefit_loss * 0.9 + shock(benefit_rate)
-        wave = 3.0 if jeonse_wave[0] <= month <= jeonse_wave[1] else 1.0
-        housing = housing * 0.92 + shock(housing_rate * np.where(jeonse, wave, 1.0))
-        season = 4.0 if calendar in (7, 8, 9) else (1.5 if calendar in (1, 2, 12) else 1.0)
-        emd_hit = rng.random(n_emd) < cfg.disaster_rate * season
-        affected = emd_hit[pop.emd_index] & (rng.random(n) < 0.35)
-        disaster = disaster * 0.8 + affected * (1.0 + rng.exponential(0.8, size=n)).astype(
-            np.float32
-        )
-        shocks = job + illness + benefit_loss + housing + disaster
-        strain = np.maximum(
-            0.0,
-            0.85 * strain
-            + 0.3 * shocks * vulnerability
-            + 0.05 * np.maximum(base, 0.0)
-            + heating_burden * (winter > 1.0)
-            + rng.normal(0.0, 0.15, size=n),
-        ).astype(np.float32)
-        noise = (0.7 * noise + rng.normal(0.0, noise_innovation, size=n)).astype(np.float32)
-        parts = np.stack(
-            [
-                np.maximum(base, 0.0),
-                strain,
-                0.5 * job,
-                0.4 * illness,
-                0.5 * disaster,
-                0.5 * benefit_loss,
-                0.4 * housing,
-            ]
-        )
+        state, parts = step_month(month, state, profile, rates, ctx, rng, n_emd)
         if month >= ctx.window_start:
             t = month - ctx.window_start
-            hardship[t] = base + strain + parts[2:].sum(axis=0) + noise
+            hardship[t] = hardship_of(profile, state, parts)
             cause[t] = np.argmax(parts, axis=0)
-            drivers[t] = np.stack(
-                [
-                    strain + 0.25 * np.maximum(base, 0.0),
-                    job,
-                    illness,
-                    disaster,
-                    benefit_loss,
-                    housing,
-                    isolation_level * (0.5 + strain),
-                ]
-            )
+            drivers[t] = drivers_of(profile, rates, state)
 
     in_need = hardship > cfg.need_threshold
-    events = _emit_signals(pop, ctx, drivers, rng)
+    events, pending = _emit_signals(profile, ctx, drivers, rng)
     outcomes, rule_stats = _outreach_rounds(pop, spec, ctx, events, hardship, in_need, rng)
 
     member_ids = pop.members["resident_id"]
@@ -250,44 +391,90 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
         outreach_outcomes=outcomes,
         truth=truth,
         stats=stats,
+        world=WorldState(ctx.window_end, profile, state, pending),
     )
 
 
+_DRIVER_INDEX = {name: i for i, name in enumerate(DRIVERS)}
+_TARGETS = ("head", "adult", "elderly", "child", "member")
+
+
+def signal_masks(profile: Profile, indicators: tuple[Indicator, ...]) -> list[np.ndarray]:
+    """Per indicator: the households it can concern (tenure, minors)."""
+    masks = []
+    for ind in indicators:
+        mask = np.ones(len(profile), dtype=bool)
+        if ind.synthetic.tenure is not None:
+            allowed = [TENURES.index(t) for t in ind.synthetic.tenure]
+            mask &= np.isin(profile.tenure, allowed)
+        if ind.synthetic.target == "child":
+            mask &= profile.minors > 0
+        masks.append(mask)
+    return masks
+
+
+def delivers(ind: Indicator, month: int) -> bool:
+    """Whether the indicator's source delivers signals of ``month`` (its availability dates)."""
+    start, end = ind.available_from_index, ind.available_until_index
+    return (start is None or month >= start) and (end is None or month <= end)
+
+
+def signal_probability(ind: Indicator, drivers: np.ndarray, month: int) -> tuple[np.ndarray, ...]:
+    """The capped driver of an indicator in one month and its emission probability."""
+    em = ind.synthetic
+    x = np.minimum(drivers[_DRIVER_INDEX[em.driver]], _DRIVER_CAP)
+    seasonal = (
+        _WINTER_UTILITY if ind.group == "utilities" and calendar_month(month) in (12, 1, 2) else 1.0
+    )
+    return x, (em.base + em.slope * x) * seasonal
+
+
+def attribute_person(
+    profile: Profile, household: np.ndarray, target_codes: np.ndarray, u: np.ndarray
+) -> np.ndarray:
+    """The member (index in the partition's member table) a signal is about."""
+    offset = profile.member_offset[household]
+    adults = profile.adults[household]
+    minors = profile.minors[household]
+    sizes = adults + minors
+    return np.select(
+        [target_codes == 0, target_codes == 1, target_codes == 2, target_codes == 3],
+        [
+            offset,
+            offset + np.floor(u * adults).astype(np.int64),
+            offset + profile.oldest[household],
+            offset + adults + np.floor(u * np.maximum(minors, 1)).astype(np.int64),
+        ],
+        default=offset + np.floor(u * sizes).astype(np.int64),
+    )
+
+
+def draw_lag(lag: tuple[float, ...], u: np.ndarray) -> np.ndarray:
+    """Reporting lags in months from uniforms, by the indicator's lag distribution."""
+    cumulative = np.cumsum(lag)
+    return np.minimum(np.searchsorted(cumulative, u, side="right"), len(cumulative) - 1)
+
+
 def _emit_signals(
-    pop: Population, ctx: SimulationContext, drivers: np.ndarray, rng: np.random.Generator
-) -> dict[str, np.ndarray]:
-    """Crisis signals: at most one per household, indicator and month, with lag and value."""
-    n = len(pop.households)
-    has_minor = pop.minors > 0
-    driver_index = {name: i for i, name in enumerate(DRIVERS)}
+    profile: Profile, ctx: SimulationContext, drivers: np.ndarray, rng: np.random.Generator
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Crisis signals: at most one per household, indicator and month, with lag and value.
+
+    Returns the signals reported inside the window and those reported after its end (pending).
+    """
+    n = len(profile)
     months_total = drivers.shape[0]
     hits_household: list[np.ndarray] = []
     hits_indicator: list[np.ndarray] = []
     hits_month: list[np.ndarray] = []
     hits_driver: list[np.ndarray] = []
-    masks = []
-    for ind in ctx.indicators:
-        mask = np.ones(n, dtype=bool)
-        if ind.synthetic.tenure is not None:
-            allowed = [TENURES.index(t) for t in ind.synthetic.tenure]
-            mask &= np.isin(pop.tenure, allowed)
-        if ind.synthetic.target == "child":
-            mask &= has_minor
-        masks.append(mask)
+    masks = signal_masks(profile, ctx.indicators)
     for t in range(months_total):
         month = ctx.window_start + t
         for k, ind in enumerate(ctx.indicators):
-            start = ind.available_from_index
-            if start is not None and month < start:
+            if not delivers(ind, month):
                 continue
-            em = ind.synthetic
-            x = np.minimum(drivers[t, driver_index[em.driver]], _DRIVER_CAP)
-            seasonal = (
-                _WINTER_UTILITY
-                if ind.group == "utilities" and calendar_month(month) in (12, 1, 2)
-                else 1.0
-            )
-            p = (em.base + em.slope * x) * seasonal
+            x, p = signal_probability(ind, drivers[t], month)
             hit = np.flatnonzero((rng.random(n, dtype=np.float32) < p) & masks[k])
             if hit.size:
                 hits_household.append(hit)
@@ -306,27 +493,11 @@ def _emit_signals(
         driver = np.zeros(0)
 
     m = household.size
-    offset = pop.member_offset[household]
     u = rng.random(m)
-    target_codes = np.array(
-        [
-            ["head", "adult", "elderly", "child", "member"].index(ind.synthetic.target)
-            for ind in ctx.indicators
-        ]
-    )[indicator]
-    adults = pop.adults[household]
-    minors = pop.minors[household]
-    sizes = adults + minors
-    person = np.select(
-        [target_codes == 0, target_codes == 1, target_codes == 2, target_codes == 3],
-        [
-            offset,
-            offset + np.floor(u * adults).astype(np.int64),
-            offset + pop.oldest[household],
-            offset + adults + np.floor(u * np.maximum(minors, 1)).astype(np.int64),
-        ],
-        default=offset + np.floor(u * sizes).astype(np.int64),
-    )
+    target_codes = np.array([_TARGETS.index(ind.synthetic.target) for ind in ctx.indicators])[
+        indicator
+    ]
+    person = attribute_person(profile, household, target_codes, u)
 
     lag = np.zeros(m, dtype=np.int32)
     value = np.ones(m, dtype=np.float64)
@@ -335,24 +506,26 @@ def _emit_signals(
         rows = np.flatnonzero(indicator == k)
         if not rows.size:
             continue
-        cumulative = np.cumsum(ind.synthetic.lag)
-        lag[rows] = np.minimum(
-            np.searchsorted(cumulative, lag_u[rows], side="right"), len(cumulative) - 1
-        )
-        value[rows] = _draw_values(ind.synthetic.value, driver[rows], rng)
+        lag[rows] = draw_lag(ind.synthetic.lag, lag_u[rows])
+        value[rows] = draw_values(ind.synthetic.value, driver[rows], rng)
     reported = event_month + lag
     keep = reported <= ctx.window_end
-    return {
-        "household": household[keep],
-        "person": person[keep],
-        "indicator": indicator[keep].astype(np.int64),
-        "event_month": event_month[keep],
-        "reported_month": reported[keep],
-        "value": value[keep],
+    columns = {
+        "household": household,
+        "person": person,
+        "indicator": indicator.astype(np.int64),
+        "event_month": event_month,
+        "reported_month": reported,
+        "value": value,
     }
+    return (
+        {name: values[keep] for name, values in columns.items()},
+        {name: values[~keep] for name, values in columns.items()},
+    )
 
 
-def _draw_values(model: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def draw_values(model: str, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Signal values in the indicator's unit, growing with the driver ``x``."""
     size = x.size
     if model == "flag":
         return np.ones(size)
