@@ -294,6 +294,27 @@ def test_the_emd_page_shows_each_case_after_the_import(loop):
     assert re.search(rf"미결 {pending} ?가구", after), after[:2000]
 
 
+def test_the_followup_page_and_csv_give_the_ministrys_table_and_the_overrides(loop):
+    page = (loop.report_after / "followup.html").read_text(encoding="utf-8")
+    assert page.index('id="ministry"') < page.index('id="overrides"') < page.index('id="precision"')
+    text = (loop.report_after / "ministry_table.csv").read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    head = list(rows[0])
+    wanted = ("발굴 가구(목록+추가)", "접촉 가구", "공공 지원 연계", "민간 지원 연계", "미지원")
+    assert set(wanted) <= set(head)
+    assert any(h.startswith("미지원: ") for h in head)  # no support, by reason
+    emd = [r for r in rows if r.get("읍면동 코드") == loop.emd]
+    assert len(emd) == 1
+    # small counts of the 읍면동 are withheld, not shown as "<5"
+    assert "<5" not in text and "x" in emd[0].values()
+    listed = int(emd[0]["목록 가구"])  # published: the overview shows it too
+    scores = pd.read_parquet(loop.report_after.parent / "scores.parquet")
+    mine = scores[(scores["emd_code"] == loop.emd) & scores["tier"].isin(["visit", "phone"])]
+    assert listed == len(mine)
+    overrides = _page_text(loop.report_after / "followup.html")
+    assert OVERRIDE_KO["skip_safety"] in overrides and OVERRIDE_KO["add_referral"] in overrides
+
+
 def test_nothing_about_a_household_leaves_its_own_emd_files(loop):
     folder = loop.report_after
     own = set(loop.plan) | {loop.added_key}
@@ -382,7 +403,7 @@ def test_pages_in_headless_chromium_before_and_after_the_import(loop, browser, t
         from PIL import Image
 
         path = shots / name
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path))  # the window: what a person sees first
         with Image.open(path) as image:
             small = image.convert("RGB").quantize(256)
         small.save(path, optimize=True)

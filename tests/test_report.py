@@ -847,16 +847,17 @@ def test_overview_and_emd_page_render_in_headless_chromium(reported, browser, tm
     assert sorted(keys) == sorted(rows["household_key"].astype(str)), why
     assert page.inner_text("#shown") == f"{len(rows)} / {len(rows)}가구 표시", why
 
-    def scores_shown() -> list[float]:
-        return [
-            float(v) for v in page.locator("#households tbody td:nth-child(4)").all_inner_texts()
-        ]
+    heads = page.locator("#households thead th").all_inner_texts()
+    risk = f"nth-child({[h.strip() for h in heads].index('위험도(%)') + 1})"
 
-    page.click("#households thead th:nth-child(4) button")
+    def scores_shown() -> list[float]:
+        return [float(v) for v in page.locator(f"#households tbody td:{risk}").all_inner_texts()]
+
+    page.click(f"#households thead th:{risk} button")
     ascending = scores_shown()
     assert ascending == sorted(ascending), why
-    assert page.get_attribute("#households thead th:nth-child(4)", "aria-sort") == "ascending"
-    page.click("#households thead th:nth-child(4) button")
+    assert page.get_attribute(f"#households thead th:{risk}", "aria-sort") == "ascending"
+    page.click(f"#households thead th:{risk} button")
     assert scores_shown() == sorted(ascending, reverse=True), why
 
     one = str(rows["household_key"].iloc[-1])
