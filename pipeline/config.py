@@ -138,6 +138,25 @@ class HardshipConfig(_Strict):
     noise_sd: float = Field(0.35, ge=0, le=5)
 
 
+class ContactEffectConfig(_Strict):
+    """What contact does to the hidden process when the world moves on (``generate --advance``).
+
+    A household linked to support recovers faster: each month of support removes this share of
+    its accumulated strain and shocks (public support more than private), for ``support_months``
+    months. Other outcomes (no need found, unreachable, in progress, declined, ...) have no effect.
+    """
+
+    public_support: Share = 0.2
+    private_support: Share = 0.1
+    support_months: int = Field(6, ge=1, le=36)
+
+    def effect(self, outcome_code: str) -> float:
+        return float(getattr(self, outcome_code, 0.0)) if outcome_code in _SUPPORT_CODES else 0.0
+
+
+_SUPPORT_CODES = ("public_support", "private_support")
+
+
 class GeneratorConfig(_Strict):
     """Size and seed of the synthetic administrative data."""
 
@@ -148,6 +167,7 @@ class GeneratorConfig(_Strict):
     economic_shock: EconomicShockConfig = EconomicShockConfig()
     selection: SelectionConfig = SelectionConfig()
     hardship: HardshipConfig = HardshipConfig()
+    contact_effect: ContactEffectConfig = ContactEffectConfig()
 
     @model_validator(mode="after")
     def _emd_range(self) -> GeneratorConfig:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pandas as pd
+
 from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
-from pipeline.errors import EXIT_OK, UsageError
+from pipeline.errors import EXIT_OK, DataError, UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force",
         action="store_true",
         help="allow replacing the configured input data (e.g. the committed sample)",
+    )
+    parser.add_argument(
+        "--advance",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="MONTHS",
+        help="move the generated world on by MONTHS months from window.end (default: one round "
+        "interval) instead of generating: new signals and truth are appended",
+    )
+    parser.add_argument(
+        "--contacts",
+        type=Path,
+        help="with --advance: contacted households (CSV or Parquet: household_key, "
+        "contact_month, outcome_code); those linked to support recover faster",
     )
 
 
@@ -42,9 +59,48 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     return generate(config, catalogue, config.paths.output_root).rows["households"]
 
 
+def read_contacts(path: Path) -> pd.DataFrame:
+    """A contacts file (CSV or Parquet); DataError naming it when it cannot be read."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read contacts ({type(exc).__name__}: {exc})") from None
+
+
+def _advance(config: Config, args: argparse.Namespace, target: Path) -> int:
+    from pipeline.generate.advance import advance
+
+    months = args.advance or config.window.round_interval_months
+    catalogues = load_catalogues(config)
+    contacts = read_contacts(args.contacts) if args.contacts is not None else None
+    result = advance(
+        config,
+        catalogues.indicators,
+        target,
+        months,
+        contacts,
+        outcome_codes=list(catalogues.outcomes.codes),
+    )
+    print(
+        f"advanced the world {result.first}..{result.through}: "
+        f"{result.events_added:,} crisis signals and {result.truth_rows_added:,} truth rows "
+        f"appended, {result.contacts_registered:,} contacts given"
+    )
+    print(f"the data now runs through {result.through}: set window.end: {result.through}")
+    return EXIT_OK
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.generate.stage import generate
 
+    if args.contacts is not None and args.advance is None:
+        raise UsageError("--contacts needs --advance")
+    if args.advance is not None and (args.households is not None or args.seed is not None):
+        raise UsageError(
+            "--advance continues the saved world: --households and --seed do not apply"
+        )
     overrides: dict[str, object] = {}
     if args.households is not None:
         overrides["households"] = args.households
@@ -58,6 +114,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
             f"{OutputLayout(target).raw} is the configured input data (paths.raw_input) and lies "
             f"outside the output root {config.paths.output_root}; pass --force to regenerate it"
         )
+    if args.advance is not None:
+        return _advance(config, args, target)
     catalogue = load_catalogues(config).indicators
     result = generate(config, catalogue, target, catalogue_path=config.paths.indicators)
     print(

@@ -159,7 +159,7 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class _Rates:
+class ProcessRates:
     """What the monthly step derives once from a profile and the hardship parameters."""
 
     job: np.ndarray
@@ -172,14 +172,14 @@ class _Rates:
     isolation_level: np.ndarray
 
 
-def _rates(profile: Profile, cfg: HardshipConfig) -> _Rates:
+def process_rates(profile: Profile, cfg: HardshipConfig) -> ProcessRates:
     size = profile.size
     low_income = profile.income <= 1
     working_age = (profile.head_age >= 18) & (profile.head_age < 65)
     elderly = profile.head_age >= 65
     renting = profile.tenure >= 2
     jeonse = profile.tenure == 1
-    return _Rates(
+    return ProcessRates(
         job=cfg.job_loss_rate * np.where(working_age, 1.0, 0.2) * np.where(low_income, 1.3, 1.0),
         illness=cfg.illness_rate * (1.0 + 2.0 * elderly + 1.0 * profile.any_disability),
         benefit=np.array([0.03, 0.6, 1.0])[profile.benefit] * cfg.benefit_loss_rate,
@@ -206,7 +206,7 @@ def step_month(
     month: int,
     state: dict[str, np.ndarray],
     profile: Profile,
-    rates: _Rates,
+    rates: ProcessRates,
     ctx: SimulationContext,
     rng: np.random.Generator,
     n_emd: int,
@@ -288,7 +288,7 @@ def hardship_of(profile: Profile, state: dict[str, np.ndarray], parts: np.ndarra
     return profile.base + state["strain"] + parts[2:].sum(axis=0) + state["noise"]
 
 
-def drivers_of(profile: Profile, rates: _Rates, state: dict[str, np.ndarray]) -> np.ndarray:
+def drivers_of(profile: Profile, rates: ProcessRates, state: dict[str, np.ndarray]) -> np.ndarray:
     """The hidden drivers of the crisis signals (rows in the order of ``DRIVERS``)."""
     strain = state["strain"]
     return np.stack(
@@ -314,7 +314,7 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     cfg = ctx.hardship
     base = _baseline(pop, spec, rng)
     profile = Profile.of(pop, base)
-    rates = _rates(profile, cfg)
+    rates = process_rates(profile, cfg)
 
     months_total = ctx.window_end - ctx.window_start + 1
     first = ctx.window_start - cfg.burn_in_months
@@ -396,7 +396,7 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
 
 
 _DRIVER_INDEX = {name: i for i, name in enumerate(DRIVERS)}
-_TARGETS = ("head", "adult", "elderly", "child", "member")
+SIGNAL_TARGETS = ("head", "adult", "elderly", "child", "member")
 
 
 def signal_masks(profile: Profile, indicators: tuple[Indicator, ...]) -> list[np.ndarray]:
@@ -494,7 +494,7 @@ def _emit_signals(
 
     m = household.size
     u = rng.random(m)
-    target_codes = np.array([_TARGETS.index(ind.synthetic.target) for ind in ctx.indicators])[
+    target_codes = np.array([SIGNAL_TARGETS.index(ind.synthetic.target) for ind in ctx.indicators])[
         indicator
     ]
     person = attribute_person(profile, household, target_codes, u)

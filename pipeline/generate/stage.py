@@ -14,8 +14,19 @@ from pipeline.datasets.truth import TRUTH_SUMMARY
 from pipeline.engine import map_partitions
 from pipeline.generate.regions import SigunguSpec, build_regions, capacity_table, regions_table
 from pipeline.generate.simulate import SimulationContext, simulate_partition
+from pipeline.generate.world import (
+    PENDING_EVENTS,
+    SUPPORTS,
+    WORLD_RECORD,
+    WORLD_STATE,
+    empty_supports,
+    pending_frame,
+    pending_to_file,
+    state_frame,
+    supports_to_file,
+)
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
-from pipeline.months import parse_month
+from pipeline.months import format_month, parse_month
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +74,22 @@ def _generate_partition(task: _PartitionTask) -> dict[str, float]:
     write_parquet(data.members, raw.partition_file("household_members", code))
     write_parquet(data.crisis_events, raw.partition_file("crisis_events", code))
     write_parquet(data.outreach_outcomes, raw.partition_file("outreach_outcomes", code))
-    write_parquet(data.truth, TableLayout(task.truth_dir).partition_file("household_month", code))
+    truth = TableLayout(task.truth_dir)
+    write_parquet(data.truth, truth.partition_file("household_month", code))
+    write_parquet(
+        state_frame(data.world, data.households["household_key"]),
+        truth.partition_file(WORLD_STATE, code),
+    )
+    pending = pending_frame(data.world.pending, task.context.indicators)
+    write_parquet(pending_to_file(pending), truth.partition_file(PENDING_EVENTS, code))
+    write_parquet(supports_to_file(empty_supports()), truth.partition_file(SUPPORTS, code))
     return data.stats
+
+
+def world_settings(config: Config) -> dict[str, object]:
+    """The settings that make a world: the generator's, except the contact effect (which only
+    acts when the world moves on, so that it may be changed between advances)."""
+    return config.generator.model_dump(mode="json", exclude={"contact_effect"})
 
 
 def generate(
@@ -125,13 +150,22 @@ def generate(
             "past_lists_precision": totals["listed_in_need"] / max(totals["listed"], 1),
         }
         provenance = {
-            "generator": gen.model_dump(mode="json"),
+            "generator": world_settings(config),
             "window": config.window.model_dump(mode="json"),
             "indicator_catalogue_sha256": sha256_file(catalogue_path) if catalogue_path else None,
             "rows": {k: v for k, v in rows.items() if not k.startswith("truth")},
         }
         write_json(
             {**provenance, "files_sha256": sha256_tree(raw_dir)}, raw_dir / GENERATION_RECORD
+        )
+        write_json(
+            {
+                "through": format_month(context.window_end),
+                "generator": world_settings(config),
+                "indicator_catalogue_sha256": provenance["indicator_catalogue_sha256"],
+                "advances": [],
+            },
+            truth_dir / WORLD_RECORD,
         )
         write_json(
             {"rows": rows, "figures": figures, "files_sha256": sha256_tree(truth_dir)},

@@ -1,0 +1,409 @@
+"""The world moves on: the hidden process of one 시군구 continued past the data window, purely.
+
+``outreach generate`` saves, per partition, the state the monthly process carries at the last
+generated month (each household's profile, baseline and the seven process components), the
+signals already drawn whose reported month lies after it, and the supports that contacts started.
+:func:`advance_partition` continues from that state by a number of months:
+
+- every month draws from its own random stream, derived from the seed, the partition and the
+  month (``SeedSequence(seed, spawn_key=(2, ordinal, month))`` for the process, and one stream per
+  indicator and month for its signals, keyed by the indicator's code). Advancing by 2 and then 2
+  months gives the same rows as advancing by 4 at once, and a change in one household (a contact)
+  changes no other household's draws (common random numbers);
+- signals of earlier months whose reported month falls into the advanced months are delivered
+  now; sources start and stop by the catalogue's ``available_from`` and ``available_until``;
+- contacts linked to support (``public_support``, ``private_support``) relieve a share of the
+  household's strain and shocks every month of support (``generator.contact_effect``).
+
+Written down in docs/synthetic_data.md, "The world moves on".
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.catalogue import Indicator
+from pipeline.config import ContactEffectConfig
+from pipeline.generate.regions import SigunguSpec
+from pipeline.generate.simulate import (
+    CAUSES,
+    PROCESS,
+    SIGNAL_TARGETS,
+    Profile,
+    SimulationContext,
+    WorldState,
+    attribute_person,
+    delivers,
+    draw_lag,
+    draw_values,
+    drivers_of,
+    hardship_of,
+    process_rates,
+    signal_masks,
+    signal_probability,
+    step_month,
+)
+from pipeline.months import format_month, parse_month_series
+
+# The saved state, in the truth folder (hidden like the truth; partitioned by 시군구).
+WORLD_STATE = "world_state"  # one row per household: profile and process components
+PENDING_EVENTS = "pending_events"  # signals drawn whose reported month is still to come
+SUPPORTS = "supports"  # contacts registered, and the support they started
+WORLD_RECORD = "_world.json"  # through which month the world runs, its generator settings
+
+PROFILE_COLUMNS: dict[str, str] = {
+    "emd_index": "int16",
+    "size": "int8",
+    "income": "int8",
+    "tenure": "int8",
+    "benefit": "int8",
+    "head_age": "int16",
+    "any_disability": "bool",
+    "single_parent": "bool",
+    "member_offset": "int64",
+    "adults": "int16",
+    "minors": "int16",
+    "oldest": "int16",
+    "base": "float32",
+}
+PENDING_COLUMNS = (
+    "household",
+    "person",
+    "indicator_code",
+    "event_month",
+    "reported_month",
+    "value",
+)
+SUPPORT_COLUMNS = (
+    "household",
+    "contact_month",
+    "outcome_code",
+    "start_month",
+    "end_month",
+    "effect",
+)
+
+
+def process_rng(seed: int, ordinal: int, month: int) -> np.random.Generator:
+    """The random stream of one partition's hidden process in one advanced month."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, ordinal, month)))
+
+
+def signal_rng(seed: int, ordinal: int, month: int, code: str) -> np.random.Generator:
+    """The random stream of one indicator's signals in one partition and advanced month."""
+    key = zlib.crc32(code.encode("utf-8"))
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, ordinal, month, key)))
+
+
+# --- the saved state as frames (one row per household, pending signal, support) ---------------
+
+
+def state_frame(world: WorldState, household_key: pd.Series) -> pd.DataFrame:
+    """One row per household: its key, profile and the process components at ``through``."""
+    profile = world.profile
+    columns: dict[str, object] = {"household_key": household_key.astype("string").to_numpy()}
+    for name, dtype in PROFILE_COLUMNS.items():
+        columns[name] = np.asarray(getattr(profile, name)).astype(dtype)
+    for name in PROCESS:
+        columns[name] = np.asarray(world.state[name], dtype=np.float32)
+    frame = pd.DataFrame(columns)
+    frame["household_key"] = frame["household_key"].astype("string")
+    return frame
+
+
+def world_from_frames(frame: pd.DataFrame, through: int, pending: pd.DataFrame) -> WorldState:
+    """The state :func:`state_frame` wrote, read back (pending: :func:`pending_frame`'s rows)."""
+    profile = Profile(**{name: frame[name].to_numpy() for name in PROFILE_COLUMNS})
+    state = {name: frame[name].to_numpy(dtype=np.float32) for name in PROCESS}
+    return WorldState(through, profile, state, {c: pending[c].to_numpy() for c in pending})
+
+
+def pending_frame(
+    pending: dict[str, np.ndarray], indicators: tuple[Indicator, ...]
+) -> pd.DataFrame:
+    """Signals drawn but not reported yet; indicators by code (so the catalogue may change)."""
+    codes = np.asarray([ind.code for ind in indicators], dtype=object)
+    if "indicator_code" in pending:
+        code = np.asarray(pending["indicator_code"], dtype=object)
+    else:
+        code = codes[np.asarray(pending["indicator"], dtype=np.int64)]
+    frame = pd.DataFrame(
+        {
+            "household": np.asarray(pending["household"], dtype=np.int64),
+            "person": np.asarray(pending["person"], dtype=np.int64),
+            "indicator_code": pd.array(code, dtype="string"),
+            "event_month": np.asarray(pending["event_month"], dtype=np.int32),
+            "reported_month": np.asarray(pending["reported_month"], dtype=np.int32),
+            "value": np.asarray(pending["value"], dtype=np.float64),
+        }
+    )
+    # (person, indicator, event month) is unique: the order is total, whatever came in.
+    return frame.sort_values(
+        ["reported_month", "indicator_code", "person", "event_month"], kind="stable"
+    ).reset_index(drop=True)
+
+
+def empty_supports() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "household": np.zeros(0, dtype=np.int64),
+            "contact_month": np.zeros(0, dtype=np.int32),
+            "outcome_code": pd.array([], dtype="string"),
+            "start_month": np.zeros(0, dtype=np.int32),
+            "end_month": np.zeros(0, dtype=np.int32),
+            "effect": np.zeros(0, dtype=np.float32),
+        }
+    )
+
+
+def register_contacts(
+    supports: pd.DataFrame,
+    contacts: pd.DataFrame,
+    through: int,
+    effect: ContactEffectConfig,
+) -> pd.DataFrame:
+    """The supports after adding new contacts (columns household, contact_month as a month
+    index, outcome_code). A contact already registered (same household, month and outcome) is
+    not added again, so passing every outcome each round is safe. Support starts at the contact
+    month, or at the first month not simulated yet when the contact is dated earlier (the past is
+    not rewritten), and lasts ``effect.support_months``; outcomes that link no support are kept
+    with effect 0 (they are contacts all the same)."""
+    new = contacts[["household", "contact_month", "outcome_code"]].drop_duplicates()
+    key = ["household", "contact_month", "outcome_code"]
+    if len(supports):
+        known = supports[key].astype({"outcome_code": "string"})
+        merged = new.astype({"outcome_code": "string"}).merge(
+            known, on=key, how="left", indicator=True
+        )
+        new = merged.loc[merged["_merge"] == "left_only", key]
+    start = np.maximum(new["contact_month"].to_numpy(dtype=np.int32), through + 1)
+    added = pd.DataFrame(
+        {
+            "household": new["household"].to_numpy(dtype=np.int64),
+            "contact_month": new["contact_month"].to_numpy(dtype=np.int32),
+            "outcome_code": pd.array(new["outcome_code"].astype(str), dtype="string"),
+            "start_month": start.astype(np.int32),
+            "end_month": (start + effect.support_months - 1).astype(np.int32),
+            "effect": np.array(
+                [effect.effect(code) for code in new["outcome_code"].astype(str)], dtype=np.float32
+            ),
+        }
+    )
+    both = pd.concat([supports, added], ignore_index=True) if len(supports) else added
+    return both.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+def relief_in(supports: pd.DataFrame, month: int, n: int) -> np.ndarray:
+    """Per household: the strongest support effect active in ``month`` (0 without support)."""
+    relief = np.zeros(n, dtype=np.float32)
+    if not len(supports):
+        return relief
+    active = (supports["start_month"] <= month) & (supports["end_month"] >= month)
+    rows = supports.loc[active]
+    np.maximum.at(relief, rows["household"].to_numpy(dtype=np.int64), rows["effect"].to_numpy())
+    return relief
+
+
+# --- advancing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdvancedPartition:
+    """One partition moved on by some months: the new state, signals delivered and truth."""
+
+    world: WorldState  # pending holds indicator codes (``indicator_code``)
+    supports: pd.DataFrame
+    events: pd.DataFrame  # household, person, indicator (index), event_month, reported_month, value
+    hardship: np.ndarray  # [months, households], float32
+    cause: np.ndarray  # [months, households], int8
+    in_need: np.ndarray  # [months, households], bool
+
+
+def _month_signals(
+    profile: Profile,
+    masks: list[np.ndarray],
+    drivers: np.ndarray,
+    month: int,
+    indicators: tuple[Indicator, ...],
+    seed: int,
+    ordinal: int,
+) -> dict[str, np.ndarray]:
+    """Signals of one month, each indicator from its own stream with draws of a fixed size (the
+    households it can concern), so a household's signals depend on its own state only."""
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in PENDING_COLUMNS}
+    for k, ind in enumerate(indicators):
+        if not delivers(ind, month):
+            continue
+        rng = signal_rng(seed, ordinal, month, ind.code)
+        idx = np.flatnonzero(masks[k])
+        x, p = signal_probability(ind, drivers, month)
+        u_hit = rng.random(idx.size, dtype=np.float32)
+        u_person = rng.random(idx.size)
+        u_lag = rng.random(idx.size)
+        values = draw_values(ind.synthetic.value, x[idx].astype(np.float64), rng)
+        hit = u_hit < p[idx]
+        household = idx[hit]
+        target = np.full(household.size, SIGNAL_TARGETS.index(ind.synthetic.target))
+        parts["household"].append(household)
+        parts["person"].append(attribute_person(profile, household, target, u_person[hit]))
+        parts["indicator_code"].append(np.full(household.size, ind.code, dtype=object))
+        parts["event_month"].append(np.full(household.size, month, dtype=np.int32))
+        lag = draw_lag(ind.synthetic.lag, u_lag[hit])
+        parts["reported_month"].append((month + lag).astype(np.int32))
+        parts["value"].append(np.asarray(values, dtype=np.float64)[hit])
+    if not parts["household"]:
+        return {
+            "household": np.zeros(0, np.int64),
+            "person": np.zeros(0, np.int64),
+            "indicator_code": np.zeros(0, dtype=object),
+            "event_month": np.zeros(0, np.int32),
+            "reported_month": np.zeros(0, np.int32),
+            "value": np.zeros(0),
+        }
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def advance_partition(
+    spec: SigunguSpec,
+    ctx: SimulationContext,
+    world: WorldState,
+    supports: pd.DataFrame,
+    contacts: pd.DataFrame,
+    months: int,
+    effect: ContactEffectConfig,
+) -> AdvancedPartition:
+    """Continue one partition's hidden process from ``world.through`` by ``months`` months.
+
+    ``contacts``: household (index in the partition), contact_month (month index), outcome_code.
+    A pure function of its arguments: the same state, contacts and seed give the same result.
+    """
+    profile = world.profile
+    n = len(profile)
+    rates = process_rates(profile, ctx.hardship)
+    masks = signal_masks(profile, ctx.indicators)
+    supports = register_contacts(supports, contacts, world.through, effect)
+    first, last = world.through + 1, world.through + months
+    state = {name: np.asarray(values, dtype=np.float32) for name, values in world.state.items()}
+    hardship = np.zeros((months, n), dtype=np.float32)
+    cause = np.zeros((months, n), dtype=np.int8)
+    drawn: list[dict[str, np.ndarray]] = [
+        {
+            name: np.asarray(values)
+            for name, values in pending_frame(world.pending, ctx.indicators).items()
+        }
+    ]
+    for t, month in enumerate(range(first, last + 1)):
+        rng = process_rng(ctx.seed, spec.ordinal, month)
+        relief = relief_in(supports, month, n)
+        state, parts = step_month(
+            month, state, profile, rates, ctx, rng, len(spec.emds), relief=relief
+        )
+        hardship[t] = hardship_of(profile, state, parts)
+        cause[t] = np.argmax(parts, axis=0)
+        drivers = drivers_of(profile, rates, state)
+        drawn.append(
+            _month_signals(profile, masks, drivers, month, ctx.indicators, ctx.seed, spec.ordinal)
+        )
+    signals = {name: np.concatenate([d[name] for d in drawn]) for name in PENDING_COLUMNS}
+    codes = [ind.code for ind in ctx.indicators]
+    index = pd.Index(codes).get_indexer(pd.Index(signals["indicator_code"].astype(str)))
+    known = index >= 0  # a source dropped from the catalogue delivers nothing more
+    due = known & (signals["reported_month"] <= last)
+    later = known & (signals["reported_month"] > last)
+    events = pd.DataFrame(
+        {
+            "household": signals["household"][due].astype(np.int64),
+            "person": signals["person"][due].astype(np.int64),
+            "indicator": index[due].astype(np.int64),
+            "event_month": signals["event_month"][due].astype(np.int32),
+            "reported_month": signals["reported_month"][due].astype(np.int32),
+            "value": signals["value"][due].astype(np.float64),
+        }
+    )
+    order = np.lexsort(
+        (events["event_month"], events["person"], events["indicator"], events["reported_month"])
+    )
+    events = events.take(order).reset_index(drop=True)
+    pending = {name: values[later] for name, values in signals.items()}
+    return AdvancedPartition(
+        world=WorldState(last, profile, state, pending),
+        supports=supports,
+        events=events,
+        hardship=hardship,
+        cause=cause,
+        in_need=hardship > ctx.hardship.need_threshold,
+    )
+
+
+def truth_frame(
+    household_key: pd.Series,
+    first: int,
+    hardship: np.ndarray,
+    cause: np.ndarray,
+    in_need: np.ndarray,
+) -> pd.DataFrame:
+    """Truth rows of consecutive months from ``first``, month by month, households in order."""
+    months, n = hardship.shape
+    month_labels = np.array([format_month(m) for m in range(first, first + months)], dtype=object)
+    return pd.DataFrame(
+        {
+            "household_key": pd.array(
+                np.tile(household_key.astype(str).to_numpy(), months), dtype="string"
+            ),
+            "month": pd.array(np.repeat(month_labels, n), dtype="string"),
+            "hardship": np.round(hardship.reshape(-1), 2).astype(np.float32),
+            "in_need": in_need.reshape(-1),
+            "main_cause": pd.array(
+                np.asarray(CAUSES, dtype=object)[cause.reshape(-1)], dtype="string"
+            ),
+        }
+    )
+
+
+# --- the files of the saved state (month indexes written as YYYY-MM) --------------------------
+
+
+def _months_to_text(values: pd.Series) -> pd.Series:
+    return pd.Series(
+        [format_month(m) for m in values.to_numpy()], index=values.index, dtype="string"
+    )
+
+
+def _months_from_text(values: pd.Series) -> np.ndarray:
+    return parse_month_series(values).to_numpy(dtype=np.int32)
+
+
+def pending_to_file(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in ("event_month", "reported_month"):
+        out[column] = _months_to_text(frame[column])
+    return out
+
+
+def pending_from_file(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in ("event_month", "reported_month"):
+        out[column] = _months_from_text(frame[column])
+    out["indicator_code"] = out["indicator_code"].astype("string")
+    return out
+
+
+def supports_to_file(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in ("contact_month", "start_month", "end_month"):
+        out[column] = _months_to_text(frame[column])
+    return out
+
+
+def supports_from_file(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    for column in ("contact_month", "start_month", "end_month"):
+        out[column] = _months_from_text(frame[column])
+    out["household"] = out["household"].astype(np.int64)
+    out["outcome_code"] = out["outcome_code"].astype("string")
+    out["effect"] = out["effect"].astype(np.float32)
+    return out
