@@ -146,8 +146,8 @@ class ContactEffectConfig(_Strict):
     months. Other outcomes (no need found, unreachable, in progress, declined, ...) have no effect.
     """
 
-    public_support: Share = 0.2
-    private_support: Share = 0.1
+    public_support: Share = 0.15
+    private_support: Share = 0.075
     support_months: int = Field(6, ge=1, le=36)
 
     def effect(self, outcome_code: str) -> float:

@@ -3,6 +3,7 @@ state, deterministically, with lagged signals, source dates, contact effects and
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -322,6 +323,13 @@ def test_wrong_window_end_unknown_keys_and_codes_are_refused(world, catalogue, t
     with pytest.raises(DataError, match="unknown outcome"):
         advance(config, catalogue, target, 2, _contacts([key], month, "hugs"), outcome_codes=["x"])
     assert sha256_tree(target / "truth") == before
+    # Raw and truth that were not swapped in together (a killed advance) are refused.
+    record = target / "raw" / "_generation.json"
+    data = json.loads(record.read_text(encoding="utf-8"))
+    data["window"]["end"] = format_month(config.window.end_index + 2)
+    record.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(DataError, match="not swapped in together"):
+        advance(config, catalogue, target, 2)
 
 
 def test_the_command_advances_by_one_round_interval(world, tmp_path, capsys):

@@ -37,6 +37,7 @@ from pipeline.generate.world import (
     WORLD_RECORD,
     WORLD_STATE,
     advance_partition,
+    month_text,
     pending_frame,
     pending_from_file,
     pending_to_file,
@@ -184,12 +185,8 @@ def _advance_partition(task: _AdvanceTask) -> dict[str, object]:
         {
             "resident_id": members.take(pa.array(events["person"].to_numpy())),
             "indicator_code": pa.array(codes[events["indicator"].to_numpy()], type=pa.string()),
-            "event_month": pa.array(
-                [format_month(m) for m in events["event_month"]], type=pa.string()
-            ),
-            "reported_month": pa.array(
-                [format_month(m) for m in events["reported_month"]], type=pa.string()
-            ),
+            "event_month": pa.array(month_text(events["event_month"]), type=pa.string()),
+            "reported_month": pa.array(month_text(events["reported_month"]), type=pa.string()),
             "value": pa.array(events["value"].to_numpy(), type=pa.float64()),
             "source_agency": pa.array(agencies[events["indicator"].to_numpy()], type=pa.string()),
         }
@@ -248,6 +245,13 @@ def advance(
             f"the world in {layout.truth} runs through {record['through']}, but the config's "
             f"window.end is {config.window.end}: advance from the data's end (set window.end: "
             f"{record['through']})"
+        )
+    generation = read_json_file(layout.raw / GENERATION_RECORD)
+    if generation["window"]["end"] != record["through"]:
+        raise DataError(
+            f"{layout.raw} runs through {generation['window']['end']} but the world state in "
+            f"{layout.truth} through {record['through']}: they were not swapped in together "
+            "(an advance was killed); generate the world again"
         )
     settings = world_settings(config)
     if settings != record["generator"]:
@@ -329,7 +333,6 @@ def advance(
             "events_added": events_added,
             "truth_rows_added": truth_rows,
         }
-        generation = read_json_file(layout.raw / GENERATION_RECORD)
         generation["window"] = {**generation["window"], "end": format_month(end)}
         generation["rows"] = {**generation["rows"]}
         generation["rows"]["crisis_events"] = (

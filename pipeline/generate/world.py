@@ -367,10 +367,15 @@ def truth_frame(
 # --- the files of the saved state (month indexes written as YYYY-MM) --------------------------
 
 
+def month_text(values: np.ndarray) -> np.ndarray:
+    """``YYYY-MM`` strings of month indexes (object array), formatting each distinct month once."""
+    values = np.asarray(values, dtype=np.int64)
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return np.asarray([format_month(m) for m in distinct], dtype=object)[inverse.reshape(-1)]
+
+
 def _months_to_text(values: pd.Series) -> pd.Series:
-    return pd.Series(
-        [format_month(m) for m in values.to_numpy()], index=values.index, dtype="string"
-    )
+    return pd.Series(month_text(values.to_numpy()), index=values.index, dtype="string")
 
 
 def _months_from_text(values: pd.Series) -> np.ndarray:
