@@ -518,6 +518,29 @@ class ReportConfig(_Strict):
     calibration_bins: int = Field(5, ge=2, le=20)
 
 
+class MonitoringConfig(_Strict):
+    """Monitoring between rounds (docs/monitoring.md): measured when a round is scored, checked
+    against the outcomes when they return. An alarm is raised (printed by ``outreach score``,
+    logged, recorded in the manifest, boxed on the report's overview) when a feature group's
+    PSI against the previous round exceeds ``feature_group_psi``, the score's PSI exceeds
+    ``score_psi``, the expected precision of the visit tier (the mean calibrated score of the
+    households the model placed there) is below ``min_expected_precision``, or, once at least
+    ``calibration_min_answered`` of those households have a label, the observed precision lies
+    outside the ``interval`` level interval the scores promise (the calibration check).
+    """
+
+    feature_group_psi: float = Field(0.25, gt=0.0, le=10.0)
+    score_psi: float = Field(0.25, gt=0.0, le=10.0)
+    min_expected_precision: float = Field(0.2, ge=0.0, le=1.0)
+    interval: float = Field(0.9, ge=0.5, lt=1.0)
+    calibration_min_answered: int = Field(20, ge=1)
+    psi_bins: int = Field(10, ge=2, le=50)
+    # Recorded and shown, never alarmed: the 읍면동 context features hold one value per 읍면동,
+    # so a rate that moves by a point carries a whole 읍면동 across the previous deciles (PSI
+    # 0.71 on the sample between 2026-08 and 2026-10 while their mean moved by 0.004).
+    quiet_groups: tuple[str, ...] = ("context",)
+
+
 class Config(_Strict):
     """The whole configuration of a run."""
 
@@ -531,6 +554,7 @@ class Config(_Strict):
     training: TrainingConfig = TrainingConfig()
     scoring: ScoringConfig = ScoringConfig()
     report: ReportConfig = ReportConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     source: str = "<embedded defaults>"
 
     @model_validator(mode="after")
