@@ -524,6 +524,9 @@ def _score_round(
         counts["sigungu"] = len(codes)
         if assemble_scores(out, codes) != counts["scored"]:
             raise DataError(f"{out / SCORES}: assembled rows differ from the partitions' counts")
+        from pipeline.score import monitor  # monitoring between rounds: docs/monitoring.md
+
+        monitoring = monitor.monitor_round(config, as_of, out, features_dir, spec, catalogue)
         files = sha256_tree(out)
         code = code_version()
         experiment_id = ensure_experiment(client, config, config.scoring.experiment)
@@ -580,12 +583,14 @@ def _score_round(
                 },
                 "code": {**code, "packages": package_versions()},
                 "counts": counts,
+                "monitoring": monitoring,
                 "files_sha256": files,
                 "ledger": ledger.head(config.paths.output_root).as_dict(),
             }
             write_json(manifest, out / MANIFEST)
             manifest_sha = sha256_file(out / MANIFEST)
             _log_scoring_run(config, ref, manifest, manifest_sha, out, features_dir, code)
+            runlog.log_metrics(monitor.monitoring_metrics(monitoring))
         describe_scoring(  # the run's description and its link to the model version
             client,
             manifest["scoring_run"]["run_id"],
