@@ -134,4 +134,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
             f"  warning: {c['emd_without_capacity']} 읍면동 have no capacity: nobody listed there"
         )
     print(f"written to {result.folder} in {result.seconds:.1f} s (MLflow run {result.run_id})")
+    from pipeline.score.monitor import round_alarm_line  # docs/monitoring.md
+
+    alarm = round_alarm_line(result.folder)
+    if alarm:
+        print(alarm)
     return EXIT_OK
