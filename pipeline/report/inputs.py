@@ -78,7 +78,7 @@ log = logging.getLogger(__name__)
 # Columns of scores.parquet the counts need (besides the reason units reason_1, reason_2, ...).
 COUNT_COLUMNS = (KEY, "sigungu_code", "emd_code", "score", "tier", "selection_reason")
 # Columns of the listed households the follow-up page needs.
-FOLLOWUP_COLUMNS = (KEY, "sigungu_code", "score", "tier", "selection_reason")
+FOLLOWUP_COLUMNS = (KEY, "sigungu_code", "emd_code", "score", "tier", "selection_reason")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.config import Config
 from pipeline.datasets.rounds import REPORT_EMD_DIR, REPORT_FOLLOWUP, REPORT_INDEX, read_rows
 from pipeline.report import aggregates as agg
-from pipeline.report import charts, pages
+from pipeline.report import charts, monitoring, pages
 from pipeline.report.aggregates import KEY, LISTED_TIERS
 from pipeline.report.inputs import ReportInputs
 from pipeline.vocabulary import RISK_BAND_LEGEND
@@ -196,6 +196,8 @@ def render_report(
             )
     fairness = agg.fairness_table_from_counts(counts.fairness)
     bounds = config.training.fairness.ratio_bounds
+    check = precision_check_of(inputs, config, outcome_catalogue)
+    summary["precision_check"] = monitoring.check_summary(check)
     followup_page = FOLLOWUP if inputs.outcomes is not None else None
     model = manifest.get("model", {})
     files: dict[str, str] = {}
@@ -247,6 +249,7 @@ def render_report(
         features_folder=manifest.get("features", {}).get("folder", "–"),
         training_seal=model.get("training_seal_sha256") or "–",
         ledger_head=_ledger_head_text(manifest.get("ledger")),
+        **monitoring.overview_context(manifest, check, config.monitoring, t),
     )
     from pipeline.datasets.rounds import REPORT_MINISTRY
     from pipeline.report import ministry
@@ -257,7 +260,14 @@ def render_report(
         files[REPORT_MINISTRY] = ministry.ministry_csv(published, inputs.round)
     if inputs.outcomes is not None:
         files[FOLLOWUP], summary["followup"] = render_followup(
-            inputs, env, common, outcome_catalogue, rc.calibration_bins, t, published
+            inputs,
+            env,
+            common,
+            outcome_catalogue,
+            rc.calibration_bins,
+            t,
+            published,
+            monitoring.followup_context(check, inputs.names, config.monitoring, t),
         )
     return files, summary
 
@@ -270,9 +280,12 @@ def render_followup(
     bins: int,
     t: int,
     published: Any = None,
+    check: dict[str, Any] | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The follow-up page (realised precision and calibration, the ministry's table when
-    ``published``: a ``pipeline.report.ministry.Suppressed``) and its summary."""
+    ``published``: a ``pipeline.report.ministry.Suppressed``; the expected precision recorded
+    at scoring against the observed: ``check``, ``monitoring.followup_context``) and its
+    summary."""
     from markupsafe import Markup
 
     from pipeline.datasets.rounds import REPORT_MINISTRY
@@ -318,6 +331,7 @@ def render_followup(
         bins=bins,
         ministry=None if published is None else page_rows(published, REPORT_MINISTRY),
         **override_context(inputs.districts, inputs.outcomes, inputs.names, outcome_catalogue, t),
+        **(check or {"check": None}),
     )
     summary = {
         "visit_labelled": int(visit["labelled"].sum()),
@@ -327,6 +341,24 @@ def render_followup(
     if published is not None:
         summary["ministry"] = summary_facts(published)
     return text, summary
+
+
+def precision_check_of(
+    inputs: ReportInputs, config: Config, outcome_catalogue: OutcomeCatalogue
+) -> pd.DataFrame | None:
+    """The expected precision recorded at scoring against the observed one
+    (``monitoring.precision_check``); None without outcomes or without a recorded estimate."""
+    section = inputs.manifest.get("monitoring")
+    if inputs.outcomes is None or inputs.listed is None or not isinstance(section, dict):
+        return None
+    return monitoring.precision_check(
+        inputs.listed,
+        inputs.outcomes,
+        outcome_catalogue.label_of(),
+        section.get("expected_precision"),
+        level=config.monitoring.interval,
+        min_answered=config.monitoring.calibration_min_answered,
+    )
 
 
 def _visit_headline(follow: agg.FollowUp, threshold: int) -> dict[str, str]:

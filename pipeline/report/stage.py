@@ -107,6 +107,7 @@ def write_report(config: Config, as_of: int) -> ReportResult:
             "psi": summary.get("psi"),
             "shifted_features": summary["shifted"],
             "followup": summary.get("followup"),
+            "precision_check": summary.get("precision_check"),  # docs/monitoring.md
             "settings": config.report.model_dump(mode="json"),
             "files_sha256": files,
         }
