@@ -429,6 +429,10 @@ class GatesConfig(_Strict):
     max_ece: float = Field(0.03, gt=0.0, le=1.0)
     max_fairness_flags: int = Field(0, ge=0)
     champion_tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    # Shadow rounds (docs/scoring.md "Shadow mode"): while a champion exists, a version becomes
+    # champion (by the gates or `outreach promote`) only after it was scored beside it on this
+    # many distinct rounds (`outreach score --shadow VERSION`). 0: no shadow rounds needed.
+    min_shadow_rounds: int = Field(0, ge=0, le=60)
     # The embedded defaults describe a run on the committed sample (see configs/sample.yaml),
     # so they carry the sample's waivers; any other data set's config sets its own (bench: none).
     waivers: tuple[GateWaiver, ...] = (

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Config
-from pipeline.errors import UsageError
+from pipeline.errors import DataError, UsageError
 from pipeline.tracking import ensure_experiment, runlog
 
 log = logging.getLogger(__name__)
@@ -15,6 +15,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "champion_history"  # registered-model tag: versions that held the alias, in order
+# A shadow scoring run (`outreach score --shadow VERSION`, docs/scoring.md "Shadow mode"): its
+# tags, by which the shadow-rounds gate counts a version's rounds.
+SHADOW_STAGE = "shadow"  # its ``outreach.stage``
+SHADOW_TAG = "outreach.shadow"  # "true"
+SHADOW_GATE = "shadow_rounds"
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,82 @@ def promote(client: Any, config: Config, version: str, reason: str) -> AliasMove
         client.get_model_version(name, version)
     except MlflowException:
         raise UsageError(f"promote: model {name} has no version {version}") from None
+    ready, why = shadow_gate(client, config, version)
+    if not ready:
+        raise DataError(f"promote: {why}")
     return move_champion(client, config, name, version, "promote", reason)
+
+
+def shadow_rounds(client: Any, config: Config, version: str) -> list[str]:
+    """The distinct rounds (YYYY-MM, in order) on which ``version`` of the registered model has
+    a finished shadow scoring run in the scoring experiment."""
+    experiment = client.get_experiment_by_name(config.scoring.experiment)
+    if experiment is None:
+        return []
+    query = (
+        f"tags.`{SHADOW_TAG}` = 'true' and tags.`outreach.model_name` = "
+        f"'{config.training.model_name}' and tags.`outreach.model_version` = '{int(version)}' "
+        "and attributes.status = 'FINISHED'"
+    )
+    rounds: set[str] = set()
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment.experiment_id], filter_string=query, max_results=1000, page_token=token
+        )
+        rounds.update(
+            str(r.data.tags["outreach.as_of"]) for r in page if r.data.tags.get("outreach.as_of")
+        )
+        token = page.token
+        if not token:
+            return sorted(rounds)
+
+
+def shadow_gate(client: Any, config: Config, version: str) -> tuple[bool, str]:
+    """Whether ``version`` may take the champion alias as far as shadow rounds go, and why.
+
+    It may when ``training.gates.min_shadow_rounds`` is 0, when there is no champion to be
+    compared with, when it is the champion or held the alias before (its rounds were scored
+    live), or when it has that many distinct rounds with a finished shadow run."""
+    required = config.training.gates.min_shadow_rounds
+    name = config.training.model_name
+    if required == 0:
+        return True, "no shadow rounds required (training.gates.min_shadow_rounds: 0)"
+    champion = current_champion(client, name)
+    if champion is None:
+        return True, "no champion to be shadowed beside"
+    if str(version) == str(champion.version) or str(version) in champion_history(client, name):
+        return True, f"v{version} held the champion alias before"
+    done = shadow_rounds(client, config, version)
+    if len(done) >= required:
+        return True, f"v{version} was scored in shadow on {len(done)} rounds ({', '.join(done)})"
+    shown = f" ({', '.join(done)})" if done else ""
+    return False, (
+        f"v{version} has {len(done)} shadow round(s){shown}, training.gates.min_shadow_rounds "
+        f"is {required}: score it beside champion v{champion.version} on {required - len(done)} "
+        f"more round(s) with `outreach score --shadow {version} --as-of YYYY-MM`"
+    )
+
+
+def new_version_gates(config: Config, champion: Any | None) -> list[Any]:
+    """The shadow-rounds gate of a version ``train`` has just registered (none yet), as a gate
+    result; no gate when none is required or there is no champion (today's flows unchanged)."""
+    from models.gates import GateResult
+
+    required = config.training.gates.min_shadow_rounds
+    if required == 0 or champion is None:
+        return []
+    return [
+        GateResult(
+            SHADOW_GATE,
+            False,
+            0.0,
+            float(required),
+            f"shadow rounds beside champion v{champion.version}: a new version has none; score "
+            f"it with `outreach score --shadow VERSION` on {required} round(s), then "
+            "`outreach promote VERSION`",
+        )
+    ]
 
 
 def rollback(client: Any, config: Config, reason: str) -> AliasMove:

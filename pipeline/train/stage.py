@@ -49,6 +49,7 @@ from pipeline.tracking.registry import (
     current_champion,
     mark_challenger,
     move_champion,
+    new_version_gates,
     tag_version,
 )
 from pipeline.tracking.seal import seal_run
@@ -339,6 +340,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         champion_version=str(champion.version) if champion is not None else None,
         metric_name=metric,
     )
+    gates += new_version_gates(config, champion)  # shadow rounds (docs/scoring.md)
     promoted, reason = decision(gates)
     code = code_version()
     with (
