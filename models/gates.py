@@ -28,6 +28,33 @@ class GateResult:
         return {**asdict(self), "ok": self.ok}
 
 
+# The backtest summary column each gate metric reads, and what it is, for the gate's detail.
+GATE_COLUMNS = {
+    "truth_precision_emd": "truth_emd_precision_mean",
+    "observed_precision_emd": "observed_emd_precision_mean",
+    "offpolicy_dr_precision_emd": "offpolicy_dr_emd_precision_mean",
+}
+GATE_METRIC_MEANING = {
+    "truth_precision_emd": "precision at capacity against the hidden truth (synthetic data)",
+    "observed_precision_emd": "precision among the listed households that have a label",
+    "offpolicy_dr_precision_emd": (
+        "doubly robust off-policy estimate of precision at capacity from the logged visits "
+        "(docs/offpolicy.md)"
+    ),
+}
+
+
+def gate_metric(setting: str, has_truth: bool, has_offpolicy: bool = True) -> str:
+    """The metric the lift and champion gates read: the setting, or for ``auto`` the truth when
+    it exists (synthetic data), else the doubly robust off-policy estimate (real data), else
+    (no logged visits to estimate from) the observed labels."""
+    if setting != "auto":
+        return setting
+    if has_truth:
+        return "truth_precision_emd"
+    return "offpolicy_dr_precision_emd" if has_offpolicy else "observed_precision_emd"
+
+
 def _num(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
@@ -88,7 +115,12 @@ def evaluate_gates(
             lift is not None and lift >= gates.min_lift_over_rule,
             lift,
             gates.min_lift_over_rule,
-            f"{metric_name or gates.metric} lift over the rule baseline (mean of backtest rounds)",
+            f"{metric_name or gates.metric} lift over the rule baseline (mean of backtest rounds)"
+            + (
+                f": {GATE_METRIC_MEANING[metric_name or gates.metric]}"
+                if (metric_name or gates.metric) in GATE_METRIC_MEANING
+                else ""
+            ),
         )
     )
     results.append(calibration_gate(gates.max_ece, ece, ece_noise))

@@ -422,9 +422,12 @@ class GateWaiver(_Strict):
 class GatesConfig(_Strict):
     """Promotion gates: all must pass (or be waived) for a new version to become ``champion``."""
 
-    # auto: precision at capacity against the truth when it exists (synthetic data), else against
-    # the observed labels of the test rounds.
-    metric: Literal["auto", "observed_precision_emd", "truth_precision_emd"] = "auto"
+    # auto: precision at capacity against the truth when it exists (synthetic data), else the
+    # doubly robust off-policy estimate from the test rounds' logged visits (docs/offpolicy.md);
+    # observed_precision_emd: among the listed households that happen to have a label.
+    metric: Literal[
+        "auto", "observed_precision_emd", "truth_precision_emd", "offpolicy_dr_precision_emd"
+    ] = "auto"
     min_lift_over_rule: float = Field(1.1, ge=0.0)
     max_ece: float = Field(0.03, gt=0.0, le=1.0)
     max_fairness_flags: int = Field(0, ge=0)
