@@ -23,7 +23,7 @@ export DO_NOT_TRACK := true
 .PHONY: report
 .PHONY: outcomes-import outcomes-import-calls
 .PHONY: audit
-.PHONY: train mlflow-ui promote rollback score
+.PHONY: train mlflow-ui promote rollback score score-shadow
 
 help: ## list the documented targets
 	@echo "welfare-outreach — make targets:"
@@ -73,6 +73,10 @@ train: $(STAMP) ## backtest the candidates, audit fairness, log and register in 
 
 score: $(STAMP) ## score a round with the champion: lists per 읍면동, reasons, manifest (AS_OF=, MODEL_VERSION=, FORCE=1)
 	$(OUTREACH) $(CONFIG_ARG) score $(if $(AS_OF),--as-of $(AS_OF),) $(if $(MODEL_VERSION),--model-version $(MODEL_VERSION),) $(if $(FORCE),--force,)
+
+score-shadow: $(STAMP) ## score a scored round with a challenger beside the champion, no list written (VERSION=N, AS_OF=, FORCE=1)
+	@test -n "$(VERSION)" || { echo "make score-shadow: set VERSION=N (the challenger's model version)"; exit 2; }
+	$(OUTREACH) $(CONFIG_ARG) score --shadow $(VERSION) $(if $(AS_OF),--as-of $(AS_OF),) $(if $(FORCE),--force,)
 
 report: $(STAMP) ## HTML review report of a scored round in rounds/YYYY-MM/report/ (AS_OF=YYYY-MM)
 	$(OUTREACH) $(CONFIG_ARG) report $(if $(AS_OF),--as-of $(AS_OF),)

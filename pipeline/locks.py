@@ -49,7 +49,7 @@ from pipeline.io import is_leftover
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".outreach.lock"
-CLEAN_DEPTH = 3  # e.g. rounds/2026-10/.report.building.x: three levels below the root
+CLEAN_DEPTH = 4  # e.g. rounds/2026-10/shadow/.v2.building.x: four levels below the root
 POLL_S = 0.2
 SHORT_WAIT_S = 120.0  # how long a short command (an outcomes import) waits for another
 

@@ -25,7 +25,14 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.datasets.raw import GENERATION_RECORD
-from pipeline.datasets.rounds import LIST_SUFFIXES, MANIFEST, REPORT, REPORT_RECORD, SCORES
+from pipeline.datasets.rounds import (
+    LIST_SUFFIXES,
+    MANIFEST,
+    REPORT,
+    REPORT_RECORD,
+    SCORES,
+    SHADOW,
+)
 from pipeline.datasets.staged import STAGED_MANIFEST
 from pipeline.datasets.validation import VALIDATION_JSON
 from pipeline.io import sha256_file
@@ -33,7 +40,8 @@ from pipeline.textsafe import from_spreadsheet_cell
 from pipeline.vocabulary import EMD, KEY, list_header_keys
 
 CSV, XLSX = LIST_SUFFIXES
-OUT_OF_MANIFEST = (f"{REPORT}/",)  # written by a later stage (the review report), not by score
+# written later (the review report; a challenger's shadow record), not by score
+OUT_OF_MANIFEST = (f"{REPORT}/", f"{SHADOW}/")
 SCORE_COLUMNS = (
     KEY,
     "sigungu_code",

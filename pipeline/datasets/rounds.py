@@ -7,7 +7,9 @@
 - ``callcentre/calls_<시군구>.csv``: the phone tier for the automated call service, one file per
   시군구 (``CALL_COLUMNS``, docs/callcentre.md);
 - ``manifest.json``: the lineage of the round and the sha256 of every file above;
-- ``report/``: the review report (written later by ``outreach report``, outside the manifest).
+- ``report/``: the review report (written later by ``outreach report``, outside the manifest);
+- ``shadow/v<N>/``: a challenger scored beside the round (``outreach score --shadow N``, outside
+  the manifest): ``scores.parquet``, ``summary.json``, ``overlap_per_emd.csv``, ``fairness.csv``.
 
 A round replaced with ``score --force`` is kept in ``rounds/_replaced/YYYY-MM-N/``. The readers
 below read Parquet row group by row group, so no reader holds a national table it does not need.
@@ -64,6 +66,14 @@ REPORT_RECORD = "report.json"
 # pipeline.report.ministry), written with the report whenever the round has cases.
 REPORT_MINISTRY = "ministry_table.csv"
 PARTS = ".parts"  # the partitions' score parts while a round is built
+# Shadow scoring (`outreach score --shadow VERSION`, docs/scoring.md "Shadow mode"): a
+# challenger's scores and tiers beside the round's, in shadow/v<N>/ (outside the manifest; the
+# round's own files are never touched).
+SHADOW = "shadow"
+SHADOW_SCORES = "scores.parquet"
+SHADOW_SUMMARY = "summary.json"
+SHADOW_OVERLAP = "overlap_per_emd.csv"
+SHADOW_FAIRNESS = "fairness.csv"
 REPLACED = "_replaced"
 LIST_SUFFIXES = (".csv", ".xlsx")
 
@@ -87,6 +97,11 @@ def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Pa
     folder = lists_dir / sigungu
     stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
     return folder / f"{stem}.csv", folder / f"{stem}.xlsx"
+
+
+def shadow_dir(folder: Path, version: str) -> Path:
+    """The shadow record of model ``version`` in the round folder ``folder``."""
+    return folder / SHADOW / f"v{version}"
 
 
 def call_export_file(folder: Path, sigungu: str) -> Path:

@@ -119,6 +119,39 @@ def round_scored(
     )
 
 
+def shadow_scored(
+    root: Path,
+    *,
+    round_label: str,
+    model: str,
+    version: str,
+    champion_version: str,
+    manifest_sha256: str,
+    summary_sha256: str,
+    scores_sha256: str,
+    run_id: str,
+    seal_sha256: str,
+) -> dict[str, Any]:
+    """A challenger ``version`` was scored beside the round's model (``champion_version``) on a
+    scored round without touching it (``outreach score --shadow``): the round manifest it was
+    compared with, the shadow record's files and the sealed shadow run."""
+    return ledger.append(
+        root,
+        ledger.SHADOW_SCORED,
+        {
+            "round": round_label,
+            "model": model,
+            "version": version,
+            "champion_version": champion_version,
+            "manifest_sha256": manifest_sha256,
+            "summary_sha256": summary_sha256,
+            "scores_sha256": scores_sha256,
+            "shadow_run_id": run_id,
+            "shadow_seal_sha256": seal_sha256,
+        },
+    )
+
+
 def outcomes_imported(
     root: Path,
     *,

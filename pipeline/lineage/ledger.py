@@ -41,6 +41,7 @@ CHALLENGER_MARKED = "challenger marked"
 ROUND_SCORED = "round scored"
 OUTCOMES_IMPORTED = "outcomes imported"
 REPORT_WRITTEN = "report written"
+SHADOW_SCORED = "shadow scored"
 EVENTS = (
     MODEL_REGISTERED,
     GATES_DECIDED,
@@ -49,6 +50,7 @@ EVENTS = (
     ROUND_SCORED,
     OUTCOMES_IMPORTED,
     REPORT_WRITTEN,
+    SHADOW_SCORED,
 )
 
 

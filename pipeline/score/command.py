@@ -30,10 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="score a round that exists again (the old folder is kept in rounds/_replaced/)",
     )
+    parser.add_argument(
+        "--shadow",
+        metavar="VERSION",
+        help="score the scored round with this challenger version beside it, writing no list "
+        "(rounds/YYYY-MM/shadow/vN/; docs/scoring.md, Shadow mode)",
+    )
 
 
 def prerequisites(config: Config, args: argparse.Namespace) -> list[Prerequisite]:
-    """The round's feature folder when it is missing or out of date."""
+    """The round's feature folder when it is missing or out of date (nothing for a shadow: it
+    reads the folder the round was scored from, as it was)."""
+    if getattr(args, "shadow", None) is not None:
+        return []
     return feature_rounds_needed(
         config, [resolve_as_of(config.window, getattr(args, "as_of", None))]
     )
@@ -106,9 +115,49 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     return result.counts["households"]
 
 
+def run_shadow(config: Config, args: argparse.Namespace) -> int:
+    """``outreach score --shadow VERSION``: print what the shadow scoring found."""
+    from pipeline.score.shadow import check_round, shadow_round
+
+    if getattr(args, "model_version", None) is not None:
+        raise UsageError("score: --shadow VERSION names the model: leave out --model-version")
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    check_round(config, as_of)  # a round not scored: one line, exit 2
+    refuse_unfit_model(config, as_of, str(args.shadow))
+    result = shadow_round(config, as_of, str(args.shadow), force=bool(args.force))
+    s = result.summary
+    visit, listed = s["overlap"]["visit"], s["overlap"]["listed"]
+    ranks = s["rank_correlation"]
+
+    def num(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(
+        f"shadow {result.model.name} v{result.model.version} beside v{result.champion_version} "
+        f"on round {result.round}: {s['counts']['scored']:,} eligible households, no list written"
+    )
+    print(
+        f"  overlap per 읍면동 (Jaccard, mean over {visit['emd']}): visit tier "
+        f"{num(visit['mean'])} (min {num(visit['min'])}), listed {num(listed['mean'])}; "
+        f"rank correlation Spearman {num(ranks['spearman'])}, Kendall {num(ranks['kendall'])}"
+    )
+    fair = s["fairness"]["listed"]["max_abs_share_difference"]
+    off = s["offpolicy"]
+    off_text = (
+        f"off-policy precision difference (DR) {num(off['difference'].get('dr'))}"
+        if off.get("available")
+        else f"off-policy difference: {off['why']}"
+    )
+    print(f"  largest change of an audited group's share of the list {num(fair)}; {off_text}")
+    print(f"written to {result.folder} in {result.seconds:.1f} s (MLflow run {result.run_id})")
+    return EXIT_OK
+
+
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.score.stage import score_round
 
+    if getattr(args, "shadow", None) is not None:
+        return run_shadow(config, args)
     as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
     model_version = getattr(args, "model_version", None)
     refuse_unfit_model(config, as_of, model_version)

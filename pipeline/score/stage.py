@@ -152,11 +152,12 @@ class PartitionTask:
     carried: pd.DataFrame | None = None
 
 
-def score_frame(
+def tier_frame(
     task: PartitionTask, model: CalibratedClassifier, features: pd.DataFrame
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Scores, tiers and reasons of one partition's eligible households (pure apart from the
-    events read for the evidence of listed households)."""
+) -> tuple[pd.DataFrame, np.ndarray, FrameScorer, pd.DataFrame | None]:
+    """Scores and tiers of one partition's eligible households, without reasons (pure): the
+    frame :func:`cut_round` returns, the positions of the eligible rows in ``features``, the
+    scorer (for contributions) and the carried cases indexed by household key (None without)."""
     sc = task.scoring
     eligible = np.flatnonzero(eligible_mask(features, sc.ineligible_benefit_status))
     # Every row is scored and the eligible ones kept: cheaper than copying the eligible rows.
@@ -185,6 +186,16 @@ def score_frame(
         seed=sc.seed,
         as_of=task.as_of,
     )
+    return cut, eligible, scorer, carried
+
+
+def score_frame(
+    task: PartitionTask, model: CalibratedClassifier, features: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Scores, tiers and reasons of one partition's eligible households (pure apart from the
+    events read for the evidence of listed households)."""
+    sc = task.scoring
+    cut, eligible, scorer, carried = tier_frame(task, model, features)
     listed = np.flatnonzero((cut["tier"] != MONITOR).to_numpy())
     rows = features.iloc[eligible[listed]]
     contrib = scorer.contributions(eligible[listed])
@@ -227,8 +238,8 @@ def score_frame(
         "carried": int((out["selection_reason"] == CARRIED_OVER).sum()),
         "carried_not_found": 0
         if carried is None
-        else int((~carried.index.isin(base["household_key"])).sum()),
-        "emd_without_capacity": len(set(base["emd_code"].unique()) - set(task.capacity)),
+        else int((~carried.index.isin(cut["household_key"])).sum()),
+        "emd_without_capacity": len(set(cut["emd_code"].unique()) - set(task.capacity)),
     }
     return out, counts
 
