@@ -235,6 +235,48 @@ def test_refusals(shadowed):
     assert code == 2 and "scored round" in err
 
 
+def test_offpolicy_difference_once_outcomes_are_back(shadowed):
+    """With the round's answers imported, --force shadows again (the old record kept) and the
+    summary holds the off-policy estimates of both visit tiers: equal for the champion's file."""
+    pytest.importorskip("models.offpolicy")
+    from pipeline.datasets.outcomes import round_outcomes_file
+
+    sample = shadowed.sample
+    scores = pd.read_parquet(sample.round_dir / "scores.parquet")
+    visit = scores.loc[scores["tier"] == "visit"]
+    rng = np.random.default_rng(3)
+    codes = rng.choice(["public_support", "closed_no_need", "unreachable"], len(visit))
+    path = round_outcomes_file(sample.config, sample.as_of)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    answers = pd.DataFrame(
+        {
+            "household_key": visit["household_key"].astype(str).to_numpy(),
+            "outcome_code": codes,
+            "added_by_caseworker": False,
+            "override_code": pd.array([None] * len(visit), dtype="string"),
+        }
+    )
+    answers.to_parquet(path)
+    try:
+        for version in (shadowed.same, shadowed.other):
+            code, out, err = run_cli(sample.config_file, "score", "--shadow", version, "--force")
+            assert code == 0, err
+            assert "off-policy precision difference (DR)" in out
+    finally:
+        path.unlink()
+    same = summary_of(shadowed, shadowed.same)["offpolicy"]
+    assert same["available"] and same["labelled_visits"] == int((codes != "unreachable").sum())
+    assert same["difference"] == {"ips": 0.0, "snips": 0.0, "dr": 0.0}
+    other = summary_of(shadowed, shadowed.other)["offpolicy"]
+    assert other["available"] and 0.0 <= other["shadow"]["snips"] <= 1.0
+    assert other["difference"]["snips"] == pytest.approx(
+        other["shadow"]["snips"] - other["champion"]["snips"]
+    )
+    kept = sample.round_dir / SHADOW / "_replaced"
+    assert sorted(p.name for p in kept.iterdir()) == [f"v{shadowed.same}-1", f"v{shadowed.other}-1"]
+    assert round_files(sample.round_dir) == shadowed.before
+
+
 def test_promotion_waits_for_shadow_rounds(shadowed, tmp_path):
     """Runs last in the module: it moves the champion of the shared copy."""
     sample = shadowed.sample

@@ -270,14 +270,30 @@ def summarise(overlap: pd.DataFrame, fairness: pd.DataFrame) -> dict[str, Any]:
 # --- off-policy difference (models.offpolicy) --------------------------------------------------
 
 
+def round_propensity(visits: pd.DataFrame) -> pd.Series:
+    """The probability that each visited household of the round was visited *and* its label
+    observed (by household key): the round's logged selection probability (1 for the model's
+    and the carried picks, ``e / pool`` for an exploration draw: exact, the round was cut by
+    :func:`cut_round`) times the share of that selection reason's visits whose answer gave a
+    label (missing at random within a reason; the convention of ``models.offpolicy``). Pure."""
+    reason = visits["selection_reason"].astype("string").fillna("")
+    known = visits["label"].notna().to_numpy()
+    share = pd.Series(known, index=visits.index).groupby(reason.to_numpy()).mean()
+    rate = reason.map(share).to_numpy(dtype=np.float64)
+    p = visits["selection_probability"].astype("float64").to_numpy() * rate
+    return pd.Series(p, index=pd.Index(visits["household_key"].astype("string")))
+
+
 def offpolicy_difference(
     frame: pd.DataFrame, outcomes: pd.DataFrame | None, labels: dict[str, int | None]
 ) -> dict[str, Any]:
-    """The off-policy estimates of the visit tier's precision of each model and their
-    difference (challenger - champion), from the round's own logged visits and their returned
-    outcomes (``models.offpolicy``): available once the round's outcomes were imported. The
-    log is the round's visit tier with its selection probabilities; the outcome model of the DR
-    estimate is each model's own calibrated score. ``labels``: outcome code -> 1, 0 or None."""
+    """The off-policy estimates (``models.offpolicy.estimate``: IPS, SNIPS, DR) of the visit
+    tier's precision under each model and their difference (challenger - champion), from the
+    round's own logged visits and their returned outcomes: available once the round's outcomes
+    were imported. ``frame``: the households in either visit tier (``tier``, ``champion_tier``,
+    ``score``, ``champion_score``, ``champion_reason``, ``champion_probability``,
+    ``has_signal``); the DR outcome model is each model's own calibrated score. ``labels``:
+    outcome code -> 1, 0 or None."""
     try:
         from models import offpolicy
     except ImportError:
@@ -287,41 +303,52 @@ def offpolicy_difference(
             "available": False,
             "why": "no outcomes of this round imported yet: shadow it again after the import",
         }
-    answered = outcomes.loc[~skipped_mask(outcomes) & ~outcomes["added_by_caseworker"].astype(bool)]
+    added = outcomes["added_by_caseworker"].astype(bool).to_numpy()
+    answered = outcomes.loc[~skipped_mask(outcomes) & ~added]
     code = answered.set_index(answered["household_key"].astype("string"))["outcome_code"]
     label = code.map(lambda c: labels.get(str(c)) if pd.notna(c) else None)
-    visited = frame.loc[frame["champion_tier"] == VISIT]
-    keys = visited["household_key"].astype("string")
-    visits = pd.DataFrame(
-        {
-            "household_key": keys.to_numpy(),
-            "selection_reason": visited["champion_reason"].to_numpy(),
-            "selection_probability": visited["champion_probability"].to_numpy(),
-            "label": pd.array(keys.map(label).to_numpy(), dtype="Int64"),
-        }
+    keys = frame["household_key"].astype("string")
+    observed = pd.array(keys.map(label).to_numpy(), dtype="Int64")
+    visited = (frame["champion_tier"] == VISIT).to_numpy()
+    propensity = round_propensity(
+        pd.DataFrame(
+            {
+                "household_key": keys[visited].to_numpy(),
+                "selection_reason": frame.loc[visited, "champion_reason"].to_numpy(),
+                "selection_probability": frame.loc[visited, "champion_probability"].to_numpy(),
+                "label": observed[visited],
+            }
+        )
     )
-    propensity = offpolicy.visit_propensity(visits)
-    union = frame.loc[(frame["champion_tier"] == VISIT) | (frame["tier"] == VISIT)]
-    union_keys = union["household_key"].astype("string")
-    observed = pd.array(union_keys.map(label).to_numpy(), dtype="Int64")
-    p = propensity.reindex(pd.Index(union_keys)).to_numpy(dtype=np.float64)
+    p = propensity.reindex(pd.Index(keys)).to_numpy(dtype=np.float64)
+    seen = ~pd.isna(observed) & (p > 0)
     rows = pd.DataFrame(
         {
-            "champion": (union["champion_tier"] == VISIT).to_numpy(),
-            "shadow": (union["tier"] == VISIT).to_numpy(),
-            offpolicy.OBSERVED: np.where(pd.isna(observed), -1, observed).astype(np.int64),
+            "champion": visited,
+            "shadow": (frame["tier"] == VISIT).to_numpy(),
+            offpolicy.OBSERVED: np.where(seen, observed.fillna(0), -1).astype(np.int64),
             offpolicy.PROPENSITY: p,
-            # a household the log visited, or one of the exploration pool (a recent signal)
-            offpolicy.SUPPORT: ~np.isnan(p) | union["has_signal"].to_numpy(dtype=bool),
-            "m_champion": union["champion_score"].to_numpy(dtype=np.float64),
-            "m_shadow": union["score"].to_numpy(dtype=np.float64),
+            # visited by the log, or in the pool of its exploration draw (a recent signal)
+            offpolicy.SUPPORT: ~np.isnan(p) | frame["has_signal"].to_numpy(dtype=bool),
+            "m_champion": frame["champion_score"].to_numpy(dtype=np.float64),
+            "m_shadow": frame["score"].to_numpy(dtype=np.float64),
         }
     )
-    rows.loc[~(rows[offpolicy.PROPENSITY] > 0), offpolicy.OBSERVED] = -1
-    champion = offpolicy.estimate(rows, "champion", "m_champion")
-    shadow = offpolicy.estimate(rows, "shadow", "m_shadow")
+    # DR corrects the model term only where 1 / p is at most models.offpolicy's bound (the
+    # "switch" estimator): an exploration pick's weight (pool / e, hundreds) would swamp it.
+    cap = getattr(offpolicy, "DR_MAX_WEIGHT", None)
+    try:
+        champion = offpolicy.estimate(rows, "champion", "m_champion", max_weight=cap)
+        shadow = offpolicy.estimate(rows, "shadow", "m_shadow", max_weight=cap)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return {
+            "available": False,
+            "why": f"models.offpolicy.estimate failed ({type(exc).__name__}: {exc})",
+        }
     return {
         "available": True,
+        "labelled_visits": int(seen.sum()),
+        "dr_max_weight": cap,
         "champion": champion,
         "shadow": shadow,
         "difference": {k: shadow[k] - champion[k] for k in ("ips", "snips", "dr") if k in shadow},
