@@ -38,6 +38,7 @@ from models.mitigation import (
     reweigh_factors,
     setting_name,
 )
+from models.offpolicy import DR_MAX_WEIGHT, MODEL_TERM, as_metrics, backtest_estimates
 from pipeline.config import SelectiveLabelsConfig, TrainingConfig
 from pipeline.datasets.features import RoundSource
 from pipeline.months import format_month
@@ -92,6 +93,8 @@ class BacktestResult:
     train_rows: dict[str, int] = field(default_factory=dict)
     rounds: list[RoundHouseholds] = field(default_factory=list)
     variants: list[str] = field(default_factory=list)  # mitigation variants of the candidate
+    # off-policy estimates per round and list, with intervals and (synthetic data) the truth
+    offpolicy: pd.DataFrame | None = None
 
 
 def _since_columns(columns: list[str]) -> list[str]:
@@ -468,6 +471,7 @@ def run_backtests(
     audits: list[pd.DataFrame] = []
     train_rows: dict[str, int] = {}
     households: list[RoundHouseholds] = []
+    offpolicy_rounds: list[tuple[str, pd.DataFrame]] = []
     ks = None
     plan = backtest_plan(config)
     for reader in tests:
@@ -497,7 +501,19 @@ def run_backtests(
             boot_rounds.append(evaluation.bootstrap)
             audits.append(evaluation.audit)
         households.append(evaluation.households)
+        if evaluation.offpolicy is not None:
+            offpolicy_rounds.append((label, evaluation.offpolicy))
     metrics = pd.DataFrame(rows)
+    offpolicy = None
+    if offpolicy_rounds:
+        offpolicy = backtest_estimates(
+            offpolicy_rounds,
+            offpolicy_lists(config),
+            samples=config.backtest.bootstrap_samples,
+            seed=config.backtest.seed,
+            max_weight=DR_MAX_WEIGHT,
+        )
+        metrics = metrics.merge(as_metrics(offpolicy), on=["round", "model"], how="left")
     pooled = {k: pd.concat(v, ignore_index=True) for k, v in labelled.items()}
     summary = add_pooled_calibration(
         summarise(metrics),
@@ -528,7 +544,23 @@ def run_backtests(
         train_rows=train_rows,
         rounds=households,
         variants=list(plan.variants),
+        offpolicy=offpolicy,
     )
+
+
+def offpolicy_lists(config: TrainingConfig) -> dict[str, str]:
+    """The lists the off-policy estimates judge (the rule, the learned candidates and the
+    compared selective-label methods), each with its DR model term: the registered candidate's
+    calibrated probabilities for every list, one outcome model for all, so that the lists are
+    compared on the same terms. A candidate's own probabilities were tried and are worse for
+    the others (docs/offpolicy.md): a model fitted on the visits alone (``plain``, ``ipw``)
+    overrates the households no list visited, and would judge itself by that error."""
+    main = config.candidate
+    other = "logistic" if main == "lightgbm" else "lightgbm"
+    chosen = config.selective_labels.method
+    names = [main, other]
+    names += [f"{main}-{m}" for m in config.selective_labels.compare if m != chosen]
+    return {name: MODEL_TERM + main for name in [RULE, *names]}
 
 
 def add_pooled_calibration(

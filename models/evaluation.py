@@ -55,6 +55,15 @@ from models.metrics import (
     roc_auc_ranks,
 )
 from models.mitigation import ListPolicy
+from models.offpolicy import (
+    IN_NEED,
+    MODEL_TERM,
+    OBSERVED,
+    PROPENSITY,
+    SUPPORT,
+    logging_propensity,
+    observed_rates,
+)
 from pipeline.config import RuntimeConfig
 from pipeline.datasets.features import RoundSource, file_key_range, read_feature_file
 from pipeline.datasets.truth import read_round_truth
@@ -71,6 +80,7 @@ PREDICT_ROWS = 50_000  # households scored at once: bounds the copies a model ma
 # the lists the fairness audit compares; the oracle's is what any list could find at capacity
 LISTED = ("listed_model", "listed_rule", "listed_oracle")
 PROBABILITY = "probability:"  # prefix of a model's probability column among the labelled rows
+RECENT_MONTHS = 6  # a crisis signal this recent puts a household in the log's exploration pool
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,9 @@ class PartitionTask:
     # that is also a model's keeps that model's probabilities for calibration
     selections: dict[str, tuple[str, ListPolicy]] = field(default_factory=dict)
     audited: tuple[str, ...] = ()  # further lists the fairness audit counts (listed_<name>)
+    # the round's visits in this file by key: selection_reason, selection_probability, and
+    # observed_rate (the share of the reason's visits with a label); None: no off-policy frame
+    visits: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,10 @@ class PartitionEvaluation:
     missing: pd.Series  # per model input: some value is missing
     text: pd.Series  # per model input: every value is a str
     keys: np.ndarray | None = None  # utf-8 bytes, when the round needs them for its key order
+    # households on any list with what the off-policy estimates need (models.offpolicy)
+    offpolicy: pd.DataFrame | None = None
+    # labelled visits by truth: (in need, of which labelled 1, not in need, of which labelled 1)
+    label_need: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +162,7 @@ class RoundEvaluation:
     audit: pd.DataFrame | None  # fairness counts of the round
     ks: np.ndarray  # the list sizes of the curves
     households: RoundHouseholds
+    offpolicy: pd.DataFrame | None = None  # households on any list: models.offpolicy columns
 
 
 def _probability(model: CalibratedClassifier, X: pd.DataFrame) -> np.ndarray:
@@ -239,6 +257,20 @@ def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
         rows["observed"] = observed.to_numpy()
         rows["in_need"] = need
         audit = audit_counts(rows, [*LISTED, *(f"listed_{name}" for name in task.audited)])
+    offpolicy = label_need = None
+    if task.visits is not None:
+        offpolicy = _offpolicy_rows(
+            features, listed, probabilities, code, need, task.visits, scores[RULE]
+        )
+    if need is not None:
+        y = code[known]
+        n_ = need[known]
+        label_need = (
+            int(n_.sum()),
+            int((n_ & (y == 1)).sum()),
+            int((~n_).sum()),
+            int((~n_ & (y == 1)).sum()),
+        )
     return PartitionEvaluation(
         rows=len(features),
         emds=pd.unique(emd),
@@ -254,7 +286,51 @@ def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
         missing=missing,
         text=text,
         keys=_utf8(keys) if task.keep_keys else None,
+        offpolicy=offpolicy,
+        label_need=label_need,
     )
+
+
+def _offpolicy_rows(
+    features: pd.DataFrame,
+    listed: dict[str, np.ndarray],
+    probabilities: dict[str, np.ndarray],
+    code: np.ndarray,
+    need: np.ndarray | None,
+    visits: pd.DataFrame,
+    rule_score: np.ndarray,
+) -> pd.DataFrame:
+    """The households on any list with the off-policy estimators' inputs: list flags, label
+    code, propensity (probability of a visit with a label; NaN unless visited), support (the log
+    gives a known positive probability: :func:`models.offpolicy.logging_propensity`, with a
+    crisis signal reported in the :data:`RECENT_MONTHS` before the round as the exploration
+    pool) and every model's probability (the DR model terms)."""
+    union = np.logical_or.reduce(list(listed.values())) if listed else np.zeros(len(code), bool)
+    rows = np.flatnonzero(union)
+    logged = visits.reindex(pd.Index(features[KEY].to_numpy()))
+    since = [c for c in features.columns if c.startswith("group_") and "months_since" in c]
+    recent = np.zeros(len(features), dtype=bool)
+    if since:
+        values = features[since].to_numpy(dtype=np.float64)
+        recent = np.nan_to_num(values, nan=np.inf).min(axis=1) <= RECENT_MONTHS
+    visit, support = logging_propensity(
+        logged["selection_reason"].astype("object").to_numpy(),
+        logged["selection_probability"].to_numpy(dtype=np.float64),
+        features[EMD].to_numpy(),
+        rule_score,
+        recent,
+    )
+    p = visit * logged["observed_rate"].to_numpy(dtype=np.float64)
+    frame = pd.DataFrame({name: flags[rows] for name, flags in listed.items()})
+    frame[OBSERVED] = code[rows]
+    frame[PROPENSITY] = p[rows]
+    frame[SUPPORT] = support[rows]
+    for name, values in probabilities.items():
+        frame[MODEL_TERM + name] = values[rows]
+    if need is not None:
+        frame[IN_NEED] = need[rows]
+    frame["_position"] = rows
+    return frame
 
 
 def _joined(arrays: Sequence[np.ndarray], order: np.ndarray | None) -> np.ndarray:
@@ -329,6 +405,16 @@ def evaluate_round(
         bootstrap = _on_any_list(parts, order)
         bootstrap.attrs["total_need"] = int(need.sum())
         audit = add_audit_counts([p.audit for p in parts])
+    offpolicy = None
+    if parts and all(p.offpolicy is not None for p in parts):
+        offpolicy = _on_any_list(parts, order, "offpolicy")
+        if has_truth:
+            counts = np.sum([p.label_need for p in parts], axis=0)
+            rates = (
+                counts[1] / counts[0] if counts[0] else np.nan,
+                counts[3] / counts[2] if counts[2] else np.nan,
+            )
+            offpolicy.attrs["label_rates"] = tuple(float(r) for r in rates)
     flags = [(p.missing, p.text) for p in parts]
     return RoundEvaluation(
         round_month=households.round_month,
@@ -348,14 +434,17 @@ def evaluate_round(
             households.ineligible,
             flags,
         ),
+        offpolicy=offpolicy,
     )
 
 
-def _on_any_list(parts: list[PartitionEvaluation], order: np.ndarray | None) -> pd.DataFrame:
+def _on_any_list(
+    parts: list[PartitionEvaluation], order: np.ndarray | None, attribute: str = "listed"
+) -> pd.DataFrame:
     """The households on some model's list, in key order, without their keys."""
     offsets = np.cumsum([0, *(p.rows for p in parts)])[:-1]
     shifted = [
-        p.listed.assign(_position=p.listed["_position"] + offset)
+        getattr(p, attribute).assign(_position=getattr(p, attribute)["_position"] + offset)
         for p, offset in zip(parts, offsets, strict=True)
     ]
     frame = pd.concat(shifted, ignore_index=True)
@@ -423,6 +512,7 @@ class TestRoundReader:
     levels: dict[str, list[str]]
     truth_files: tuple[Path, ...] | None = None
     runtime: RuntimeConfig | None = None
+    offpolicy: bool = True  # keep what the off-policy estimates need (models.offpolicy)
 
     def evaluate(
         self,
@@ -441,8 +531,16 @@ class TestRoundReader:
         order, ordered = partition_order(ranges)
         truth_ranges = [file_key_range(path) for path in self.truth_files or ()]
         labels = self.source.labels(self.final_as_of)
-        own = labels[(labels["round_month"] == self.round_month) & labels["label"].notna()]
+        visits = labels[labels["round_month"] == self.round_month]
+        own = visits[visits["label"].notna()]
         own = own.set_index(KEY)["label"].sort_index()
+        logged = None
+        if self.offpolicy:
+            rates = observed_rates(visits)
+            logged = visits.set_index(KEY)[["selection_reason", "selection_probability"]]
+            reason = logged["selection_reason"].astype("string").fillna("")
+            logged = logged.assign(observed_rate=reason.map(rates).astype("float64"))
+            logged = logged.sort_index()
         tasks = [
             PartitionTask(
                 path=files[i],
@@ -462,6 +560,9 @@ class TestRoundReader:
                 keep_keys=not ordered,
                 selections=selections or {},
                 audited=audited,
+                visits=(
+                    None if logged is None else _observed_in(logged, ranges[i] if ordered else None)
+                ),
             )
             for i in order
         ]

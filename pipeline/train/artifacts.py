@@ -8,10 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from models import plots
 from models.backtest import ORACLE
 from models.candidates import feature_importance
 from models.gates import GateResult
+from models.offpolicy import validation as offpolicy_validation
 from pipeline.config import Config
 from pipeline.datasets.features import DATA_DICTIONARY_CSV
 from pipeline.datasets.staged import capacity_file
@@ -67,6 +70,11 @@ def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[s
     bt.summary.to_csv(out / "backtest" / "summary.csv", index=False)
     if bt.bootstrap is not None:
         bt.bootstrap.to_csv(out / "backtest" / "truth_bootstrap.csv", index=False)
+    if bt.offpolicy is not None:  # docs/offpolicy.md
+        bt.offpolicy.to_csv(out / "backtest" / "offpolicy.csv", index=False)
+        pd.concat(
+            [offpolicy_validation(bt.offpolicy, t) for t in ("truth", "truth_label_scale")]
+        ).to_csv(out / "backtest" / "offpolicy_validation.csv", index=False)
     for name, table in bt.reliability.items():
         table.to_csv(out / "backtest" / f"reliability_{name}.csv", index=False)
     k = int(bt.metrics["k"].iloc[0])

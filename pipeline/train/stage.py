@@ -21,8 +21,9 @@ import pandas as pd
 from models.backtest import RULE, BacktestResult
 from models.card import CardFacts, render_card
 from models.dataset_summary import DatasetSummary
-from models.gates import GateResult, decision, evaluate_gates
+from models.gates import GATE_COLUMNS, GateResult, decision, evaluate_gates, gate_metric
 from models.mitigation import describe_setting
+from models.offpolicy import validation as offpolicy_validation
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
@@ -65,12 +66,6 @@ from pipeline.train.overrides import (
 
 log = logging.getLogger(__name__)
 
-# The backtest summary column a gate metric reads.
-GATE_COLUMNS = {
-    "truth_precision_emd": "truth_emd_precision_mean",
-    "observed_precision_emd": "observed_emd_precision_mean",
-}
-
 
 @dataclass(frozen=True)
 class TrainResult:
@@ -87,11 +82,9 @@ class TrainResult:
     rows: int
 
 
-def gate_metric_name(config: Config, has_truth: bool) -> str:
-    metric = config.training.gates.metric
-    if metric == "auto":
-        metric = "truth_precision_emd" if has_truth else "observed_precision_emd"
-    return metric
+def gate_metric_name(config: Config, has_truth: bool, has_offpolicy: bool = True) -> str:
+    """The metric the gates read (:func:`models.gates.gate_metric`)."""
+    return gate_metric(config.training.gates.metric, has_truth, has_offpolicy)
 
 
 def _summary_value(summary: pd.DataFrame, model: str, column: str) -> float | None:
@@ -165,6 +158,12 @@ def backtest_metrics(bt: BacktestResult) -> tuple[list[tuple[int, dict[str, floa
             for key, value in row.items():
                 if key != "model" and pd.notna(value):
                     batch[f"bootstrap.{row['model']}.{key}"] = float(value)
+    if bt.offpolicy is not None:  # the off-policy estimates against the truth (synthetic data)
+        for target in ("truth", "truth_label_scale"):
+            suffix = "" if target == "truth" else ".label_scale"
+            for _, row in offpolicy_validation(bt.offpolicy, target).iterrows():
+                for key in ("mae", "bias", "coverage", "width", "n"):
+                    batch[f"offpolicy.{row['estimator']}.{key}{suffix}"] = float(row[key])
     return steps, batch
 
 
@@ -313,7 +312,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         cluster = fitter.describe() if fitter is not None else {}
     lineage = {m: source.lineage(m) for m in [*trained.rounds, as_of]}
     has_truth = trained.backtest.bootstrap is not None
-    metric = gate_metric_name(config, has_truth)
+    metric = gate_metric_name(config, has_truth, trained.backtest.offpolicy is not None)
     column = GATE_COLUMNS[metric]
     summary = trained.backtest.summary
     flags = int(trained.fairness["flagged"].sum()) if trained.fairness is not None else 0
