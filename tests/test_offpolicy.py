@@ -20,6 +20,7 @@ from models.offpolicy import (
     OBSERVED,
     PROPENSITY,
     SUPPORT,
+    backtest_estimates,
     bootstrap_round,
     estimate,
     logging_propensity,
@@ -154,3 +155,15 @@ def test_training_run_logs_the_offpolicy_validation(scored_sample):
     assert 0 < metrics["lightgbm.offpolicy_dr_emd_precision_mean"] < 1
     assert 0 < metrics["rule.offpolicy_support_share_mean"] <= 1
     assert run.data.tags["outreach.gate_metric"] == "truth_precision_emd"  # truth exists
+
+
+def test_without_truth_there_is_nothing_to_validate():
+    frame, _ = _world(11)
+    table = backtest_estimates(
+        [("2026-08", frame.drop(columns=IN_NEED))],
+        {"candidate": "model_true"},
+        samples=20,
+        seed=1,
+    )
+    assert "truth" not in table.columns and table["dr"].notna().all()
+    assert validation(table).empty
