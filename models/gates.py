@@ -133,8 +133,19 @@ def evaluate_gates(
             "groups with precision or recall ratio outside the configured bounds",
         )
     )
-    if champion_version is None or not _num(champion_metric):
+    if champion_version is None:
         results.append(GateResult("champion", True, None, None, "no current champion"))
+    elif not _num(champion_metric):
+        results.append(
+            GateResult(
+                "champion",
+                True,
+                None,
+                None,
+                f"champion version {champion_version} logged no {metric_name or gates.metric} "
+                "(trained before it existed): not compared",
+            )
+        )
     else:
         floor = champion_metric - gates.champion_tolerance
         results.append(

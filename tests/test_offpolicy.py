@@ -167,3 +167,32 @@ def test_without_truth_there_is_nothing_to_validate():
     )
     assert "truth" not in table.columns and table["dr"].notna().all()
     assert validation(table).empty
+
+
+def test_champion_without_the_metric_is_said_so():
+    from models.gates import evaluate_gates
+    from pipeline.config import GatesConfig
+
+    common = dict(
+        validation_passed=True,
+        candidate_metric=0.6,
+        rule_metric=0.4,
+        ece=0.01,
+        fairness_flags=0,
+        metric_name="offpolicy_dr_precision_emd",
+    )
+    gates = {
+        g.name: g
+        for g in evaluate_gates(GatesConfig(), **common, champion_metric=None, champion_version="2")
+    }
+    assert gates["champion"].passed and "logged no offpolicy_dr_precision_emd" in (
+        gates["champion"].detail
+    )
+    assert "doubly robust" in gates["lift_over_rule"].detail
+    gates = {
+        g.name: g
+        for g in evaluate_gates(
+            GatesConfig(), **common, champion_metric=None, champion_version=None
+        )
+    }
+    assert gates["champion"].detail == "no current champion"
