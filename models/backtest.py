@@ -550,17 +550,18 @@ def run_backtests(
 
 def offpolicy_lists(config: TrainingConfig) -> dict[str, str]:
     """The lists the off-policy estimates judge (the rule, the learned candidates and the
-    compared selective-label methods), each with its DR model term: the registered candidate's
-    calibrated probabilities for every list, one outcome model for all, so that the lists are
-    compared on the same terms. A candidate's own probabilities were tried and are worse for
-    the others (docs/offpolicy.md): a model fitted on the visits alone (``plain``, ``ipw``)
-    overrates the households no list visited, and would judge itself by that error."""
+    compared selective-label methods), each with its DR model term: the logistic candidate's
+    calibrated probabilities for every list, one separate outcome model for all, so that the
+    lists are compared on the same terms (docs/offpolicy.md). Each candidate's own probabilities
+    and the registered LightGBM's were measured and are worse: LightGBM fits overrate the
+    households at the top of their lists that no list visited, and a model fitted on the visits
+    alone (``plain``, ``ipw``) would judge itself by that error."""
     main = config.candidate
     other = "logistic" if main == "lightgbm" else "lightgbm"
     chosen = config.selective_labels.method
     names = [main, other]
     names += [f"{main}-{m}" for m in config.selective_labels.compare if m != chosen]
-    return {name: MODEL_TERM + main for name in [RULE, *names]}
+    return {name: MODEL_TERM + "logistic" for name in [RULE, *names]}
 
 
 def add_pooled_calibration(

@@ -117,8 +117,13 @@ def test_dask_backtest_metrics_are_within_tolerance_of_local_training(runs):
         assert abs(dask[auc] - local[auc]) <= AUC_TOLERANCE, method
     assert dask["lightgbm.truth_emd_precision_mean"] > dask["rule.truth_emd_precision_mean"]
     # one implementation of everything else: the rule, the oracle and logistic regression
-    # (not fitted on Dask) measure exactly the same
-    others = [k for k in local if k.startswith(("rule.", "oracle.", "logistic."))]
+    # (not fitted on Dask) measure exactly the same; their off-policy intervals are not theirs
+    # alone (households on any list are resampled, LightGBM's lists too: docs/offpolicy.md)
+    others = [
+        k
+        for k in local
+        if k.startswith(("rule.", "oracle.", "logistic.")) and ".offpolicy_" not in k
+    ]
     assert len(others) > 30
     assert {k: dask[k] for k in others} == {k: local[k] for k in others}
     print(
