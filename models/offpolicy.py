@@ -9,15 +9,18 @@ chose it had of choosing it (``selection_probability``):
   households the log can vouch for; biased by O(1/n) but with much less variance);
 - **DR** (doubly robust): ``mean over the list of m_i + o_i (y_i - m_i) / p_i``, where ``m_i`` is
   an outcome model's probability that a visit to i finds need (the candidate's own calibrated
-  probability, or another model's) and ``o_i`` says whether i's label was observed. Unbiased when
-  either the propensities or the outcome model are right; a household the log could never visit
-  is covered by ``m_i`` alone.
+  probability, or another model's: the backtests use the logistic candidate's for every list)
+  and ``o_i`` says whether i's label was observed. Unbiased when either the propensities or the
+  outcome model are right; a household the log could never visit is covered by ``m_i`` alone.
+  With ``max_weight`` (the backtests: :data:`DR_MAX_WEIGHT`) visits weighing more correct nothing
+  (the "switch" estimator): less variance, and the model term's bias where they would have.
 
-``p_i`` is the probability that the household was visited *and* its label observed: the logged
-selection probability times the share of the round's visits chosen by the same reason whose
-outcome is known (a visit that was unreachable, is in progress or was not resolved by the
-evaluation date gives no label; it is treated as missing at random within its round and
-selection reason, never as a negative).
+``p_i`` is the probability that the household was visited *and* its label observed: the visit
+probability (:func:`logging_propensity`: the logged probability of the reason that chose it,
+combined with what the log tells of the other reasons) times the share of the round's visits
+chosen by the same reason whose outcome is known (a visit that was unreachable, is in progress
+or was not resolved by the evaluation date gives no label; it is treated as missing at random
+within its round and selection reason, never as a negative).
 
 Identification. A household has a logged probability only when it was chosen. For a household a
 candidate lists but the log did not visit, IPS needs its probability to be positive (then its
@@ -25,8 +28,8 @@ absence is part of the estimate's randomness); a household the logging policy co
 is not identified by IPS at all (its need is silently counted as 0 by IPS, left out by SNIPS),
 and only DR's model term covers it. ``support_share`` is the share of a list that the log can
 vouch for: visited households and those in the pool of a reason that draws at random with a
-recorded probability (the caller decides: :mod:`models.evaluation` uses "visited, or a crisis
-signal reported in the 6 months before the round").
+recorded probability (:func:`logging_propensity`; :mod:`models.evaluation` takes "a crisis signal
+reported in the 6 months before the round" as the exploration pool).
 
 Intervals: households on any list of the round are resampled with replacement (one paired
 multinomial draw per bootstrap sample, in blocks as :func:`models.metrics.paired_bootstrap`);
