@@ -19,3 +19,20 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--no-pings",
 ]
+
+
+def launched_chromium():
+    """Debian's Chromium, headless, for a module-scoped ``browser`` fixture (yields it; skips the
+    test when the package is not installed)."""
+    import pytest
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} not installed (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()

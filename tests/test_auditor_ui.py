@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _browser import CHROMIUM, CHROMIUM_ARGS
+from _browser import launched_chromium
 from conftest import REPO_ROOT, copy_outputs
 
 from pipeline.cli import main
@@ -360,16 +360,7 @@ def test_the_auditor_reads_everything_and_changes_nothing(ui):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not installed (.ci/run installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
+    yield from launched_chromium()
 
 
 def _printed(audit_lines: list[str], link: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _browser import CHROMIUM, CHROMIUM_ARGS
+from _browser import launched_chromium
 from _cli_helpers import run_captured
 from conftest import copy_outputs, write_config_file
 
@@ -373,16 +373,7 @@ def test_the_next_round_carries_the_open_cases_and_escalates_the_phone_one(loop)
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not installed (.ci/run installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
+    yield from launched_chromium()
 
 
 def test_pages_in_headless_chromium_before_and_after_the_import(loop, browser, tmp_path):

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _browser import CHROMIUM, CHROMIUM_ARGS
+from _browser import launched_chromium
 from _ingest_leak import assert_no_identifiers, collect_identifiers
 from conftest import REPO_ROOT, copy_outputs, make_config
 
@@ -785,16 +785,7 @@ def test_report_folder_holds_no_direct_identifier(reported, sample_raw):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} not installed (.ci/run installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
+    yield from launched_chromium()
 
 
 def _open(browser, path: Path, requests: list[str]):

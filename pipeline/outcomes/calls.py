@@ -70,6 +70,7 @@ from pipeline.outcomes.importer import (
     NOTHING_VALID,
     ImportResult,
     append_log,
+    rejection_lines,
 )
 from pipeline.outcomes.normalise import (
     RoundFacts,
@@ -585,12 +586,5 @@ def summary_lines(result: ImportResult, shown_rejections: int = 10) -> list[str]
         )
     if c["repeated"]:
         lines.append(f"  {c['repeated']} repeated row(s) with the same result counted once")
-    if result.report is not None:
-        lines.append(f"  rejected rows (in Korean, for the call service) -> {result.report}")
-        shown = result.rejections.head(shown_rejections)
-        for r in shown.itertuples(index=False):
-            key = shown_or_withheld(r.household_key)
-            lines.append(f"    row {r.row} {r.field}{f' {key}' if key else ''}: {r.reason}")
-        if len(result.rejections) > len(shown):
-            lines.append(f"    ... {len(result.rejections) - len(shown)} more in the report")
+    lines += rejection_lines(result, "the call service", shown_rejections)
     return lines

@@ -19,7 +19,6 @@ from pathlib import Path
 from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.errors import EXIT_DATA, EXIT_OK, DataError, UsageError
-from pipeline.textsafe import shown_or_withheld
 
 SHOWN_REJECTIONS = 10
 
@@ -50,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _summary(result) -> list[str]:
-    from pipeline.outcomes.importer import NOTHING_NEW, NOTHING_VALID
+    from pipeline.outcomes.importer import NOTHING_NEW, NOTHING_VALID, rejection_lines
 
     c = result.counts
     lines = [
@@ -73,66 +72,46 @@ def _summary(result) -> list[str]:
         )
     if c["repeated"]:
         lines.append(f"  {c['repeated']} repeated row(s) with the same answer counted once")
-    if result.report is not None:
-        # The file is Korean, for the office (행 번호, its own headers, 사유); the terminal English.
-        lines.append(f"  rejected rows (in Korean, for the office) -> {result.report}")
-        shown = result.rejections.head(SHOWN_REJECTIONS)
-        for r in shown.itertuples(index=False):
-            key = shown_or_withheld(r.household_key)  # never a name, phone or resident number
-            lines.append(f"    row {r.row} {r.field}{f' {key}' if key else ''}: {r.reason}")
-        if len(result.rejections) > len(shown):
-            lines.append(f"    ... {len(result.rejections) - len(shown)} more in the report")
-    return lines
+    # The file is Korean, for the office (행 번호, its own headers, 사유); the terminal English.
+    return lines + rejection_lines(result, "the office", SHOWN_REJECTIONS)
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    if args.action == "import-calls":
-        return _run_calls(config, args)
-    if args.action != "import":  # argparse only offers "import" and "import-calls"
-        raise UsageError(f"outcomes: unknown action {args.action!r}")
-    from pipeline.outcomes.checks import RowValidator
+    from pipeline.outcomes.calls import import_calls_file, summary_lines
     from pipeline.outcomes.importer import import_file
 
-    catalogue = load_catalogues(config).outcomes
-    validator = RowValidator()
-    failed = 0
-    for path in args.files:
-        try:
-            result = import_file(config, path, validator, catalogue)
-        except DataError as exc:
-            print(f"outreach: data error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        for line in _summary(result):
-            print(line)
-        if not result.ok:
-            failed += 1
-    if failed:
-        print(f"{failed} of {len(args.files)} file(s) could not be imported", file=sys.stderr)
-        return EXIT_DATA
-    return EXIT_OK
+    if args.action == "import":
+        return _import_each(config, args.files, import_file, _summary)
+    if args.action == "import-calls":
+        return _import_each(
+            config,
+            args.files,
+            import_calls_file,
+            lambda result: summary_lines(result, SHOWN_REJECTIONS),
+        )
+    raise UsageError(f"outcomes: unknown action {args.action!r}")  # argparse offers only those
 
 
-def _run_calls(config: Config, args: argparse.Namespace) -> int:
-    """``outcomes import-calls FILE...``: each file on its own; exit 1 if any failed."""
-    from pipeline.outcomes.calls import import_calls_file, summary_lines
+def _import_each(config: Config, files: list[Path], importer, summarise) -> int:
+    """Import each file on its own (``importer``: returned lists or call results), printing
+    ``summarise``'s lines for each; exit 1 if any file could not be imported."""
     from pipeline.outcomes.checks import RowValidator
 
     catalogue = load_catalogues(config).outcomes
     validator = RowValidator()
     failed = 0
-    for path in args.files:
+    for path in files:
         try:
-            result = import_calls_file(config, path, validator, catalogue)
+            result = importer(config, path, validator, catalogue)
         except DataError as exc:
             print(f"outreach: data error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        for line in summary_lines(result, SHOWN_REJECTIONS):
+        for line in summarise(result):
             print(line)
         if not result.ok:
             failed += 1
     if failed:
-        print(f"{failed} of {len(args.files)} file(s) could not be imported", file=sys.stderr)
+        print(f"{failed} of {len(files)} file(s) could not be imported", file=sys.stderr)
         return EXIT_DATA
     return EXIT_OK

@@ -53,6 +53,7 @@ from pipeline.outcomes.normalise import (
     fold,
 )
 from pipeline.outcomes.returned import ROW, read_returned_list
+from pipeline.textsafe import shown_or_withheld
 from pipeline.vocabulary import LOCAL_DISCRETION, PHONE, VISIT
 
 log = logging.getLogger(__name__)
@@ -281,3 +282,19 @@ def import_file(
         outcomes_file=target,
         overrides=overrides,
     )
+
+
+def rejection_lines(result: ImportResult, audience: str, shown: int) -> list[str]:
+    """The terminal's lines about a file's rejected rows (English; the rejection file itself is
+    Korean, for ``audience``): where the file is, and the first ``shown`` rejections, a household
+    key only when it may be echoed."""
+    if result.report is None:
+        return []
+    lines = [f"  rejected rows (in Korean, for {audience}) -> {result.report}"]
+    first = result.rejections.head(shown)
+    for r in first.itertuples(index=False):
+        key = shown_or_withheld(r.household_key)  # never a name, phone or resident number
+        lines.append(f"    row {r.row} {r.field}{f' {key}' if key else ''}: {r.reason}")
+    if len(result.rejections) > len(first):
+        lines.append(f"    ... {len(result.rejections) - len(first)} more in the report")
+    return lines
