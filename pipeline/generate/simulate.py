@@ -17,6 +17,8 @@ from pipeline.config import HardshipConfig, SelectionConfig
 from pipeline.generate.population import Population, generate_population
 from pipeline.generate.regions import SigunguSpec
 from pipeline.months import calendar_month, format_months, parse_month, year_of
+from pipeline.visits import IN_PROGRESS, OUTCOME_CODES, VisitDraws, low_income, visit_outcomes
+from pipeline.visits import hard_to_reach as visits_hard_to_reach
 from pipeline.vocabulary import TENURES
 
 DRIVERS: tuple[str, ...] = (
@@ -572,7 +574,7 @@ def _outreach_rounds(
     k_ind = len(ctx.indicators)
     eligible = pop.benefit != 2  # basic livelihood recipients are already supported
     single_elderly = (hh["size"].to_numpy() == 1) & (pop.head_age >= 65)
-    hard_to_reach = np.isin(pop.tenure, [2, 4]) & (hh["size"].to_numpy() == 1)
+    hard_to_reach = visits_hard_to_reach(pop.tenure, hh["size"].to_numpy())
     emd_bounds = np.concatenate([[0], np.cumsum([e.households for e in spec.emds])])
     capacities = [max(2, round(e.households * sel.capacity_share)) for e in spec.emds]
 
@@ -645,38 +647,19 @@ def _outreach_rounds(
     need = in_need[t, household] | in_need[t_next, household]
     m = household.size
 
-    # Outcome draw: 0 public, 1 private, 2 closed_no_need, 3 unreachable, 4 in_progress.
-    unreachable_p = np.where(hard_to_reach[household], 0.16, 0.07)
-    public_share = np.where(pop.income[household] <= 1, 0.62, 0.35)
-    u = rng.random(m)
-    v = rng.random(m)
-    outcome = np.where(
-        u < unreachable_p,
-        3,
-        np.where(
-            u < unreachable_p + 0.04,
-            4,
-            np.where(
-                need,
-                np.where(v < 0.88, np.where(rng.random(m) < public_share, 0, 1), 2),
-                np.where(v < 0.86, 2, np.where(rng.random(m) < 0.3, 0, 1)),
-            ),
-        ),
+    # Outcome draw (pipeline.visits, shared with the simulated field work).
+    outcome, resolved = visit_outcomes(
+        need,
+        hard_to_reach[household],
+        low_income(pop.income[household]),
+        round_month,
+        VisitDraws.draw(rng, m),
     )
-    lag = np.searchsorted(np.cumsum([0.3, 0.45, 0.2, 0.05]), rng.random(m), side="right")
-    lag = np.minimum(lag, 3)
-    resolved = np.where(outcome == 3, round_month + 1, round_month + lag)
-    unresolved = (outcome == 4) | (resolved > ctx.window_end)
-    outcome = np.where(unresolved, 4, outcome)
+    unresolved = (outcome == IN_PROGRESS) | (resolved > ctx.window_end)
+    outcome = np.where(unresolved, IN_PROGRESS, outcome)
+    resolved = np.where(unresolved, round_month, resolved)  # not written: in progress
 
     reasons = ["central_rule", "local_discretion", "random_exploration"]
-    outcome_codes = [
-        "public_support",
-        "private_support",
-        "closed_no_need",
-        "unreachable",
-        "in_progress",
-    ]
     emd_codes = np.array([e.code for e in spec.emds], dtype=object)
     frame = pd.DataFrame(
         {
@@ -685,7 +668,7 @@ def _outreach_rounds(
             "round_month": format_months(round_month, ctx.window_start, ctx.window_end),
             "selection_reason": pd.Categorical.from_codes(reason, categories=reasons),
             "selection_probability": np.clip(np.round(prob, 6), 1e-6, 1.0),
-            "outcome_code": pd.Categorical.from_codes(outcome, categories=outcome_codes),
+            "outcome_code": pd.Categorical.from_codes(outcome, categories=list(OUTCOME_CODES)),
             "resolved_month": pd.Series(
                 np.where(
                     unresolved,
