@@ -412,7 +412,7 @@ def write_call_results(
         if hidden is None:
             hidden = hidden_state(config, round_month - 1)
         if seed is None:
-            seed = config.simulate.seed  # type: ignore[attr-defined]
+            seed = config.simulate.seed
         drawn = draw_visits(pd.DataFrame({KEY: missing}), hidden, round_month, seed)
         visits = pd.concat([visits[list(VISIT_COLUMNS)], drawn], ignore_index=True)
     results = call_results(visits, through=through).drop_duplicates(KEY).set_index(KEY)
