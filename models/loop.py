@@ -28,7 +28,8 @@ Measures (the per-round value; the cumulative value at round R is over rounds up
    policy world over the round's months (``R``, ``R+1``); ``reached_contacts``: contacts with
    ``reached`` true at the round (rows, a household reached twice counts twice);
    ``hardship_averted_per_1000_contacts``: ``1000 × averted / reached_contacts`` (NaN without
-   contacts). Cumulative: months from the first round's ``R`` to this round's ``R+1``.
+   contacts). Cumulative: months from the first round's ``R`` to this round's ``R+1``. A
+   hardship-month is an in-need household-month (the truth's ``hardship`` level is not used).
 4. ``median_months_to_contact``: for each spell of need (a run of consecutive in-need months of
    a household in the policy world) that was reached, the first reached contact in the spell;
    months from the spell's first month (onset) to that contact. Median over the first contacts
@@ -64,6 +65,8 @@ Measures (the per-round value; the cumulative value at round R is over rounds up
 10. ``exploration_share``: share of the listed households chosen at random
     (``selection_reason`` :data:`pipeline.vocabulary.EXPLORATION`). Cumulative: pooled.
 
+Months (round, contact_month, truth month) may be month integers or ``YYYY-MM`` strings.
+
 Comparisons: :func:`per_emd_totals` and :func:`paired_difference` (a cluster bootstrap over
 읍면동, paired across policies), :func:`policy_table` (one row per policy, with differences
 against a reference policy) and :func:`broken_loop_signals` (the trends that show a loop
@@ -79,6 +82,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from pipeline.months import parse_month_series
 from pipeline.vocabulary import EMD, EXPLORATION, KEY, VISIT
 
 ROUND = "round"
@@ -151,12 +155,14 @@ class LoopWorld:
 
     @cached_property
     def first_month(self) -> int:
-        months = self.counterfactual[MONTH]
+        """The first month of the matrices: the truth's first, or the first round's."""
+        months = month_indexes(self.counterfactual[MONTH])
         return int(min(months.min(), self.rounds[0])) if len(months) else int(self.rounds[0])
 
     @cached_property
     def width(self) -> int:
-        months = self.counterfactual[MONTH]
+        """Months in the matrices, up to the truth's last or the last round's ``R+1``."""
+        months = month_indexes(self.counterfactual[MONTH])
         last = int(max(months.max(), self.rounds[-1] + 1)) if len(months) else self.rounds[-1] + 1
         return last - self.first_month + 1
 
@@ -203,6 +209,17 @@ def _rows(keys: pd.Series, world: LoopWorld, what: str) -> np.ndarray:
     return rows
 
 
+def month_indexes(values: pd.Series) -> np.ndarray:
+    """Month indexes of a column of month integers or ``YYYY-MM`` strings (a string that is
+    not a month is an error)."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.to_numpy(dtype=np.int64)
+    parsed = parse_month_series(values)
+    if parsed.isna().any():
+        raise ValueError("a month column holds values that are not months")
+    return parsed.to_numpy(dtype=np.int64)
+
+
 def need_matrix(truth: pd.DataFrame, world: LoopWorld) -> np.ndarray:
     """In need per household (rows of ``world.index``) and month (from ``world.first_month``);
     a household-month the truth lacks is not in need."""
@@ -210,7 +227,7 @@ def need_matrix(truth: pd.DataFrame, world: LoopWorld) -> np.ndarray:
     if len(truth) == 0:
         return matrix
     rows = _rows(truth[KEY], world, "truth")
-    months = truth[MONTH].to_numpy(dtype=np.int64) - world.first_month
+    months = month_indexes(truth[MONTH]) - world.first_month
     inside = (months >= 0) & (months < world.width)
     need = truth[IN_NEED].to_numpy(dtype=bool)
     matrix[rows[inside], months[inside]] = need[inside]
@@ -266,10 +283,9 @@ def policy_arrays(run: PolicyRun, world: LoopWorld) -> PolicyArrays:
     in_need = need[:, at] | need[:, at + 1]
 
     listed_frame = run.listed
-    position = np.searchsorted(rounds, listed_frame[ROUND].to_numpy(dtype=np.int64))
-    known = (position < n_rounds) & (
-        rounds[np.minimum(position, n_rounds - 1)] == listed_frame[ROUND].to_numpy(dtype=np.int64)
-    )
+    listed_rounds = month_indexes(listed_frame[ROUND])
+    position = np.searchsorted(rounds, listed_rounds)
+    known = (position < n_rounds) & (rounds[np.minimum(position, n_rounds - 1)] == listed_rounds)
     if not known.all():
         raise ValueError("listed holds rounds that are not among the world's rounds")
     rows = _rows(listed_frame[KEY], world, "listed")
@@ -297,7 +313,7 @@ def policy_arrays(run: PolicyRun, world: LoopWorld) -> PolicyArrays:
 
     contacts = run.contacts
     hit = contacts[REACHED].to_numpy(dtype=bool)
-    months = contacts[CONTACT_MONTH].to_numpy(dtype=np.int64)
+    months = month_indexes(contacts[CONTACT_MONTH])
     contact_round = _round_of(months, rounds)
     keep = hit & (contact_round >= 0)
     contact_rows = _rows(contacts[KEY], world, "contacts")[keep]

@@ -23,6 +23,7 @@ import pytest
 from models import loop
 from models.loop import LoopWorld, PolicyRun
 from models.loop_plots import fairness_lines, loop_panels, measure_lines
+from pipeline.months import format_month
 from pipeline.vocabulary import EMD, EXPLORATION, KEY, MODEL_SCORE, PHONE, VISIT
 
 FIRST = 2024 * 12 + 10  # 2024-11, column 0
@@ -487,6 +488,17 @@ def test_plots_write_deterministic_png(measures, tmp_path):
         measures.cumulative, "need_found", "Need found (cumulative)", tmp_path / "need.png"
     )
     assert line.stat().st_size > 1000
+
+
+def test_months_as_text_give_the_same_measures(world, measures):
+    run = _oracle()
+    truth = run.truth.assign(month=[format_month(int(m)) for m in run.truth["month"]])
+    contacts = run.contacts.assign(
+        contact_month=[format_month(int(m)) for m in run.contacts["contact_month"]]
+    )
+    text = loop.loop_measures([PolicyRun("oracle", run.listed, contacts, truth)], world)
+    expected = measures.per_round[measures.per_round["policy"] == "oracle"]
+    pd.testing.assert_frame_equal(text.per_round, expected.reset_index(drop=True))
 
 
 def test_unknown_households_and_rounds_are_errors(world):
