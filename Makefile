@@ -24,6 +24,7 @@ export DO_NOT_TRACK := true
 .PHONY: outcomes-import outcomes-import-calls
 .PHONY: audit
 .PHONY: train mlflow-ui promote rollback score score-shadow
+.PHONY: simulate bench-simulate
 
 help: ## list the documented targets
 	@echo "welfare-outreach — make targets:"
@@ -67,6 +68,12 @@ bench-national: $(STAMP) ## the national case: 23,000,000 households, generate +
 
 bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200,000 households)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,validate,ingest,train
+
+simulate: $(STAMP) ## the living loop: every policy round after round on the sample's world (ROUNDS=, POLICIES=a,b); outputs/simulate/
+	$(OUTREACH) $(CONFIG_ARG) simulate $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(POLICIES),--policies $(POLICIES),)
+
+bench-simulate: $(STAMP) ## the living loop at benchmark scale (200,000 households, fresh world), timed in outputs/bench/simulate.json
+	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,simulate
 
 train: $(STAMP) ## backtest the candidates, audit fairness, log and register in MLflow, apply the gates
 	$(OUTREACH) $(CONFIG_ARG) train

@@ -548,6 +548,59 @@ class MonitoringConfig(_Strict):
     quiet_groups: tuple[str, ...] = ("context",)
 
 
+SimulatePolicy = Literal[
+    "rule",
+    "random",
+    "oracle",
+    "champion",
+    "champion_plain",
+    "champion_ipw",
+    "champion_negatives",
+    "champion_ipw_negatives",
+    "champion_no_exploration",
+]
+SIMULATE_MODEL_PREFIX = "champion"
+
+
+class SimulateConfig(_Strict):
+    """``outreach simulate`` (docs/simulation.md): the living loop on copies of one synthetic
+    world. Each policy runs ``rounds`` rounds (validate, ingest, features, train every
+    ``retrain_every`` rounds, score, field work, import, the world advances one round interval);
+    a world with no contact at all is run beside them as the counterfactual. ``seed`` draws the
+    field work (common random numbers across policies), the rule's ties, the random lists and
+    the bootstrap of the policy table (``bootstrap_samples`` resamples of 읍면동, ``interval``
+    level), whose differences are taken against ``reference``."""
+
+    experiment: str = "welfare-outreach-simulation"
+    rounds: int = Field(12, ge=1, le=60)
+    policies: tuple[SimulatePolicy, ...] = (
+        "rule",
+        "random",
+        "oracle",
+        "champion",
+        "champion_plain",
+        "champion_ipw",
+        "champion_ipw_negatives",
+        "champion_no_exploration",
+    )
+    retrain_every: int = Field(3, ge=1, le=60)
+    seed: int = Field(20261204, ge=0)
+    bootstrap_samples: int = Field(1000, ge=50, le=100_000)
+    interval: float = Field(0.9, ge=0.5, lt=1.0)
+    reference: SimulatePolicy = "rule"
+    # Train each model policy on its own method only (no comparison of other selective-label
+    # methods or mitigations in its backtests): the comparisons are the policies themselves.
+    compare_in_training: bool = False
+
+    @model_validator(mode="after")
+    def _reference_simulated(self) -> SimulateConfig:
+        if len(set(self.policies)) != len(self.policies):
+            raise ValueError("policies: a policy is named twice")
+        if self.reference not in self.policies:
+            raise ValueError(f"reference: {self.reference} is not one of the policies")
+        return self
+
+
 class Config(_Strict):
     """The whole configuration of a run."""
 
@@ -562,6 +615,7 @@ class Config(_Strict):
     scoring: ScoringConfig = ScoringConfig()
     report: ReportConfig = ReportConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    simulate: SimulateConfig = SimulateConfig()
     source: str = "<embedded defaults>"
 
     @model_validator(mode="after")

@@ -17,7 +17,8 @@ It also says which commands write shared state and so hold the output root's loc
 run (``Stage.locks``, :mod:`pipeline.locks`, ``docs/operations.md``): every command that writes
 into the output root (validate, ingest, features, train, score, report, outcomes, promote,
 rollback, describe, run); ``generate`` locks the folder it writes into; ``bench`` its own work
-root. ``audit`` only reads and takes no lock.
+root; ``simulate`` its own folder (each policy's stages lock that policy's root). ``audit``
+only reads and takes no lock.
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ STAGES: tuple[Stage, ...] = (
         "measure stages at a chosen size; print and write outputs/bench/*.json",
         "pipeline.bench.command",
     ),
+    Stage(
+        "simulate",
+        "the living loop: policies run round after round on copies of the synthetic world; "
+        "measures per round in outputs/simulate/",
+        "pipeline.simulate.command",
+    ),
 )
 
 
@@ -241,7 +248,8 @@ def _run_with_prerequisites(
 
 def lock_root(config: Config, stage: Stage, args: argparse.Namespace) -> Path | None:
     """The root whose lock ``stage`` holds while it runs: the output root; for ``generate`` the
-    folder it writes into, for ``bench`` its work root; None for a command that only reads."""
+    folder it writes into, for ``bench`` its work root, for ``simulate`` its own folder; None
+    for a command that only reads."""
     from pipeline.datasets import OutputLayout
 
     if not stage.locks:
@@ -250,6 +258,8 @@ def lock_root(config: Config, stage: Stage, args: argparse.Namespace) -> Path | 
         return Path(getattr(args, "output_dir", None) or config.paths.output_root)
     if stage.name == "bench":
         return OutputLayout(config.paths.output_root).bench_work
+    if stage.name == "simulate":
+        return OutputLayout(config.paths.output_root).simulate
     return Path(config.paths.output_root)
 
 
@@ -259,7 +269,7 @@ def _not_cleaned(config: Config, root: Path) -> tuple[Path, ...]:
     from pipeline.datasets import OutputLayout
 
     layout = OutputLayout(root)
-    return (layout.mlflow, layout.bench_work)
+    return (layout.mlflow, layout.bench_work, layout.simulate)
 
 
 def command_text(stage: Stage, args: argparse.Namespace) -> str:

@@ -96,6 +96,16 @@ class OutputLayout:
         return self.bench / f"{stage}.json"
 
     @property
+    def simulate(self) -> Path:
+        """``simulate/``: the results of ``outreach simulate`` (tables, plots, its record)."""
+        return self.root / "simulate"
+
+    @property
+    def simulate_work(self) -> Path:
+        """``simulate/work/``: one output root per simulated policy (its world, stages, store)."""
+        return self.simulate / "work"
+
+    @property
     def describe_summary(self) -> Path:
         """``describe/summary.json``: the figures of ``outreach describe``."""
         return self.root / "describe" / "summary.json"

@@ -1,1 +1,4 @@
-"""`outreach simulate`: the living loop, round after round on a synthetic world (docs/simulation.md)."""
+"""``outreach simulate``: the living loop, round after round on a synthetic world.
+
+See docs/simulation.md.
+"""

@@ -1,0 +1,88 @@
+"""CLI wrapper of ``outreach simulate`` (docs/simulation.md)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import time
+
+from pipeline.config import Config
+from pipeline.datasets import OutputLayout
+from pipeline.errors import EXIT_OK, ConfigError, UsageError
+from pipeline.months import format_month
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, help="rounds per policy (default: simulate.rounds)")
+    parser.add_argument(
+        "--policies",
+        help="comma-separated policies (default: simulate.policies); the world without contact "
+        "is always run beside them",
+    )
+
+
+def simulation_config(config: Config, args: argparse.Namespace) -> Config:
+    """The config with the command line's rounds and policies (validated like the YAML)."""
+    overrides: dict[str, object] = {}
+    if args.rounds is not None:
+        overrides["rounds"] = args.rounds
+    if args.policies:
+        policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+        overrides["policies"] = policies
+        if config.simulate.reference not in policies:
+            overrides["reference"] = policies[0]
+    if not overrides:
+        return config
+    try:
+        return config.with_overrides(simulate=overrides)
+    except ValueError as exc:
+        first = str(exc).splitlines()
+        raise UsageError(f"simulate: {' '.join(first[1:3]).strip() or exc}") from None
+
+
+def _simulate(config: Config, announce) -> dict:
+    from pipeline.simulate.loop import run_policy
+    from pipeline.simulate.policies import NONE
+    from pipeline.simulate.results import write_results
+
+    sim = config.simulate
+    layout = OutputLayout(config.paths.output_root)
+    work = layout.simulate_work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.perf_counter()
+    runs = []
+    for policy in (NONE, *sim.policies):
+        announce(
+            f"{policy}: {sim.rounds} round(s) from {format_month(config.window.end_index + 1)}"
+        )
+        policy_started = time.perf_counter()
+        run = run_policy(config, policy, work / policy, sim.rounds, announce)
+        run.timed("total", time.perf_counter() - policy_started)
+        runs.append(run)
+    return write_results(config, runs, time.perf_counter() - started, announce)
+
+
+def run(config: Config, args: argparse.Namespace) -> int:
+    from pipeline.simulate.loop import log_to_terminal
+
+    try:
+        config = simulation_config(config, args)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    record = _simulate(config, log_to_terminal)
+    for line in record["summary_lines"]:
+        print(line)
+    print(f"results: {OutputLayout(config.paths.output_root).simulate}")
+    return EXIT_OK
+
+
+def measure(config: Config, args: argparse.Namespace) -> int:
+    """The simulation without terminal output (for ``outreach bench``); returns the household
+    rounds simulated (households × rounds × policies with a list)."""
+    config = simulation_config(config, args)
+    record = _simulate(config, log.info)
+    return int(record["households"]) * config.simulate.rounds * len(config.simulate.policies)
