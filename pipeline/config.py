@@ -558,6 +558,7 @@ SimulatePolicy = Literal[
     "champion_negatives",
     "champion_ipw_negatives",
     "champion_no_exploration",
+    "champion_broken",
 ]
 SIMULATE_MODEL_PREFIX = "champion"
 
@@ -582,6 +583,7 @@ class SimulateConfig(_Strict):
         "champion_ipw",
         "champion_ipw_negatives",
         "champion_no_exploration",
+        "champion_broken",
     )
     retrain_every: int = Field(3, ge=1, le=60)
     seed: int = Field(20261204, ge=0)

@@ -1,7 +1,10 @@
 """The policies a simulation compares, and the lists of those that use no model.
 
 A model policy (``champion`` and its variants) lists households through the real ``outreach
-train`` and ``outreach score``; its settings are config overrides (:func:`policy_overrides`).
+train`` and ``outreach score``; its settings are config overrides (:func:`policy_overrides`):
+``champion`` as configured, ``champion_<method>`` with another selective-label method,
+``champion_no_exploration`` with no random share of the visit tier, and ``champion_broken``
+with neither (plain labels, no exploration: a loop that learns only from its own lists).
 The other policies list from the round's feature folder, pure functions here:
 
 - ``rule``: the central rule alone at full capacity: per 읍면동, the eligible households with
@@ -46,9 +49,11 @@ def policy_overrides(config: Config, policy: str) -> dict[str, Any]:
     and, unless ``simulate.compare_in_training``, backtests of its own method only."""
     method = config.training.selective_labels.method
     scoring: dict[str, Any] = {}
-    if policy == "champion_no_exploration":
+    if policy in ("champion_no_exploration", "champion_broken"):
         scoring["exploration_share"] = 0.0
-    elif policy != "champion":
+    if policy == "champion_broken":  # the loop that learns only what its own lists show
+        method = "plain"
+    elif policy not in ("champion", "champion_no_exploration"):
         method = policy.removeprefix(f"{SIMULATE_MODEL_PREFIX}_")
     training: dict[str, Any] = {"selective_labels": {"method": method}}
     if not config.simulate.compare_in_training:

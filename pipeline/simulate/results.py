@@ -20,6 +20,20 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.features import feature_folder
+from pipeline.datasets.simulation import (
+    CUMULATIVE,
+    FAIRNESS,
+    PER_EMD,
+    PER_ROUND,
+    PLOT_FAIRNESS,
+    PLOT_MEASURES,
+    PLOTS,
+    POLICIES,
+    RECORD,
+    SIGNALS,
+    TIMING,
+    results_dir,
+)
 from pipeline.io import sha256_of_json, staging_dir, write_bytes, write_json
 from pipeline.months import format_month
 from pipeline.simulate.loop import (
@@ -33,21 +47,7 @@ from pipeline.simulate.loop import (
 from pipeline.simulate.policies import NONE
 from pipeline.vocabulary import EMD, KEY
 
-RESULTS = "results"
-PER_ROUND = "rounds.csv"
-CUMULATIVE = "cumulative.csv"
-POLICIES = "policies.csv"
-FAIRNESS = "fairness.csv"
-PER_EMD = "per_emd.csv"
-SIGNALS = "signals.csv"
-RECORD = "simulation.json"
-TIMING = "timing.json"
-PLOTS = "plots"
 HISTORY_MONTHS = 24  # truth read before the first round: onsets of spells of need
-
-
-def results_dir(config: Config) -> Path:
-    return OutputLayout(config.paths.output_root).simulate / RESULTS
 
 
 def _households(config: Config, runs: Sequence[PolicyLoop]) -> pd.DataFrame:
@@ -240,8 +240,8 @@ def _plots(measures, folder: Path) -> None:
     from models import loop_plots
 
     folder.mkdir(parents=True, exist_ok=True)
-    loop_plots.loop_panels(measures.per_round, measures.cumulative, folder / "measures.png")
-    loop_plots.fairness_lines(measures.per_round, folder / "fairness.png")
+    loop_plots.loop_panels(measures.per_round, measures.cumulative, folder / PLOT_MEASURES)
+    loop_plots.fairness_lines(measures.per_round, folder / PLOT_FAIRNESS)
 
 
 def _log_to_mlflow(config: Config, record: dict, measures, folder: Path) -> None:
