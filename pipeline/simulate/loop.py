@@ -140,13 +140,20 @@ def stage_output_to(path: Path) -> Iterator[None]:
 
 def _stage(config: Config, run: PolicyLoop, name: str, *argv: str) -> None:
     started = time.perf_counter()
-    with stage_output_to(run.root / STAGE_LOG):
-        print(f"==> outreach {name} {' '.join(argv)} (window.end {config.window.end})")
-        code = run_stage(config, name, argv)
+    command = " ".join(("outreach", name, *argv))
+    try:
+        with stage_output_to(run.root / STAGE_LOG):
+            print(f"==> {command} (window.end {config.window.end})")
+            code = run_stage(config, name, argv)
+    except DataError as exc:
+        raise DataError(
+            f"simulate {run.policy}, data through {config.window.end}: `{command}`: {exc} "
+            f"(log: {run.root / STAGE_LOG})"
+        ) from None
     run.timed(name if name != "outcomes" else "import", time.perf_counter() - started)
     if code != EXIT_OK:
         raise DataError(
-            f"simulate {run.policy}: `outreach {name} {' '.join(argv)}` exited with {code} "
+            f"simulate {run.policy}: `{command}` exited with {code} "
             f"(data through {config.window.end}); see {run.root / STAGE_LOG}"
         )
 
@@ -208,22 +215,35 @@ def _store_contacts(config: Config) -> pd.DataFrame:
 
 
 def _return_answers(
-    config: Config, run: PolicyLoop, round_month: int, visits: pd.DataFrame, through: int
+    config: Config,
+    run: PolicyLoop,
+    round_month: int,
+    visits: pd.DataFrame,
+    through: int,
+    earlier: int | None = None,
 ) -> None:
     """The round's filled lists, as the field work stands at ``through``, sent back through
-    ``outreach outcomes import`` (and the call results of the phone tier, when drawn)."""
-    out = (
-        run.root
-        / RETURNED
-        / f"round={format_month(round_month)}"
-        / f"through={format_month(through)}"
-    )
+    ``outreach outcomes import``; on the round's own return also the call service's results of
+    the phone tier (``outreach outcomes import-calls``). ``earlier``: the ``through`` of an
+    earlier return of the same round, whose unchanged lists are not sent again (an office
+    sends a list back when something on it changed)."""
+    folder = run.root / RETURNED / f"round={format_month(round_month)}"
+    out = folder / f"through={format_month(through)}"
     files = fieldwork.write_returned_lists(config, round_month, visits, out, through=through)
+    if earlier is not None:
+        before = folder / f"through={format_month(earlier)}"
+        files = [
+            f
+            for f in files
+            if not (before / f.relative_to(out)).is_file()
+            or (before / f.relative_to(out)).read_bytes() != f.read_bytes()
+        ]
     if files:
         _stage(config, run, "outcomes", "import", *map(str, files))
-    writer = getattr(fieldwork, "write_call_results", None)
-    if writer is not None:
-        calls = writer(config, round_month, visits, out / "calls", through=through)
+    if earlier is None:
+        calls = fieldwork.write_call_results(
+            config, round_month, visits, out / "calls", through=through
+        )
         if calls:
             _stage(config, run, "outcomes", "import-calls", *map(str, calls))
 
@@ -283,7 +303,8 @@ def run_policy(
         end_of_round = round_month + interval - 1
         if is_model_policy(policy):
             if previous is not None:
-                _return_answers(config, run, previous[0], previous[1], end_of_round)
+                earlier = previous[0] + interval - 1  # when the previous round was returned
+                _return_answers(config, run, previous[0], previous[1], end_of_round, earlier)
             _return_answers(config, run, round_month, visits, end_of_round)
             contacts = _store_contacts(config)
         else:  # the answers a caseworker would have sent, told to the world the same way

@@ -182,7 +182,10 @@ def write_results(
     table = policy_table(measures, sim.reference, sim.bootstrap_samples, sim.seed, sim.interval)
     signals = broken_loop_signals(measures.per_round)
     record = {
-        "config_sha256": sha256_of_json(config.model_dump(mode="json", exclude={"source"})),
+        # the settings, not where they ran: the same config in another folder gives one digest
+        "config_sha256": sha256_of_json(
+            config.model_dump(mode="json", exclude={"source", "paths", "runtime"})
+        ),
         "seed": sim.seed,
         "households": households,
         "rounds": [format_month(m) for m in runs[0].rounds],

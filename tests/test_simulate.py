@@ -1,0 +1,211 @@
+"""`outreach simulate`: policies run round after round on copies of one small world, through the
+real stages; the results are measured, written whole, logged to MLflow, and deterministic."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import SMALL_TRAINING, make_config, write_config_file
+
+from pipeline.cli import main
+from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.outcomes import imported_rounds
+from pipeline.datasets.simulation import (
+    PER_ROUND,
+    POLICIES,
+    RECORD,
+    SIGNALS,
+    TIMING,
+    read_results,
+    results_dir,
+)
+from pipeline.errors import EXIT_DATA, EXIT_USAGE
+from pipeline.generate.stage import generate
+from pipeline.io import sha256_tree
+from pipeline.months import format_month
+from pipeline.simulate.loop import round_config
+
+SMALL_WORLD = {"households": 3000, "sigungu": 2, "emd_per_sigungu": [2, 3]}
+# The small world's model is judged on few visits: every gate is waived (tests only).
+WAIVE_ALL = {
+    "waivers": [
+        {"gate": gate, "reason": "tests only: a 3,000-household world of a few rounds"}
+        for gate in ("lift_over_rule", "calibration", "fairness", "champion")
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def small_world(tmp_path_factory, catalogue) -> Path:
+    """A generated world of 3,000 households (never changed: simulations copy it)."""
+    root = tmp_path_factory.mktemp("sim_world")
+    config = make_config(root, generator=SMALL_WORLD)
+    generate(config, catalogue, root / "world")
+    return root / "world"
+
+
+# A few hundred signals per source and month: the volume bounds of the national scale would
+# stop the small world on noise.
+LOOSE_VOLUME = {"volume": {"high_factor": 5.0, "low_factor": 0.1, "poisson_slack": 6.0}}
+
+
+def _config(root: Path, world: Path, **simulate):
+    return make_config(
+        root,
+        paths={"raw_input": str(world / "raw"), "truth_input": str(world / "truth")},
+        generator=SMALL_WORLD,
+        validation=LOOSE_VOLUME,
+        training={
+            **SMALL_TRAINING,
+            "backtest": {"test_rounds": 1, "bootstrap_samples": 50},
+            "gates": WAIVE_ALL,
+        },
+        simulate={"bootstrap_samples": 100, **simulate},
+    )
+
+
+def _simulate(config, tmp_path: Path, *argv: str) -> int:
+    config_file = write_config_file(config, tmp_path / f"{config.paths.output_root.name}.yaml")
+    return main(["--config", str(config_file), "--no-progress", "simulate", *argv])
+
+
+@pytest.fixture(scope="module")
+def simulated(small_world, tmp_path_factory):
+    """Two rounds of the rule and the champion on the small world."""
+    root = tmp_path_factory.mktemp("sim_run")
+    config = _config(root / "out", small_world, policies=["rule", "champion"], rounds=2)
+    code = _simulate(config, root, "--rounds", "2")
+    return config, code
+
+
+def test_policies_run_round_after_round_through_the_real_stages(simulated, small_world):
+    config, code = simulated
+    assert code == 0
+    layout = OutputLayout(config.paths.output_root)
+    work = layout.simulate_work
+    start = config.window.end_index
+    rounds = [start + 1, start + 3]
+    for policy in ("none", "rule", "champion"):
+        # each world moved on two round intervals from the shared start
+        world = json.loads((work / policy / "truth" / "_world.json").read_text())
+        assert world["through"] == format_month(start + 4)
+        assert len(world["advances"]) == 2
+    # the champion's lists were scored by the real score stage and came back through the import
+    champion = round_config(config, "champion", work / "champion", start + 2)
+    assert imported_rounds(champion) == [format_month(r) for r in rounds]
+    for r in rounds:
+        assert (
+            layout.simulate_work / "champion" / "rounds" / format_month(r) / "scores.parquet"
+        ).is_file()
+    # the rule and the counterfactual never train or score
+    assert not (work / "rule" / "rounds").exists()
+    assert not (work / "none" / "validation").exists()
+    # contacts changed the rule's world and not the one nobody contacted
+    none_contacts = json.loads((work / "none" / "truth" / "_world.json").read_text())["advances"]
+    rule_contacts = json.loads((work / "rule" / "truth" / "_world.json").read_text())["advances"]
+    assert [a["contacts"] for a in none_contacts] == [0, 0]
+    assert all(a["contacts"] > 0 for a in rule_contacts)
+    # the source world was never touched
+    assert (small_world / "truth" / "_world.json").is_file()
+    assert json.loads((small_world / "truth" / "_world.json").read_text())["advances"] == []
+
+
+def test_results_are_measured_against_the_hidden_truth(simulated):
+    config, _ = simulated
+    results = read_results(config)
+    table = results["policies"].set_index("policy")
+    assert list(table.index) == ["rule", "champion"]
+    assert (table["visit_listed"] > 0).all() if "visit_listed" in table else True
+    assert table.loc["rule", "need_found_minus_reference"] == 0
+    for policy in ("rule", "champion"):
+        assert 0 <= table.loc[policy, "precision"] <= 1
+        low = table.loc[policy, "need_found_minus_reference_low"]
+        high = table.loc[policy, "need_found_minus_reference_high"]
+        assert low <= table.loc[policy, "need_found_minus_reference"] <= high
+    per_round = results["rounds"]
+    assert set(per_round["policy"]) == {"rule", "champion"}
+    assert per_round["round"].nunique() == 2
+    assert set(results["signals"]["policy"]) == {"rule", "champion"}
+    record = results["record"]
+    assert record["policies"] == ["none", "rule", "champion"]
+    assert record["trained_rounds"]["champion"] == [format_month(config.window.end_index + 1)]
+    assert set(results["plots"]) == {"measures.png", "fairness.png"}
+    # no household key leaves the simulation's results
+    text = "".join(p.read_text() for p in results_dir(config).glob("*.csv"))
+    assert "household_key" not in text
+    timing = results["timing"]
+    assert timing["seconds"] > 0 and timing["peak_rss_mb"] > 0
+    bench = json.loads(OutputLayout(config.paths.output_root).bench_record("simulate").read_text())
+    assert bench["stage"] == "simulate" and bench["rounds"] == 2
+
+
+def test_results_are_logged_to_mlflow(simulated):
+    from pipeline.tracking import connect
+
+    config, _ = simulated
+    client = connect(config)
+    experiment = client.get_experiment_by_name(config.simulate.experiment)
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["policies"] == "none,rule,champion"
+    history = client.get_metric_history(run.info.run_id, "champion.precision")
+    assert [m.step for m in history] == [0, 1]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "simulation")}
+    assert f"simulation/{POLICIES}" in artifacts and f"simulation/{PER_ROUND}" in artifacts
+
+
+def test_same_seed_and_config_give_identical_results(small_world, tmp_path):
+    """Two simulations with the same seed and config write the same results (timing aside)."""
+    digests = []
+    for name in ("first", "second"):
+        config = _config(
+            tmp_path / name, small_world, policies=["random"], reference="random", rounds=1
+        )
+        assert _simulate(config, tmp_path) == 0
+        files = sha256_tree(results_dir(config))
+        files.pop(TIMING)
+        digests.append(files)
+    assert digests[0] == digests[1]
+    assert PER_ROUND in digests[0] and RECORD in digests[0]
+
+
+def test_a_failed_simulation_keeps_the_last_good_results(simulated, tmp_path, capsys):
+    config, _ = simulated
+    copy = tmp_path / "out"
+    shutil.copytree(results_dir(config), OutputLayout(copy).simulate / "results")
+    before = sha256_tree(OutputLayout(copy).simulate / "results")
+    broken = make_config(
+        copy,
+        paths={"raw_input": str(tmp_path / "missing" / "raw"), "truth_input": str(tmp_path)},
+        simulate={"policies": ["rule"], "rounds": 1, "reference": "rule"},
+    )
+    assert _simulate(broken, tmp_path) == EXIT_DATA
+    assert "missing/raw: not found" in capsys.readouterr().err
+    assert sha256_tree(OutputLayout(copy).simulate / "results") == before
+
+
+def test_unknown_policy_is_a_usage_error(small_world, tmp_path, capsys):
+    config = _config(tmp_path / "out", small_world)
+    assert _simulate(config, tmp_path, "--policies", "rule,clairvoyant") == EXIT_USAGE
+    assert "clairvoyant" in capsys.readouterr().err
+
+
+def test_stage_failure_names_the_command_and_the_log(small_world, tmp_path, capsys):
+    """A stage that fails inside the loop stops the simulation with one line naming it."""
+    world = tmp_path / "world"
+    shutil.copytree(small_world, world)
+    layout = TableLayout(world / "raw")
+    code = layout.partitions("households")[0]
+    households = pd.read_parquet(layout.partition_file("households", code))
+    households.drop(columns=["tenure"]).to_parquet(layout.partition_file("households", code))
+    config = _config(tmp_path / "out", world, policies=["rule"], rounds=1)
+    assert _simulate(config, tmp_path) == EXIT_DATA
+    err = capsys.readouterr().err
+    assert "outreach validate" in err and "stages.log" in err
+    assert not (results_dir(config) / RECORD).exists()
+    assert SIGNALS  # the results' names are the dataset's
