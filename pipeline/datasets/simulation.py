@@ -10,6 +10,8 @@ the report (its simulation page) and by people. Files:
 - ``fairness.csv``: recall and precision ratios per policy, round, attribute and group;
 - ``per_emd.csv``: per policy and 읍면동, the totals the intervals resample;
 - ``signals.csv``: per policy, the trends and flags of a degrading loop;
+- ``offpolicy.csv``: the doubly robust off-policy estimates of precision at capacity that the
+  model policies' trainings made of simulated rounds, beside the truth (error, coverage);
 - ``simulation.json``: the settings (config digest, seed, rounds, policies, trained rounds,
   champions); ``timing.json``: seconds per policy and step, peak memory (not deterministic);
 - ``plots/measures.png`` and ``plots/fairness.png``.
@@ -35,6 +37,7 @@ POLICIES = "policies.csv"
 FAIRNESS = "fairness.csv"
 PER_EMD = "per_emd.csv"
 SIGNALS = "signals.csv"
+OFFPOLICY = "offpolicy.csv"
 RECORD = "simulation.json"
 TIMING = "timing.json"
 PLOTS = "plots"
@@ -57,7 +60,7 @@ def read_results(config: Config) -> dict[str, Any]:
     folder = results_dir(config)
     tables = {
         name.removesuffix(".csv"): pd.read_csv(folder / name)
-        for name in (PER_ROUND, CUMULATIVE, POLICIES, FAIRNESS, PER_EMD, SIGNALS)
+        for name in (PER_ROUND, CUMULATIVE, POLICIES, FAIRNESS, PER_EMD, SIGNALS, OFFPOLICY)
         if (folder / name).is_file()
     }
     return {

@@ -23,6 +23,7 @@ from pipeline.datasets.features import feature_folder
 from pipeline.datasets.simulation import (
     CUMULATIVE,
     FAIRNESS,
+    OFFPOLICY,
     PER_EMD,
     PER_ROUND,
     PLOT_FAIRNESS,
@@ -137,6 +138,64 @@ def measure_runs(config: Config, runs: Sequence[PolicyLoop]):
     return loop_measures(policy_runs, world), len(households)
 
 
+OFFPOLICY_MEASURES = (
+    "offpolicy_dr_emd_precision",
+    "offpolicy_dr_emd_precision_low",
+    "offpolicy_dr_emd_precision_high",
+    "truth_emd_precision",
+)
+
+
+def offpolicy_in_simulated_rounds(config: Config, runs: Sequence[PolicyLoop]) -> pd.DataFrame:
+    """The doubly robust off-policy estimates of precision at capacity that each model policy's
+    trainings made of simulated rounds (their backtests' test rounds the loop itself listed and
+    visited), beside the truth: policy, window_end, round, list, estimate, low, high, truth,
+    covered (the interval holds the truth), error (estimate minus truth)."""
+    from pipeline.tracking import connect
+    from pipeline.tracking.runs import training_backtests
+
+    first = format_month(runs[0].rounds[0])
+    rows = []
+    for run in runs:
+        if not run.trained_rounds:
+            continue
+        policy_config = round_config(config, run.policy, run.root, run.rounds[-1])
+        client = connect(policy_config)
+        for row in training_backtests(
+            client, policy_config.training.experiment, OFFPOLICY_MEASURES
+        ):
+            if row["round"] < first:
+                continue
+            rows.append({"policy": run.policy, **row})
+    frame = pd.DataFrame(
+        rows,
+        columns=["policy", "run_id", "window_end", "round", "list", *OFFPOLICY_MEASURES],
+    )
+    frame = frame.drop(columns="run_id").rename(
+        columns={
+            "offpolicy_dr_emd_precision": "estimate",
+            "offpolicy_dr_emd_precision_low": "low",
+            "offpolicy_dr_emd_precision_high": "high",
+            "truth_emd_precision": "truth",
+        }
+    )
+    frame = frame.dropna(subset=["estimate", "truth"])
+    frame["error"] = frame["estimate"] - frame["truth"]
+    frame["covered"] = (frame["low"] <= frame["truth"]) & (frame["truth"] <= frame["high"])
+    return frame.sort_values(["policy", "window_end", "round", "list"]).reset_index(drop=True)
+
+
+def offpolicy_summary(frame: pd.DataFrame) -> dict[str, float | int]:
+    """Mean absolute error and interval coverage of the estimates in simulated rounds."""
+    if frame.empty:
+        return {"estimates": 0}
+    return {
+        "estimates": len(frame),
+        "mean_absolute_error": round(float(frame["error"].abs().mean()), 4),
+        "coverage": round(float(frame["covered"].mean()), 4),
+    }
+
+
 def _peak_memory_mb() -> dict[str, float]:
     """Peak resident memory of this process and of its largest child (Linux: KiB)."""
     scale = 1024 if platform.system() != "Darwin" else 1
@@ -181,6 +240,7 @@ def write_results(
     measures, households = measure_runs(config, runs)
     table = policy_table(measures, sim.reference, sim.bootstrap_samples, sim.seed, sim.interval)
     signals = broken_loop_signals(measures.per_round)
+    offpolicy = offpolicy_in_simulated_rounds(config, runs)
     record = {
         # the settings, not where they ran: the same config in another folder gives one digest
         "config_sha256": sha256_of_json(
@@ -196,6 +256,7 @@ def write_results(
             run.policy: [format_month(m) for m in run.trained_rounds] for run in runs
         },
         "champions": {run.policy: run.champions for run in runs if run.champions},
+        "offpolicy_in_simulated_rounds": offpolicy_summary(offpolicy),
     }
     timing = {
         "seconds": round(seconds, 1),
@@ -212,6 +273,7 @@ def write_results(
         _csv(measures.fairness, folder / FAIRNESS)
         _csv(measures.per_emd.reset_index(), folder / PER_EMD)
         _csv(signals, folder / SIGNALS)
+        _csv(offpolicy, folder / OFFPOLICY)
         write_json(record, folder / RECORD)
         write_json(timing, folder / TIMING)
         _plots(measures, folder / PLOTS)

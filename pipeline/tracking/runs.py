@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,3 +164,51 @@ def registry_state(client: Any, name: str) -> RegistryState:
     aliases = {str(k): str(v) for k, v in (model.aliases or {}).items()}
     numbers = tuple(sorted((str(v.version) for v in versions), key=int))
     return RegistryState(aliases, numbers)
+
+
+def training_backtests(
+    client: Any, experiment: str, measures: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per finished training run of ``experiment`` and test round of its backtests: the values
+    of the per-round backtest metrics ``bt.<list>.<measure>`` for every ``measure`` given.
+
+    One dict per (run, test round, list): run_id, window_end (the run's data window end), round
+    (``YYYY-MM``), list (a candidate, the rule, ...), and one key per measure (NaN if absent).
+    """
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    for run in client.search_runs(
+        [found.experiment_id], filter_string="attributes.status = 'FINISHED'"
+    ):
+        rounds = [r for r in run.data.params.get("test_rounds", "").split(",") if r]
+        if not rounds:
+            continue
+        lists = sorted(
+            {
+                key.split(".")[1]
+                for key in run.data.metrics
+                if key.startswith("bt.") and key.count(".") >= 2
+            }
+        )
+        for name in lists:
+            values: dict[str, dict[int, float]] = {}
+            for measure in measures:
+                key = f"bt.{name}.{measure}"
+                if key in run.data.metrics:
+                    history = client.get_metric_history(run.info.run_id, key)
+                    values[measure] = {m.step: m.value for m in history}
+            if not values:
+                continue
+            for step, label in enumerate(rounds):
+                rows.append(
+                    {
+                        "run_id": run.info.run_id,
+                        "window_end": run.data.params.get("window.end", ""),
+                        "round": label,
+                        "list": name,
+                        **{m: values.get(m, {}).get(step, float("nan")) for m in measures},
+                    }
+                )
+    return rows
