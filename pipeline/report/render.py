@@ -100,9 +100,12 @@ def render_report(
     config: Config,
     catalogue: IndicatorCatalogue,
     outcome_catalogue: OutcomeCatalogue,
+    simulation: Any = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """The overview and the follow-up page as text, keyed by their path inside ``report/``; and
-    a summary. The 읍면동 pages are written apart (:func:`write_emd_pages`)."""
+    a summary. The 읍면동 pages are written apart (:func:`write_emd_pages`). With ``simulation``
+    (``pipeline.report.simulation.SimulationResults``) also the simulation page, linked from the
+    overview."""
     from markupsafe import Markup
 
     rc = config.report
@@ -201,6 +204,14 @@ def render_report(
     followup_page = FOLLOWUP if inputs.outcomes is not None else None
     model = manifest.get("model", {})
     files: dict[str, str] = {}
+    simulation_page = None
+    if simulation is not None:
+        from pipeline.report.simulation import SIMULATION, render_simulation
+
+        files[SIMULATION], summary["simulation"] = render_simulation(
+            env, common, simulation, config.simulate.interval
+        )
+        simulation_page = SIMULATION
     files[INDEX] = env.get_template("index.html").render(
         **common,
         created_at=str(manifest.get("created_at", ""))[:10],
@@ -244,6 +255,7 @@ def render_report(
         fairness_rows=pages.fairness_rows(fairness, bounds, t),
         bounds=bounds,
         followup_page=followup_page,
+        simulation_page=simulation_page,
         model_as_of=model.get("training_as_of") or "–",
         model_chosen_by=model.get("chosen_by") or "–",
         features_folder=manifest.get("features", {}).get("folder", "–"),

@@ -8,6 +8,9 @@ never sees half a report; an earlier report of the round is replaced, since it i
   office alone (sortable and filterable by an inline script);
 - ``followup.html``: once the round's visit outcomes are imported (``pipeline.datasets.outcomes``),
   the realised precision and calibration of the round's list;
+- ``simulation.html``: when the output root holds the results of ``outreach simulate``
+  (``pipeline.datasets.simulation``), the comparison of the simulated policies
+  (``pipeline.report.simulation``), linked from the overview;
 - ``report.json``: the sha256 of the round manifest the report was built from, of the other
   inputs (previous round's manifest, outcomes file), the leading features and the sha256 of every
   file written.
@@ -41,6 +44,7 @@ from pipeline.lineage.ledger import check_writable
 from pipeline.lineage.ledger import head as ledger_head
 from pipeline.report.inputs import read_inputs
 from pipeline.report.render import EMD_DIR, pages_tasks, render_report, write_emd_pages
+from pipeline.report.simulation import read_simulation
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,8 @@ def write_report(config: Config, as_of: int) -> ReportResult:
     catalogues = load_catalogues(config)
     catalogue, outcome_catalogue = catalogues.indicators, catalogues.outcomes
     inputs = read_inputs(config, as_of, outcome_catalogue)
-    pages_text, summary = render_report(inputs, config, catalogue, outcome_catalogue)
+    simulation = read_simulation(config)  # the simulation page, when there are results
+    pages_text, summary = render_report(inputs, config, catalogue, outcome_catalogue, simulation)
     final = OutputLayout(config.paths.output_root).round(inputs.round) / REPORT
     check_writable(config.paths.output_root)
     replaced = final.exists()
@@ -111,6 +116,8 @@ def write_report(config: Config, as_of: int) -> ReportResult:
             "settings": config.report.model_dump(mode="json"),
             "files_sha256": files,
         }
+        if summary.get("simulation"):
+            record["simulation"] = summary["simulation"]
         if summary.get("psi_merged"):
             record["psi_merged_values"] = summary["psi_merged"]
         write_json(record, out / RECORD)
