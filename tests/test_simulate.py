@@ -209,3 +209,16 @@ def test_stage_failure_names_the_command_and_the_log(small_world, tmp_path, caps
     assert "outreach validate" in err and "stages.log" in err
     assert not (results_dir(config) / RECORD).exists()
     assert SIGNALS  # the results' names are the dataset's
+
+
+def test_measure_only_rewrites_the_same_results(simulated, tmp_path):
+    """`--measure-only` measures the saved loops again, without running a round."""
+    config, _ = simulated
+    before = sha256_tree(results_dir(config))
+    work = OutputLayout(config.paths.output_root).simulate_work
+    rounds_before = sorted(p.name for p in (work / "champion" / "rounds").iterdir())
+    assert _simulate(config, tmp_path, "--measure-only") == 0
+    after = sha256_tree(results_dir(config))
+    before.pop(TIMING), after.pop(TIMING)
+    assert after == before
+    assert sorted(p.name for p in (work / "champion" / "rounds").iterdir()) == rounds_before

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated policies (default: simulate.policies); the world without contact "
         "is always run beside them",
     )
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="measure the last simulation's policies again (outputs/simulate/work/) and rewrite "
+        "the results, without running any round",
+    )
 
 
 def simulation_config(config: Config, args: argparse.Namespace) -> Config:
@@ -62,8 +68,20 @@ def _simulate(config: Config, announce) -> dict:
         policy_started = time.perf_counter()
         run = run_policy(config, policy, work / policy, sim.rounds, announce)
         run.timed("total", time.perf_counter() - policy_started)
+        run.save()
         runs.append(run)
     return write_results(config, runs, time.perf_counter() - started, announce)
+
+
+def _measure_again(config: Config, announce) -> dict:
+    from pipeline.simulate.loop import PolicyLoop
+    from pipeline.simulate.policies import NONE
+    from pipeline.simulate.results import write_results
+
+    work = OutputLayout(config.paths.output_root).simulate_work
+    runs = [PolicyLoop.load(work / p) for p in (NONE, *config.simulate.policies)]
+    seconds = sum(run.seconds.get("total", 0.0) for run in runs)
+    return write_results(config, runs, seconds, announce)
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -73,7 +91,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
         config = simulation_config(config, args)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    record = _simulate(config, log_to_terminal)
+    if args.measure_only:
+        record = _measure_again(config, log_to_terminal)
+    else:
+        record = _simulate(config, log_to_terminal)
     for line in record["summary_lines"]:
         print(line)
     print(f"results: {OutputLayout(config.paths.output_root).simulate}")

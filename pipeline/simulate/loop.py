@@ -43,7 +43,7 @@ from pipeline.datasets.rounds import SCORES, round_dir
 from pipeline.datasets.staged import read_capacity_table
 from pipeline.datasets.truth import TRUTH_TABLE
 from pipeline.errors import EXIT_OK, DataError
-from pipeline.io import write_parquet
+from pipeline.io import read_json_file, write_json, write_parquet
 from pipeline.months import format_month
 from pipeline.simulate import fieldwork
 from pipeline.simulate.policies import (
@@ -62,6 +62,7 @@ RECORDS = "simulate"  # inside a policy's root: round=YYYY-MM/listed.parquet, vi
 LISTED_FILE = "listed.parquet"
 VISITS_FILE = "visits.parquet"
 RETURNED = "returned"  # inside a policy's root: the filled lists sent back, per round
+LOOP_RECORD = "loop.json"
 STAGE_LOG = "stages.log"  # inside a policy's root: what the stages printed and logged
 
 
@@ -78,6 +79,35 @@ class PolicyLoop:
 
     def timed(self, step: str, seconds: float) -> None:
         self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def save(self) -> None:
+        """``<root>/simulate/loop.json``: what the loop did, for measuring it again later."""
+        write_json(
+            {
+                "policy": self.policy,
+                "rounds": self.rounds,
+                "seconds": self.seconds,
+                "trained_rounds": self.trained_rounds,
+                "champions": self.champions,
+            },
+            self.root / RECORDS / LOOP_RECORD,
+        )
+
+    @classmethod
+    def load(cls, root: Path) -> PolicyLoop:
+        """The loop saved under ``root``; DataError when it has none (it did not finish)."""
+        path = root / RECORDS / LOOP_RECORD
+        if not path.is_file():
+            raise DataError(f"{path} not found: the policy's loop did not finish; simulate again")
+        data = read_json_file(path)
+        return cls(
+            policy=data["policy"],
+            root=root,
+            rounds=[int(m) for m in data["rounds"]],
+            seconds={k: float(v) for k, v in data["seconds"].items()},
+            trained_rounds=[int(m) for m in data["trained_rounds"]],
+            champions=dict(data["champions"]),
+        )
 
 
 def _link_or_copy(source: str, target: str) -> None:
