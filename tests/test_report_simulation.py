@@ -172,6 +172,11 @@ def write_simulation_results(folder: Path) -> dict[str, pd.DataFrame]:
             "retrain_every": 3,
             "trained_rounds": {"champion_broken": [format_month(ROUNDS[0])]},
             "champions": {"champion_broken": {format_month(ROUNDS[0]): "1"}},
+            "offpolicy_in_simulated_rounds": {
+                "estimates": 6,
+                "mean_absolute_error": 0.0421,
+                "coverage": 0.8333,
+            },
         },
         folder / dataset.RECORD,
     )
@@ -331,6 +336,7 @@ def test_with_results_the_page_is_written_linked_and_recorded(reported, small_re
     # the header, the policies and the intervals
     assert "12,345" in text and "4242" in text and "2025-01 ~ 2025-07" in text
     assert "1시간 2분 5초" in text
+    assert "추정 6건 · 평균 절대 오차 0.042 · 구간 포함률 0.833" in text
     for policy in POLICIES:
         assert f'data-policy="{policy}"' in text
     table = small_results[1]["policies"].set_index("policy").loc["oracle"]

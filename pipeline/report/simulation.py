@@ -314,6 +314,7 @@ def header_facts(record: dict[str, Any], timing: dict[str, Any]) -> dict[str, An
             f"{_float(timing['peak_rss_mb']):,.0f} MB" if "peak_rss_mb" in timing else DASH
         ),
         "config_sha256": str(record.get("config_sha256", "")),
+        "offpolicy": _offpolicy(record.get("offpolicy_in_simulated_rounds")),
         "policy_seconds": [
             {
                 **policy_name(str(p)),
@@ -323,6 +324,17 @@ def header_facts(record: dict[str, Any], timing: dict[str, Any]) -> dict[str, An
             for p in timed
         ],
     }
+
+
+def _offpolicy(summary: Any) -> str:
+    """The off-policy estimates' check in simulated rounds (``simulation.json``), or ""."""
+    if not isinstance(summary, dict) or not summary.get("estimates"):
+        return ""
+    return (
+        f"추정 {number(summary['estimates'])}건 · 평균 절대 오차 "
+        f"{share(summary.get('mean_absolute_error'))} · 구간 포함률 "
+        f"{share(summary.get('coverage'))}"
+    )
 
 
 def simulation_context(results: SimulationResults, level: float) -> dict[str, Any]:
