@@ -222,3 +222,16 @@ def test_measure_only_rewrites_the_same_results(simulated, tmp_path):
     before.pop(TIMING), after.pop(TIMING)
     assert after == before
     assert sorted(p.name for p in (work / "champion" / "rounds").iterdir()) == rounds_before
+
+
+def test_resume_keeps_the_policies_finished_with_the_same_settings(simulated, tmp_path):
+    """`--resume` runs no round of a policy whose saved loop has the same settings and rounds;
+    another seed runs it again."""
+    config, _ = simulated
+    work = OutputLayout(config.paths.output_root).simulate_work
+    logs = {p: (work / p / "stages.log").read_bytes() for p in ("rule", "champion")}
+    assert _simulate(config, tmp_path, "--resume") == 0
+    assert {p: (work / p / "stages.log").read_bytes() for p in logs} == logs
+    reseeded = config.with_overrides(simulate={"seed": config.simulate.seed + 1})
+    assert _simulate(reseeded, tmp_path, "--resume", "--policies", "rule") == 0
+    assert (work / "rule" / "stages.log").read_bytes() != logs["rule"]

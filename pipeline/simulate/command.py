@@ -23,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "is always run beside them",
     )
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the policies the last simulation finished with the same settings "
+        "(outputs/simulate/work/<policy>/simulate/loop.json) and run only the others",
+    )
+    parser.add_argument(
         "--measure-only",
         action="store_true",
         help="measure the last simulation's policies again (outputs/simulate/work/) and rewrite "
@@ -49,7 +55,7 @@ def simulation_config(config: Config, args: argparse.Namespace) -> Config:
         raise UsageError(f"simulate: {' '.join(first[1:3]).strip() or exc}") from None
 
 
-def _simulate(config: Config, announce) -> dict:
+def _simulate(config: Config, announce, resume: bool = False) -> dict:
     from pipeline.simulate.loop import run_policy
     from pipeline.simulate.policies import NONE
     from pipeline.simulate.results import write_results
@@ -57,11 +63,18 @@ def _simulate(config: Config, announce) -> dict:
     sim = config.simulate
     layout = OutputLayout(config.paths.output_root)
     work = layout.simulate_work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     runs = []
     for policy in (NONE, *sim.policies):
+        finished = _finished(config, work / policy) if resume else None
+        if finished is not None:
+            announce(f"{policy}: kept from the last simulation ({len(finished.rounds)} rounds)")
+            runs.append(finished)
+            continue
+        shutil.rmtree(work / policy, ignore_errors=True)
         announce(
             f"{policy}: {sim.rounds} round(s) from {format_month(config.window.end_index + 1)}"
         )
@@ -71,6 +84,23 @@ def _simulate(config: Config, announce) -> dict:
         run.save()
         runs.append(run)
     return write_results(config, runs, time.perf_counter() - started, announce)
+
+
+def _finished(config: Config, root):
+    """The policy's saved loop when it finished the rounds asked for with these settings."""
+    from pipeline.errors import DataError
+    from pipeline.simulate.loop import PolicyLoop, settings_digest
+
+    try:
+        run = PolicyLoop.load(root)
+    except DataError:
+        return None
+    first = config.window.end_index + 1
+    interval = config.window.round_interval_months
+    wanted = [first + i * interval for i in range(config.simulate.rounds)]
+    if run.rounds != wanted or run.settings != settings_digest(config, run.policy):
+        return None
+    return run
 
 
 def _measure_again(config: Config, announce) -> dict:
@@ -94,7 +124,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     if args.measure_only:
         record = _measure_again(config, log_to_terminal)
     else:
-        record = _simulate(config, log_to_terminal)
+        record = _simulate(config, log_to_terminal, resume=args.resume)
     for line in record["summary_lines"]:
         print(line)
     print(f"results: {OutputLayout(config.paths.output_root).simulate}")

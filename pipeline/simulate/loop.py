@@ -43,7 +43,7 @@ from pipeline.datasets.rounds import SCORES, round_dir
 from pipeline.datasets.staged import read_capacity_table
 from pipeline.datasets.truth import TRUTH_TABLE
 from pipeline.errors import EXIT_OK, DataError
-from pipeline.io import read_json_file, write_json, write_parquet
+from pipeline.io import read_json_file, sha256_of_json, write_json, write_parquet
 from pipeline.months import format_month
 from pipeline.simulate import fieldwork
 from pipeline.simulate.policies import (
@@ -76,6 +76,7 @@ class PolicyLoop:
     seconds: dict[str, float] = field(default_factory=dict)
     trained_rounds: list[int] = field(default_factory=list)
     champions: dict[str, str] = field(default_factory=dict)  # round -> champion version
+    settings: str = ""  # the digest of the settings the loop ran with (settings_digest)
 
     def timed(self, step: str, seconds: float) -> None:
         self.seconds[step] = self.seconds.get(step, 0.0) + seconds
@@ -89,6 +90,7 @@ class PolicyLoop:
                 "seconds": self.seconds,
                 "trained_rounds": self.trained_rounds,
                 "champions": self.champions,
+                "settings": self.settings,
             },
             self.root / RECORDS / LOOP_RECORD,
         )
@@ -107,6 +109,7 @@ class PolicyLoop:
             seconds={k: float(v) for k, v in data["seconds"].items()},
             trained_rounds=[int(m) for m in data["trained_rounds"]],
             champions=dict(data["champions"]),
+            settings=str(data.get("settings", "")),
         )
 
 
@@ -128,6 +131,16 @@ def copy_world(config: Config, root: Path) -> None:
         if not Path(source).is_dir():
             raise DataError(f"{source}: not found (the world a simulation starts from)")
         shutil.copytree(source, target, copy_function=_link_or_copy)
+
+
+def settings_digest(base: Config, policy: str) -> str:
+    """sha256 of what a policy's loop depends on: the config but where it runs and how the
+    runtime is set, and the simulation's settings that do not change a loop (its rounds, the
+    policies beside it, how they are compared)."""
+    data = base.model_dump(mode="json", exclude={"source", "paths", "runtime"})
+    keep = ("seed", "retrain_every", "compare_in_training")
+    data["simulate"] = {k: data["simulate"][k] for k in keep}
+    return sha256_of_json({"policy": policy, "config": data})
 
 
 def round_config(base: Config, policy: str, root: Path, through: int) -> Config:
@@ -301,7 +314,7 @@ def run_policy(
     announce: Callable[[str], None],
 ) -> PolicyLoop:
     """Run ``policy``'s loop for ``rounds`` rounds in ``root`` (a fresh output root)."""
-    run = PolicyLoop(policy, root)
+    run = PolicyLoop(policy, root, settings=settings_digest(base, policy))
     copy_world(base, root)
     seed = base.simulate.seed
     interval = base.window.round_interval_months
