@@ -25,6 +25,7 @@ def measure(config: Config, args: argparse.Namespace) -> int:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    from pipeline.report.simulation import SIMULATION
     from pipeline.report.stage import write_report
 
     as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
@@ -33,6 +34,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     print(
         f"report of round {result.round}: overview, {pages} 읍면동 pages"
         + (", follow-up page (visit outcomes imported)" if result.followup else "")
+        + (", simulation page (outreach simulate)" if SIMULATION in result.files else "")
     )
     if result.previous is None:
         print("  no previous round to compare with")

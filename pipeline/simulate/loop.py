@@ -172,7 +172,11 @@ def stage_output_to(path: Path) -> Iterator[None]:
         h.setLevel(max(h.level, logging.WARNING))
     root_logger.addHandler(handler)
     try:
-        with open(path, "a", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+        with (
+            open(path, "a", encoding="utf-8") as out,
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(out),  # what MLflow prints; log warnings still show
+        ):
             yield
     finally:
         root_logger.removeHandler(handler)
@@ -272,7 +276,8 @@ def _return_answers(
     sends a list back when something on it changed)."""
     folder = run.root / RETURNED / f"round={format_month(round_month)}"
     out = folder / f"through={format_month(through)}"
-    files = fieldwork.write_returned_lists(config, round_month, visits, out, through=through)
+    with stage_output_to(run.root / STAGE_LOG):
+        files = fieldwork.write_returned_lists(config, round_month, visits, out, through=through)
     if earlier is not None:
         before = folder / f"through={format_month(earlier)}"
         files = [
@@ -284,9 +289,10 @@ def _return_answers(
     if files:
         _stage(config, run, "outcomes", "import", *map(str, files))
     if earlier is None:
-        calls = fieldwork.write_call_results(
-            config, round_month, visits, out / "calls", through=through
-        )
+        with stage_output_to(run.root / STAGE_LOG):
+            calls = fieldwork.write_call_results(
+                config, round_month, visits, out / "calls", through=through
+            )
         if calls:
             _stage(config, run, "outcomes", "import-calls", *map(str, calls))
 
