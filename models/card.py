@@ -70,6 +70,7 @@ class CardFacts:
     tradeoff: pd.DataFrame | None = None  # the mitigation settings compared in the backtests
     mitigation: str = "none"  # the registered setting, described
     mitigation_reason: str = ""
+    loop_settings: str = ""  # selective labels and exploration, and why (the living loop)
     overrides: OverrideFigures | None = None  # caseworkers' overrides in the training rounds
 
 
@@ -191,6 +192,7 @@ def render_card(f: CardFacts) -> str:
         "",
         f"- Candidate `{f.candidate}`, selective-label method `{f.method}`; "
         f"size {f.lightgbm_size}.",
+        *([f"- The living loop: {f.loop_settings}"] if f.loop_settings else []),
         f"- Calibration: {f.calibration}, fitted on the latest training round(s) held out, never "
         "on a test round.",
         "- Trained "

@@ -321,6 +321,10 @@ class LightGBMConfig(_Strict):
 
 
 SelectiveMethod = Literal["plain", "ipw", "negatives", "ipw_negatives"]
+LOOP_EVIDENCE = (
+    "Chosen from the living loop on the sample's world (docs/simulation.md): the champion "
+    "with these settings against the same model without exploration and with plain labels."
+)
 
 
 class SelectiveLabelsConfig(_Strict):
@@ -338,6 +342,8 @@ class SelectiveLabelsConfig(_Strict):
     quiet_months: int = Field(4, ge=1, le=12)
     negatives_per_label: float = Field(1.0, gt=0.0, le=20.0)
     negative_weight: float = Field(1.0, gt=0.0)
+    # Why this method: the evidence the model card cites (docs/simulation.md, the living loop).
+    reason: str = Field(LOOP_EVIDENCE, min_length=10)
 
 
 class CalibrationConfig(_Strict):
@@ -495,6 +501,8 @@ class ScoringConfig(_Strict):
     phone_band: float = Field(1.0, ge=0.0, le=10.0)
     exploration_share: float = Field(0.05, ge=0.0, le=0.5)
     exploration_signal_months: int = Field(12, ge=1, le=36)
+    # Why this share: the evidence the model card cites (docs/simulation.md, the living loop).
+    exploration_reason: str = Field(LOOP_EVIDENCE, min_length=10)
     reasons: int = Field(3, ge=1, le=10)
     carry_over: CarryOverConfig = CarryOverConfig()
     language: Literal["ko", "en"] = "ko"

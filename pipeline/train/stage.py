@@ -206,6 +206,11 @@ def card_facts(
             tc.mitigation.method, tuple(tc.mitigation.attributes), tc.mitigation.strength
         ),
         mitigation_reason=tc.mitigation.reason,
+        loop_settings=(
+            f"selective labels `{tc.selective_labels.method}` (reason: "
+            f"{tc.selective_labels.reason}); exploration share of the visit tier "
+            f"{config.scoring.exploration_share:g} (reason: {config.scoring.exploration_reason})"
+        ),
         gates=gates,
         promoted=promoted,
         decision=reason,
