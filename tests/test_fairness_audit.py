@@ -138,15 +138,22 @@ def test_count_bootstrap_gives_the_interval_of_resampled_households():
     f = ours[(ours["attribute"] == "head_sex") & (ours["group"] == "F")].iloc[0]
     rng = np.random.default_rng(1)
     ratios = []
-    groups = {g: part for g, part in rows.groupby("head_sex")}
+    # each group's households as arrays (in need and listed, in need): resampling rows of these
+    # is resampling the households (numpy indexing instead of DataFrame.iloc: 60 times faster)
+    groups = {
+        g: ((part["listed"] & part["in_need"]).to_numpy(), part["in_need"].to_numpy())
+        for g, part in rows.groupby("head_sex")
+    }
 
-    def recall(part):
-        need = part["in_need"].to_numpy()
-        return (part["listed"].to_numpy() & need).sum() / need.sum()
+    def recall(found, need):
+        return found.sum() / need.sum()
 
     for _ in range(4000):
-        drawn = {g: p.iloc[rng.integers(0, len(p), len(p))] for g, p in groups.items()}
-        ratios.append(recall(drawn["F"]) / recall(drawn["M"]))
+        drawn = {}
+        for g, (found, need) in groups.items():
+            take = rng.integers(0, len(need), len(need))
+            drawn[g] = recall(found[take], need[take])
+        ratios.append(drawn["F"] / drawn["M"])
     low, high = np.percentile(ratios, [2.5, 97.5])
     assert f["judged_recall_ratio_low"] == pytest.approx(low, abs=0.03)
     assert f["judged_recall_ratio_high"] == pytest.approx(high, abs=0.03)
