@@ -11,6 +11,11 @@ copy), with an unreachable lift gate: the second version stays challenger. Promo
 then move the alias in the copy's registry. The scored sample itself is only read. The
 auditor's server serves another copy of the scored sample's store: it boots while the module
 trains.
+
+That second training is also the ``kill -9`` test of train (tests/test_kill_rerun.py has the
+other stages): run with two local workers, it is killed outright 0..8 s (seeded) after its
+start, then run again; the killed run's workers must be gone, the champion untouched, and the
+rerun must clean up and give the first training's metrics.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from _kill_helpers import TRAIN, champion, kill_in_the_middle, leftovers, rerun, runs, train_metrics
 from conftest import ScoredSample, copy_outputs, write_config_file
 
 from pipeline.catalogue import load_outcomes
@@ -49,6 +55,16 @@ EXPERIMENT = "welfare-outreach-lineage"  # the copy's own experiment: its artifa
 
 
 @dataclass(frozen=True)
+class Killed:
+    """The second training killed outright once: what it left, and its rerun."""
+
+    survivors: list[int]  # its processes still alive 2 s after the kill
+    before: tuple[str | None, int]  # (champion version, finished training runs) before it
+    after_kill: tuple[str | None, int]  # the same, after the kill
+    rerun: subprocess.CompletedProcess
+
+
+@dataclass(frozen=True)
 class Store:
     """The scored sample (first run, read only) and a private copy with the second run."""
 
@@ -60,16 +76,22 @@ class Store:
     client: mlflow.MlflowClient
     first_run: str
     second_run: str
+    killed: Killed
 
 
 def _train_runs(client: mlflow.MlflowClient, experiment_name: str) -> list:
+    """The experiment's finished training runs, oldest first."""
     experiment = client.get_experiment_by_name(experiment_name)
     assert experiment is not None, experiment_name
     return client.search_runs(
         [experiment.experiment_id],
-        filter_string="tags.`outreach.stage` = 'train'",
+        filter_string="tags.`outreach.stage` = 'train' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time ASC"],
     )
+
+
+def _last_good(config: Config) -> tuple[str | None, int]:
+    return champion(config), len(train_metrics(config))
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +100,49 @@ def store(scored_sample, _server_process, tmp_path_factory) -> Store:
     copy = copy_outputs(scored_sample, root)
     config = copy.config.with_overrides(training={"experiment": EXPERIMENT})
     path = write_config_file(config, root / "sample.yaml")
-    strict = config.with_overrides(training={"gates": {"min_lift_over_rule": 50.0}})
+    # two local workers (the kill must take them too): the metrics are those of one worker
+    strict = config.with_overrides(
+        training={"gates": {"min_lift_over_rule": 50.0}}, runtime={"workers": 2}
+    )
     strict_path = write_config_file(strict, root / "strict.yaml")
-    assert main(["--config", str(strict_path), "--no-progress", "train"]) == 0
+    before = _last_good(config)
+    survivors = kill_in_the_middle(strict_path, TRAIN, config.paths.output_root, copy.as_of)
+    killed = Killed(survivors, before, _last_good(config), rerun(strict_path, TRAIN.argv))
+    assert killed.rerun.returncode == 0, killed.rerun.stderr[-3000:]
     client = mlflow.MlflowClient(tracking_uri=tracking_uri(config))
     (first,) = _train_runs(client, scored_sample.config.training.experiment)
     (second,) = _train_runs(client, EXPERIMENT)
     assert first.info.start_time < second.info.start_time
     return Store(
         scored_sample, root, config, path, strict_path, client, first.info.run_id,
-        second.info.run_id,
+        second.info.run_id, killed,
     )  # fmt: skip
+
+
+def test_a_killed_training_leaves_the_champion_and_its_rerun_cleans_up(store):
+    killed = store.killed
+    assert killed.survivors == [], f"processes of the killed train still alive: {killed.survivors}"
+    assert killed.before == ("1", 1)  # the scored sample's training, champion
+    assert killed.after_kill == killed.before  # the last good model and runs are intact
+    assert killed.rerun.returncode == 0, killed.rerun.stderr[-3000:]
+    root = store.config.paths.output_root
+    assert leftovers(root) == []
+    assert [r.info.run_id for r in runs(store.config) if r.info.status == "RUNNING"] == []
+    for run in runs(store.config):
+        if run.info.status == "FAILED":
+            assert "killed" in run.data.tags.get("outreach.failed_reason", "")
+    # The rerun's metrics are the clean run's: LightGBM's to the bit; the logistic
+    # regression's (lbfgs over OpenBLAS threads, on reweighed rows) can differ in the ninth
+    # digit between processes under other load (ECE 0.1228360552 against 0.1228360556 once),
+    # so every value is compared to 1e-7 relative.
+    metrics = train_metrics(store.config)
+    assert len(metrics) == 2 and metrics[-1].keys() == metrics[0].keys()
+    for key, value in metrics[0].items():
+        assert metrics[-1][key] == pytest.approx(value, rel=1e-7, abs=1e-12), key
+    # LightGBM's own figures to the bit; its off-policy DR estimates use the logistic
+    # candidate's probabilities as their outcome model, so they vary as the logistic does.
+    exact = {k: v for k, v in metrics[0].items() if "lightgbm" in k and "offpolicy" not in k}
+    assert exact and {k: metrics[-1][k] for k in exact} == exact
 
 
 def test_store_and_artifacts_live_under_the_output_root(store):
