@@ -672,8 +672,17 @@ def test_round_trip_generate_train_score_fill_import_train(
     config = scored.config.with_overrides(
         window={"end": "2026-11"},
         paths={"truth_input": str(tmp_path / "no-truth")},
-        # its own experiment (artifacts inside the copy); the new round is the one test round
-        training={"experiment": "welfare-outreach-roundtrip", "backtest": {"test_rounds": 1}},
+        # its own experiment (artifacts inside the copy); the new round is the one test round.
+        # What is checked here is which rounds train uses, not what it compares: only the two
+        # candidates (no other selective-label method, no other mitigation setting), the
+        # smallest bootstraps.
+        training={
+            "experiment": "welfare-outreach-roundtrip",
+            "backtest": {"test_rounds": 1, "bootstrap_samples": 50},
+            "selective_labels": {"compare": ["negatives"]},
+            "mitigation": {"compare": ["reweigh"], "strengths": [0.75]},
+            "fairness": {"bootstrap_samples": 100, "proxy_sample": 200},
+        },
     )
     config_file = write_config_file(config, tmp_path / "later.yaml")
 
