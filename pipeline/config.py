@@ -321,9 +321,18 @@ class LightGBMConfig(_Strict):
 
 
 SelectiveMethod = Literal["plain", "ipw", "negatives", "ipw_negatives"]
-LOOP_EVIDENCE = (
-    "Chosen from the living loop on the sample's world (docs/simulation.md): the champion "
-    "with these settings against the same model without exploration and with plain labels."
+SELECTIVE_EVIDENCE = (
+    "The living loop on the sample's world, 12 rounds (docs/simulation.md): retrained on its "
+    "own lists with added negatives, the champion found 77 more households in need than with "
+    "plain labels (90% interval 40 to 116) and averted 366 more hardship-months (186 to 533); "
+    "its calibration gap stayed at 0.067 against 0.156."
+)
+EXPLORATION_EVIDENCE = (
+    "The living loop on the sample's world, 12 rounds (docs/simulation.md): with about 10 "
+    "visits per 읍면동 a 5% share rounds to no draw in most 읍면동 (0.3% of the listed), and "
+    "the champion without exploration found 7 more households in need (interval -4 to 18): "
+    "no measurable cost; kept for the logged selection probabilities that off-policy "
+    "evaluation needs where capacity is larger."
 )
 
 
@@ -343,7 +352,7 @@ class SelectiveLabelsConfig(_Strict):
     negatives_per_label: float = Field(1.0, gt=0.0, le=20.0)
     negative_weight: float = Field(1.0, gt=0.0)
     # Why this method: the evidence the model card cites (docs/simulation.md, the living loop).
-    reason: str = Field(LOOP_EVIDENCE, min_length=10)
+    reason: str = Field(SELECTIVE_EVIDENCE, min_length=10)
 
 
 class CalibrationConfig(_Strict):
@@ -502,7 +511,7 @@ class ScoringConfig(_Strict):
     exploration_share: float = Field(0.05, ge=0.0, le=0.5)
     exploration_signal_months: int = Field(12, ge=1, le=36)
     # Why this share: the evidence the model card cites (docs/simulation.md, the living loop).
-    exploration_reason: str = Field(LOOP_EVIDENCE, min_length=10)
+    exploration_reason: str = Field(EXPLORATION_EVIDENCE, min_length=10)
     reasons: int = Field(3, ge=1, le=10)
     carry_over: CarryOverConfig = CarryOverConfig()
     language: Literal["ko", "en"] = "ko"
