@@ -72,7 +72,7 @@ bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200
 simulate: $(STAMP) ## the living loop: every policy round after round on the sample's world (ROUNDS=, POLICIES=a,b); outputs/simulate/
 	$(OUTREACH) $(CONFIG_ARG) simulate $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(POLICIES),--policies $(POLICIES),)
 
-bench-simulate: $(STAMP) ## the living loop at benchmark scale (200,000 households, fresh world), timed in outputs/bench/simulate.json
+bench-simulate: $(STAMP) ## the living loop at 200,000 households (a newly generated world), timed in outputs/bench/simulate.json; the config's simulate section picks policies and rounds (rule and champion, 6 rounds: 38 min, docs/simulation.md)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,simulate
 
 train: $(STAMP) ## backtest the candidates, audit fairness, log and register in MLflow, apply the gates
