@@ -206,7 +206,18 @@ def test_same_inputs_and_seed_give_the_same_metrics(store):
     second = store.client.get_run(store.second_run).data.metrics
     keys = [k for k in first if k.startswith(("lightgbm.", "logistic.", "rule.", "bootstrap."))]
     assert len(keys) > 50
-    assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
+    assert set(keys) <= set(second)
+    # The second training runs in another process (it is the kill test's rerun): the logistic
+    # regression's figures, and the off-policy DR estimates that use its probabilities, can
+    # differ in the ninth digit between processes (lbfgs over OpenBLAS threads; failed once on a
+    # fresh clone: ECE 0.0765937477 against ...4769), so they are compared to 1e-7 relative;
+    # every other figure to the bit.
+    loose = [k for k in keys if "logistic" in k or "offpolicy" in k]
+    exact = [k for k in keys if k not in loose]
+    assert len(exact) > 50
+    assert {k: first[k] for k in exact} == {k: second[k] for k in exact}
+    for key in loose:
+        assert second[key] == pytest.approx(first[key], rel=1e-7, abs=1e-12), key
 
 
 def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
