@@ -8,7 +8,7 @@ else takes the embedded defaults, which describe a run on the committed sample.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -591,16 +591,9 @@ class SimulateConfig(_Strict):
 
     experiment: str = "welfare-outreach-simulation"
     rounds: int = Field(12, ge=1, le=60)
-    policies: tuple[SimulatePolicy, ...] = (
-        "rule",
-        "random",
-        "oracle",
-        "champion",
-        "champion_plain",
-        "champion_ipw",
-        "champion_ipw_negatives",
-        "champion_no_exploration",
-        "champion_broken",
+    # every policy; champion_negatives is champion under the default method
+    policies: tuple[SimulatePolicy, ...] = tuple(
+        p for p in get_args(SimulatePolicy) if p != "champion_negatives"
     )
     retrain_every: int = Field(3, ge=1, le=60)
     seed: int = Field(20261204, ge=0)

@@ -35,6 +35,7 @@ OUTCOME_CODES: tuple[str, ...] = (
     "in_progress",
 )
 PUBLIC, PRIVATE, CLOSED_NO_NEED, UNREACHABLE, IN_PROGRESS = range(len(OUTCOME_CODES))
+LINKED_CODES: tuple[str, ...] = (OUTCOME_CODES[PUBLIC], OUTCOME_CODES[PRIVATE])  # support found
 NOT_RESOLVED = -1  # the resolved month of an outcome still in progress
 
 UNREACHABLE_P = 0.07

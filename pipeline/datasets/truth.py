@@ -82,3 +82,20 @@ def truth_for_round(truth: pd.DataFrame, round_month: int) -> pd.DataFrame:
     after = truth[truth["month"] == round_month + 1].set_index(KEY)["in_need"]
     need = now["in_need"] | after.reindex(now.index, fill_value=False).astype(bool)
     return pd.DataFrame({"in_need": need.astype(bool), "hardship": now["hardship"].astype(float)})
+
+
+def read_truth_since(truth_dir: Path, first_month: int) -> pd.DataFrame:
+    """The hidden truth in ``truth_dir`` from ``first_month`` on (evaluation only):
+    household_key (string), month (int), in_need (bool), hardship; sorted by key and month."""
+    layout = TableLayout(truth_dir)
+    parts = []
+    for code in layout.partitions(TRUTH_TABLE):
+        part = pd.read_parquet(
+            layout.partition_file(TRUTH_TABLE, code), columns=[KEY, "month", "in_need", "hardship"]
+        )
+        part["month"] = parse_month_series(part["month"]).astype("int64")
+        parts.append(part.loc[part["month"] >= first_month])
+    truth = pd.concat(parts, ignore_index=True)
+    truth[KEY] = truth[KEY].astype("string")
+    truth["in_need"] = truth["in_need"].astype(bool)
+    return truth.sort_values([KEY, "month"], kind="stable").reset_index(drop=True)

@@ -41,10 +41,9 @@ from pipeline.datasets.features import FeatureRounds
 from pipeline.datasets.outcomes import imported_rounds, read_round_outcomes
 from pipeline.datasets.rounds import SCORES, round_dir
 from pipeline.datasets.staged import read_capacity_table
-from pipeline.datasets.truth import TRUTH_TABLE
 from pipeline.errors import EXIT_OK, DataError
 from pipeline.io import read_json_file, sha256_of_json, write_json, write_parquet
-from pipeline.months import format_month
+from pipeline.months import format_month, parse_month
 from pipeline.simulate import fieldwork
 from pipeline.simulate.policies import (
     NONE,
@@ -376,27 +375,6 @@ def run_policy(
     return run
 
 
-def read_world_truth(root: Path, first_month: int) -> pd.DataFrame:
-    """A policy world's hidden truth from ``first_month`` on: household_key, month (int),
-    in_need, hardship."""
-    from pipeline.datasets import TableLayout
-    from pipeline.months import parse_month_series
-
-    layout = TableLayout(OutputLayout(root).truth)
-    parts = []
-    for code in layout.partitions(TRUTH_TABLE):
-        part = pd.read_parquet(
-            layout.partition_file(TRUTH_TABLE, code),
-            columns=[KEY, "month", "in_need", "hardship"],
-        )
-        part["month"] = parse_month_series(part["month"]).astype("int64")
-        parts.append(part.loc[part["month"] >= first_month])
-    truth = pd.concat(parts, ignore_index=True)
-    truth[KEY] = truth[KEY].astype("string")
-    truth["in_need"] = truth["in_need"].astype(bool)
-    return truth.sort_values([KEY, "month"], kind="stable").reset_index(drop=True)
-
-
 def read_records(run_root: Path, file: str) -> pd.DataFrame:
     """Every round's ``listed`` or ``visits`` of a policy, with the round month (int)."""
     frames = []
@@ -404,8 +382,6 @@ def read_records(run_root: Path, file: str) -> pd.DataFrame:
         path = folder / file
         if path.is_file():
             frame = pd.read_parquet(path)
-            from pipeline.months import parse_month
-
             frame["round"] = np.int64(parse_month(folder.name.removeprefix("round=")))
             frames.append(frame)
     if not frames:

@@ -35,6 +35,7 @@ from pipeline.datasets.simulation import (
     TIMING,
     results_dir,
 )
+from pipeline.datasets.truth import read_truth_since
 from pipeline.io import sha256_of_json, staging_dir, write_bytes, write_json
 from pipeline.months import format_month
 from pipeline.simulate.loop import (
@@ -42,10 +43,10 @@ from pipeline.simulate.loop import (
     VISITS_FILE,
     PolicyLoop,
     read_records,
-    read_world_truth,
     round_config,
 )
 from pipeline.simulate.policies import NONE
+from pipeline.visits import LINKED_CODES
 from pipeline.vocabulary import EMD, KEY
 
 HISTORY_MONTHS = 24  # truth read before the first round: onsets of spells of need
@@ -99,7 +100,7 @@ def _contacts(visits: pd.DataFrame) -> pd.DataFrame:
             "contact_month": visits["contact_month"].to_numpy(dtype="int64"),
             "reached": visits["reached"].to_numpy(dtype=bool),
             "outcome_code": code.to_numpy(),
-            "linked": code.isin(["public_support", "private_support"]).to_numpy(dtype=bool),
+            "linked": code.isin(LINKED_CODES).to_numpy(dtype=bool),
         }
     )
 
@@ -116,7 +117,7 @@ def measure_runs(config: Config, runs: Sequence[PolicyLoop]):
     world = LoopWorld(
         rounds=rounds,
         households=households,
-        counterfactual=read_world_truth(none.root, first_month),
+        counterfactual=read_truth_since(OutputLayout(none.root).truth, first_month),
         attributes=attributes,
         references=dict(config.training.fairness.reference_groups),
         min_group_size=config.training.fairness.min_group_size,
@@ -132,7 +133,7 @@ def measure_runs(config: Config, runs: Sequence[PolicyLoop]):
                 policy=run.policy,
                 listed=listed,
                 contacts=_contacts(visits),
-                truth=read_world_truth(run.root, first_month),
+                truth=read_truth_since(OutputLayout(run.root).truth, first_month),
             )
         )
     return loop_measures(policy_runs, world), len(households)
