@@ -58,6 +58,73 @@ def positions(index: pd.Index, values: pd.Series) -> np.ndarray:
     return index.get_indexer(values.astype("string").to_numpy())
 
 
+@dataclass(frozen=True)
+class PreparedPartition:
+    """What :func:`build_features` derives from a partition's households, members and events
+    whatever the round: positions of each event and member among the sorted keys, typed
+    household columns. Prepared once (:func:`prepare_partition`), it serves every as-of date,
+    so building many rounds of one partition reads and indexes its tables once."""
+
+    households: pd.DataFrame  # sorted by household_key
+    keys: pd.Index
+    emd: np.ndarray  # 읍면동 code of each household, as str
+    emd_index: np.ndarray  # position of each household's 읍면동 in ``emd_codes`` (-1: missing)
+    emd_codes: np.ndarray  # the partition's 읍면동 codes
+    fixed: dict[str, np.ndarray | pd.Categorical]  # household columns that no as-of changes
+    event_household: np.ndarray  # position of each event's household (-1: unknown key)
+    event_indicator: np.ndarray  # position of each event's indicator (-1: not in the catalogue)
+    event_reported: np.ndarray  # month index
+    event_value: np.ndarray  # float64
+    members: pd.DataFrame  # h, birth_year, disabled, head, spouse, female (known households)
+
+
+def prepare_partition(inputs: FeatureInputs, catalogue: IndicatorCatalogue) -> PreparedPartition:
+    """Index one partition's households, members and events for :func:`build_features`."""
+    households = inputs.households.sort_values("household_key", kind="stable")
+    keys = pd.Index(households["household_key"].astype("string"))
+    emd = households["emd_code"].astype("string")
+    emd_index, emd_codes = pd.factorize(emd.to_numpy())
+    ev = inputs.events
+    members = inputs.members
+    relation = members["relation"].astype("string")
+    member_frame = pd.DataFrame(
+        {
+            "h": keys.get_indexer(members["household_key"].to_numpy()),
+            "birth_year": members["birth_year"].to_numpy(dtype=np.int64),
+            "disabled": members["disability"].to_numpy(dtype=bool),
+            "head": (relation == "head").to_numpy(dtype=bool),
+            "spouse": (relation == "spouse").to_numpy(dtype=bool),
+            "female": (members["sex"].astype("string") == "F").to_numpy(dtype=bool),
+        }
+    )
+    return PreparedPartition(
+        households=households,
+        keys=keys,
+        emd=emd.to_numpy(),
+        emd_index=emd_index,
+        emd_codes=np.asarray(emd_codes),
+        fixed={
+            "size": households["size"].to_numpy(dtype=np.int64).astype(np.int8),
+            "tenure": pd.Categorical(
+                households["tenure"].astype("string").to_numpy(), categories=TENURES
+            ),
+            "income_band": pd.Categorical(
+                households["income_band"].astype("string").to_numpy(), categories=INCOME_BANDS
+            ).codes.astype(np.int8),
+            "benefit_status": pd.Categorical(
+                households["benefit_status"].astype("string").to_numpy(),
+                categories=BENEFIT_STATUSES,
+            ),
+            "urban": emd.isin(inputs.urban_emds).to_numpy().astype(np.int8),
+        },
+        event_household=positions(keys, ev["household_key"]),
+        event_indicator=positions(pd.Index(catalogue.codes), ev["indicator_code"]),
+        event_reported=ev["reported_month"].to_numpy(dtype=np.int64),
+        event_value=ev["value"].to_numpy(dtype=np.float64),
+        members=member_frame[member_frame["h"].to_numpy() >= 0].reset_index(drop=True),
+    )
+
+
 def _window_counts(h: np.ndarray, k: np.ndarray, ago: np.ndarray, w: int, n: int, kk: int):
     mask = ago <= w
     return np.bincount(h[mask] * kk + k[mask], minlength=n * kk).reshape(n, kk)
@@ -69,13 +136,17 @@ def build_features(
     spec: FeatureSpec,
     catalogue: IndicatorCatalogue,
     outcome_catalogue: OutcomeCatalogue,
+    prepared: PreparedPartition | None = None,
 ) -> pd.DataFrame:
     """Feature table of one partition at ``as_of``: one row per household, sorted by key.
 
     Columns: household_key, emd_code, then every column of ``feature_columns(spec, catalogue)``.
+    ``prepared``: :func:`prepare_partition` of the same ``inputs`` (households, members and
+    events; the outcomes are always read from ``inputs``), to build many rounds without
+    indexing the tables again; prepared here when not given.
     """
-    households = inputs.households.sort_values("household_key", kind="stable")
-    keys = pd.Index(households["household_key"].astype("string"))
+    prepared = prepared or prepare_partition(inputs, catalogue)
+    keys = prepared.keys
     n = len(keys)
     codes = catalogue.codes
     kk = len(codes)
@@ -84,13 +155,12 @@ def build_features(
 
     # Signals known at as_of, inside the longest lookback.
     lookback = max(spec.lookback_months, cap)
-    ev = inputs.events
-    reported = ev["reported_month"].to_numpy(dtype=np.int64)
+    reported = prepared.event_reported
     keep = (reported < as_of) & (reported >= as_of - lookback)
-    h = positions(keys, ev["household_key"])[keep]
-    k = positions(pd.Index(codes), ev["indicator_code"])[keep]
+    h = prepared.event_household[keep]
+    k = prepared.event_indicator[keep]
     ago = as_of - reported[keep]  # 1 = the month before as_of
-    value = ev["value"].to_numpy(dtype=np.float64)[keep]
+    value = prepared.event_value[keep]
     valid = (h >= 0) & (k >= 0)
     h, k, ago, value = h[valid], k[valid], ago[valid], value[valid]
     flat = h * kk + k
@@ -165,71 +235,46 @@ def build_features(
     for w in spec.distinct_types_windows:
         out[f"distinct_types__{w}m"] = (counts[w] > 0).sum(axis=1).astype(np.float32)
 
-    out.update(_household_columns(inputs, households, keys, as_of, spec))
+    members = _members_at(prepared, as_of)
+    out.update(_household_columns(prepared, members, spec))
     out.update(_history_columns(inputs, keys, as_of, spec, outcome_catalogue))
-    out.update(_context_columns(inputs, households, counts.get(3), as_of, spec, outcome_catalogue))
-    out.update(_audit_columns(inputs, keys, as_of, spec))
+    out.update(_context_columns(inputs, prepared, counts.get(3), as_of, spec, outcome_catalogue))
+    out.update(_audit_columns(members, n, spec))
 
     frame = pd.DataFrame(out, index=pd.RangeIndex(n))
     names = [c.name for c in feature_columns(spec, catalogue)]
     frame = frame[names]
-    frame.insert(0, "emd_code", households["emd_code"].astype("string").to_numpy())
+    frame.insert(0, "emd_code", prepared.emd)
     frame.insert(0, "household_key", keys.to_numpy())
     return frame
 
 
-def _members_by_household(inputs: FeatureInputs, keys: pd.Index, as_of: int) -> pd.DataFrame:
-    members = inputs.members
-    position = keys.get_indexer(members["household_key"].to_numpy())
-    age = year_of(as_of) - members["birth_year"].to_numpy(dtype=np.int64)
-    return pd.DataFrame(
-        {
-            "h": position,
-            "age": age,
-            "minor": age < 18,
-            "elderly": age >= 65,
-            "disabled": members["disability"].to_numpy(dtype=bool),
-            "head": (members["relation"].astype("string") == "head").to_numpy(dtype=bool),
-            "spouse": (members["relation"].astype("string") == "spouse").to_numpy(dtype=bool),
-            "female": (members["sex"].astype("string") == "F").to_numpy(dtype=bool),
-        }
-    )[lambda d: d["h"] >= 0]
+def _members_at(prepared: PreparedPartition, as_of: int) -> pd.DataFrame:
+    """The members of known households with their age in the year of ``as_of``."""
+    m = prepared.members
+    age = year_of(as_of) - m["birth_year"].to_numpy()
+    return m.assign(age=age, minor=age < 18, elderly=age >= 65)
 
 
 def _household_columns(
-    inputs: FeatureInputs, households: pd.DataFrame, keys: pd.Index, as_of: int, spec: FeatureSpec
+    prepared: PreparedPartition, m: pd.DataFrame, spec: FeatureSpec
 ) -> dict[str, np.ndarray | pd.Categorical]:
-    n = len(keys)
-    m = _members_by_household(inputs, keys, as_of)
+    n = len(prepared.keys)
     minors = np.bincount(m["h"], weights=m["minor"], minlength=n)
     elderly = np.bincount(m["h"], weights=m["elderly"], minlength=n)
     disabled = np.bincount(m["h"], weights=m["disabled"], minlength=n)
     spouses = np.bincount(m["h"], weights=m["spouse"], minlength=n)
-    size = households["size"].to_numpy(dtype=np.int64)
+    size = prepared.fixed["size"]
     head_age = np.full(n, -1)
     heads = m[m["head"]]
     head_age[heads["h"].to_numpy()] = heads["age"].to_numpy()
     columns: dict[str, np.ndarray | pd.Categorical] = {
-        "size": size.astype(np.int8),
-        "tenure": pd.Categorical(
-            households["tenure"].astype("string").to_numpy(), categories=TENURES
-        ),
-        "income_band": pd.Categorical(
-            households["income_band"].astype("string").to_numpy(), categories=INCOME_BANDS
-        ).codes.astype(np.int8),
-        "benefit_status": pd.Categorical(
-            households["benefit_status"].astype("string").to_numpy(), categories=BENEFIT_STATUSES
-        ),
+        **prepared.fixed,
         "minors": minors.astype(np.int8),
         "elderly_members": elderly.astype(np.int8),
         "disabled_members": disabled.astype(np.int8),
         "single_elderly": ((size == 1) & (head_age >= 65)).astype(np.int8),
         "single_parent": ((spouses == 0) & (minors > 0)).astype(np.int8),
-        "urban": households["emd_code"]
-        .astype("string")
-        .isin(inputs.urban_emds)
-        .to_numpy()
-        .astype(np.int8),
     }
     return {f"hh__{name}": columns[name] for name in spec.household}
 
@@ -274,56 +319,64 @@ def _history_columns(
     return {f"history__{name}": columns[name] for name in spec.history}
 
 
+def _smoothed_rate(
+    emd_index: np.ndarray, y: np.ndarray, n_emd: int, smoothing: float, prior: float
+) -> np.ndarray:
+    """Per 읍면동, (sum of y + smoothing · prior) / (count + smoothing); NaN where it holds no
+    row. ``emd_index``: each row's 읍면동 position (rows with -1 are left out)."""
+    counted = emd_index >= 0
+    sums = np.bincount(emd_index[counted], weights=y[counted], minlength=n_emd)
+    count = np.bincount(emd_index[counted], minlength=n_emd).astype(np.float64)
+    rate = (sums + smoothing * prior) / (count + smoothing)
+    return np.where(count > 0, rate, np.nan)
+
+
+def _mean(y: np.ndarray) -> float:
+    return float(y.sum() / len(y)) if len(y) else 0.0
+
+
+def _per_household(rate: np.ndarray, emd_index: np.ndarray, missing: float) -> np.ndarray:
+    """The 읍면동 rate of each household; ``missing`` for a household whose 읍면동 has no rate
+    or is missing."""
+    values = np.where(emd_index >= 0, rate[np.maximum(emd_index, 0)], np.nan)
+    return np.where(np.isnan(values), missing, values)
+
+
 def _context_columns(
     inputs: FeatureInputs,
-    households: pd.DataFrame,
+    prepared: PreparedPartition,
     counts_3m: np.ndarray | None,
     as_of: int,
     spec: FeatureSpec,
     outcome_catalogue: OutcomeCatalogue,
 ) -> dict[str, np.ndarray]:
-    emd = households["emd_code"].astype("string").to_numpy()
+    emd_index, n_emd = prepared.emd_index, len(prepared.emd_codes)
     columns: dict[str, np.ndarray] = {}
     ctx = spec.context
     if "emd_signal_rate_3m" in ctx.features:
         any_signal = (counts_3m.sum(axis=1) > 0).astype(np.float64)
-        frame = pd.DataFrame({"emd": emd, "y": any_signal})
-        prior = frame["y"].mean() if len(frame) else 0.0
-        grouped = frame.groupby("emd")["y"].agg(["sum", "count"])
-        smoothed = (grouped["sum"] + ctx.smoothing_households * prior) / (
-            grouped["count"] + ctx.smoothing_households
-        )
-        columns["emd_signal_rate_3m"] = pd.Series(emd).map(smoothed).to_numpy(dtype=np.float32)
+        prior = _mean(any_signal)  # over every household, its 읍면동 known or not
+        rate = _smoothed_rate(emd_index, any_signal, n_emd, ctx.smoothing_households, prior)
+        columns["emd_signal_rate_3m"] = _per_household(rate, emd_index, np.nan).astype(np.float32)
     if "emd_past_need_rate" in ctx.features:
+        # Visits resolved before as_of, of households of this partition whose 읍면동 is known.
         oc = inputs.outcomes
         resolved = pd.to_numeric(oc["resolved_month"], errors="coerce")
         label = oc["outcome_code"].astype("string").map(outcome_catalogue.label_of())
-        known = (oc["round_month"] < as_of) & (resolved < as_of) & label.notna()
-        emd_of = pd.Series(
-            households["emd_code"].astype("string").to_numpy(),
-            index=households["household_key"].astype("string").to_numpy(),
-        )
-        visits = pd.DataFrame(
-            {
-                "emd": emd_of.reindex(oc.loc[known, "household_key"].astype("string")).to_numpy(),
-                "y": label[known].astype(float).to_numpy(),
-            }
-        ).dropna()
-        prior = visits["y"].mean() if len(visits) else 0.0
-        grouped = visits.groupby("emd")["y"].agg(["sum", "count"])
-        smoothed = (grouped["sum"] + ctx.smoothing_visits * prior) / (
-            grouped["count"] + ctx.smoothing_visits
-        )
-        rate = pd.Series(emd).map(smoothed).fillna(prior if len(visits) else np.nan)
-        columns["emd_past_need_rate"] = rate.to_numpy(dtype=np.float32)
+        known = ((oc["round_month"] < as_of) & (resolved < as_of) & label.notna()).to_numpy()
+        household = prepared.keys.get_indexer(oc["household_key"].to_numpy()[known])
+        visit_emd = np.where(household >= 0, emd_index[np.maximum(household, 0)], -1)
+        y = label.to_numpy()[known].astype(np.float64)[visit_emd >= 0]
+        visit_emd = visit_emd[visit_emd >= 0]
+        prior = _mean(y)
+        rate = _smoothed_rate(visit_emd, y, n_emd, ctx.smoothing_visits, prior)
+        columns["emd_past_need_rate"] = _per_household(
+            rate, emd_index, prior if len(y) else np.nan
+        ).astype(np.float32)
     return {f"context__{name}": columns[name] for name in ctx.features}
 
 
-def _audit_columns(
-    inputs: FeatureInputs, keys: pd.Index, as_of: int, spec: FeatureSpec
-) -> dict[str, pd.Categorical]:
-    n = len(keys)
-    m = _members_by_household(inputs, keys, as_of)
+def _audit_columns(m: pd.DataFrame, n: int, spec: FeatureSpec) -> dict[str, pd.Categorical]:
     heads = m[m["head"]]
     sex = np.zeros(n, dtype=np.int64)
     band = np.zeros(n, dtype=np.int64)

@@ -303,15 +303,26 @@ def end_abandoned_runs(config: Config, lock: Lock) -> list[str]:
 
 
 def feature_rounds_needed(config: Config, months: Sequence[int]) -> list[Prerequisite]:
-    """``outreach features --as-of M`` for every month of ``months`` whose feature round is
-    missing or out of date (staged tables, feature spec, indicator catalogue or imported
-    outcomes changed since it was built: :func:`pipeline.datasets.features.round_status`)."""
+    """``outreach features --as-of M1,M2,...`` for the months of ``months`` whose feature round
+    is missing or out of date (staged tables, feature spec, indicator catalogue or imported
+    outcomes changed since it was built: :func:`pipeline.datasets.features.round_status`), as
+    one run that builds them all in one pass over each partition; nothing when all are current."""
     from pipeline.datasets.features import round_status
     from pipeline.months import format_month
 
-    needed = []
+    stale = {}
     for month in sorted(set(months)):
         why = round_status(config, month)
         if why is not None:
-            needed.append(Prerequisite("features", ("--as-of", format_month(month)), why))
-    return needed
+            stale[format_month(month)] = why
+    if not stale:
+        return []
+    reasons: dict[str, list[str]] = {}
+    for label, why in stale.items():
+        reasons.setdefault(why, []).append(label)
+    why = (
+        next(iter(reasons))  # one reason for all
+        if len(reasons) == 1
+        else "; ".join(f"{', '.join(labels)}: {reason}" for reason, labels in reasons.items())
+    )
+    return [Prerequisite("features", ("--as-of", ",".join(stale)), why)]

@@ -128,3 +128,100 @@ def test_features_without_staged_tables_is_a_data_error(tmp_path, config_factory
     config_file = write_config_file(config_factory(tmp_path / "empty"), tmp_path / "c.yaml")
     assert main(["--config", str(config_file), "features"]) == 1
     assert "run `outreach ingest` first" in capsys.readouterr().err
+
+
+def _imported_outcomes(staged: pd.DataFrame, round_label: str, seed: int) -> pd.DataFrame:
+    """An imported outcomes file of ``round_label`` in the outcomes contract: 20 households that
+    no staged row lists in that round, and 5 that it does (the staged row wins for those)."""
+    month = parse_month(round_label)
+    listed = staged[staged["round_month"] == month]
+    others = staged[~staged["household_key"].isin(listed["household_key"])]
+    rows = pd.concat(
+        [
+            others.drop_duplicates("household_key").sample(20, random_state=seed),
+            listed.sample(5, random_state=seed),
+        ]
+    )
+    return pd.DataFrame(
+        {
+            "household_key": rows["household_key"].astype("string").to_numpy(),
+            "sigungu_code": rows["sigungu"].astype("string").to_numpy(),
+            "emd_code": rows["emd_code"].astype("string").to_numpy(),
+            "round": round_label,
+            "outcome_code": ["public_support", "closed_no_need", "unreachable", "in_progress",
+                             "private_support"] * 5,
+            "contact_date": pd.Timestamp(round_label + "-15").date(),
+            "added_by_caseworker": False,
+            "selection_reason": "model_score",
+            "selection_probability": 1.0,
+            "source_file_sha256": "0" * 64,
+            "resolved_month": ([format_month(month + 1)] * 3 + [None] + [format_month(month + 2)]) * 5,
+            "override_code": pd.array([None] * 25, dtype="string"),
+        }
+    )  # fmt: skip
+
+
+def test_many_rounds_in_one_pass_equal_rounds_built_one_by_one(staged_sample, tmp_path):
+    """``outreach features --as-of A,B,C`` reads each partition once and writes, byte for byte,
+    the folders that one run per round writes, imported outcomes of earlier rounds included."""
+    import shutil
+
+    import pyarrow as pa
+
+    from pipeline.datasets.outcomes import SCHEMA
+    from pipeline.features.stage import build_rounds
+    from pipeline.io import write_parquet
+
+    config, _ = staged_sample
+    staged = pd.read_parquet(config.paths.output_root / "staged" / "outreach_outcomes")
+    months = [parse_month(m) for m in ("2025-10", "2026-02", "2026-06", "2026-10")]
+    folders = {}
+    for how in ("one by one", "one pass"):
+        root = tmp_path / how.replace(" ", "_")
+        shutil.copytree(config.paths.output_root / "staged", root / "staged")
+        for seed, label in enumerate(("2026-04", "2026-08")):
+            imported = _imported_outcomes(staged, label, seed)
+            path = OutputLayout(root).outcomes / f"round={label}" / "outcomes.parquet"
+            write_parquet(pa.Table.from_pandas(imported, schema=SCHEMA, preserve_index=False), path)
+        local = config.with_overrides(paths={"output_root": str(root)})
+        if how == "one by one":
+            runs = [build_round(local, month) for month in months]
+        else:
+            runs = build_rounds(local, list(reversed(months)))
+        assert [run.as_of for run in runs] == [format_month(m) for m in months]
+        folders[how] = {run.as_of: sha256_tree(run.folder) for run in runs}
+    assert folders["one pass"] == folders["one by one"]
+    manifest = json.loads(
+        (OutputLayout(tmp_path / "one_pass").features("2026-06") / "manifest.json").read_text()
+    )
+    assert list(manifest["imported_outcomes_sha256"]) == ["round=2026-04/outcomes.parquet"]
+    labels = pd.read_parquet(OutputLayout(tmp_path / "one_pass").features("2026-10") / "labels")
+    assert (labels["source"] == "imported").sum() == 40  # 20 new households in each round
+
+
+def test_a_failed_pass_keeps_every_last_good_folder(staged_sample, monkeypatch, tmp_path):
+    import shutil
+
+    from pipeline.features.stage import build_rounds
+
+    config, _ = staged_sample
+    root = tmp_path / "out"
+    shutil.copytree(config.paths.output_root / "staged", root / "staged")
+    local = config.with_overrides(paths={"output_root": str(root)})
+    months = [parse_month("2025-06"), parse_month("2025-08")]
+    build_rounds(local, months)
+    before = {m: sha256_tree(OutputLayout(root).features(format_month(m))) for m in months}
+    calls = []
+
+    def fails_on_the_second_round(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        return build_features(*args, **kwargs)
+
+    monkeypatch.setattr("pipeline.features.stage.build_features", fails_on_the_second_round)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        build_rounds(local, [*months, parse_month("2025-10")])
+    assert {m: sha256_tree(OutputLayout(root).features(format_month(m))) for m in months} == before
+    assert not OutputLayout(root).features("2025-10").exists()
+    assert not [p for p in (root / "features").iterdir() if p.name.startswith(".")]

@@ -12,25 +12,33 @@ from pipeline.months import resolve_as_of
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--as-of",
-        help="round month YYYY-MM (default: the next round after the data window)",
+        help="round month YYYY-MM, or several separated by commas, built in one pass over each "
+        "partition (default: the next round after the data window)",
     )
+
+
+def round_months(config: Config, text: str | None) -> list[int]:
+    """The months of ``--as-of`` (one, or several separated by commas), each checked."""
+    if not text:
+        return [resolve_as_of(config.window, None)]
+    return sorted({resolve_as_of(config.window, part.strip()) for part in text.split(",")})
 
 
 def measure(config: Config, args: argparse.Namespace) -> int:
-    """Build the round (for ``outreach bench``); returns the crisis events read."""
-    from pipeline.features.stage import build_round
+    """Build the rounds (for ``outreach bench``); returns the crisis events read."""
+    from pipeline.features.stage import build_rounds
 
-    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
-    return build_round(config, as_of).events_read
+    runs = build_rounds(config, round_months(config, getattr(args, "as_of", None)))
+    return sum(run.events_read for run in runs)
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from pipeline.features.stage import build_round
+    from pipeline.features.stage import build_rounds
 
-    result = build_round(config, resolve_as_of(config.window, getattr(args, "as_of", None)))
-    print(
-        f"features as of {result.as_of}: {result.households:,} households × {result.features} "
-        f"model inputs; {result.labelled_rows:,} labelled past visits"
-    )
-    print(f"written to {result.folder}")
+    for result in build_rounds(config, round_months(config, getattr(args, "as_of", None))):
+        print(
+            f"features as of {result.as_of}: {result.households:,} households × "
+            f"{result.features} model inputs; {result.labelled_rows:,} labelled past visits"
+        )
+        print(f"written to {result.folder}")
     return EXIT_OK

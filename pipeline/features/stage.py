@@ -1,21 +1,25 @@
-"""The ``features`` stage: a round's feature table and labels, partition by partition.
+"""The ``features`` stage: rounds' feature tables and labels, partition by partition.
 
-Writes ``outputs/features/as_of=YYYY-MM/``:
+Writes ``outputs/features/as_of=YYYY-MM/`` for each round asked for:
 ``features/sigungu=CODE/part-0.parquet``, ``labels/sigungu=CODE/part-0.parquet``,
-``data_dictionary.csv`` (and ``.json``) and ``manifest.json``. The folder is built aside and
-swapped in only when every partition succeeded.
+``data_dictionary.csv`` (and ``.json``) and ``manifest.json``. Many rounds are built in one pass:
+each partition's staged tables are read and indexed once, then every round is built from them
+(:func:`features.build.prepare_partition`). The folders are built aside and swapped in only
+when every partition of every round succeeded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from features.build import build_features
+from features.build import build_features, prepare_partition
 from features.labels import build_labels
 from features.spec import FeatureSpec, feature_columns, model_input_names
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
@@ -30,8 +34,12 @@ from pipeline.datasets.features import (
     MANIFEST,
     input_digests,
 )
-from pipeline.datasets.outcomes import imported_outcome_files, relative_name
-from pipeline.datasets.staged import read_feature_inputs, staged_partitions
+from pipeline.datasets.outcomes import feature_outcomes, imported_outcome_files, relative_name
+from pipeline.datasets.staged import (
+    combine_outcomes,
+    read_feature_inputs,
+    staged_partitions,
+)
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
@@ -53,30 +61,62 @@ class FeatureRun:
 
 
 @dataclass(frozen=True)
+class _RoundOut:
+    """One round a partition task builds: its month, where its partitions go, and the imported
+    outcome files (rounds before it) whose rows join the staged outcomes."""
+
+    as_of: int
+    out_dir: Path
+    imported_outcomes: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class _Task:
     staged_dir: Path
     sigungu: str
-    as_of: int
     spec: FeatureSpec
     catalogue: IndicatorCatalogue
     outcome_catalogue: OutcomeCatalogue
-    out_dir: Path
-    imported_outcomes: tuple[Path, ...] = ()  # outcomes imported from returned lists
+    rounds: tuple[_RoundOut, ...]
 
 
-def _feature_partition(task: _Task) -> dict[str, int]:
-    inputs = read_feature_inputs(task.staged_dir, task.sigungu, task.imported_outcomes)
-    features = build_features(inputs, task.as_of, task.spec, task.catalogue, task.outcome_catalogue)
-    labels = build_labels(inputs.outcomes, task.as_of, task.outcome_catalogue)
-    layout = TableLayout(task.out_dir)
-    write_parquet(features, layout.partition_file(FEATURES_TABLE, task.sigungu))
-    write_parquet(labels, layout.partition_file(LABELS_TABLE, task.sigungu))
-    return {
-        "households": len(features),
-        "events": len(inputs.events),
-        "label_rows": len(labels),
-        "labelled": int(labels["label"].notna().sum()),
-    }
+def _feature_partition(task: _Task) -> list[dict[str, int]]:
+    """Every round of one partition from one read of its staged tables (and of each imported
+    outcomes file); one stats record per round."""
+    inputs = read_feature_inputs(task.staged_dir, task.sigungu)
+    prepared = prepare_partition(inputs, task.catalogue)
+    staged_outcomes = inputs.outcomes
+    imported: dict[Path, pd.DataFrame] = {}
+    stats = []
+    for out in task.rounds:
+        for path in out.imported_outcomes:
+            if path not in imported:
+                imported[path] = feature_outcomes(path, task.sigungu)
+        outcomes = combine_outcomes(
+            staged_outcomes, [imported[path] for path in out.imported_outcomes]
+        )
+        round_inputs = replace(inputs, outcomes=outcomes)
+        features = build_features(
+            round_inputs,
+            out.as_of,
+            task.spec,
+            task.catalogue,
+            task.outcome_catalogue,
+            prepared=prepared,
+        )
+        labels = build_labels(outcomes, out.as_of, task.outcome_catalogue)
+        layout = TableLayout(out.out_dir)
+        write_parquet(features, layout.partition_file(FEATURES_TABLE, task.sigungu))
+        write_parquet(labels, layout.partition_file(LABELS_TABLE, task.sigungu))
+        stats.append(
+            {
+                "households": len(features),
+                "events": len(inputs.events),
+                "label_rows": len(labels),
+                "labelled": int(labels["label"].notna().sum()),
+            }
+        )
+    return stats
 
 
 def data_dictionary(spec: FeatureSpec, catalogue: IndicatorCatalogue) -> pd.DataFrame:
@@ -101,69 +141,100 @@ def build_round(
     staged_dir: Path | None = None,
     catalogues: Catalogues | None = None,
 ) -> FeatureRun:
-    """Build features and labels for the round ``as_of`` from the staged tables (the
-    ``catalogues`` of the command, read from the config's paths when not given)."""
+    """Build features and labels for the round ``as_of`` (:func:`build_rounds` of one round)."""
+    return build_rounds(config, [as_of], staged_dir, catalogues)[0]
+
+
+def build_rounds(
+    config: Config,
+    months: Sequence[int],
+    staged_dir: Path | None = None,
+    catalogues: Catalogues | None = None,
+) -> list[FeatureRun]:
+    """Build features and labels for every round of ``months`` from the staged tables (the
+    ``catalogues`` of the command, read from the config's paths when not given), in one pass
+    over each partition. No folder is replaced unless every round was built."""
+    months = sorted(set(months))
+    if not months:
+        return []
     staged_dir = staged_dir or OutputLayout(config.paths.output_root).staged
     codes = staged_partitions(staged_dir)
     if not codes:
         raise DataError(f"{staged_dir}: no staged households found: run `outreach ingest` first")
     catalogues = catalogues or load_catalogues(config)
     spec, catalogue = catalogues.features, catalogues.indicators
-    outcome_catalogue = catalogues.outcomes
-    label = format_month(as_of)
-    final = OutputLayout(config.paths.output_root).features(label)
-    outcomes_dir = OutputLayout(config.paths.output_root).outcomes
-    imported = imported_outcome_files(outcomes_dir, before=as_of)  # rounds before as_of only
-    log.info("features as of %s for %d partitions from %s", label, len(codes), staged_dir)
-    with staging_dir(final) as out_dir:
+    layout = OutputLayout(config.paths.output_root)
+    labels = [format_month(m) for m in months]
+    what = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1]} ({len(labels)} rounds)"
+    log.info("features as of %s for %d partitions from %s", what, len(codes), staged_dir)
+    with ExitStack() as stack:
+        rounds = []
+        imported_by_round = []
+        for month in months:
+            out_dir = stack.enter_context(staging_dir(layout.features(format_month(month))))
+            imported = imported_outcome_files(layout.outcomes, before=month)  # earlier rounds
+            imported_by_round.append(imported)
+            rounds.append(_RoundOut(month, out_dir, tuple(imported.values())))
         tasks = [
-            _Task(
-                staged_dir,
-                code,
-                as_of,
-                spec,
-                catalogue,
-                outcome_catalogue,
-                out_dir,
-                tuple(imported.values()),
-            )
+            _Task(staged_dir, code, spec, catalogue, catalogues.outcomes, tuple(rounds))
             for code in codes
         ]
         stats = map_partitions(
-            _feature_partition,
-            tasks,
-            runtime=config.runtime,
-            description=f"features {label}",
+            _feature_partition, tasks, runtime=config.runtime, description=f"features {what}"
         )
         dictionary = data_dictionary(spec, catalogue)
-        dictionary.to_csv(out_dir / DATA_DICTIONARY_CSV, index=False, encoding="utf-8")
-        write_json(dictionary.to_dict(orient="records"), out_dir / DATA_DICTIONARY_JSON)
-        totals = {key: sum(s[key] for s in stats) for key in stats[0]}
-        write_json(
-            {
-                "as_of": label,
-                "knowledge_rule": "facts reported before as_of (reported month < as_of); labels "
-                "from outcomes (staged and imported) resolved before as_of",
-                "feature_spec_sha256": spec_digest(spec),
-                # what the folder was built from: staged manifest, spec file, indicator catalogue
-                **input_digests(config, staged_dir),
-                "partitions": codes,
-                "imported_outcomes_sha256": {
-                    relative_name(path): sha256_file(path) for path in imported.values()
-                },
-                "rows": totals,
-                "model_inputs": len(model_input_names(spec, catalogue)),
-                "columns": len(dictionary),
-                "files_sha256": sha256_tree(out_dir),
+        results = []
+        for i, out in enumerate(rounds):
+            round_stats = [per_partition[i] for per_partition in stats]
+            totals = {key: sum(s[key] for s in round_stats) for key in round_stats[0]}
+            _write_round_files(
+                config, staged_dir, spec, catalogue, dictionary, out, codes, totals,
+                imported_by_round[i],
+            )  # fmt: skip
+            results.append(
+                FeatureRun(
+                    as_of=format_month(out.as_of),
+                    folder=layout.features(format_month(out.as_of)),
+                    households=totals["households"],
+                    features=len(model_input_names(spec, catalogue)),
+                    labelled_rows=totals["labelled"],
+                    events_read=totals["events"],
+                )
+            )
+    log.info("wrote %s", ", ".join(str(run.folder) for run in results))
+    return results
+
+
+def _write_round_files(
+    config: Config,
+    staged_dir: Path,
+    spec: FeatureSpec,
+    catalogue: IndicatorCatalogue,
+    dictionary: pd.DataFrame,
+    out: _RoundOut,
+    codes: list[str],
+    totals: dict[str, int],
+    imported: dict[str, Path],
+) -> None:
+    """A round folder's data dictionary and manifest (after its partitions are written)."""
+    dictionary.to_csv(out.out_dir / DATA_DICTIONARY_CSV, index=False, encoding="utf-8")
+    write_json(dictionary.to_dict(orient="records"), out.out_dir / DATA_DICTIONARY_JSON)
+    write_json(
+        {
+            "as_of": format_month(out.as_of),
+            "knowledge_rule": "facts reported before as_of (reported month < as_of); labels "
+            "from outcomes (staged and imported) resolved before as_of",
+            "feature_spec_sha256": spec_digest(spec),
+            # what the folder was built from: staged manifest, spec file, indicator catalogue
+            **input_digests(config, staged_dir),
+            "partitions": codes,
+            "imported_outcomes_sha256": {
+                relative_name(path): sha256_file(path) for path in imported.values()
             },
-            out_dir / MANIFEST,
-        )
-    log.info("wrote %s", final)
-    return FeatureRun(
-        as_of=label,
-        folder=final,
-        households=totals["households"],
-        features=len(model_input_names(spec, catalogue)),
-        labelled_rows=totals["labelled"],
-        events_read=totals["events"],
+            "rows": totals,
+            "model_inputs": len(model_input_names(spec, catalogue)),
+            "columns": len(dictionary),
+            "files_sha256": sha256_tree(out.out_dir),
+        },
+        out.out_dir / MANIFEST,
     )
