@@ -10,6 +10,7 @@ CONFIG ?=
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG),)
 BENCH_HOUSEHOLDS ?= 1000000
 BENCH_STAGES ?= generate,validate,ingest,features,score,audit,report
+BENCH_REPEAT ?= 1
 MLFLOW_ROOT ?= outputs/mlflow
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
@@ -60,14 +61,14 @@ run: $(STAMP) ## run every stage, in order, on the committed sample (embedded de
 test: $(STAMP) ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households; writes outputs/bench/*.json
-	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES)
+bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households (BENCH_REPEAT=3: the median of 3 runs); writes outputs/bench/*.json
+	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES) --repeat $(BENCH_REPEAT)
 
 bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured: 11.5 + 24 min on a quiet host, 14 + 29.5 min on a slow one; 13-16 GB of disk)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,features,score,report
 
-bench-train: $(STAMP) ## measure training with backtests at benchmark scale (200,000 households)
-	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,validate,ingest,train
+bench-train: $(STAMP) ## measure training at 200,000 households: the median of 3 runs, each from cold (features built, empty store); docs/scaling.md
+	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,validate,ingest,train --repeat 3
 
 simulate: $(STAMP) ## the living loop: every policy round after round on the sample's world (ROUNDS=, POLICIES=a,b); outputs/simulate/
 	$(OUTREACH) $(CONFIG_ARG) simulate $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(POLICIES),--policies $(POLICIES),)
@@ -75,8 +76,8 @@ simulate: $(STAMP) ## the living loop: every policy round after round on the sam
 bench-simulate: $(STAMP) ## the living loop at 200,000 households (a newly generated world), timed in outputs/bench/simulate.json; the config's simulate section picks policies and rounds (rule and champion, 6 rounds: 38 min, docs/simulation.md)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,simulate
 
-train: $(STAMP) ## backtest the candidates, audit fairness, log and register in MLflow, apply the gates
-	$(OUTREACH) $(CONFIG_ARG) train
+train: $(STAMP) ## backtest the registered candidate, audit fairness, log and register in MLflow, apply the gates (COMPARE=all also fits the comparisons: docs/training.md)
+	$(OUTREACH) $(CONFIG_ARG) train $(if $(COMPARE),--compare $(COMPARE))
 
 score: $(STAMP) ## score a round with the champion: lists per 읍면동, reasons, manifest (AS_OF=, MODEL_VERSION=, FORCE=1)
 	$(OUTREACH) $(CONFIG_ARG) score $(if $(AS_OF),--as-of $(AS_OF),) $(if $(MODEL_VERSION),--model-version $(MODEL_VERSION),) $(if $(FORCE),--force,)

@@ -126,8 +126,10 @@ def prepare_partition(inputs: FeatureInputs, catalogue: IndicatorCatalogue) -> P
 
 
 def _window_counts(h: np.ndarray, k: np.ndarray, ago: np.ndarray, w: int, n: int, kk: int):
+    """Events per (indicator, household) in the last ``w`` months: an (indicators × households)
+    matrix, so that each indicator's column of the table is one contiguous row."""
     mask = ago <= w
-    return np.bincount(h[mask] * kk + k[mask], minlength=n * kk).reshape(n, kk)
+    return np.bincount(k[mask] * n + h[mask], minlength=kk * n).reshape(kk, n)
 
 
 def build_features(
@@ -163,7 +165,7 @@ def build_features(
     value = prepared.event_value[keep]
     valid = (h >= 0) & (k >= 0)
     h, k, ago, value = h[valid], k[valid], ago[valid], value[valid]
-    flat = h * kk + k
+    flat = k * n + h  # indicator-major: (indicators × households) matrices below
 
     available = np.array(
         [
@@ -175,7 +177,7 @@ def build_features(
 
     def as_float(matrix: np.ndarray) -> np.ndarray:
         result = matrix.astype(np.float32)
-        result[:, missing_source] = np.nan
+        result[missing_source] = np.nan
         return result
 
     agg = spec.indicator
@@ -189,16 +191,16 @@ def build_features(
     sums = {}
     for w in agg.sum_windows:
         mask = ago <= w
-        sums[w] = np.bincount(flat[mask], weights=value[mask], minlength=n * kk).reshape(n, kk)
+        sums[w] = np.bincount(flat[mask], weights=value[mask], minlength=kk * n).reshape(kk, n)
     maxes = {}
     for w in agg.max_windows:
         mask = ago <= w
-        m = np.zeros(n * kk)
+        m = np.zeros(kk * n)
         np.maximum.at(m, flat[mask], value[mask])
-        maxes[w] = m.reshape(n, kk)
-    since = np.full(n * kk, cap, dtype=np.float64)
+        maxes[w] = m.reshape(kk, n)
+    since = np.full(kk * n, cap, dtype=np.float64)
     np.minimum.at(since, flat, ago.astype(np.float64))
-    since = since.reshape(n, kk)
+    since = since.reshape(kk, n)
 
     per_indicator: dict[str, np.ndarray] = {}
     for w in agg.count_windows:
@@ -215,7 +217,7 @@ def build_features(
         per_indicator[f"trend_{agg.trend.recent}m"] = as_float(recent - previous)
     for j, code in enumerate(codes):
         for suffix, matrix in per_indicator.items():
-            out[f"{code}__{suffix}"] = matrix[:, j]
+            out[f"{code}__{suffix}"] = matrix[j]
 
     group_names = list(catalogue.groups)
     group_of = np.array([group_names.index(ind.group) for ind in catalogue.indicators])
@@ -223,17 +225,17 @@ def build_features(
         members_mask = group_of == g
         any_available = bool((members_mask & available).any())
         for w in spec.group.count_windows:
-            column = counts[w][:, members_mask].sum(axis=1).astype(np.float32)
+            column = counts[w][members_mask].sum(axis=0).astype(np.float32)
             out[f"group_{group}__count_{w}m"] = (
                 column if any_available else np.full(n, np.nan, np.float32)
             )
         if spec.group.months_since_last:
-            column = since[:, members_mask].min(axis=1).astype(np.float32)
+            column = since[members_mask].min(axis=0).astype(np.float32)
             out[f"group_{group}__months_since_last"] = (
                 column if any_available else np.full(n, np.nan, np.float32)
             )
     for w in spec.distinct_types_windows:
-        out[f"distinct_types__{w}m"] = (counts[w] > 0).sum(axis=1).astype(np.float32)
+        out[f"distinct_types__{w}m"] = (counts[w] > 0).sum(axis=0).astype(np.float32)
 
     members = _members_at(prepared, as_of)
     out.update(_household_columns(prepared, members, spec))
@@ -345,7 +347,7 @@ def _per_household(rate: np.ndarray, emd_index: np.ndarray, missing: float) -> n
 def _context_columns(
     inputs: FeatureInputs,
     prepared: PreparedPartition,
-    counts_3m: np.ndarray | None,
+    counts_3m: np.ndarray | None,  # (indicators × households)
     as_of: int,
     spec: FeatureSpec,
     outcome_catalogue: OutcomeCatalogue,
@@ -354,7 +356,7 @@ def _context_columns(
     columns: dict[str, np.ndarray] = {}
     ctx = spec.context
     if "emd_signal_rate_3m" in ctx.features:
-        any_signal = (counts_3m.sum(axis=1) > 0).astype(np.float64)
+        any_signal = (counts_3m.sum(axis=0) > 0).astype(np.float64)
         prior = _mean(any_signal)  # over every household, its 읍면동 known or not
         rate = _smoothed_rate(emd_index, any_signal, n_emd, ctx.smoothing_households, prior)
         columns["emd_signal_rate_3m"] = _per_household(rate, emd_index, np.nan).astype(np.float32)
@@ -363,7 +365,8 @@ def _context_columns(
         oc = inputs.outcomes
         resolved = pd.to_numeric(oc["resolved_month"], errors="coerce")
         label = oc["outcome_code"].astype("string").map(outcome_catalogue.label_of())
-        known = ((oc["round_month"] < as_of) & (resolved < as_of) & label.notna()).to_numpy()
+        known = (oc["round_month"] < as_of) & (resolved < as_of) & label.notna()
+        known = known.fillna(False).to_numpy(dtype=bool)  # an unresolved visit (NA) is not known
         household = prepared.keys.get_indexer(oc["household_key"].to_numpy()[known])
         visit_emd = np.where(household >= 0, emd_index[np.maximum(household, 0)], -1)
         y = label.to_numpy()[known].astype(np.float64)[visit_emd >= 0]

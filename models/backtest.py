@@ -347,24 +347,31 @@ def reweigh_strength(config: TrainingConfig) -> float:
 
 
 def backtest_plan(config: TrainingConfig) -> BacktestPlan:
-    """Every learned candidate with the configured mitigation (the registered one, the other
-    one and the compared selective-label methods), and the registered candidate with every
-    compared mitigation method at every compared strength."""
+    """The registered candidate with the configured mitigation, and what ``config.compare``
+    asks for beside it: the other learned candidate (``candidates``; also ``offpolicy``, whose
+    DR model term is the logistic candidate), the compared selective-label methods
+    (``selective_labels``), and the registered candidate at every compared mitigation method
+    and strength (``mitigation``)."""
     m = config.mitigation
+    compare = set(config.compare)
     chosen = config.selective_labels.method
     main = config.candidate
     weight = reweigh_strength(config)
     specs = [CandidateSpec(main, main, chosen, weight)]
     other = "logistic" if main == "lightgbm" else "lightgbm"
-    specs.append(CandidateSpec(other, other, chosen, weight))
-    for method in config.selective_labels.compare:
-        if method != chosen:
-            specs.append(CandidateSpec(f"{main}-{method}", main, method, weight))
+    if "candidates" in compare or ("offpolicy" in compare and other == "logistic"):
+        specs.append(CandidateSpec(other, other, chosen, weight))
+    if "selective_labels" in compare:
+        for method in config.selective_labels.compare:
+            if method != chosen:
+                specs.append(CandidateSpec(f"{main}-{method}", main, method, weight))
     policy = deployed_policy(config)
     selections: dict[str, tuple[str, ListPolicy]] = {}
     if policy.method == EQUAL_RECALL:
         selections = {spec.name: (spec.name, policy) for spec in specs}
     variants: list[str] = []
+    if "mitigation" not in compare:
+        return BacktestPlan(specs, selections, variants)
     unmitigated = main  # the registered candidate's fit without reweighing
     if m.method != NONE and (
         NONE in m.compare or (m.method == REWEIGH and EQUAL_RECALL in m.compare)
@@ -505,7 +512,7 @@ def run_backtests(
             offpolicy_rounds.append((label, evaluation.offpolicy))
     metrics = pd.DataFrame(rows)
     offpolicy = None
-    if offpolicy_rounds:
+    if offpolicy_rounds and offpolicy_lists(config):
         offpolicy = backtest_estimates(
             offpolicy_rounds,
             offpolicy_lists(config),
@@ -550,17 +557,17 @@ def run_backtests(
 
 def offpolicy_lists(config: TrainingConfig) -> dict[str, str]:
     """The lists the off-policy estimates judge (the rule, the learned candidates and the
-    compared selective-label methods), each with its DR model term: the logistic candidate's
-    calibrated probabilities for every list, one separate outcome model for all, so that the
-    lists are compared on the same terms (docs/offpolicy.md). Each candidate's own probabilities
-    and the registered LightGBM's were measured and are worse: LightGBM fits overrate the
-    households at the top of their lists that no list visited, and a model fitted on the visits
-    alone (``plain``, ``ipw``) would judge itself by that error."""
-    main = config.candidate
-    other = "logistic" if main == "lightgbm" else "lightgbm"
-    chosen = config.selective_labels.method
-    names = [main, other]
-    names += [f"{main}-{m}" for m in config.selective_labels.compare if m != chosen]
+    compared selective-label methods that :func:`backtest_plan` fits), each with its DR model
+    term: the logistic candidate's calibrated probabilities for every list, one separate outcome
+    model for all, so that the lists are compared on the same terms (docs/offpolicy.md). Each
+    candidate's own probabilities and the registered LightGBM's were measured and are worse:
+    LightGBM fits overrate the households at the top of their lists that no list visited, and a
+    model fitted on the visits alone (``plain``, ``ipw``) would judge itself by that error.
+    Empty unless ``config.compare`` asks for ``offpolicy``."""
+    if "offpolicy" not in config.compare:
+        return {}
+    weight = reweigh_strength(config)  # the mitigation variants are fitted at other strengths
+    names = [spec.name for spec in backtest_plan(config).specs if spec.reweigh == weight]
     return {name: MODEL_TERM + "logistic" for name in [RULE, *names]}
 
 

@@ -71,6 +71,7 @@ class CardFacts:
     mitigation: str = "none"  # the registered setting, described
     mitigation_reason: str = ""
     loop_settings: str = ""  # selective labels and exploration, and why (the living loop)
+    compared: tuple[str, ...] = ()  # what the backtests measured beside it (training.compare)
     overrides: OverrideFigures | None = None  # caseworkers' overrides in the training rounds
 
 
@@ -193,6 +194,15 @@ def render_card(f: CardFacts) -> str:
         f"- Candidate `{f.candidate}`, selective-label method `{f.method}`; "
         f"size {f.lightgbm_size}.",
         *([f"- The living loop: {f.loop_settings}"] if f.loop_settings else []),
+        "- Compared beside it in the backtests: "
+        + (
+            ", ".join(f"`{c}`" for c in f.compared)
+            if f.compared
+            else "nothing (`outreach train --compare all` also fits the other candidate, the "
+            "selective-label methods and the mitigation settings, and makes the off-policy "
+            "estimates)"
+        )
+        + ".",
         f"- Calibration: {f.calibration}, fitted on the latest training round(s) held out, never "
         "on a test round.",
         "- Trained "
@@ -242,11 +252,16 @@ def render_card(f: CardFacts) -> str:
         "(distinct crisis types), plus local discretion and a small random exploration share. A "
         "model trained on them learns *who among the listed* had need, not who in the population "
         "has need, and it inherits the rule's blind spots. Its probabilities are calibrated to "
-        "visited households, not to everyone. Corrections compared in the backtests: inverse-"
-        "probability weighting with the recorded selection probabilities (`ipw`), unvisited "
-        "households with no crisis signal in the months after a round counted as negatives "
-        "(`negatives`), both (`ipw_negatives`) and none (`plain`); see the rows "
-        f"`{f.candidate}-<method>` above. Observed-label precision of a new list rests on the "
+        "visited households, not to everyone. The corrections: inverse-probability weighting "
+        "with the recorded selection probabilities (`ipw`), unvisited households with no crisis "
+        "signal in the months after a round counted as negatives (`negatives`), both "
+        "(`ipw_negatives`) and none (`plain`); "
+        + (
+            f"compared in the backtests, see the rows `{f.candidate}-<method>` above. "
+            if "selective_labels" in f.compared
+            else "not compared in this training (`outreach train --compare selective_labels`). "
+        )
+        + "Observed-label precision of a new list rests on the "
         "few listed households that earlier lists also chose (column observed_emd_unlabelled "
         "counts the rest): on real data it is a weak guide, and outreach should keep a random "
         "exploration share so that future labels can correct the model.",

@@ -468,8 +468,23 @@ class GatesConfig(_Strict):
     )
 
 
+# What training can measure beside the registered candidate (``training.compare``).
+Comparison = Literal["candidates", "selective_labels", "mitigation", "offpolicy"]
+COMPARISONS: tuple[str, ...] = get_args(Comparison)
+
+
 class TrainingConfig(_Strict):
-    """``outreach train``: candidates, backtests, calibration, fairness, gates and MLflow."""
+    """``outreach train``: candidates, backtests, calibration, fairness, gates and MLflow.
+
+    ``compare``: what the backtests fit and measure beside the registered candidate, each a cost
+    of its own (docs/training.md, "Comparisons"): ``candidates`` the other learned candidate,
+    ``selective_labels`` every method of ``selective_labels.compare``, ``mitigation`` every
+    setting of ``mitigation.compare`` × ``strengths``, ``offpolicy`` the doubly robust
+    off-policy estimates of every list (the logistic candidate fitted as their model term).
+    ``outreach train --compare all`` (``make train COMPARE=all``) asks for all of them once.
+    The off-policy estimates are made whenever the gates read them (no truth, ``gates.metric``
+    auto), whatever this says.
+    """
 
     candidate: Literal["lightgbm", "logistic"] = "lightgbm"  # the model that is registered
     model_name: str = Field("welfare-outreach", pattern=r"^[A-Za-z0-9_.-]+$")
@@ -484,6 +499,14 @@ class TrainingConfig(_Strict):
     fairness: FairnessConfig = FairnessConfig()
     mitigation: MitigationConfig = MitigationConfig()
     gates: GatesConfig = GatesConfig()
+    compare: tuple[Comparison, ...] = ()
+
+    @field_validator("compare")
+    @classmethod
+    def _once_each(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("compare: a comparison is named twice")
+        return value
 
 
 class CarryOverConfig(_Strict):
@@ -600,8 +623,8 @@ class SimulateConfig(_Strict):
     bootstrap_samples: int = Field(1000, ge=50, le=100_000)
     interval: float = Field(0.9, ge=0.5, lt=1.0)
     reference: SimulatePolicy = "rule"
-    # Train each model policy on its own method only (no comparison of other selective-label
-    # methods or mitigations in its backtests): the comparisons are the policies themselves.
+    # Each model policy's trainings compare nothing but the off-policy estimates (measured
+    # against the truth): the other comparisons are the policies themselves. True: all of them.
     compare_in_training: bool = False
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_indicators, load_outcomes
-from pipeline.config import Config, GatesConfig, load_config
+from pipeline.config import COMPARISONS, Config, GatesConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,7 +203,11 @@ class SamplePipeline:
         self.staged_file = write_config_file(self.staged_config, staged_root / "config.yaml")
         self.staged_record = staged_root / "stages.json"
         scored_root = tmp_path_factory.mktemp("scored")
-        self.scored_config = make_config(scored_root / "outputs", training=SMALL_TRAINING)
+        # The scored sample's training compares everything (training.compare): the tests of the
+        # comparisons read its run; trainings elsewhere compare nothing unless they say so.
+        self.scored_config = make_config(
+            scored_root / "outputs", training={**SMALL_TRAINING, "compare": list(COMPARISONS)}
+        )
         self.scored_file = write_config_file(self.scored_config, scored_root / "config.yaml")
         self.scored_record = scored_root / "stages.json"
         args = [str(self.staged_file), str(self.staged_record)]

@@ -51,6 +51,27 @@ def test_bench_writes_one_record_per_stage_in_the_design_schema(tmp_path, repo_r
     assert printed == [record]
 
 
+def test_bench_repeat_records_the_median_and_each_run(tmp_path, repo_root, capsys):
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        f"paths:\n  output_root: {tmp_path / 'out'}\n"
+        f"  indicators: {repo_root / 'configs' / 'indicators.yaml'}\n"
+        "runtime:\n  workers: 1\n",
+        encoding="utf-8",
+    )
+    argv = ["--config", str(config), "bench", "--households", "2000", "--stages", "generate"]
+    assert main([*argv, "--repeat", "3"]) == 0
+    record = json.loads((tmp_path / "out" / "bench" / "generate.json").read_text(encoding="utf-8"))
+    runs = record.pop("runs")
+    assert set(record) == {"stage", "households", "rows_in", "seconds", "rows_per_s", "peak_rss_mb"}
+    assert len(runs) == 3 and all(run["seconds"] > 0 for run in runs)
+    assert record["seconds"] == sorted(run["seconds"] for run in runs)[1]
+    assert record["peak_rss_mb"] == sorted(run["peak_rss_mb"] for run in runs)[1]
+    capsys.readouterr()
+    assert main([*argv, "--repeat", "0"]) == 2
+    assert "--repeat 0" in capsys.readouterr().err
+
+
 def test_bench_refuses_an_unknown_stage(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(f"paths:\n  output_root: {tmp_path}\n", encoding="utf-8")

@@ -142,6 +142,7 @@ def _imported_outcomes(staged: pd.DataFrame, round_label: str, seed: int) -> pd.
             listed.sample(5, random_state=seed),
         ]
     )
+    resolved = [format_month(month + 1)] * 15 + [None] * 5 + [format_month(month + 2)] * 5
     return pd.DataFrame(
         {
             "household_key": rows["household_key"].astype("string").to_numpy(),
@@ -155,7 +156,7 @@ def _imported_outcomes(staged: pd.DataFrame, round_label: str, seed: int) -> pd.
             "selection_reason": "model_score",
             "selection_probability": 1.0,
             "source_file_sha256": "0" * 64,
-            "resolved_month": ([format_month(month + 1)] * 3 + [None] + [format_month(month + 2)]) * 5,
+            "resolved_month": resolved,
             "override_code": pd.array([None] * 25, dtype="string"),
         }
     )  # fmt: skip

@@ -20,7 +20,7 @@ from models.mitigation import (
     reweigh_factors,
 )
 from pipeline.catalogues import load_catalogues
-from pipeline.config import ConfigError, TrainingConfig, config_from_mapping
+from pipeline.config import COMPARISONS, ConfigError, TrainingConfig, config_from_mapping
 from pipeline.datasets.features import FeatureRounds
 from pipeline.datasets.staged import load_capacity
 from pipeline.months import default_as_of
@@ -104,7 +104,14 @@ def test_cells_are_the_combinations_of_the_attributes():
 
 
 def _plan(**mitigation):
-    return backtest_plan(TrainingConfig(mitigation=mitigation))
+    return backtest_plan(TrainingConfig(mitigation=mitigation, compare=COMPARISONS))
+
+
+def test_without_comparisons_the_plan_fits_the_registered_candidate_alone():
+    for method in ("reweigh", "equal_recall", "none"):
+        plan = backtest_plan(TrainingConfig(mitigation={"method": method}))
+        assert [s.name for s in plan.specs] == ["lightgbm"] and plan.variants == []
+        assert list(plan.selections) == (["lightgbm"] if method == "equal_recall" else [])
 
 
 def test_the_plan_measures_every_setting_once_and_registers_the_configured_one():

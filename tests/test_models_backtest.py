@@ -29,6 +29,7 @@ from models.fairness import add_audit_counts, fairness_from_counts
 from models.metrics import cut_list, paired_bootstrap
 from pipeline.catalogue import load_indicators, load_outcomes
 from pipeline.config import (
+    COMPARISONS,
     Config,
     LightGBMConfig,
     RuntimeConfig,
@@ -98,7 +99,8 @@ def test_no_labels_before_the_cutoff_is_an_error():
 
 
 def test_candidate_specs_compare_methods_for_the_registered_model():
-    config = TrainingConfig()
+    assert [s.name for s in candidate_specs(TrainingConfig())] == ["lightgbm"]  # nothing compared
+    config = TrainingConfig(compare=COMPARISONS)
     specs = candidate_specs(config)
     names = [s.name for s in specs]
     assert names[:2] == ["lightgbm", "logistic"]
@@ -111,6 +113,11 @@ def test_candidate_specs_compare_methods_for_the_registered_model():
         "lightgbm-unmitigated",
         *(f"lightgbm-reweigh-{round(s * 100)}" for s in config.mitigation.strengths if s != 0.75),
     }
+    # each comparison alone: the off-policy estimates fit the logistic candidate (their model)
+    only = {c: [s.name for s in candidate_specs(TrainingConfig(compare=[c]))] for c in COMPARISONS}
+    assert only["candidates"] == only["offpolicy"] == ["lightgbm", "logistic"]
+    assert only["selective_labels"] == ["lightgbm", *sorted(others, key=names.index)]
+    assert set(only["mitigation"]) == {"lightgbm", *mitigation}
 
 
 def test_calibrated_classifier_follows_sklearn_conventions():

@@ -59,3 +59,42 @@ def test_registered_model_scores_as_the_backtest_model_fitted_on_the_same_rows(s
     )
     other = fit_candidate(tc.candidate, spec_order, tc, numeric, categorical)
     assert np.abs(other.predict_proba(features)[:, 1] - ours).max() > 1e-3
+
+
+def test_comparisons_do_not_change_the_registered_candidate(scored_sample):
+    """``training.compare`` adds fits beside the registered candidate; its backtest figures, its
+    fairness audit and the final model stay the same (only bootstrap intervals, which resample
+    the households on any compared list, may move)."""
+    import pandas as pd
+
+    from pipeline.config import COMPARISONS
+    from pipeline.train.fit import fit_all
+
+    alone = scored_sample.config.with_overrides(training={"compare": []})
+    compared = alone.with_overrides(training={"compare": list(COMPARISONS)})
+    source = FeatureRounds(alone, load_catalogues(alone).outcomes)
+    as_of = default_as_of(alone.window)
+    runs = {name: fit_all(c, source, as_of) for name, c in (("alone", alone), ("all", compared))}
+    assert runs["alone"].compared == ()
+    assert runs["all"].compared == COMPARISONS
+    names = {name: set(run.backtest.metrics["model"]) for name, run in runs.items()}
+    main = alone.training.candidate
+    assert names["alone"] == {main, "rule", "oracle"}
+    assert {"logistic", f"{main}-plain"} <= names["all"] and runs["all"].tradeoff is not None
+    assert runs["alone"].backtest.offpolicy is None and runs["all"].backtest.offpolicy is not None
+
+    def own(run, frame):
+        rows = frame[frame["model"].isin([main, "rule"])].reset_index(drop=True)
+        return rows[[c for c in rows.columns if "offpolicy" not in c]]
+
+    pd.testing.assert_frame_equal(
+        own(runs["alone"], runs["alone"].backtest.metrics),
+        own(runs["all"], runs["all"].backtest.metrics),
+    )
+    pd.testing.assert_frame_equal(runs["alone"].fairness, runs["all"].fairness)
+    frame = runs["alone"].train_frame
+    model_all = runs["all"].model
+    np.testing.assert_array_equal(
+        runs["alone"].model.predict_proba(frame.drop(columns=["label", "weight"]))[:, 1],
+        model_all.predict_proba(frame.drop(columns=["label", "weight"]))[:, 1],
+    )

@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict
 
 from pipeline.bench.measure import bench_stage
@@ -62,9 +63,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(BENCH_STAGES),
         help=f"comma-separated stages to measure (default: {','.join(BENCH_STAGES)})",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each stage; the record holds the median and each run (default 1)",
+    )
+
+
+def start_cold(config: Config, name: str) -> Callable[[], None] | None:
+    """What puts the bench's work root back, before a further run of stage ``name``, to where
+    its first run started: ``train`` builds its feature rounds again and registers into an empty
+    store (its features, MLflow store and ledger are removed); the other stages start from their
+    inputs anyway."""
+    if name != "train":
+        return None
+    layout = OutputLayout(config.paths.output_root)
+
+    def reset() -> None:
+        for folder in (layout.root / "features", layout.mlflow, layout.ledger.parent):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return reset
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
+    if args.repeat < 1:
+        raise UsageError(f"bench: --repeat {args.repeat}: at least 1 run")
     households = args.households or config.bench.households
     sigungu = max(2, round(households / 90000)) if args.households else config.bench.sigungu
     low, high = config.bench.emd_per_sigungu
@@ -98,6 +123,9 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 households,
                 lambda n=name: measure_stage(bench_config, n),
                 OutputLayout(config.paths.output_root).bench_record(name),
+                repeat=args.repeat,
+                before_repeat=start_cold(bench_config, name),
             )
-            print(json.dumps(asdict(record), ensure_ascii=False), flush=True)
+            shown = {k: v for k, v in asdict(record).items() if v is not None}
+            print(json.dumps(shown, ensure_ascii=False), flush=True)
     return EXIT_OK

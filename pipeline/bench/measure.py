@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,9 @@ class BenchRecord:
     seconds: float
     rows_per_s: float
     peak_rss_mb: float
+    # With several runs (``outreach bench --repeat N``): seconds and peak_rss_mb above are the
+    # medians, and each run's figures are here.
+    runs: list[dict[str, float]] | None = None
 
 
 class PeakMemory:
@@ -78,22 +82,38 @@ def measured() -> Iterator[dict[str, float]]:
 
 
 def bench_stage(
-    stage: str, households: int, run: Callable[[], int], record_file: Path
+    stage: str,
+    households: int,
+    run: Callable[[], int],
+    record_file: Path,
+    repeat: int = 1,
+    before_repeat: Callable[[], None] | None = None,
 ) -> BenchRecord:
-    """Run one stage, measure it, write its record to ``record_file`` and return the record.
+    """Run one stage ``repeat`` times, measure each run, write the record (the median of the
+    runs' seconds and peak memory; each run's figures in ``runs`` when more than one) to
+    ``record_file`` and return it. ``before_repeat`` puts back what the first run started from
+    before each further run.
 
     ``run`` returns the number of input rows the stage processed.
     """
-    with measured() as figures:
-        rows_in = run()
-    seconds = figures["seconds"]
+    runs = []
+    rows_in = 0
+    for i in range(repeat):
+        if i and before_repeat is not None:
+            before_repeat()
+        with measured() as figures:
+            rows_in = run()
+        seconds, peak = figures["seconds"], figures["peak_rss_mb"]
+        runs.append({"seconds": round(seconds, 3), "peak_rss_mb": round(peak, 1)})
+    seconds = float(statistics.median(r["seconds"] for r in runs))
     record = BenchRecord(
         stage=stage,
         households=households,
         rows_in=int(rows_in),
         seconds=round(seconds, 3),
         rows_per_s=round(rows_in / seconds, 1) if seconds > 0 else 0.0,
-        peak_rss_mb=round(figures["peak_rss_mb"], 1),
+        peak_rss_mb=round(float(statistics.median(r["peak_rss_mb"] for r in runs)), 1),
+        runs=runs if repeat > 1 else None,
     )
-    write_json(asdict(record), record_file)
+    write_json({k: v for k, v in asdict(record).items() if v is not None}, record_file)
     return record

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import SIMULATE_MODEL_PREFIX, Config
+from pipeline.config import COMPARISONS, SIMULATE_MODEL_PREFIX, Config
 from pipeline.vocabulary import EMD, KEY
 
 NONE = "none"  # the counterfactual world: nobody is contacted
@@ -46,7 +46,8 @@ def is_model_policy(policy: str) -> bool:
 
 def policy_overrides(config: Config, policy: str) -> dict[str, Any]:
     """Config sections a model policy changes: its selective-label method, or no exploration;
-    and, unless ``simulate.compare_in_training``, backtests of its own method only."""
+    and the backtests' comparisons: the off-policy estimates only, unless
+    ``simulate.compare_in_training`` (then all of ``training.compare``'s)."""
     method = config.training.selective_labels.method
     scoring: dict[str, Any] = {}
     if policy in ("champion_no_exploration", "champion_broken"):
@@ -55,14 +56,10 @@ def policy_overrides(config: Config, policy: str) -> dict[str, Any]:
         method = "plain"
     elif policy not in ("champion", "champion_no_exploration"):
         method = policy.removeprefix(f"{SIMULATE_MODEL_PREFIX}_")
-    training: dict[str, Any] = {"selective_labels": {"method": method}}
-    if not config.simulate.compare_in_training:
-        mitigation = config.training.mitigation
-        training["selective_labels"]["compare"] = [method]
-        training["mitigation"] = {
-            "compare": [mitigation.method],
-            "strengths": [mitigation.strength],
-        }
+    # The off-policy estimates of the simulated rounds are measured against the truth
+    # (docs/offpolicy.md, "In simulated rounds"); the other comparisons are the policies.
+    compare = list(COMPARISONS) if config.simulate.compare_in_training else ["offpolicy"]
+    training: dict[str, Any] = {"selective_labels": {"method": method}, "compare": compare}
     return {"training": training, "scoring": scoring}
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.config import Config
-from pipeline.errors import EXIT_OK
+from pipeline.config import COMPARISONS, Config
+from pipeline.errors import EXIT_OK, UsageError
 from pipeline.months import resolve_as_of
 from pipeline.stages import Prerequisite, feature_rounds_needed
 
@@ -16,6 +16,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="train with what is known at this round, YYYY-MM (default: the next round after "
         "the data window)",
     )
+    parser.add_argument(
+        "--compare",
+        help="also measure in the backtests, beside the registered candidate: 'all' or some of "
+        f"{','.join(COMPARISONS)} (comma-separated; adds to training.compare)",
+    )
+
+
+def with_comparisons(config: Config, args: argparse.Namespace) -> Config:
+    """``config`` with the comparisons of ``--compare`` added to ``training.compare``."""
+    text = getattr(args, "compare", None)
+    if not text:
+        return config
+    asked = COMPARISONS if text.strip() == "all" else [p.strip() for p in text.split(",")]
+    unknown = [p for p in asked if p not in COMPARISONS]
+    if unknown:
+        raise UsageError(
+            f"--compare: unknown comparison(s) {', '.join(unknown)}; "
+            f"use 'all' or some of {', '.join(COMPARISONS)}"
+        )
+    wanted = [*config.training.compare, *(p for p in asked if p not in config.training.compare)]
+    return config.with_overrides(training={"compare": wanted})
 
 
 def prerequisites(config: Config, args: argparse.Namespace) -> list[Prerequisite]:
@@ -32,13 +53,15 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     """Train (for ``outreach bench``); returns the rows fitted and evaluated."""
     from pipeline.train.stage import train
 
-    return train(config, resolve_as_of(config.window, getattr(args, "as_of", None))).rows
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    return train(with_comparisons(config, args), as_of).rows
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.train.stage import train
 
-    result = train(config, resolve_as_of(config.window, getattr(args, "as_of", None)))
+    as_of = resolve_as_of(config.window, getattr(args, "as_of", None))
+    result = train(with_comparisons(config, args), as_of)
     s = result.summary.set_index("model")
     print(f"trained {result.model_name} version {result.version} in {result.seconds:.1f} s")
     column = "truth_emd_precision_mean"

@@ -31,6 +31,7 @@ from models.candidates import CalibratedClassifier, LightGBMFitter
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
 from models.evaluation import RoundHouseholds, household_keys
 from models.fairness import fairness_from_counts, proxy_check_rows, proxy_sample
+from models.gates import gate_metric
 from models.mitigation import EQUAL_RECALL, setting_name, tradeoff_row
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
@@ -68,6 +69,7 @@ class Trained:
     train_frame: pd.DataFrame
     test_summaries: dict[int, DatasetSummary]  # each test round's model inputs, for MLflow
     engine: str = "local"  # where LightGBM was fitted: local or dask
+    compared: tuple[str, ...] = ()  # what the backtests measured beside it (training.compare)
 
 
 def plan_rounds(config: Config, as_of: int) -> tuple[list[int], list[int]]:
@@ -185,6 +187,17 @@ def mitigation_tradeoff(
     return pd.DataFrame(rows), tables
 
 
+def compared(config: Config, has_truth: bool) -> tuple[str, ...]:
+    """What the backtests measure beside the registered candidate: ``training.compare``, and
+    the off-policy estimates whenever the gates read them (:func:`models.gates.gate_metric`)."""
+    tc = config.training
+    wanted = list(tc.compare)
+    reads_dr = gate_metric(tc.gates.metric, has_truth) == "offpolicy_dr_precision_emd"
+    if reads_dr and "offpolicy" not in wanted:
+        wanted.append("offpolicy")
+    return tuple(wanted)
+
+
 def fit_all(
     config: Config,
     source: RoundSource,
@@ -198,7 +211,6 @@ def fit_all(
     in the backtests and for the final model alike, so that the backtest metrics describe how the
     registered model was trained. Test rounds are scored on ``config.runtime``'s engine.
     """
-    tc = config.training
     catalogues = catalogues or load_catalogues(config)
     columns = input_columns(catalogues)
     inputs, numeric, categorical = columns.inputs, columns.numeric, columns.categorical
@@ -211,6 +223,7 @@ def fit_all(
         len(rounds),
         ", ".join(format_month(r) for r in test_rounds),
     )
+    tc = config.training
     pool = training_pool(config, source, rounds, as_of, columns, catalogues)
     has_truth = truth_available(config)
     if has_truth and not truth_covers(config, test_rounds):
@@ -221,8 +234,19 @@ def fit_all(
         )
         has_truth = False
     truth = tuple(truth_files(config)) if has_truth else None
+    config = config.with_overrides(training={"compare": list(compared(config, has_truth))})
+    tc = config.training
     readers = [
-        TestRoundReader(source, r, as_of, inputs, levels, truth_files=truth, runtime=config.runtime)
+        TestRoundReader(
+            source,
+            r,
+            as_of,
+            inputs,
+            levels,
+            truth_files=truth,
+            runtime=config.runtime,
+            offpolicy="offpolicy" in tc.compare,
+        )
         for r in test_rounds
     ]
     capacity = load_capacity(config)
@@ -242,7 +266,8 @@ def fit_all(
         seed = tc.backtest.seed
         fairness = fairness_from_counts(result.audit, tc.fairness, "listed_model", seed=seed)
         fairness_rule = fairness_from_counts(result.audit, tc.fairness, "listed_rule", seed=seed)
-        tradeoff, variant_fairness = mitigation_tradeoff(config, result, fairness)
+        if "mitigation" in tc.compare:
+            tradeoff, variant_fairness = mitigation_tradeoff(config, result, fairness)
     summaries: dict[int, DatasetSummary] = {}
     proxy = None
     for test in result.rounds:
@@ -274,4 +299,5 @@ def fit_all(
         train_frame=train_frame,
         test_summaries=summaries,
         engine=engine_of(fitter),
+        compared=tc.compare,
     )

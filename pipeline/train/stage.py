@@ -218,6 +218,7 @@ def card_facts(
         features_digest=features_digest,
         code_version=code,
         engine=trained.engine,
+        compared=trained.compared,
     )
 
 
@@ -237,6 +238,7 @@ def run_params(config: Config, trained: Trained, cluster: dict[str, str]) -> dic
             "n_inputs": str(len(trained.inputs)),
             "config_source": config.source,
             "training.engine": trained.engine,
+            "training.compared": ",".join(trained.compared) or "none",
             **cluster,
         }
     )
