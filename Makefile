@@ -67,7 +67,7 @@ bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households (BENCH_REPE
 bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured: 11.5 + 24 min on a quiet host, 14 + 29.5 min on a slow one; 13-16 GB of disk)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,features,score,report
 
-bench-train: $(STAMP) ## measure training at 200,000 households: the median of 3 runs, each from cold (features built, empty store); docs/scaling.md
+bench-train: $(STAMP) ## measure training at 200,000 households: the median of 3 runs, each building its feature rounds; docs/scaling.md
 	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,validate,ingest,train --repeat 3
 
 simulate: $(STAMP) ## the living loop: every policy round after round on the sample's world (ROUNDS=, POLICIES=a,b); outputs/simulate/

@@ -44,6 +44,15 @@ def _quiet_telemetry() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _thread_settings() -> None:
+    # OpenMP (LightGBM) reads its wait policy once, when the library loads: set here, where the
+    # process starts, before any stage imports it, and inherited by the local worker processes.
+    # Passive waiting: a thread that waits for work sleeps instead of spinning, so LightGBM's two
+    # threads do not burn the core another process (a partition worker, a second command) needs.
+    # Measured in docs/scaling.md ("Threads"). An OMP_WAIT_POLICY already set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit code 2 with a one-line message
         self.print_usage(sys.stderr)
@@ -148,6 +157,7 @@ def sigterm_raises() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``outreach`` console script; returns the exit code."""
     _quiet_telemetry()
+    _thread_settings()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.stage is None:

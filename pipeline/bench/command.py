@@ -73,16 +73,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def start_cold(config: Config, name: str) -> Callable[[], None] | None:
     """What puts the bench's work root back, before a further run of stage ``name``, to where
-    its first run started: ``train`` builds its feature rounds again and registers into an empty
-    store (its features, MLflow store and ledger are removed); the other stages start from their
-    inputs anyway."""
+    its first run started: ``train`` builds its feature rounds again (they are removed; each
+    run registers a version in the same store, as a data scientist's next run would); the other
+    stages start from their inputs anyway."""
     if name != "train":
         return None
-    layout = OutputLayout(config.paths.output_root)
+    features = OutputLayout(config.paths.output_root).root / "features"
 
     def reset() -> None:
-        for folder in (layout.root / "features", layout.mlflow, layout.ledger.parent):
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(features, ignore_errors=True)
 
     return reset
 
