@@ -110,3 +110,25 @@ def test_sigterm_during_a_stage_is_exit_code_143_with_a_one_line_message(
     assert main(["--config", str(config), "generate"]) == 143
     assert "terminated" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is before  # restored after the stage
+
+
+def test_openmp_waits_passively_unless_the_environment_says_otherwise(monkeypatch, capsys):
+    """Set where the process starts (before LightGBM loads OpenMP): docs/scaling.md, "Threads"."""
+    import os
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    main([])
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    main([])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_the_console_script_loads_openmp_after_setting_its_wait_policy():
+    """Importing the CLI must not load LightGBM (its OpenMP reads the policy once, on load)."""
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.cli; print('lightgbm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
