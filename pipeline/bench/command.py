@@ -72,10 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def start_cold(config: Config, name: str) -> Callable[[], None] | None:
-    """What puts the bench's work root back, before a further run of stage ``name``, to where
-    its first run started: ``train`` builds its feature rounds again (they are removed; each
-    run registers a version in the same store, as a data scientist's next run would); the other
-    stages start from their inputs anyway."""
+    """What puts the bench's work root where every run of stage ``name`` starts: ``train``
+    from cold, building all its feature rounds (they are removed before each run, also when an
+    earlier bench left them; each run registers a version in the same store, as a data
+    scientist's next run would); the other stages start from their inputs anyway."""
     if name != "train":
         return None
     features = OutputLayout(config.paths.output_root).root / "features"
@@ -123,7 +123,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
                 lambda n=name: measure_stage(bench_config, n),
                 OutputLayout(config.paths.output_root).bench_record(name),
                 repeat=args.repeat,
-                before_repeat=start_cold(bench_config, name),
+                before_run=start_cold(bench_config, name),
             )
             shown = {k: v for k, v in asdict(record).items() if v is not None}
             print(json.dumps(shown, ensure_ascii=False), flush=True)

@@ -87,20 +87,20 @@ def bench_stage(
     run: Callable[[], int],
     record_file: Path,
     repeat: int = 1,
-    before_repeat: Callable[[], None] | None = None,
+    before_run: Callable[[], None] | None = None,
 ) -> BenchRecord:
     """Run one stage ``repeat`` times, measure each run, write the record (the median of the
     runs' seconds and peak memory; each run's figures in ``runs`` when more than one) to
-    ``record_file`` and return it. ``before_repeat`` puts back what the first run started from
-    before each further run.
+    ``record_file`` and return it. ``before_run`` puts the work root where every run starts from
+    (for ``train``: no feature rounds), before each run.
 
     ``run`` returns the number of input rows the stage processed.
     """
     runs = []
     rows_in = 0
-    for i in range(repeat):
-        if i and before_repeat is not None:
-            before_repeat()
+    for _ in range(repeat):
+        if before_run is not None:
+            before_run()
         with measured() as figures:
             rows_in = run()
         seconds, peak = figures["seconds"], figures["peak_rss_mb"]
