@@ -122,6 +122,24 @@ def test_bad_as_of_is_a_usage_error_for_every_command(staged_sample, capsys, sta
     assert len(err.strip().splitlines()) == 1
 
 
+def test_one_bad_month_of_several_builds_none(staged_sample, capsys):
+    config, config_file = staged_sample
+    argv = ["--config", str(config_file), "features", "--as-of", "2026-02,2027-03"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--as-of 2027-03" in err and len(err.strip().splitlines()) == 1
+    assert not OutputLayout(config.paths.output_root).features("2026-02").exists()
+
+
+def test_an_unknown_comparison_is_a_usage_error_before_anything_runs(staged_sample, capsys):
+    _, config_file = staged_sample
+    with pytest.raises(SystemExit) as info:
+        main(["--config", str(config_file), "train", "--compare", "candidates,ouija"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown comparison(s) ouija" in err and "==> outreach features" not in err
+
+
 def test_features_without_staged_tables_is_a_data_error(tmp_path, config_factory, capsys):
     from conftest import write_config_file
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.config import COMPARISONS, Config
-from pipeline.errors import EXIT_OK, UsageError
+from pipeline.errors import EXIT_OK
 from pipeline.months import resolve_as_of
 from pipeline.stages import Prerequisite, feature_rounds_needed
 
@@ -18,23 +18,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--compare",
+        type=comparisons,
         help="also measure in the backtests, beside the registered candidate: 'all' or some of "
         f"{','.join(COMPARISONS)} (comma-separated; adds to training.compare)",
     )
 
 
-def with_comparisons(config: Config, args: argparse.Namespace) -> Config:
-    """``config`` with the comparisons of ``--compare`` added to ``training.compare``."""
-    text = getattr(args, "compare", None)
-    if not text:
-        return config
-    asked = COMPARISONS if text.strip() == "all" else [p.strip() for p in text.split(",")]
+def comparisons(text: str) -> tuple[str, ...]:
+    """The comparisons of ``--compare``: ``all`` or some of :data:`COMPARISONS`, comma-separated
+    (an unknown one is a usage error, before anything runs)."""
+    asked = COMPARISONS if text.strip() == "all" else tuple(p.strip() for p in text.split(","))
     unknown = [p for p in asked if p not in COMPARISONS]
     if unknown:
-        raise UsageError(
-            f"--compare: unknown comparison(s) {', '.join(unknown)}; "
-            f"use 'all' or some of {', '.join(COMPARISONS)}"
+        raise argparse.ArgumentTypeError(
+            f"unknown comparison(s) {', '.join(unknown)}; use 'all' or some of "
+            f"{', '.join(COMPARISONS)}"
         )
+    return asked
+
+
+def with_comparisons(config: Config, args: argparse.Namespace) -> Config:
+    """``config`` with the comparisons of ``--compare`` added to ``training.compare``."""
+    asked = getattr(args, "compare", None) or ()
+    if not asked:
+        return config
     wanted = [*config.training.compare, *(p for p in asked if p not in config.training.compare)]
     return config.with_overrides(training={"compare": wanted})
 
