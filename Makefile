@@ -26,6 +26,7 @@ export DO_NOT_TRACK := true
 .PHONY: audit
 .PHONY: train mlflow-ui promote rollback score score-shadow
 .PHONY: simulate bench-simulate
+.PHONY: retention explain export
 
 help: ## list the documented targets
 	@echo "welfare-outreach — make targets:"
@@ -105,6 +106,16 @@ outcomes-import: $(STAMP) ## import lists returned by caseworkers: make outcomes
 outcomes-import-calls: $(STAMP) ## import the call service's results of the phone tier: make outcomes-import-calls FILE="calls_4111000000.csv"
 	@test -n "$(FILE)" || { echo 'usage: make outcomes-import-calls FILE="calls_<시군구>.csv [...]"'; exit 2; }
 	$(OUTREACH) $(CONFIG_ARG) outcomes import-calls $(FILE)
+
+retention: $(STAMP) ## destroy household-level data older than retention.period_months, a record in the ledger (DRY_RUN=1: list what would go)
+	$(OUTREACH) $(CONFIG_ARG) retention $(if $(DRY_RUN),--dry-run,)
+
+explain: $(STAMP) ## a one-page explanation for one household of a round, HTML and PDF: make explain KEY=... (AS_OF=YYYY-MM)
+	@test -n "$(KEY)" || { echo 'usage: make explain KEY=<household key> [AS_OF=YYYY-MM]'; exit 2; }
+	$(OUTREACH) $(CONFIG_ARG) explain "$(KEY)" $(if $(AS_OF),--round $(AS_OF),)
+
+export: $(STAMP) ## each 읍면동's list and page as a bundle encrypted with its office's key, a record in the ledger (AS_OF=YYYY-MM)
+	$(OUTREACH) $(CONFIG_ARG) export $(if $(AS_OF),--as-of $(AS_OF),)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI read-only for auditors on 127.0.0.1 (user auditor; MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
 	$(BIN)/python -m pipeline.tracking.auditor_server --root $(MLFLOW_ROOT) --port $(MLFLOW_PORT) \

@@ -66,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(config: Config, args: argparse.Namespace) -> int:
     """``outreach run``: every stage marked ``in_run``, in order, each with its default options
     (and before it, what it declares it needs)."""
+    if config.retention.in_run:  # destroy what the retention period no longer allows, first
+        print("==> retention")
+        code = run_stage(config, "retention", [])
+        if code != EXIT_OK:
+            return code
     for stage in STAGES:
         if not stage.in_run:
             continue

@@ -636,6 +636,29 @@ class SimulateConfig(_Strict):
         return self
 
 
+class RetentionConfig(_Strict):
+    """``outreach retention``: household-level data older than ``period_months`` is destroyed
+    (docs/compliance.md). ``in_run``: ``outreach run`` runs it first."""
+
+    period_months: int = Field(60, ge=1, le=600)
+    in_run: bool = False
+
+
+class ObjectionsConfig(_Strict):
+    """The objections registry: households that refuse automated profiling or ask for an
+    explanation (docs/compliance.md)."""
+
+    registry: Path | None = None
+
+
+class ExportConfig(_Strict):
+    """``outreach export``: each 읍면동's list and page as a bundle encrypted with that office's
+    key (docs/compliance.md)."""
+
+    key_env: str = Field("OUTREACH_OFFICE_KEYS", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    key_file: Path | None = None
+
+
 class Config(_Strict):
     """The whole configuration of a run."""
 
@@ -651,6 +674,9 @@ class Config(_Strict):
     report: ReportConfig = ReportConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     simulate: SimulateConfig = SimulateConfig()
+    retention: RetentionConfig = RetentionConfig()
+    objections: ObjectionsConfig = ObjectionsConfig()
+    export: ExportConfig = ExportConfig()
     source: str = "<embedded defaults>"
 
     @model_validator(mode="after")

@@ -137,6 +137,23 @@ STAGES: tuple[Stage, ...] = (
         "measures per round in outputs/simulate/",
         "pipeline.simulate.command",
     ),
+    Stage(
+        "retention",
+        "destroy household-level data older than the retention period (--dry-run lists it); "
+        "a destruction record goes to the ledger",
+        "pipeline.retention.command",
+    ),
+    Stage(
+        "explain",
+        "a one-page explanation, in plain Korean, for one household of a round (HTML and PDF)",
+        "pipeline.explain.command",
+    ),
+    Stage(
+        "export",
+        "each 읍면동's list and page as a bundle encrypted with that office's key; "
+        "an export record goes to the ledger",
+        "pipeline.export.command",
+    ),
 )
 
 

@@ -216,3 +216,12 @@ def report_written(
             "manifest_sha256": manifest_sha256,
         },
     )
+
+
+# --- retention (pipeline/retention): data destroyed -------------------------------------------
+
+
+# --- objections (ingest): objection recorded --------------------------------------------------
+
+
+# --- export (pipeline/export): bundle exported ------------------------------------------------

@@ -42,6 +42,9 @@ ROUND_SCORED = "round scored"
 OUTCOMES_IMPORTED = "outcomes imported"
 REPORT_WRITTEN = "report written"
 SHADOW_SCORED = "shadow scored"
+DATA_DESTROYED = "data destroyed"
+OBJECTION_RECORDED = "objection recorded"
+BUNDLE_EXPORTED = "bundle exported"
 EVENTS = (
     MODEL_REGISTERED,
     GATES_DECIDED,
@@ -51,6 +54,9 @@ EVENTS = (
     OUTCOMES_IMPORTED,
     REPORT_WRITTEN,
     SHADOW_SCORED,
+    DATA_DESTROYED,
+    OBJECTION_RECORDED,
+    BUNDLE_EXPORTED,
 )
 
 

@@ -1,0 +1,1 @@
+"""`outreach explain` (docs/compliance.md)."""

@@ -1,0 +1,1 @@
+"""`outreach export` (docs/compliance.md)."""

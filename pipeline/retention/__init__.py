@@ -1,0 +1,1 @@
+"""`outreach retention` (docs/compliance.md)."""
