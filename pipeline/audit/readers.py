@@ -26,6 +26,7 @@ from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.datasets.rounds import (
+    EXPORT,
     LIST_SUFFIXES,
     MANIFEST,
     REPORT,
@@ -40,8 +41,9 @@ from pipeline.textsafe import from_spreadsheet_cell
 from pipeline.vocabulary import EMD, KEY, list_header_keys
 
 CSV, XLSX = LIST_SUFFIXES
-# written later (the review report; a challenger's shadow record), not by score
-OUT_OF_MANIFEST = (f"{REPORT}/", f"{SHADOW}/")
+# written later (the review report; a challenger's shadow record; the offices' encrypted
+# bundles), not by score
+OUT_OF_MANIFEST = (f"{REPORT}/", f"{SHADOW}/", f"{EXPORT}/")
 SCORE_COLUMNS = (
     KEY,
     "sigungu_code",

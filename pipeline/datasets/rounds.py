@@ -10,6 +10,8 @@
 - ``report/``: the review report (written later by ``outreach report``, outside the manifest);
 - ``shadow/v<N>/``: a challenger scored beside the round (``outreach score --shadow N``, outside
   the manifest): ``scores.parquet``, ``summary.json``, ``overlap_per_emd.csv``, ``fairness.csv``.
+- ``export/<시군구>/emd_<읍면동>.bundle``: each 읍면동's list and report page encrypted with that
+  office's key (``outreach export``, outside the manifest; docs/export.md).
 
 A round replaced with ``score --force`` is kept in ``rounds/_replaced/YYYY-MM-N/``. The readers
 below read Parquet row group by row group, so no reader holds a national table it does not need.
@@ -76,6 +78,9 @@ SHADOW_OVERLAP = "overlap_per_emd.csv"
 SHADOW_FAIRNESS = "fairness.csv"
 REPLACED = "_replaced"
 LIST_SUFFIXES = (".csv", ".xlsx")
+# The offices' encrypted bundles (`outreach export`, docs/export.md), outside the manifest.
+EXPORT = "export"
+BUNDLE_SUFFIX = ".bundle"
 
 
 def round_dir(config: Config, as_of: int) -> Path:
@@ -97,6 +102,16 @@ def list_paths(lists_dir: Path, sigungu: str, emd: str | None) -> tuple[Path, Pa
     folder = lists_dir / sigungu
     stem = f"emd_{emd}" if emd is not None else f"sigungu_{sigungu}"
     return folder / f"{stem}.csv", folder / f"{stem}.xlsx"
+
+
+def report_emd_page(emd: str) -> str:
+    """The report page of one 읍면동, relative to ``report/``."""
+    return f"{REPORT_EMD_DIR}/{emd}.html"
+
+
+def bundle_path(folder: Path, sigungu: str, emd: str) -> Path:
+    """The encrypted bundle of one 읍면동 in the round folder ``folder``."""
+    return folder / EXPORT / sigungu / f"emd_{emd}{BUNDLE_SUFFIX}"
 
 
 def shadow_dir(folder: Path, version: str) -> Path:
