@@ -225,3 +225,37 @@ def report_written(
 
 
 # --- export (pipeline/export): bundle exported ------------------------------------------------
+
+
+def bundle_exported(
+    root: Path,
+    *,
+    round_label: str,
+    emd_code: str,
+    sigungu_code: str,
+    bundle: str,
+    bundle_sha256: str,
+    files: Mapping[str, str],
+    manifest_sha256: str,
+    key_fingerprint: str,
+    round_manifest_sha256: str,
+) -> dict[str, Any]:
+    """One office's bundle left the pipeline (``outreach export``): the office, the bundle's
+    name and sha256, each plaintext file in it (name -> sha256) and its manifest's sha256, the
+    fingerprint of the key it was encrypted with (never the key) and the round manifest. Who
+    exported it is the entry's ``by``."""
+    return ledger.append(
+        root,
+        ledger.BUNDLE_EXPORTED,
+        {
+            "round": round_label,
+            "emd_code": emd_code,
+            "sigungu_code": sigungu_code,
+            "bundle": bundle,
+            "bundle_sha256": bundle_sha256,
+            "files": [{"name": n, "sha256": files[n]} for n in sorted(files)],
+            "manifest_sha256": manifest_sha256,
+            "key_fingerprint": key_fingerprint,
+            "round_manifest_sha256": round_manifest_sha256,
+        },
+    )
