@@ -12,6 +12,8 @@
   the manifest): ``scores.parquet``, ``summary.json``, ``overlap_per_emd.csv``, ``fairness.csv``.
 - ``export/<시군구>/emd_<읍면동>.bundle``: each 읍면동's list and report page encrypted with that
   office's key (``outreach export``, outside the manifest; docs/export.md).
+- ``explanations/<household key>.html|.pdf``: one household's explanation in plain Korean
+  (``outreach explain``, outside the manifest; docs/explanations.md).
 
 A round replaced with ``score --force`` is kept in ``rounds/_replaced/YYYY-MM-N/``. The readers
 below read Parquet row group by row group, so no reader holds a national table it does not need.
@@ -81,6 +83,8 @@ LIST_SUFFIXES = (".csv", ".xlsx")
 # The offices' encrypted bundles (`outreach export`, docs/export.md), outside the manifest.
 EXPORT = "export"
 BUNDLE_SUFFIX = ".bundle"
+# One household's explanation (`outreach explain`, docs/explanations.md), outside the manifest.
+EXPLANATIONS = "explanations"
 
 
 def round_dir(config: Config, as_of: int) -> Path:
@@ -112,6 +116,11 @@ def report_emd_page(emd: str) -> str:
 def bundle_path(folder: Path, sigungu: str, emd: str) -> Path:
     """The encrypted bundle of one 읍면동 in the round folder ``folder``."""
     return folder / EXPORT / sigungu / f"emd_{emd}{BUNDLE_SUFFIX}"
+
+
+def explanation_paths(folder: Path, key: str) -> tuple[Path, Path]:
+    """HTML and PDF of one household's explanation in the round folder ``folder``."""
+    return folder / EXPLANATIONS / f"{key}.html", folder / EXPLANATIONS / f"{key}.pdf"
 
 
 def shadow_dir(folder: Path, version: str) -> Path:
