@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 KEY = "household_key"
 EMD = "emd_code"
 ID_COLUMNS = (KEY, EMD)
+# What a household key typed by a person may look like (letters, digits, - and _): anything else
+# is refused before it is looked up or becomes part of a file name.
+KEY_FORM = r"^[A-Za-z0-9_-]{1,64}$"
 AUDIT_PREFIX = "audit__"  # feature columns kept for the fairness audit, never model inputs
 RULE_COLUMN = "distinct_types__3m"  # the rule baseline's count of crisis kinds in 3 months
 
@@ -81,6 +84,14 @@ BENEFIT_TEXT = {
 HOUSEHOLD_SOURCE = {
     "ko": "사회보장정보시스템 가구 자료",
     "en": "social security information system household record",
+}
+# The registers the household facts of a round come from, as the person concerned is told
+# (``outreach explain``): the household's members from the resident register, its tenure, income
+# band and benefit status from the social security information system's household record.
+HOUSEHOLD_REGISTERS = {
+    "ko": "주민등록 자료(행정안전부), 사회보장정보시스템 가구 자료(사회보장정보원)",
+    "en": "the resident register (Ministry of the Interior and Safety) and the social security "
+    "information system household record (Korea Social Security Information Service)",
 }
 
 # Tiers of a scored round and why a listed household was chosen.
