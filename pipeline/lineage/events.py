@@ -221,6 +221,24 @@ def report_written(
 # --- retention (pipeline/retention): data destroyed -------------------------------------------
 
 
+def data_destroyed(root: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A retention run destroyed household-level data older than the retention period: its id,
+    the reference month, the cut (months before it were destroyed), the rule and period, the
+    counts of rows and files, and each dataset's files with their sha256 before (and after, for a
+    rewritten file) so that an auditor can tie them to earlier records. Written once per run
+    (a finished interrupted run is not recorded twice)."""
+    existing = ledger.entries_of(ledger.read(root).entries, ledger.DATA_DESTROYED)
+    for entry in existing:
+        if entry["facts"].get("run") == record.get("run"):
+            return dict(entry)
+    return ledger.append(root, ledger.DATA_DESTROYED, dict(record))
+
+
+def destructions(entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The destruction records of a ledger's entries, oldest first."""
+    return ledger.entries_of(entries, ledger.DATA_DESTROYED)
+
+
 # --- objections (ingest): objection recorded --------------------------------------------------
 
 
