@@ -307,3 +307,118 @@ def load_outcomes(path: Path) -> OutcomeCatalogue:
         return OutcomeCatalogue.model_validate(_load_yaml(path))
     except ValidationError as exc:
         raise _first_error(path, exc) from None
+
+
+# --- the data-source catalogue (configs/data_sources.yaml) -----------------------------------
+
+DATA_SOURCES_FILE = "data_sources.yaml"
+
+
+class DataSource(_Frozen):
+    """One kind of data: an indicator group of the crisis-information catalogue (names and
+    agencies from there) or another kind (its own names and agency), with its legal basis."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    group: str | None = None
+    name_ko: str | None = None
+    name_en: str | None = None
+    agency_ko: str | None = None
+    agency_en: str | None = None
+    tables: tuple[str, ...] = Field(min_length=1)
+    legal_basis_ko: str = Field(min_length=1)
+    legal_basis_en: str = Field(min_length=1)
+    use_ko: str = Field(min_length=1)
+    use_en: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _named_once(self) -> DataSource:
+        own = (self.name_ko, self.name_en, self.agency_ko, self.agency_en)
+        if self.group is not None and any(v is not None for v in own):
+            raise ValueError(
+                f"{self.code}: an indicator group takes its names and agencies from the "
+                "indicator catalogue (remove name_*/agency_*)"
+            )
+        if self.group is None and any(v is None for v in own):
+            raise ValueError(f"{self.code}: name_ko, name_en, agency_ko and agency_en are required")
+        return self
+
+
+class DataSourceCatalogue(_Frozen):
+    """Every kind of household-level data, its source agencies and legal basis."""
+
+    sources: tuple[DataSource, ...] = Field(min_length=1)
+
+    def resolved(self, indicators: IndicatorCatalogue) -> list[dict[str, object]]:
+        """Each source with its names, agencies (Korean, English; an indicator group's from its
+        indicators, in catalogue order) and indicator names filled in: plain data, as the
+        training run keeps it."""
+        out: list[dict[str, object]] = []
+        for s in self.sources:
+            if s.group is not None:
+                members = [i for i in indicators.indicators if i.group == s.group]
+                group = indicators.groups[s.group]
+                names = (group.name_ko, group.name_en)
+                agencies = list(dict.fromkeys((i.agency_ko, i.agency_en) for i in members))
+                kinds = [i.name_ko for i in members]
+            else:
+                names = (str(s.name_ko), str(s.name_en))
+                agencies = [(str(s.agency_ko), str(s.agency_en))]
+                kinds = []
+            out.append(
+                {
+                    "code": s.code,
+                    "group": s.group,
+                    "name_ko": names[0],
+                    "name_en": names[1],
+                    "tables": list(s.tables),
+                    "agencies": [{"ko": ko, "en": en} for ko, en in agencies],
+                    "indicators_ko": kinds,
+                    "legal_basis_ko": s.legal_basis_ko,
+                    "legal_basis_en": s.legal_basis_en,
+                    "use_ko": s.use_ko,
+                    "use_en": s.use_en,
+                }
+            )
+        return out
+
+
+def data_sources_path(indicators: Path) -> Path:
+    """The data-source catalogue beside the indicator catalogue it completes."""
+    return indicators.with_name(DATA_SOURCES_FILE)
+
+
+def load_data_sources(
+    path: Path, indicators: IndicatorCatalogue, tables: tuple[str, ...] = ()
+) -> DataSourceCatalogue:
+    """Load and validate ``data_sources.yaml`` against the indicator catalogue: every indicator
+    group exactly once, no unknown group; with ``tables`` (the household-level raw tables),
+    every one covered and no other named (ConfigError naming the file and entry)."""
+    try:
+        catalogue = DataSourceCatalogue.model_validate(_load_yaml(path))
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
+    codes = [s.code for s in catalogue.sources]
+    twice = next((c for c in codes if codes.count(c) > 1), None)
+    if twice is not None:
+        raise ConfigError(f"{path}: sources: code {twice!r} appears twice")
+    groups = [s.group for s in catalogue.sources if s.group is not None]
+    for s in catalogue.sources:
+        if s.group is not None and s.group not in indicators.groups:
+            raise ConfigError(f"{path}: sources: {s.code}: unknown indicator group {s.group!r}")
+        if s.group is not None and groups.count(s.group) > 1:
+            raise ConfigError(f"{path}: sources: indicator group {s.group!r} appears twice")
+    missing = [g for g in indicators.groups if g not in groups]
+    if missing:
+        raise ConfigError(f"{path}: sources: indicator group {missing[0]!r} has no entry")
+    if tables:
+        named = {t for s in catalogue.sources for t in s.tables}
+        unknown = sorted(named - set(tables))
+        if unknown:
+            raise ConfigError(
+                f"{path}: sources: unknown table {unknown[0]!r}: expected one of "
+                f"{', '.join(tables)}"
+            )
+        uncovered = [t for t in tables if t not in named]
+        if uncovered:
+            raise ConfigError(f"{path}: sources: table {uncovered[0]!r} has no entry")
+    return catalogue

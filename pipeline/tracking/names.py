@@ -12,6 +12,12 @@ VALIDATION_DIR = "validation"  # copies of the validation record the model was t
 GATES = "gates.json"
 MODEL_CARD = "model_card.md"
 TRAINING_IMPORTANCE = "feature_importance.csv"  # importance per model input
+DATA_SOURCES = "lineage/data_sources.json"  # the data-source catalogue as the run used it
+FAIRNESS = "fairness/fairness.csv"
+PROXY_CHECK = "fairness/proxy_check.csv"
+OVERRIDES = "overrides/override_rates.json"  # caseworkers' overrides in the training rounds
+# The high-impact AI file, generated from the run's record before it is sealed (models/ai_file.py)
+AI_FILE = "ai_file/ai_file.md"
 
 # A scoring run's artifacts.
 ROUND_DIR = "round"  # the round manifest's copy

@@ -91,13 +91,13 @@ def write_model_artifacts(trained: Trained, config: Config, out: Path) -> dict[s
     fair = out / "fairness"
     fair.mkdir()
     if trained.fairness is not None:
-        trained.fairness.to_csv(fair / "fairness.csv", index=False)
+        trained.fairness.to_csv(out / names.FAIRNESS, index=False)
         trained.fairness_rule.to_csv(fair / "fairness_rule_baseline.csv", index=False)
         plots.fairness_chart(
             trained.fairness, config.training.fairness.ratio_bounds, fair / "fairness.png"
         )
     if trained.proxy is not None:
-        trained.proxy.to_csv(fair / "proxy_check.csv", index=False)
+        trained.proxy.to_csv(out / names.PROXY_CHECK, index=False)
     if trained.tradeoff is not None:
         trained.tradeoff.to_csv(fair / "tradeoff.csv", index=False)
         (fair / "settings").mkdir()

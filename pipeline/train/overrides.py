@@ -30,8 +30,9 @@ from pipeline.datasets.outcomes import (
     with_override,
 )
 from pipeline.months import format_month
+from pipeline.tracking.names import OVERRIDES
 
-OVERRIDES_ARTIFACT = "overrides/override_rates.json"
+OVERRIDES_ARTIFACT = OVERRIDES  # named in pipeline.tracking.names (the AI file reads it back)
 
 
 def override_figures(

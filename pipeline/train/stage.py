@@ -24,9 +24,10 @@ from models.dataset_summary import DatasetSummary
 from models.gates import GATE_COLUMNS, GateResult, decision, evaluate_gates, gate_metric
 from models.mitigation import describe_setting
 from models.offpolicy import validation as offpolicy_validation
+from pipeline.catalogue import data_sources_path, load_data_sources
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
-from pipeline.datasets import OutputLayout
+from pipeline.datasets import PARTITIONED_RAW_TABLES, OutputLayout
 from pipeline.datasets.features import DATA_DICTIONARY_CSV, FeatureRounds
 from pipeline.datasets.raw import raw_file_digests
 from pipeline.datasets.validation import LATEST, PASSED, VALIDATION_JSON, read_pointer
@@ -43,8 +44,9 @@ from pipeline.tracking import (
     runlog,
     tracking_uri,
 )
+from pipeline.tracking.ai_file import write_ai_file
 from pipeline.tracking.auditor_view import describe_training
-from pipeline.tracking.names import MODEL_CARD
+from pipeline.tracking.names import DATA_SOURCES, MODEL_CARD
 from pipeline.tracking.registry import (
     champion_metric,
     current_champion,
@@ -313,6 +315,9 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
     ledger.check_writable(config.paths.output_root)  # before hours of work, not after
     tc = config.training
     catalogues = catalogues or load_catalogues(config)
+    data_sources = load_data_sources(  # cited by the AI file; checked before the work
+        data_sources_path(config.paths.indicators), catalogues.indicators, PARTITIONED_RAW_TABLES
+    )
     source = FeatureRounds(config, catalogues.outcomes)
     with lightgbm_fitter(config.runtime) as fitter:
         trained = fit_all(config, source, as_of, fitter, catalogues)
@@ -375,6 +380,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
             validation.run_dir,
             source.folder(as_of) / DATA_DICTIONARY_CSV,
         )
+        write_json(data_sources.resolved(catalogues.indicators), out / DATA_SOURCES)
         write_model_artifacts(trained, config, out)
         write_gates(out, gates)
         facts = card_facts(config, trained, gates, promoted, reason, metric, features_digest, code)
@@ -418,6 +424,7 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         card = (out / MODEL_CARD).read_text(encoding="utf-8")
         gate_facts = [g.as_dict() for g in gates]
         describe_training(client, experiment_id, run_id, tc.model_name, version, card, gate_facts)
+    write_ai_file(client, run_id, (tc.model_name, version))  # before the seal, which covers it
     _seal_and_record(config, client, run_id, version, gates, promoted, reason)
     seconds = time.perf_counter() - started
     rows = trained.final_rows + sum(s.rows for s in trained.test_summaries.values())
