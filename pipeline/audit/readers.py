@@ -26,6 +26,7 @@ from pipeline.datasets import OutputLayout
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.datasets.rounds import (
+    EXPLANATIONS,
     EXPORT,
     LIST_SUFFIXES,
     MANIFEST,
@@ -42,8 +43,8 @@ from pipeline.vocabulary import EMD, KEY, list_header_keys
 
 CSV, XLSX = LIST_SUFFIXES
 # written later (the review report; a challenger's shadow record; the offices' encrypted
-# bundles), not by score
-OUT_OF_MANIFEST = (f"{REPORT}/", f"{SHADOW}/", f"{EXPORT}/")
+# bundles; households' explanations), not by score
+OUT_OF_MANIFEST = (f"{REPORT}/", f"{SHADOW}/", f"{EXPORT}/", f"{EXPLANATIONS}/")
 SCORE_COLUMNS = (
     KEY,
     "sigungu_code",
