@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_DETAILS = 20
-MARK = {"ok": "ok", "failed": "FAILED", "unverifiable": "unverifiable", "skipped": "skipped"}
+MARK = {
+    "ok": "ok",
+    "failed": "FAILED",
+    "unverifiable": "unverifiable",
+    "skipped": "skipped",
+    "destroyed": "destroyed",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

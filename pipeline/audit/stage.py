@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.audit.chain import CHAIN, applies, check_link
+from pipeline.audit.destroyed import mark_destroyed
 from pipeline.audit.facts import Facts
 from pipeline.audit.findings import Finding, passed
 from pipeline.audit.target import AuditTarget
@@ -69,6 +70,8 @@ def audit_facts(facts: Facts) -> AuditReport:
     findings = [
         finding for link in CHAIN if applies(link, facts) for finding in check_link(link, facts)
     ]
+    # files destroyed under a recorded retention run are marked so, not failed (docs/retention.md)
+    findings = mark_destroyed(findings, facts.ledger.entries, facts.round_label)
     return AuditReport(
         target, facts.round_label, facts.tracking_uri, facts.recorded_tracking_uri, findings
     )

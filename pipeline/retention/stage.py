@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 def rule_text(period_months: int) -> str:
     """The rule a destruction record names."""
     return (
-        f"household-level data older than {period_months} months is destroyed "
-        "(retention.period_months; social-security information: 5 years; PIPA §21)"
+        f"retention.period_months {period_months}: household-level data older than "
+        f"{period_months} months is destroyed (social-security information: 5 years; PIPA §21)"
     )
 
 
