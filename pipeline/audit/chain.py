@@ -16,9 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.audit import checks, checks_files, checks_lineage, checks_mlflow, checks_rescore
+from pipeline.audit import (
+    checks,
+    checks_ai_file,
+    checks_files,
+    checks_lineage,
+    checks_mlflow,
+    checks_rescore,
+)
 from pipeline.audit.facts import Facts
 from pipeline.audit.findings import (
+    AI_FILE,
     CODE,
     LEDGER,
     LIST_FILE,
@@ -222,6 +230,7 @@ CHAIN: tuple[Link, ...] = (
     Link(MODEL, _model_version, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_RUN, _training_run, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_SEAL, _training_seal, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
+    Link(AI_FILE, checks_ai_file.ai_file_link, needs=(ROUND_MANIFEST, MLFLOW_STORE)),
     Link(TRAINING_DATA, _training_data, needs=(ROUND_MANIFEST, MLFLOW_STORE, TRAINING_RECORD)),
     Link(SCORING_FEATURES, _scoring_features, needs=(ROUND_MANIFEST,)),
     Link(STAGED_TABLES, _staged_tables, needs=(ROUND_MANIFEST,)),

@@ -44,6 +44,7 @@ RAW_INPUTS = "raw inputs"
 SCORING_SEAL = "scoring seal"
 TRAINING_SEAL = "training seal"
 LEDGER = "ledger"
+AI_FILE = "ai file"  # the high-impact AI file of the round's model (checks_ai_file)
 
 # MLflow artifacts the audit reads back (named in pipeline.tracking.names, where the score and
 # train stages take them from).
