@@ -101,11 +101,13 @@ def render_report(
     catalogue: IndicatorCatalogue,
     outcome_catalogue: OutcomeCatalogue,
     simulation: Any = None,
+    ai_file: Any = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """The overview and the follow-up page as text, keyed by their path inside ``report/``; and
     a summary. The 읍면동 pages are written apart (:func:`write_emd_pages`). With ``simulation``
     (``pipeline.report.simulation.SimulationResults``) also the simulation page, linked from the
-    overview."""
+    overview. With ``ai_file`` (``pipeline.report.ai_file.AiFileCopy``) the overview links the
+    model's high-impact AI file."""
     from markupsafe import Markup
 
     rc = config.report
@@ -260,6 +262,7 @@ def render_report(
         model_chosen_by=model.get("chosen_by") or "–",
         features_folder=manifest.get("features", {}).get("folder", "–"),
         training_seal=model.get("training_seal_sha256") or "–",
+        ai_file=ai_file,
         ledger_head=_ledger_head_text(manifest.get("ledger")),
         **monitoring.overview_context(manifest, check, config.monitoring, t),
     )

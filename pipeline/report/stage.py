@@ -42,6 +42,7 @@ from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json
 from pipeline.lineage.events import report_written
 from pipeline.lineage.ledger import check_writable
 from pipeline.lineage.ledger import head as ledger_head
+from pipeline.report.ai_file import read_ai_file
 from pipeline.report.inputs import read_inputs
 from pipeline.report.render import EMD_DIR, pages_tasks, render_report, write_emd_pages
 from pipeline.report.simulation import read_simulation
@@ -71,7 +72,12 @@ def write_report(config: Config, as_of: int) -> ReportResult:
     catalogue, outcome_catalogue = catalogues.indicators, catalogues.outcomes
     inputs = read_inputs(config, as_of, outcome_catalogue)
     simulation = read_simulation(config)  # the simulation page, when there are results
-    pages_text, summary = render_report(inputs, config, catalogue, outcome_catalogue, simulation)
+    ai_file = read_ai_file(config, inputs.manifest)  # the model's AI file: linked and copied
+    pages_text, summary = render_report(
+        inputs, config, catalogue, outcome_catalogue, simulation, ai_file=ai_file
+    )
+    if ai_file is not None:
+        pages_text[ai_file.page] = ai_file.text
     final = OutputLayout(config.paths.output_root).round(inputs.round) / REPORT
     check_writable(config.paths.output_root)
     replaced = final.exists()

@@ -1,0 +1,56 @@
+"""The round's model's high-impact AI file in the report: a copy beside the overview, linked
+from its "작성 정보" table (docs/training.md, "The high-impact AI file").
+
+The file is the training run's artifact ``ai_file/ai_file.md`` (``pipeline.tracking.ai_file``),
+read through MLflow (read only). The copy travels with the report and is covered by
+``report.json`` like every page; the overview shows the sha256 the version's tag records, so a
+reader can compare it with the store. A model trained before the file existed has none: the
+overview then says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import Config
+from pipeline.tracking import tracking_uri
+from pipeline.tracking.names import AI_FILE
+from pipeline.tracking.runs import download_run_artifact
+
+log = logging.getLogger(__name__)
+
+PAGE = "ai_file.md"  # the copy's name inside report/
+
+
+@dataclass(frozen=True)
+class AiFileCopy:
+    """The AI file of the round's model version, as copied into the report."""
+
+    page: str
+    model: str
+    version: str
+    text: str
+    sha256: str
+
+
+def read_ai_file(config: Config, manifest: dict[str, Any]) -> AiFileCopy | None:
+    """The AI file of the round's model (the training run the manifest names), or None when
+    the run keeps none or the store cannot be read (logged)."""
+    model = manifest.get("model") or {}
+    run_id = model.get("training_run_id")
+    if not run_id:
+        return None
+    data = download_run_artifact(str(run_id), AI_FILE, tracking_uri(config))
+    if data is None:
+        log.warning("no AI file for %s v%s: not linked", model.get("name"), model.get("version"))
+        return None
+    return AiFileCopy(
+        page=PAGE,
+        model=str(model.get("name", "")),
+        version=str(model.get("version", "")),
+        text=data.decode("utf-8"),
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
