@@ -15,6 +15,13 @@ PARTITIONED_RAW_TABLES: tuple[str, ...] = (
 SMALL_RAW_TABLES: tuple[str, ...] = ("regions", "district_capacity")
 RAW_TABLES: tuple[str, ...] = SMALL_RAW_TABLES + PARTITIONED_RAW_TABLES
 TRUTH_TABLES: tuple[str, ...] = ("household_month",)
+# The month that dates each row of the raw tables that hold many months (``YYYY-MM``): a signal's
+# reported (collected) month, a past visit's round. Retention destroys rows by it; validate
+# refuses raw rows older than the retention period (docs/retention.md).
+RAW_MONTH_COLUMNS: dict[str, str] = {
+    "crisis_events": "reported_month",
+    "outreach_outcomes": "round_month",
+}
 
 PARTITION_KEY = "sigungu"
 

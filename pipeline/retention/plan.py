@@ -22,7 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import Config
-from pipeline.datasets import PARTITIONED_RAW_TABLES, OutputLayout, TableLayout
+from pipeline.datasets import (
+    PARTITIONED_RAW_TABLES,
+    RAW_MONTH_COLUMNS,
+    OutputLayout,
+    TableLayout,
+)
 from pipeline.datasets.features import LABELS_TABLE
 from pipeline.datasets.features import MANIFEST as FEATURES_MANIFEST
 from pipeline.datasets.outcomes import IMPORT_LOG, REJECTED_DIR
@@ -46,8 +51,7 @@ from pipeline.tracking import names
 
 # The month column that dates each row of a many-month table (raw tables as text, staged as
 # month indexes). Households and members are the current register: they carry no month.
-RAW_MONTH_COLUMNS = {"crisis_events": "reported_month", "outreach_outcomes": "round_month"}
-STAGED_MONTH_COLUMNS = RAW_MONTH_COLUMNS
+STAGED_MONTH_COLUMNS = RAW_MONTH_COLUMNS  # ingest keeps the columns (as month indexes)
 TRUTH_MONTH_COLUMNS = {TRUTH_TABLE: "month", "supports": "contact_month"}
 LABELS_MONTH_COLUMN = "round_month"
 STAGED_MANIFEST = "_manifest.json"

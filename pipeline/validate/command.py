@@ -10,6 +10,7 @@ from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.errors import EXIT_OK, DataError
+from pipeline.validate.retention import check_retention
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     from pipeline.validate.verdict import headline
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
+    check_retention(config, Path(raw_dir))
     catalogues = load_catalogues(config)
     result = run_validation(
         config,
@@ -44,6 +46,7 @@ def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.validate.verdict import headline, summary_lines
 
     raw_dir = getattr(args, "raw_dir", None) or config.paths.raw_input
+    check_retention(config, Path(raw_dir))  # refuses raw data older than the retention period
     catalogues = load_catalogues(config)
     catalogue, outcomes = catalogues.indicators, catalogues.outcomes
     result = run_validation(config, catalogue, outcomes, raw_dir)

@@ -374,8 +374,12 @@ def merge_partitions(
 
     if not any(table == "crisis_events" for table, _ in unusable):
         window = config.window
+        # After retention destroyed the months before its cut, the volumes start there.
+        start = window.start_index
+        if not config.retention.allow_older_raw:
+            start = max(start, config.retention.cut())
         first = source_first_months(
-            {i.code: i.available_from_index for i in catalogue.indicators}, window.start_index
+            {i.code: i.available_from_index for i in catalogue.indicators}, start
         )
         counts = combine_counts([v for o in outcomes for v in o.volume])
         run.volume = volume_bounds(counts, first, window.end_index, cfg.volume)
