@@ -114,8 +114,8 @@ explain: $(STAMP) ## a one-page explanation for one household of a round, HTML a
 	@test -n "$(KEY)" || { echo 'usage: make explain KEY=<household key> [AS_OF=YYYY-MM]'; exit 2; }
 	$(OUTREACH) $(CONFIG_ARG) explain "$(KEY)" $(if $(AS_OF),--round $(AS_OF),)
 
-export: $(STAMP) ## each 읍면동's list and page as a bundle encrypted with its office's key, a record in the ledger (AS_OF=YYYY-MM)
-	$(OUTREACH) $(CONFIG_ARG) export $(if $(AS_OF),--as-of $(AS_OF),)
+export: $(STAMP) ## each 읍면동's list and page as a bundle encrypted with its office's key, a record in the ledger (AS_OF=YYYY-MM, EMD=codes)
+	$(OUTREACH) $(CONFIG_ARG) export $(if $(AS_OF),--as-of $(AS_OF),) $(if $(EMD),--emd $(EMD),)
 
 mlflow-ui: $(STAMP) ## serve the MLflow UI read-only for auditors on 127.0.0.1 (user auditor; MLFLOW_PORT=5000, MLFLOW_ROOT=outputs/mlflow)
 	$(BIN)/python -m pipeline.tracking.auditor_server --root $(MLFLOW_ROOT) --port $(MLFLOW_PORT) \
