@@ -41,7 +41,7 @@ class AiFileFacts:
     sealed_sha256: str | None  # the file's sha256 in the sealed record (None: not sealed)
     record_error: str | None = None  # why the sealed record could not be read
     stored: bytes | None = None  # the file now (None: not there)
-    version_tags: dict[str, str] = field(default_factory=dict)  # the version's tags now
+    version_tags: dict[str, str] | None = field(default_factory=dict)  # None: no version now
     source_problems: tuple[str, ...] = ()  # source artifacts not as the record digests them
     regenerated: str | None = None  # generated again from the sealed record
     generate_error: str | None = None
@@ -78,7 +78,8 @@ def check_ai_file(facts: AiFileFacts) -> list[Finding]:
                 f"{short(facts.sealed_sha256)}: changed after training"
             )
     expected = version_tags(facts.run_id, facts.sealed_sha256)
-    for key in (VERSION_TAG, VERSION_SHA_TAG):
+    for key in (VERSION_TAG, VERSION_SHA_TAG) if facts.version_tags is not None else ():
+        # without a version the link `model version` says it is gone
         if facts.version_tags.get(key) != expected[key]:
             problems.append(
                 f"the version's tag {key} is {facts.version_tags.get(key)!r}, the sealed record "
@@ -109,7 +110,7 @@ def gather(
     run: RunFacts | None,
     run_id: str,
     sealed: tuple[dict[str, Any] | None, str | None],
-    tags_now: dict[str, str],
+    tags_now: dict[str, str] | None,
 ) -> AiFileFacts:
     """Read the file and its sources from the training run, and generate it again from the
     sealed record ``sealed`` (record, or None and why not)."""
@@ -132,7 +133,7 @@ def gather(
         run_id,
         sealed_sha,
         stored=stored,
-        version_tags=dict(tags_now),
+        version_tags=None if tags_now is None else dict(tags_now),
         source_problems=tuple(source_problems(record, sources)),
         regenerated=regenerated,
         generate_error=generate_error,
@@ -147,6 +148,6 @@ def ai_file_link(f: Facts) -> list[Finding]:
         f.training_run[0],
         f.training_seal.run_id,
         f.training_seal.sealed_record,
-        dict(version.tags) if version is not None else {},
+        dict(version.tags) if version is not None else None,
     )
     return check_ai_file(facts)
