@@ -324,6 +324,27 @@ def test_keygen_refuses_the_repository_and_an_existing_file(exported, tmp_path):
     assert not (tmp_path / "k").exists()
 
 
+def test_keygen_rotate_puts_a_new_key_first_and_the_old_bundles_still_open(exported, tmp_path):
+    copy = exported["copy"]
+    emd, office = next(iter(exported["offices"].items()))
+    key_file = tmp_path / "office.json"
+    key_file.write_bytes(_office_key_file(exported, emd).read_bytes())
+    old = read_key_file(key_file)
+    code, stdout, err = _run(
+        copy.config_file, "export", "keygen", "--emd", emd, "--out", str(key_file), "--rotate"
+    )
+    assert code == 0, err
+    new = read_key_file(key_file)
+    assert len(new.keys[emd]) == 2 and new.keys[emd][1] == old.keys[emd][0]
+    assert new.encrypting_fingerprint(emd) != old.encrypting_fingerprint(emd)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert all(k.decode() not in stdout + err for k in new.keys[emd])
+    bundle = bundle_path(copy.round_dir, office.sigungu, emd).read_bytes()
+    assert sorted(open_bundle(bundle, new, "bundle").files) == sorted(
+        [*office.files, f"{REPORT}/emd/{emd}.html"]
+    )
+
+
 def test_keys_come_from_the_environment_or_a_key_file_outside_the_repository(
     config_factory, tmp_path
 ):

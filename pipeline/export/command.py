@@ -3,8 +3,9 @@
 - ``outreach export [--as-of YYYY-MM] [--emd CODES]``: each 읍면동's list and report page as a
   bundle encrypted with that office's key, one ledger record each; all or nothing.
 - ``outreach export open BUNDLE --out DIR [--key-file FILE]``: an office opens its bundle.
-- ``outreach export keygen (--emd CODES | --round YYYY-MM) --out FILE [--per-office DIR]``:
-  new keys for offices, written with mode 0600 outside the repository.
+- ``outreach export keygen (--emd CODES | --round YYYY-MM) --out FILE [--per-office DIR]
+  [--rotate]``: new keys for offices, written with mode 0600 outside the repository; with
+  ``--rotate`` a new key goes in front of each named office's keys in the existing FILE.
 
 Exit codes: 0 done; 1 a file changed, a wrong key or a changed bundle; 2 a usage error (no key
 for an office, a key file inside the repository, an existing output).
@@ -72,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     keygen.add_argument(
         "--per-office", type=Path, metavar="DIR", help="also office_<읍면동>.json per office"
     )
+    keygen.add_argument(
+        "--rotate",
+        action="store_true",
+        help="FILE exists: put a new key in front of each named office's keys (the old ones "
+        "still open earlier bundles) and replace FILE (and the offices' --per-office files)",
+    )
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
@@ -129,7 +136,9 @@ def _keygen(config: Config, args: argparse.Namespace) -> int:
         fingerprint,
         key_file_text,
         new_keys,
+        read_key_file,
         refuse_inside_repository,
+        rotated,
         write_secret,
     )
     from pipeline.export.stage import round_emd_codes
@@ -138,20 +147,26 @@ def _keygen(config: Config, args: argparse.Namespace) -> int:
         offices = round_emd_codes(config, resolve_as_of(config.window, args.round, "--round"))
     else:
         offices = args.keygen_emd
-    keys = new_keys(offices)
+    new = new_keys(offices)
     refuse_inside_repository(args.out, "key file")
+    keys: dict[str, list[str]] = {emd: [key] for emd, key in new.items()}
+    if args.rotate:
+        if not args.out.is_file():
+            raise UsageError(f"export keygen --rotate: no key file {args.out} to rotate")
+        keys = rotated(read_key_file(args.out), new)
     singles = {}
     if args.per_office is not None:
         refuse_inside_repository(args.per_office, "folder")
-        singles = {args.per_office / PER_OFFICE_FILE.format(emd=e): e for e in keys}
-        existing = [str(p) for p in [args.out, *singles] if p.exists()]
-        if existing:
-            raise UsageError(f"export keygen: {existing[0]} exists; keys are never overwritten")
-    write_secret(args.out, key_file_text(keys))
+        singles = {args.per_office / PER_OFFICE_FILE.format(emd=e): e for e in new}
+    existing = [str(p) for p in [args.out, *singles] if p.exists()]
+    if existing and not args.rotate:
+        raise UsageError(f"export keygen: {existing[0]} exists; keys are never overwritten")
+    write_secret(args.out, key_file_text(keys), replace=args.rotate)
     for path, emd in singles.items():
-        write_secret(path, key_file_text({emd: keys[emd]}))
-    print(f"wrote new keys of {len(keys)} 읍면동 to {args.out} (mode 600); fingerprints:")
-    for emd, key in keys.items():
+        write_secret(path, key_file_text({emd: keys[emd]}), replace=args.rotate)
+    verb = "rotated the keys of" if args.rotate else "wrote new keys of"
+    print(f"{verb} {len(new)} 읍면동 in {args.out} (mode 600); new fingerprints:")
+    for emd, key in new.items():
         print(f"  {emd}: {fingerprint(key.encode('ascii'))}")
     if singles:
         print(

@@ -172,14 +172,15 @@ def key_file_text(keys: Mapping[str, str | list[str]]) -> str:
     return json.dumps({OFFICES: dict(sorted(keys.items()))}, indent=2) + "\n"
 
 
-def write_secret(path: Path, text: str) -> None:
-    """Write a key file readable by its owner only (0600), atomically, never over an existing
-    file: UsageError when ``path`` exists or lies inside the repository."""
+def write_secret(path: Path, text: str, *, replace: bool = False) -> None:
+    """Write a key file readable by its owner only (0600), atomically; never over an existing
+    file unless ``replace`` (a rotation, which keeps the old keys in the new file). UsageError
+    when ``path`` exists (without ``replace``) or lies inside the repository."""
     path = Path(path)
     refuse_inside_repository(path, "key file")
-    if path.exists():
+    if path.exists() and not replace:
         raise UsageError(f"export keygen: {path} exists; keys are never overwritten")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(
         prefix=temp_file_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent
     )
@@ -189,9 +190,21 @@ def write_secret(path: Path, text: str) -> None:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
+        if replace:
+            os.replace(temp, path)
+            return
         try:
             os.link(temp, path)  # fails when the path appeared meanwhile: never overwrites
         except FileExistsError:
             raise UsageError(f"export keygen: {path} exists; keys are never overwritten") from None
     finally:
         Path(temp).unlink(missing_ok=True)
+
+
+def rotated(current: OfficeKeys, new: Mapping[str, str]) -> dict[str, list[str]]:
+    """The key file after a rotation: each office of ``new`` gets its new key in front of the
+    keys it had (which still open its earlier bundles); the other offices keep theirs (pure)."""
+    out = {emd: [k.decode("ascii") for k in keys] for emd, keys in current.keys.items()}
+    for emd, key in new.items():
+        out[emd] = [key, *out.get(emd, [])]
+    return out
