@@ -111,6 +111,10 @@ def test_the_check_names_a_link_that_moved():
     )
     intact = dataclasses.replace(facts, version_tags=version_tags("r" * 32, sha))
     assert [x.status for x in check_ai_file(intact)] == [f.OK]
+    [finding] = check_ai_file(dataclasses.replace(intact, report_copy=b"y"))
+    assert finding.status == f.FAILED
+    assert finding.message.startswith("report/ai_file.md: sha256 ")
+    assert finding.message.endswith("is not the sealed AI file " + sha[:12])
 
 
 # --- the file of the registered version ---------------------------------------------------------

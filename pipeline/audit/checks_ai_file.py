@@ -3,8 +3,9 @@
 The file (``ai_file/ai_file.md`` of the training run, ``pipeline.tracking.ai_file``) must be in
 the training run's sealed record, have the sealed sha256 now, be what the version's tags
 ``ai_file`` and ``ai_file_sha256`` link, and equal what the sealed record generates again
-(``models.ai_file``, from the sealed record and the source artifacts it digests). A file changed
-by one byte, removed, or no longer what its record says fails, with the reason named.
+(``models.ai_file``, from the sealed record and the source artifacts it digests); the report's
+copy (``report/ai_file.md``), when there is one, must be the sealed file. A file changed by one
+byte, removed, or no longer what its record says fails, with the reason named.
 
 :func:`gather` reads (MLflow through ``pipeline.tracking``); :func:`check_ai_file` is pure.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from pipeline.audit.facts import Facts
 from pipeline.audit.findings import AI_FILE, Finding, result, short
+from pipeline.datasets.rounds import REPORT, REPORT_AI_FILE
 from pipeline.tracking.ai_file import (
     VERSION_SHA_TAG,
     VERSION_TAG,
@@ -45,6 +47,7 @@ class AiFileFacts:
     source_problems: tuple[str, ...] = ()  # source artifacts not as the record digests them
     regenerated: str | None = None  # generated again from the sealed record
     generate_error: str | None = None
+    report_copy: bytes | None = None  # the report's copy (None: no report, or none linked)
 
 
 def _first_difference(a: str, b: str) -> str:
@@ -95,12 +98,21 @@ def check_ai_file(facts: AiFileFacts) -> list[Finding]:
                 f"{where}: does not match what the sealed record generates "
                 f"({_first_difference(text, facts.regenerated)})"
             )
+    copied = ""
+    if facts.report_copy is not None:
+        copy_sha = hashlib.sha256(facts.report_copy).hexdigest()
+        copied = "; the report's copy is the sealed file"
+        if copy_sha != facts.sealed_sha256:
+            problems.append(
+                f"{REPORT}/{REPORT_AI_FILE}: sha256 {short(copy_sha)} is not the sealed AI file "
+                f"{short(facts.sealed_sha256)}"
+            )
     return [
         result(
             AI_FILE,
             problems,
             f"{where}: sha256 {short(facts.sealed_sha256)} as sealed and linked from the "
-            "version; generated again from the sealed record: identical",
+            f"version; generated again from the sealed record: identical{copied}",
         )
     ]
 
@@ -111,6 +123,7 @@ def gather(
     run_id: str,
     sealed: tuple[dict[str, Any] | None, str | None],
     tags_now: dict[str, str] | None,
+    report_copy: bytes | None = None,
 ) -> AiFileFacts:
     """Read the file and its sources from the training run, and generate it again from the
     sealed record ``sealed`` (record, or None and why not)."""
@@ -137,17 +150,20 @@ def gather(
         source_problems=tuple(source_problems(record, sources)),
         regenerated=regenerated,
         generate_error=generate_error,
+        report_copy=report_copy,
     )
 
 
 def ai_file_link(f: Facts) -> list[Finding]:
     """The chain's link, on the audit's facts."""
     version = f.version[0]
+    copy = f.round_dir / REPORT / REPORT_AI_FILE
     facts = gather(
         f.model_label,
         f.training_run[0],
         f.training_seal.run_id,
         f.training_seal.sealed_record,
         dict(version.tags) if version is not None else None,
+        copy.read_bytes() if copy.is_file() else None,
     )
     return check_ai_file(facts)

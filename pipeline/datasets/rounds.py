@@ -69,6 +69,8 @@ REPORT_RECORD = "report.json"
 # The ministry's table of the round (CSV, UTF-8 with a BOM, Korean headers, suppressed cells "x";
 # pipeline.report.ministry), written with the report whenever the round has cases.
 REPORT_MINISTRY = "ministry_table.csv"
+# The copy of the round's model's high-impact AI file (pipeline.report.ai_file; audit 'ai file').
+REPORT_AI_FILE = "ai_file.md"
 PARTS = ".parts"  # the partitions' score parts while a round is built
 # Shadow scoring (`outreach score --shadow VERSION`, docs/scoring.md "Shadow mode"): a
 # challenger's scores and tiers beside the round's, in shadow/v<N>/ (outside the manifest; the

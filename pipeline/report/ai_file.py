@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Config
+from pipeline.datasets.rounds import REPORT_AI_FILE
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.names import AI_FILE
 from pipeline.tracking.runs import download_run_artifact
 
 log = logging.getLogger(__name__)
 
-PAGE = "ai_file.md"  # the copy's name inside report/
+PAGE = REPORT_AI_FILE  # the copy's name inside report/
 
 
 @dataclass(frozen=True)
