@@ -85,14 +85,6 @@ HOUSEHOLD_SOURCE = {
     "ko": "사회보장정보시스템 가구 자료",
     "en": "social security information system household record",
 }
-# The registers the household facts of a round come from, as the person concerned is told
-# (``outreach explain``): the household's members from the resident register, its tenure, income
-# band and benefit status from the social security information system's household record.
-HOUSEHOLD_REGISTERS = {
-    "ko": "주민등록 자료(행정안전부), 사회보장정보시스템 가구 자료(사회보장정보원)",
-    "en": "the resident register (Ministry of the Interior and Safety) and the social security "
-    "information system household record (Korea Social Security Information Service)",
-}
 
 # Tiers of a scored round and why a listed household was chosen.
 VISIT = "visit"

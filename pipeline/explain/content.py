@@ -2,13 +2,15 @@
 
 Built from what the round recorded (:class:`pipeline.explain.facts.RoundHousehold`): the tier,
 the score's band (``pipeline.vocabulary``), the selection reason's name (the outcome catalogue),
-the reasons exactly as the score stage wrote them, and the source agency of each kind of crisis
-information the model read about the household (the indicator catalogue).
+the reasons exactly as the score stage wrote them, the source agency of each kind of crisis
+information the model read about the household (the indicator catalogue), and the source and
+legal basis of each kind of data (the data-source catalogue, ``configs/data_sources.yaml``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -17,7 +19,6 @@ from pipeline.explain.facts import RoundHousehold
 from pipeline.vocabulary import (
     CARRIED_OVER,
     EXPLORATION,
-    HOUSEHOLD_REGISTERS,
     LISTED_TIERS,
     PHONE,
     TIER_TEXT,
@@ -26,6 +27,10 @@ from pipeline.vocabulary import (
     risk_percent,
 )
 
+# The raw tables the household facts and the earlier rounds' records come from (their entries
+# of the data-source catalogue name them, their agencies and legal basis).
+HOUSEHOLD_TABLE = "households"
+HISTORY_TABLE = "outreach_outcomes"
 NOT_LISTED = "이번 회차 연락 대상 아님"
 OUTCOME_TEXT = {
     VISIT: (
@@ -70,10 +75,36 @@ def agencies_of(codes: tuple[str, ...], catalogue: IndicatorCatalogue) -> list[A
     return [AgencyData(agency, tuple(kinds)) for agency, kinds in out.items()]
 
 
+def source_of(sources: list[dict[str, Any]], table: str) -> dict[str, Any] | None:
+    """The entry of the resolved data-source catalogue (``DataSourceCatalogue.resolved``) whose
+    data comes from the raw table ``table`` (the first one; None when none does)."""
+    return next((s for s in sources if table in s["tables"] and s["group"] is None), None)
+
+
+def _source_text(source: dict[str, Any] | None) -> str:
+    if source is None:
+        return ""
+    agencies = ", ".join(a["ko"] for a in source["agencies"])
+    return f"{source['name_ko']} · {agencies} · 근거: {source['legal_basis_ko']}"
+
+
+def crisis_bases(
+    codes: tuple[str, ...], catalogue: IndicatorCatalogue, sources: list[dict[str, Any]]
+) -> list[str]:
+    """The legal bases of the indicator groups of ``codes`` (each once, in source order)."""
+    groups = {i.group for i in catalogue.indicators if i.code in set(codes)}
+    bases = [s["legal_basis_ko"] for s in sources if s["group"] in groups]
+    return list(dict.fromkeys(bases))
+
+
 def explanation_context(
-    household: RoundHousehold, catalogue: IndicatorCatalogue, outcomes: OutcomeCatalogue
+    household: RoundHousehold,
+    catalogue: IndicatorCatalogue,
+    outcomes: OutcomeCatalogue,
+    sources: list[dict[str, Any]],
 ) -> dict[str, object]:
-    """Everything the explanation template shows about ``household``."""
+    """Everything the explanation template shows about ``household``; ``sources`` is the
+    resolved data-source catalogue."""
     row = household.row
     tier = str(row["tier"])
     listed = tier in LISTED_TIERS
@@ -98,8 +129,10 @@ def explanation_context(
         "list_rank": int(rank) if listed and rank is not None and not pd.isna(rank) else None,
         "reasons": list(household.reasons) if listed else [],
         "agencies": agencies_of(household.used.indicators, catalogue),
+        "crisis_bases": crisis_bases(household.used.indicators, catalogue, sources),
         "household_facts": list(household.used.household),
-        "household_source": HOUSEHOLD_REGISTERS["ko"],
+        "household_source": _source_text(source_of(sources, HOUSEHOLD_TABLE)),
+        "history_source": _source_text(source_of(sources, HISTORY_TABLE)),
         "history": household.used.history,
         "area": household.used.area,
         "model": household.model,

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.catalogue import data_sources_path, load_data_sources
 from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
+from pipeline.datasets import PARTITIONED_RAW_TABLES
 from pipeline.datasets.rounds import explanation_paths
 from pipeline.explain.content import explanation_context
 from pipeline.explain.facts import read_household
@@ -60,8 +62,11 @@ def explain_household(
 ) -> Explanation:
     """Write the explanation of household ``key`` in round ``as_of`` (see the module)."""
     catalogues = load_catalogues(config)
+    sources = load_data_sources(
+        data_sources_path(config.paths.indicators), catalogues.indicators, PARTITIONED_RAW_TABLES
+    ).resolved(catalogues.indicators)
     household = read_household(config, as_of, key, catalogues.features.months_since_cap)
-    context = explanation_context(household, catalogues.indicators, catalogues.outcomes)
+    context = explanation_context(household, catalogues.indicators, catalogues.outcomes, sources)
     html = render_explanation(context)
     html_path, pdf_path = explanation_paths(household.folder, household.key)
     write_bytes(html.encode("utf-8"), html_path)
