@@ -14,13 +14,15 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import sha256
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipeline.config import Config
 from pipeline.datasets.rounds import (
+    BUNDLE_SUFFIX,
+    EXPORT,
     LIST_SUFFIXES,
     LISTS,
     MANIFEST,
@@ -170,40 +172,14 @@ def export_round(
     pages = report_pages(folder, manifest_sha)
     ledger.check_writable(root)
 
-    sealed: list[tuple[Office, Sealed]] = []
-    for office in chosen:
-        files = dict(office.files)
-        if pages is not None:
-            page = f"{REPORT}/{report_emd_page(office.emd)}"
-            if page not in pages:
-                raise DataError(
-                    f"{folder / REPORT / REPORT_RECORD}: no page of 읍면동 {office.emd}; "
-                    "nothing exported"
-                )
-            files[page] = pages[page]
-        content = {name: read_checked(folder, name, digest) for name, digest in files.items()}
-        sealed.append(
-            (
-                office,
-                seal(
-                    keys,
-                    round_label=label,
-                    emd=office.emd,
-                    sigungu=office.sigungu,
-                    files=content,
-                    round_manifest_sha256=manifest_sha,
-                ),
-            )
-        )
-        log.info(
-            "export %s: 읍면동 %s, %d files, key %s",
-            label,
-            office.emd,
-            len(content),
-            keys.encrypting_fingerprint(office.emd),
-        )
-
-    placed = _place(folder, sealed)
+    temp = Path(tempfile.mkdtemp(prefix=f".{EXPORT}{BUILDING_MARK}", dir=folder))
+    try:
+        sealed = [
+            _seal_into(temp, folder, office, keys, label, manifest_sha, pages) for office in chosen
+        ]
+        placed = _place(temp, folder, sealed)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
     exported = []
     for (office, bundle), path in zip(sealed, placed, strict=True):
         entry = events.bundle_exported(
@@ -222,29 +198,59 @@ def export_round(
     return ExportResult(label, folder, exported, pages is not None, keys.source)
 
 
-def _place(folder: Path, sealed: list[tuple[Office, Sealed]]) -> list[Path]:
-    """Write every bundle into a temporary folder beside the round's files, then move each into
-    place (a rename: readers see the old bundle or the new one). Nothing is placed unless all
-    were written."""
-    temp = Path(tempfile.mkdtemp(prefix=f".export{BUILDING_MARK}", dir=folder))
-    try:
-        written = []
-        for office, bundle in sealed:
-            path = temp / f"{office.emd}.bundle"
-            with path.open("wb") as out:
-                out.write(bundle.data)
-                out.flush()
-                os.fsync(out.fileno())
-            written.append(path)
-        placed = []
-        for (office, _), path in zip(sealed, written, strict=True):
-            final = bundle_path(folder, office.sigungu, office.emd)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, final)
-            placed.append(final)
-        return placed
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+def _seal_into(
+    temp: Path,
+    folder: Path,
+    office: Office,
+    keys: OfficeKeys,
+    label: str,
+    manifest_sha: str,
+    pages: Mapping[str, str] | None,
+) -> tuple[Office, Sealed]:
+    """Seal one office's files and write its bundle into ``temp`` (the bundle's bytes are not
+    kept: a national round's bundles need not fit in memory together)."""
+    files = dict(office.files)
+    if pages is not None:
+        page = f"{REPORT}/{report_emd_page(office.emd)}"
+        if page not in pages:
+            raise DataError(
+                f"{folder / REPORT / REPORT_RECORD}: no page of 읍면동 {office.emd}; "
+                "nothing exported"
+            )
+        files[page] = pages[page]
+    content = {name: read_checked(folder, name, digest) for name, digest in files.items()}
+    bundle = seal(
+        keys,
+        round_label=label,
+        emd=office.emd,
+        sigungu=office.sigungu,
+        files=content,
+        round_manifest_sha256=manifest_sha,
+    )
+    with (temp / f"{office.emd}{BUNDLE_SUFFIX}").open("wb") as out:
+        out.write(bundle.data)
+        out.flush()
+        os.fsync(out.fileno())
+    log.info(
+        "export %s: 읍면동 %s, %d files, key %s",
+        label,
+        office.emd,
+        len(content),
+        bundle.manifest["key_fingerprint"],
+    )
+    return office, replace(bundle, data=b"")
+
+
+def _place(temp: Path, folder: Path, sealed: list[tuple[Office, Sealed]]) -> list[Path]:
+    """Move each bundle written into ``temp`` into place (a rename: readers see the old bundle
+    or the new one); called only once every bundle was written."""
+    placed = []
+    for office, _ in sealed:
+        final = bundle_path(folder, office.sigungu, office.emd)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp / f"{office.emd}{BUNDLE_SUFFIX}", final)
+        placed.append(final)
+    return placed
 
 
 def open_to_folder(bundle: Path, keys: OfficeKeys, out: Path) -> Opened:
