@@ -180,6 +180,15 @@ def test_unknown_household_is_refused_and_nothing_written(sample, key, expected)
     assert after == before and out == ""
 
 
+def test_a_round_not_scored_here_is_refused(sample, scores):
+    code, out, err = run_captured(
+        sample.config_file, "explain", str(scores.iloc[0][KEY]), "--round", "2026-08"
+    )
+    assert code == 2 and out == ""
+    assert "round 2026-08 is not scored here" in err and len(err.strip().splitlines()) == 1
+    assert not (Path(sample.config.paths.output_root) / "rounds" / "2026-08").exists()
+
+
 def test_without_chromium_the_html_is_written_and_the_command_fails(sample, scores, tmp_path):
     key = str(scores[scores["tier"] == VISIT].iloc[-1][KEY])
     code, _, err = run_captured(

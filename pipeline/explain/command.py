@@ -56,5 +56,6 @@ def run(config: Config, args: argparse.Namespace) -> int:
     print(f"explanation of household {result.key} in round {result.round} ({state}):")
     print(f"  {result.html}")
     if result.pdf is not None:
-        print(f"  {result.pdf} (A4, one page, {result.density})")
+        fit = f"one page, {result.density}" if result.density else "longer than one page"
+        print(f"  {result.pdf} (A4, {fit})")
     return EXIT_OK

@@ -33,10 +33,10 @@ class BrowserMissing(UsageError):
     """The PDF cannot be printed here: no Chromium (or no Playwright) to print it with."""
 
 
-def print_pdf(html: str, browser: Path = CHROMIUM) -> tuple[bytes, str]:
-    """The PDF of ``html`` on A4 and the density it was printed at (the densest that fits one
-    page; the tightest when none does, with a warning). BrowserMissing when ``browser`` is not
-    there or Playwright is not installed."""
+def print_pdf(html: str, browser: Path = CHROMIUM) -> tuple[bytes, str | None]:
+    """The PDF of ``html`` on A4 and the density it was printed at: the first that fits one
+    page, None when even the tightest does not (printed tight, on more pages). BrowserMissing
+    when ``browser`` is not there or Playwright is not installed."""
     if not Path(browser).is_file():
         raise BrowserMissing(f"Chromium not found at {browser} (Debian package chromium)")
     try:
@@ -66,12 +66,13 @@ def print_pdf(html: str, browser: Path = CHROMIUM) -> tuple[bytes, str]:
     return pdf, density
 
 
-def _fit(page) -> str:
-    """Step the density down until the sheet is no taller than one A4 page; the density."""
+def _fit(page) -> str | None:
+    """Step the density down until the sheet is no taller than one A4 page: that density, or
+    None (left at the tightest) when none fits."""
     for density in DENSITIES:
         page.evaluate(f"document.documentElement.dataset.density = {density!r}")
         height = float(page.evaluate(_SHEET_HEIGHT))
         if height <= A4_PX[1] - 2:  # 2 px below the page: no rounding onto a second page
             return density
     log.warning("explain: the explanation is taller than one A4 page even when tight")
-    return DENSITIES[-1]
+    return None

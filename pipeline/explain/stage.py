@@ -37,7 +37,7 @@ class Explanation:
     listed: bool
     html: Path
     pdf: Path | None
-    density: str | None  # the print density that fitted one page (None: no PDF)
+    density: str | None  # the print density that fitted one page (None: no PDF, or none fitted)
 
 
 def environment() -> Any:
