@@ -154,8 +154,9 @@ def read_household(config: Config, as_of: int, key: str, months_cap: int) -> Rou
     rows = read_rows(scores, [*ROW_COLUMNS, *reason_columns], {KEY: [key]})
     if rows.empty:
         raise UsageError(
-            f"explain: household {key} was not scored in round {label} ({scores}): not a "
-            "household of this round (or not eligible); no explanation written"
+            f"explain: household {key} was not scored in round {label} ({scores}): an unknown "
+            "key, a household not eligible, or one left out after refusing profiling; no "
+            "explanation written"
         )
     row = rows.iloc[0].to_dict()
     reasons = tuple(
