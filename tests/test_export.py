@@ -295,14 +295,18 @@ def test_an_office_without_a_key_exports_nothing_unless_offices_are_named(scored
         "bundle",
     )
     assert sorted(opened.files) == sorted(offices[named[0]].files)
-    # a list changed since the round was scored is never exported
-    csv_name = next(n for n in offices[named[0]].files if n.endswith(".csv"))
+    # a list changed since the round was scored is never exported, and a failure at the second
+    # office leaves the first office's earlier bundle, the ledger and the round folder as they were
+    csv_name = next(n for n in offices[named[1]].files if n.endswith(".csv"))
     with (copy.round_dir / csv_name).open("ab") as handle:
         handle.write(b"\n")
-    before = bundle_path(copy.round_dir, offices[named[0]].sigungu, named[0]).read_bytes()
-    code, _, err = _run(config_file, "export", "--emd", named[0])
-    assert code == 1 and "changed since it was written" in err
-    assert bundle_path(copy.round_dir, offices[named[0]].sigungu, named[0]).read_bytes() == before
+    first = bundle_path(copy.round_dir, offices[named[0]].sigungu, named[0])
+    before, ledger_before = first.read_bytes(), ledger.ledger_file(root).read_bytes()
+    code, _, err = _run(config_file, "export", "--emd", ",".join(named))
+    assert code == 1 and csv_name in err and "changed since it was written" in err
+    assert first.read_bytes() == before  # a new export would differ: Fernet's IV is random
+    assert ledger.ledger_file(root).read_bytes() == ledger_before
+    assert not [p.name for p in copy.round_dir.iterdir() if p.name.startswith(".")]
 
 
 def test_keygen_refuses_the_repository_and_an_existing_file(exported, tmp_path):
