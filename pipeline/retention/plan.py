@@ -36,6 +36,7 @@ from pipeline.datasets.rounds import (
     MANIFEST,
     REPLACED,
     REPORT,
+    REPORT_AI_FILE,
     REPORT_INDEX,
     REPORT_MINISTRY,
     REPORT_RECORD,
@@ -52,15 +53,24 @@ from pipeline.tracking import names
 # The month column that dates each row of a many-month table (raw tables as text, staged as
 # month indexes). Households and members are the current register: they carry no month.
 STAGED_MONTH_COLUMNS = RAW_MONTH_COLUMNS  # ingest keeps the columns (as month indexes)
-TRUTH_MONTH_COLUMNS = {TRUTH_TABLE: "month", "supports": "contact_month"}
+# The synthetic truth: the hidden state per month, supports by contact month, signals not yet
+# delivered by the month they will be reported.
+TRUTH_MONTH_COLUMNS = {
+    TRUTH_TABLE: "month",
+    "supports": "contact_month",
+    "pending_events": "reported_month",
+}
 LABELS_MONTH_COLUMN = "round_month"
 STAGED_MANIFEST = "_manifest.json"
 # The files of an old round that stay: aggregates and digests (everything else goes: scores,
 # lists, call files, 읍면동 pages, the follow-up page, explanations, export bundles, shadow scores).
 ROUND_AGGREGATES = frozenset(
-    {MANIFEST, IMPORTANCE, f"{REPORT}/{REPORT_INDEX}", f"{REPORT}/{REPORT_RECORD}",
-     f"{REPORT}/{REPORT_MINISTRY}"}
-)  # fmt: skip
+    {MANIFEST, IMPORTANCE}
+    | {
+        f"{REPORT}/{name}"
+        for name in (REPORT_INDEX, REPORT_RECORD, REPORT_MINISTRY, REPORT_AI_FILE)
+    }
+)
 SHADOW_AGGREGATES = frozenset({SHADOW_SUMMARY, SHADOW_OVERLAP, SHADOW_FAIRNESS})
 MODEL_EXAMPLES = ("input_example.json", "serving_input_example.json")
 
