@@ -266,7 +266,7 @@ def _run_with_prerequisites(
 def lock_root(config: Config, stage: Stage, args: argparse.Namespace) -> Path | None:
     """The root whose lock ``stage`` holds while it runs: the output root; for ``generate`` the
     folder it writes into, for ``bench`` its work root, for ``simulate`` its own folder; None
-    for a command that only reads."""
+    for a command that only reads (``audit``; ``export open`` and ``export keygen``)."""
     from pipeline.datasets import OutputLayout
 
     if not stage.locks:
@@ -277,6 +277,8 @@ def lock_root(config: Config, stage: Stage, args: argparse.Namespace) -> Path | 
         return OutputLayout(config.paths.output_root).bench_work
     if stage.name == "simulate":
         return OutputLayout(config.paths.output_root).simulate
+    if stage.name == "export" and getattr(args, "action", None) in ("open", "keygen"):
+        return None  # an office opening its bundle, or keys made: nothing of the root is written
     return Path(config.paths.output_root)
 
 
