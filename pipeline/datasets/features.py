@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.catalogue import OutcomeCatalogue
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets.objections import registry_status, staged_objections_file
 from pipeline.datasets.outcomes import imported_outcome_digests
 from pipeline.datasets.staged import STAGED_MANIFEST, staged_manifest_file
 from pipeline.errors import DataError
@@ -47,6 +48,8 @@ INPUT_CHANGES = {  # manifest key -> why the folder is out of date when the dige
     "staged_files_sha256": STAGED_CHANGED,
     "feature_spec_file_sha256": "the feature spec changed since it was built",
     "indicator_catalogue_sha256": "the indicator catalogue changed since it was built",
+    # recorded only when an objections registry is staged (pipeline/datasets/objections.py)
+    "objections_sha256": "the objections registry changed since it was built",
 }
 
 
@@ -308,12 +311,16 @@ def input_digests(config: Config, staged_dir: Path | None = None) -> dict[str, s
         if staged.is_file()
         else None
     )
-    return {
+    digests = {
         "staged_manifest_sha256": _file_digest(staged),
         "staged_files_sha256": sha256_of_json(files) if files is not None else None,
         "feature_spec_file_sha256": _file_digest(Path(config.paths.features)),
         "indicator_catalogue_sha256": _file_digest(Path(config.paths.indicators)),
     }
+    objections = _file_digest(staged_objections_file(staged.parent))
+    if objections is not None:  # no key without a registry: those folders are as before
+        digests["objections_sha256"] = objections
+    return digests
 
 
 def changed_inputs(recorded: dict[str, Any], current: dict[str, str | None]) -> list[str]:
@@ -343,6 +350,9 @@ def round_status(config: Config, as_of: int) -> str | None:
     reasons = changed_inputs(manifest, input_digests(config))
     if outcomes_changed(config, as_of, manifest):
         reasons.append(OUTCOMES_CHANGED)
+    registry = registry_status(config)
+    if registry is not None:
+        reasons.append(registry)
     return "; ".join(reasons) or None
 
 

@@ -26,6 +26,7 @@ from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
+from pipeline.datasets import objections as objections_dataset
 from pipeline.datasets.features import (
     DATA_DICTIONARY_CSV,
     DATA_DICTIONARY_JSON,
@@ -78,6 +79,8 @@ class _Task:
     catalogue: IndicatorCatalogue
     outcome_catalogue: OutcomeCatalogue
     rounds: tuple[_RoundOut, ...]
+    # households that refuse automated profiling (None: no objections registry is staged)
+    refused: frozenset[str] | None = None
 
 
 def _feature_partition(task: _Task) -> list[dict[str, int]]:
@@ -105,6 +108,9 @@ def _feature_partition(task: _Task) -> list[dict[str, int]]:
             prepared=prepared,
         )
         labels = build_labels(outcomes, out.as_of, task.outcome_catalogue)
+        left_out = {}
+        if task.refused is not None:
+            features, labels, left_out = leave_out_refused(features, labels, task.refused)
         layout = TableLayout(out.out_dir)
         write_parquet(features, layout.partition_file(FEATURES_TABLE, task.sigungu))
         write_parquet(labels, layout.partition_file(LABELS_TABLE, task.sigungu))
@@ -114,9 +120,29 @@ def _feature_partition(task: _Task) -> list[dict[str, int]]:
                 "events": len(inputs.events),
                 "label_rows": len(labels),
                 "labelled": int(labels["label"].notna().sum()),
+                **left_out,
             }
         )
     return stats
+
+
+def leave_out_refused(
+    features: pd.DataFrame, labels: pd.DataFrame, refused: frozenset[str]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Features and labels without the households that refuse automated profiling, and how
+    many rows each lost; pure. The one place a refusal is applied: no later stage sees them.
+    The 읍면동 rates of the other households were computed before, with them counted."""
+    keep_features = ~features["household_key"].isin(refused).to_numpy()
+    keep_labels = ~labels["household_key"].isin(refused).to_numpy()
+    left_out = {
+        "refused_households_left_out": int((~keep_features).sum()),
+        "refused_label_rows_left_out": int((~keep_labels).sum()),
+    }
+    return (
+        features[keep_features].reset_index(drop=True),
+        labels[keep_labels].reset_index(drop=True),
+        left_out,
+    )
 
 
 def data_dictionary(spec: FeatureSpec, catalogue: IndicatorCatalogue) -> pd.DataFrame:
@@ -163,6 +189,7 @@ def build_rounds(
         raise DataError(f"{staged_dir}: no staged households found: run `outreach ingest` first")
     catalogues = catalogues or load_catalogues(config)
     spec, catalogue = catalogues.features, catalogues.indicators
+    objections = _staged_objections(config, staged_dir)
     layout = OutputLayout(config.paths.output_root)
     labels = [format_month(m) for m in months]
     what = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1]} ({len(labels)} rounds)"
@@ -176,7 +203,15 @@ def build_rounds(
             imported_by_round.append(imported)
             rounds.append(_RoundOut(month, out_dir, tuple(imported.values())))
         tasks = [
-            _Task(staged_dir, code, spec, catalogue, catalogues.outcomes, tuple(rounds))
+            _Task(
+                staged_dir,
+                code,
+                spec,
+                catalogue,
+                catalogues.outcomes,
+                tuple(rounds),
+                refused=None if objections is None else objections["refused"],
+            )
             for code in codes
         ]
         stats = map_partitions(
@@ -189,7 +224,7 @@ def build_rounds(
             totals = {key: sum(s[key] for s in round_stats) for key in round_stats[0]}
             _write_round_files(
                 config, staged_dir, spec, catalogue, dictionary, out, codes, totals,
-                imported_by_round[i],
+                imported_by_round[i], None if objections is None else objections["record"],
             )  # fmt: skip
             results.append(
                 FeatureRun(
@@ -215,10 +250,18 @@ def _write_round_files(
     codes: list[str],
     totals: dict[str, int],
     imported: dict[str, Path],
+    objections: dict[str, object] | None = None,
 ) -> None:
     """A round folder's data dictionary and manifest (after its partitions are written)."""
     dictionary.to_csv(out.out_dir / DATA_DICTIONARY_CSV, index=False, encoding="utf-8")
     write_json(dictionary.to_dict(orient="records"), out.out_dir / DATA_DICTIONARY_JSON)
+    extra = {}
+    if objections is not None:  # only with a registry: the round's manifest is otherwise as before
+        extra[objections_dataset.MANIFEST_KEY] = {
+            **objections,
+            "left_out_households": totals.pop("refused_households_left_out"),
+            "left_out_label_rows": totals.pop("refused_label_rows_left_out"),
+        }
     write_json(
         {
             "as_of": format_month(out.as_of),
@@ -234,7 +277,24 @@ def _write_round_files(
             "rows": totals,
             "model_inputs": len(model_input_names(spec, catalogue)),
             "columns": len(dictionary),
+            **extra,
             "files_sha256": sha256_tree(out.out_dir),
         },
         out.out_dir / MANIFEST,
     )
+
+
+def _staged_objections(config: Config, staged_dir: Path) -> dict[str, object] | None:
+    """The refused households and the registry's record (sha256, counts by kind) when an
+    objections registry is staged and is the configured one; None when there is none."""
+    objections = objections_dataset.read_objections(config, staged_dir)
+    record = objections_dataset.staged_record(staged_dir)
+    if record is None:
+        return None
+    return {
+        "refused": objections_dataset.refused_keys(objections),
+        "record": {
+            "registry_sha256": record.get("registry_sha256"),
+            "counts": objections_dataset.counts_by_kind(objections),
+        },
+    }

@@ -37,6 +37,7 @@ from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.ingest import transform
 from pipeline.ingest.keys import SCHEME, Pseudonymizer, PseudonymKey
+from pipeline.ingest.objections import Registry, ledger_objections, load_registry, stage_registry
 from pipeline.ingest.schema import DROPPED_COLUMNS, MONTH_NOTE
 from pipeline.io import PARQUET_OPTIONS, sha256_tree, staging_dir, write_json
 
@@ -276,6 +277,8 @@ def ingest(
             "ingest: using the PUBLIC demo pseudonym key: pseudonyms protect nothing; "
             "for synthetic data only"
         )
+    registry = _objections_registry(config)  # checked before anything is written
+    record_objections = _objections_changed(config.paths.output_root, registry)
     started = datetime.now(UTC)
     with staging_dir(layout.staged) as folder:
         small: dict[str, pa.Table] = {}
@@ -348,8 +351,51 @@ def ingest(
                 "demo_key": key.demo,
             },
             "months": MONTH_NOTE,
-            "files_sha256": sha256_tree(folder),
         }
+        if registry is not None:
+            manifest["objections"] = stage_registry(registry, folder)
+        manifest["files_sha256"] = sha256_tree(folder)
         write_json(manifest, folder / MANIFEST)
     log.info("ingest: wrote %s", layout.staged)
+    if record_objections:
+        _record_objections(config, registry, manifest, key)
     return IngestResult(layout.staged, manifest)
+
+
+def _objections_registry(config: Config) -> Registry | None:
+    """The configured objections registry, its rows checked (None: no registry)."""
+    path = config.objections.registry
+    return None if path is None else load_registry(Path(path))
+
+
+def _objections_changed(root: Path, registry: Registry | None) -> bool:
+    """Whether the registry differs from the last one the ledger recorded (then the ledger
+    must take an entry: refused before any work when it does not verify)."""
+    from pipeline.lineage import ledger
+    from pipeline.lineage.events import recorded_objections_sha256
+
+    recorded, last = recorded_objections_sha256(root)
+    current = registry.sha256 if registry is not None else None
+    changed = last != current if recorded else current is not None
+    if changed:
+        ledger.check_writable(root)
+    return changed
+
+
+def _record_objections(
+    config: Config, registry: Registry | None, manifest: dict[str, Any], key: PseudonymKey
+) -> None:
+    """The ledger entry of a changed registry, once the staged tables holding it are in place."""
+    from pipeline.datasets.objections import KINDS
+    from pipeline.lineage.events import objections_recorded
+
+    staged = OutputLayout(config.paths.output_root).staged
+    block = manifest.get("objections") or {}
+    objections_recorded(
+        config.paths.output_root,
+        registry=None if registry is None else str(registry.path),
+        registry_sha256=None if registry is None else registry.sha256,
+        counts=block.get("counts") or dict.fromkeys(KINDS, 0),
+        key_fingerprint=key.fingerprint,
+        objections=ledger_objections(staged, key.secret),
+    )

@@ -242,6 +242,40 @@ def destructions(entries: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
 # --- objections (ingest): objection recorded --------------------------------------------------
 
 
+def objections_recorded(
+    root: Path,
+    *,
+    registry: str | None,
+    registry_sha256: str | None,
+    counts: Mapping[str, int],
+    key_fingerprint: str,
+    objections: Iterable[Mapping[str, str]],
+) -> dict[str, Any]:
+    """Ingest staged a changed objections registry (or none, after one): the file, its sha256,
+    the counts by kind, the fingerprint of the pseudonym key and each objection as ``ref`` (an
+    HMAC of the household key under that key, never the key), ``date`` and ``kind``."""
+    return ledger.append(
+        root,
+        ledger.OBJECTION_RECORDED,
+        {
+            "registry": registry,
+            "registry_sha256": registry_sha256,
+            "counts": {k: int(v) for k, v in counts.items()},
+            "key_fingerprint": key_fingerprint,
+            "objections": [dict(o) for o in objections],
+        },
+    )
+
+
+def recorded_objections_sha256(root: Path) -> tuple[bool, str | None]:
+    """Whether the ledger has recorded an objections registry, and the sha256 of the last one
+    (None: the registry was removed)."""
+    recorded = ledger.entries_of(ledger.read(root).entries, ledger.OBJECTION_RECORDED)
+    if not recorded:
+        return False, None
+    return True, (recorded[-1].get("facts") or {}).get("registry_sha256")
+
+
 # --- export (pipeline/export): bundle exported ------------------------------------------------
 
 

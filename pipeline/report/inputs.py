@@ -69,6 +69,7 @@ from pipeline.io import sha256_file
 from pipeline.months import format_month
 from pipeline.report import aggregates as agg
 from pipeline.report.aggregates import FAIRNESS_COLUMNS, KEY, LISTED_TIERS
+from pipeline.report.objections import read_objection_counts
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.names import TRAINING_IMPORTANCE
 from pipeline.tracking.runs import download_run_artifact
@@ -116,6 +117,8 @@ class ReportInputs:
     # the case of every listed and added household (pipeline.cases.round_cases)
     cases: pd.DataFrame | None = None
     facts: dict[str, Any] = field(default_factory=dict)  # extra lineage for report.json
+    # the round's objection counts (pipeline.report.objections; None: no registry)
+    objections: dict[str, Any] | None = None
 
 
 # --- the count task (picklable, for the partition engine) ------------------------------------
@@ -401,6 +404,9 @@ def read_inputs(
         "leading_features": {"source": source_code, "run_id": run_id, "features": leading},
         "cases": {"households": len(cases), "answers_sha256": answers},
     }
+    objections = read_objection_counts(current_folder)
+    if objections is not None:
+        facts["objections"] = objections
     return ReportInputs(
         round=label,
         manifest=manifest,
@@ -421,4 +427,5 @@ def read_inputs(
         scored_outcomes=scored_outcomes,
         facts=facts,
         cases=cases,
+        objections=objections,
     )

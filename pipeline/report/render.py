@@ -28,6 +28,7 @@ from pipeline.report import aggregates as agg
 from pipeline.report import charts, monitoring, pages
 from pipeline.report.aggregates import KEY, LISTED_TIERS
 from pipeline.report.inputs import ReportInputs
+from pipeline.report.objections import objections_context
 from pipeline.vocabulary import RISK_BAND_LEGEND
 
 INDEX = REPORT_INDEX
@@ -264,6 +265,7 @@ def render_report(
         training_seal=model.get("training_seal_sha256") or "–",
         ai_file=ai_file,
         ledger_head=_ledger_head_text(manifest.get("ledger")),
+        objections=objections_context(inputs.objections, t),
         **monitoring.overview_context(manifest, check, config.monitoring, t),
     )
     from pipeline.datasets.rounds import REPORT_MINISTRY
