@@ -96,6 +96,8 @@ def test_listed_household_gets_its_own_reasons_band_and_agencies(sample, longest
     out, html_path, pdf_path = explained
     key = str(longest[KEY])
     assert str(html_path) in out and str(pdf_path) in out
+    density = re.search(r"A4, one page, (\w+)\)", out)[1]
+    assert f'<html lang="ko" data-density="{density}">' in html_path.read_text(encoding="utf-8")
     assert html_path.parent.name == EXPLANATIONS and html_path.parent.parent == sample.round_dir
     page = html_path.read_text(encoding="utf-8")
     text = _text(page)
@@ -201,7 +203,7 @@ def test_without_chromium_the_html_is_written_and_the_command_fails(sample, scor
     assert not pdf_path.exists()
 
 
-def test_a_changed_scores_file_is_refused(scored_sample, scores, tmp_path):
+def test_a_changed_or_destroyed_scores_file_is_refused(scored_sample, scores, tmp_path):
     sample = copy_outputs(scored_sample, tmp_path)
     path = sample.round_dir / SCORES
     changed = scores.copy()
@@ -209,7 +211,11 @@ def test_a_changed_scores_file_is_refused(scored_sample, scores, tmp_path):
     changed.to_parquet(path, index=False)
     code, _, err = run_captured(sample.config_file, "explain", str(scores.iloc[0][KEY]))
     assert code == 1
-    assert "differs from the round manifest" in err and str(path) in err
+    assert "changed since the round was scored" in err and str(path) in err
+    assert not (sample.round_dir / EXPLANATIONS).exists()
+    path.unlink()  # as retention leaves a round past its period: the manifest, no scores
+    code, _, err = run_captured(sample.config_file, "explain", str(scores.iloc[0][KEY]))
+    assert code == 1 and "is no longer here" in err
     assert not (sample.round_dir / EXPLANATIONS).exists()
 
 

@@ -82,9 +82,9 @@ def _verified(path: Path, recorded: Any, what: str) -> Path:
     have = sha256_file(path)
     if have != recorded:
         raise DataError(
-            f"{path}: {what} differs from the round manifest (sha256 {short_digest(have)}, "
-            f"recorded {short_digest(recorded)}): the explanation would not say what the round "
-            "used"
+            f"{path}: {what} changed since the round was scored (sha256 {short_digest(have)}, "
+            f"the round manifest records {short_digest(recorded)}): the explanation would not "
+            "say what the round used"
         )
     return path
 
@@ -136,15 +136,23 @@ def read_household(config: Config, as_of: int, key: str, months_cap: int) -> Rou
     """The household ``key`` as round ``as_of`` recorded it.
 
     UsageError when the round is not scored here or the household is not among its scored
-    households; DataError when a file the round recorded is missing or changed since.
+    households; DataError when a file the round recorded is missing (its household data
+    destroyed) or changed since.
     """
     key = check_key(key)
     label = format_month(as_of)
     folder = round_dir(config, as_of)
     scores = folder / SCORES
-    if not scores.is_file() or not (folder / MANIFEST).is_file():
+    if not (folder / MANIFEST).is_file():
         raise UsageError(
-            f"explain: round {label} is not scored here ({scores} not found): nothing to explain"
+            f"explain: round {label} is not scored here ({folder / MANIFEST} not found): "
+            "nothing to explain"
+        )
+    if not scores.is_file():
+        raise DataError(
+            f"explain: {scores} not found: the household data of round {label} is no longer "
+            "here (destroyed after the retention period, see `outreach retention`), nothing to "
+            "explain"
         )
     manifest = read_manifest(folder)
     recorded = manifest.get("files_sha256") or {}

@@ -20,7 +20,7 @@ from pipeline.datasets import PARTITIONED_RAW_TABLES
 from pipeline.datasets.rounds import explanation_paths
 from pipeline.explain.content import explanation_context
 from pipeline.explain.facts import read_household
-from pipeline.explain.pdf import CHROMIUM, print_pdf
+from pipeline.explain.pdf import CHROMIUM, DENSITIES, BrowserMissing, print_pdf
 from pipeline.io import write_bytes
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,9 @@ def environment() -> Any:
 
 
 def render_explanation(context: dict[str, Any]) -> str:
-    """The explanation page's HTML (pure)."""
-    return environment().get_template(TEMPLATE).render(**context)
+    """The explanation page's HTML (pure); ``density`` in the context sets its print density
+    (default ``normal``)."""
+    return environment().get_template(TEMPLATE).render(**{"density": DENSITIES[0], **context})
 
 
 def explain_household(
@@ -69,13 +70,20 @@ def explain_household(
     context = explanation_context(household, catalogues.indicators, catalogues.outcomes, sources)
     html = render_explanation(context)
     html_path, pdf_path = explanation_paths(household.folder, household.key)
-    write_bytes(html.encode("utf-8"), html_path)
-    log.info("explain: wrote %s", html_path)
     density = None
     if pdf:
-        data, density = print_pdf(html, browser)
+        try:
+            data, density = print_pdf(html, browser)
+        except BrowserMissing:
+            write_bytes(html.encode("utf-8"), html_path)
+            raise
+        # the HTML at the density its PDF was printed at: it prints as the PDF does
+        html = render_explanation({**context, "density": density or DENSITIES[-1]})
+    write_bytes(html.encode("utf-8"), html_path)
+    log.info("explain: wrote %s", html_path)
+    if pdf:
         write_bytes(data, pdf_path)
-        log.info("explain: wrote %s (%s)", pdf_path, density)
+        log.info("explain: wrote %s (%s)", pdf_path, density or "longer than one page")
     return Explanation(
         key=household.key,
         round=household.round,
