@@ -296,3 +296,29 @@ def test_validate_refuses_raw_data_older_than_the_period(copy):
     )
     code, _, err = run_captured(config_file, "validate")
     assert code == 1 and "older than the retention period" in err
+
+
+def test_run_destroys_first_when_configured(tmp_path):
+    """``retention.in_run``: ``outreach run`` runs retention before validate (which then stops
+    here on purpose, at once: its indicator catalogue is missing)."""
+    from conftest import make_config
+
+    raw = tmp_path / "raw"
+    shutil.copytree(REPO_ROOT / "data_samples" / "raw", raw)
+    config = make_config(
+        tmp_path / "outputs",
+        paths={
+            "raw_input": str(raw),
+            "truth_input": str(tmp_path / "none"),
+            "indicators": str(tmp_path / "missing.yaml"),
+        },
+        retention={"in_run": True, "period_months": 12, "today": "2026-12"},
+    )
+    code, out, err = run_captured(write_config_file(config, tmp_path / "config.yaml"), "run")
+    assert code == 2 and "missing.yaml" in err
+    assert out.index("==> retention") < out.index("==> validate")
+    assert f"before {FIRST_CUT}" in out
+    events = pq.read_table(raw / "crisis_events").column("reported_month")
+    assert pc.min(events).as_py() == FIRST_CUT
+    records = ledger.entries_of(ledger.read(tmp_path / "outputs").entries, ledger.DATA_DESTROYED)
+    assert [r["facts"]["cut"] for r in records] == [FIRST_CUT]
