@@ -181,12 +181,7 @@ def _data(inputs: AiFileInputs) -> list[str]:
     out += [
         "",
         "Legal basis (English): "
-        + "; ".join(
-            sorted(
-                {s["legal_basis_en"] for s in sources},
-                key=[s["legal_basis_en"] for s in sources].index,
-            )
-        )
+        + "; ".join(dict.fromkeys(s["legal_basis_en"] for s in sources))
         + ".",
         "",
         "최소 수집: 이름·주민등록번호 같은 직접 식별자는 적재(ingest) 단계에서 가명 키로 바뀌며 "
@@ -352,7 +347,7 @@ def _selective(inputs: AiFileInputs) -> list[str]:
         "",
         "라벨은 과거 목록이 고른 가구(주로 중앙 규칙, 일부 지역 재량과 무작위 탐색)에만 있습니다. "
         "그대로 학습한 모형은 '목록에 오른 가구 중 누가 필요했는가'를 배우고 규칙의 사각지대를 "
-        "물려받습니다. 방문하지 않은 가구는 라벨이 없을 뿐 '필요 없음'이 아니며, 공무원이 "
+        "물려받습니다. 방문 대상이 아니었던 가구는 라벨이 없을 뿐 '필요 없음'이 아니며, 공무원이 "
         "건너뛴(skip) 가구도 라벨에서 빠집니다.",
         "",
         f"- 적용한 방법 (method): `{params.get('training.selective_labels.method', '?')}`; 이유: "
@@ -452,7 +447,7 @@ def _monitoring(inputs: AiFileInputs) -> list[str]:
         _shadow_line(params.get("training.gates.min_shadow_rounds")),
         "- 사고 대응 (incident path): 문제가 보이면 `outreach rollback --reason ...`(make "
         "rollback)으로 이전 챔피언으로 되돌리고, `outreach audit`(make audit)로 목록에서 코드까지 "
-        "계보를 검증합니다. 모든 등록·판정·이동은 해시 사슬로 묶인 계보 원장"
+        "계보를 검증합니다. 모든 등록·판정과 챔피언 변경은 해시 사슬로 묶인 계보 원장"
         "(`ledger/lineage.jsonl`)에 남습니다.",
         "",
     ]

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from models.ai_file import AiFileInputs, render_ai_file
 from pipeline.tracking import names
+from pipeline.tracking.seal import run_record
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +76,6 @@ def version_tags(run_id: str, sha256: str) -> dict[str, str]:
 def write_ai_file(client: Any, run_id: str, model: tuple[str, str]) -> str:
     """Generate the finished run's AI file from its record, log it, link it from the version
     ``model`` = (name, version); return its sha256. Called before the run is sealed."""
-    import tempfile
-    from pathlib import Path
-
-    from pipeline.tracking.seal import run_record
 
     record = run_record(client, run_id, model)
     with tempfile.TemporaryDirectory(prefix="outreach-ai-file-") as tmp:
