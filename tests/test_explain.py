@@ -56,9 +56,10 @@ def longest(scores) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def explained(sample, longest):
-    """``outreach explain`` of the longest listed household, with its PDF."""
+    """``outreach explain`` of the longest listed household, with its PDF (where Chromium is)."""
+    no_pdf = () if CHROMIUM.is_file() else ("--no-pdf",)
     code, out, err = run_captured(
-        sample.config_file, "explain", longest[KEY], "--round", sample.as_of
+        sample.config_file, "explain", longest[KEY], "--round", sample.as_of, *no_pdf
     )
     assert code == 0, err
     html_path, pdf_path = explanation_paths(sample.round_dir, longest[KEY])
@@ -95,9 +96,11 @@ def _signal_agencies(config, sigungu: str, key: str, as_of: int) -> set[str]:
 def test_listed_household_gets_its_own_reasons_band_and_agencies(sample, longest, explained):
     out, html_path, pdf_path = explained
     key = str(longest[KEY])
-    assert str(html_path) in out and str(pdf_path) in out
-    density = re.search(r"A4, one page, (\w+)\)", out)[1]
-    assert f'<html lang="ko" data-density="{density}">' in html_path.read_text(encoding="utf-8")
+    assert str(html_path) in out
+    if CHROMIUM.is_file():  # the HTML prints as its PDF did
+        assert str(pdf_path) in out
+        density = re.search(r"A4, one page, (\w+)\)", out)[1]
+        assert f'data-density="{density}"' in html_path.read_text(encoding="utf-8")
     assert html_path.parent.name == EXPLANATIONS and html_path.parent.parent == sample.round_dir
     page = html_path.read_text(encoding="utf-8")
     text = _text(page)

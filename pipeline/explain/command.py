@@ -15,10 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from pipeline.explain.pdf import CHROMIUM
 
     parser.add_argument(
-        "key", help="the household key (가구 관리번호) as the round's list shows it"
+        "key", metavar="KEY", help="the household key (가구 관리번호) as the round's list shows it"
     )
     parser.add_argument(
         "--round",
+        metavar="YYYY-MM",
         help="round month YYYY-MM of a scored round (default: the next round after the window)",
     )
     parser.add_argument(
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--browser",
         type=Path,
+        metavar="PATH",
         default=CHROMIUM,
         help=f"the Chromium that prints the PDF (default {CHROMIUM})",
     )
