@@ -273,8 +273,11 @@ def test_used_data_counts_only_what_the_household_has():
 
 
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} not installed")
-@pytest.mark.skipif(shutil.which("pdfinfo") is None, reason="pdfinfo (poppler-utils) missing")
-def test_the_longest_explanation_prints_on_exactly_one_a4_page(explained):
+@pytest.mark.skipif(
+    shutil.which("pdfinfo") is None or shutil.which("pdftotext") is None,
+    reason="pdfinfo, pdftotext (poppler-utils) missing",
+)
+def test_the_longest_explanation_prints_on_exactly_one_a4_page(explained, longest):
     _, _, pdf_path = explained
     info = subprocess.run(
         ["pdfinfo", str(pdf_path)], capture_output=True, text=True, check=True
@@ -283,3 +286,7 @@ def test_the_longest_explanation_prints_on_exactly_one_a4_page(explained):
     assert int(fields["Pages"]) == 1
     width, height = (float(v) for v in re.findall(r"[\d.]+", fields["Page size"])[:2])
     assert abs(width - 595.28) < 1.5 and abs(height - 841.89) < 1.5  # A4 in points
+    text = subprocess.run(
+        ["pdftotext", "-layout", str(pdf_path), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert set(KEY_PATTERN.findall(text)) == {str(longest[KEY])}  # its text, its key only
