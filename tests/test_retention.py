@@ -263,11 +263,15 @@ def test_interrupted_run_is_finished_by_the_next(scored_sample, copy, tmp_path):
         root, steps, {"run": "interrupted", "destroyed_at": "x", "rows": 1, "files": 1}
     )
     apply.commit(steps[:2])  # killed after two renames
+    household_part = next((root / "staged" / "households").rglob("*.parquet"))
+    stray = apply.new_file(household_part)  # as a run killed while it prepared leaves one
+    stray.write_bytes(household_part.read_bytes())
     config_file = write_config_file(config, tmp_path / "config.yaml")
     code, out, err = run_captured(config_file, "retention", "--today", "2027-06")
     assert code == 0, err
     assert "finished the interrupted retention run" in out
     assert not apply.journal_file(root).exists()
+    assert not stray.exists()
     assert dated_rows_before(root, "2026-06") == []
     manifest = json.loads((root / "staged" / "_manifest.json").read_text(encoding="utf-8"))
     for name, digest in manifest["files_sha256"].items():

@@ -139,6 +139,26 @@ def resume(root: Path, write_record: Callable[[dict[str, Any]], None]) -> dict[s
     return journal["record"]
 
 
+def sweep(folders: list[Path]) -> list[Path]:
+    """Remove what a run killed before its journal was written left under ``folders``: prepared
+    files (the kept rows, not yet in place) and half-removed folders. Call with no journal."""
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob(f".*{NEW_SUFFIX}")) + sorted(
+            folder.rglob(f".*{GONE_SUFFIX}")
+        ):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.warning("removed %d file(s) a killed retention run left", len(removed))
+    return removed
+
+
 def discard_prepared(actions: list[Action]) -> None:
     for action in actions:
         if action.kind in ("rows", "manifest"):

@@ -87,6 +87,7 @@ def retain(config: Config, today: str, cut: int, dry_run: bool = False) -> Outco
     if not dry_run:
         ledger.check_writable(root)
         resumed = apply.resume(root, lambda record: events.data_destroyed(root, record))
+        apply.sweep([root, Path(config.paths.raw_input), Path(config.paths.truth_input)])
     actions = plan(config, root, cut)
     if dry_run or not actions:
         return Outcome(cut, actions, None, resumed)
