@@ -332,3 +332,33 @@ def test_a_bad_registry_stops_ingest_and_changes_nothing(objected: Objected, tmp
     code, _, err = run_captured(config_file, "score", "--as-of", objected.after.as_of, "--force")
     assert code == 1
     assert "run `outreach ingest`" in _messages(err)[-1]
+
+
+def test_the_audit_verifies_the_round_scored_without_the_household(objected: Objected):
+    """The round's own links verify (its features, the staged tables with the registry, the
+    ledger with the objection entry, the re-score). The training data link of the champion,
+    trained before the refusal, names the feature rounds rebuilt without the household: the
+    audit does not yet tell such a rebuild from a change (see docs/objections.md)."""
+    _, out, _ = run_captured(objected.config_file, "audit", str(objected.after.round_dir))
+    status = {}
+    for line in out.splitlines():
+        parts = line.split(maxsplit=1)
+        if len(parts) == 2 and parts[0] in ("ok", "FAILED", "unverifiable"):
+            for link in (
+                "scoring features",
+                "staged tables",
+                "ledger",
+                "re-score",
+                "training data",
+            ):
+                if parts[1].startswith(link):
+                    status[link] = parts[0]
+    assert status == {
+        "scoring features": "ok",
+        "staged tables": "ok",
+        "ledger": "ok",
+        "re-score": "ok",
+        "training data": "FAILED",
+    }, out
+    rebuilt = [f"features/as_of={m}/manifest.json" for m in objected.training_rounds]
+    assert all(name in out for name in rebuilt)
