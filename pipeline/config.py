@@ -661,8 +661,10 @@ class RetentionConfig(_Strict):
 
 
 class ObjectionsConfig(_Strict):
-    """The objections registry: households that refuse automated profiling or ask for an
-    explanation (docs/compliance.md)."""
+    """The objections registry (docs/objections.md): a UTF-8 CSV of households that refuse
+    automated profiling (``refuse``) or ask for an explanation (``explain``), with the date.
+    ``outreach ingest`` checks and stages it; the features stage leaves refused households out
+    of every round it builds. ``None``: no registry."""
 
     registry: Path | None = None
 
