@@ -362,3 +362,47 @@ def test_the_audit_verifies_the_round_scored_without_the_household(objected: Obj
     }, out
     rebuilt = [f"features/as_of={m}/manifest.json" for m in objected.training_rounds]
     assert all(name in out for name in rebuilt)
+
+
+def test_a_registry_that_cannot_be_read_is_one_line(tmp_path: Path):
+    missing = tmp_path / "missing.csv"
+    with pytest.raises(DataError, match=r"missing\.csv: objections registry not found"):
+        load_registry(missing)
+    no_kind = tmp_path / "no_kind.csv"
+    no_kind.write_text("household_key,date\nH1,2026-10-01\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"column\(s\) kind missing: expected the header"):
+        load_registry(no_kind)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("household_key,date,kind\nH1,2026-10-01,réfuse\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        load_registry(latin)
+
+
+def test_removing_the_registry_is_recorded_and_stages_none(staged_sample, tmp_path: Path):
+    """Ingest with a registry, then without: two ledger entries, the second with no registry;
+    the staged tables hold no objections any more."""
+    import shutil
+
+    config, _ = staged_sample
+    root = tmp_path / "outputs"
+    shutil.copytree(OutputLayout(config.paths.output_root).validation, root / "validation")
+    bare = config.with_overrides(paths={"output_root": str(root)})
+    keys = pd.read_parquet(
+        next((OutputLayout(config.paths.output_root).staged / "households").rglob("*.parquet")),
+        columns=[KEY],
+    )[KEY]
+    registry = _write_registry(
+        tmp_path / "objections.csv", [(keys.iloc[0], "2026-10-01", "refuse")]
+    )
+    with_registry = bare.with_overrides(objections={"registry": str(registry)})
+    for step in (with_registry, bare):
+        code, _, err = run_captured(write_config_file(step, tmp_path / "config.yaml"), "ingest")
+        assert code == 0, err[-2000:]
+    read = ledger.read(root)
+    assert read.problems == ()
+    facts = [e["facts"] for e in ledger.entries_of(read.entries, ledger.OBJECTION_RECORDED)]
+    assert [f["registry_sha256"] for f in facts] == [sha256_file(registry), None]
+    assert facts[1]["counts"] == {"refuse": 0, "explain": 0} and facts[1]["objections"] == []
+    staged = OutputLayout(root).staged
+    assert not staged_objections_file(staged).exists()
+    assert read_objections(bare).empty
