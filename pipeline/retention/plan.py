@@ -129,10 +129,6 @@ def shown_path(path: Path, root: Path) -> str:
         return path.resolve().as_posix()
 
 
-def cut_label(cut: int) -> str:
-    return format_month(cut)
-
-
 # --- reading month columns --------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -17,7 +18,14 @@ from pipeline.months import format_month, parse_month
 
 def oldest_month(path: Path, column: str) -> str | None:
     """The smallest ``YYYY-MM`` of a column, from the row groups' statistics when they have
-    them (else the column is read)."""
+    them (else the column is read); None when the file cannot be read (its checks say why)."""
+    try:
+        return _oldest(path, column)
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _oldest(path: Path, column: str) -> str | None:
     file = pq.ParquetFile(path)
     index = file.schema_arrow.get_field_index(column)
     if index < 0:
