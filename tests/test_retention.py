@@ -326,3 +326,47 @@ def test_run_destroys_first_when_configured(tmp_path):
     assert pc.min(events).as_py() == FIRST_CUT
     records = ledger.entries_of(ledger.read(tmp_path / "outputs").entries, ledger.DATA_DESTROYED)
     assert [r["facts"]["cut"] for r in records] == [FIRST_CUT]
+
+
+def test_a_recorded_digest_is_explained_only_along_its_own_path():
+    """Two runs rewrote one file (a -> b -> c); another file that became empty (x -> e) was
+    removed elsewhere with the same empty digest: each problem is judged by its path's chain."""
+    from pipeline.audit.destroyed import destroyed_from, explains
+
+    a, b, c, e, x = ("a" * 64, "b" * 64, "c" * 64, "e" * 64, "9" * 64)
+    entries = [
+        {
+            "event": ledger.DATA_DESTROYED,
+            "facts": {
+                "datasets": [
+                    {"path": "raw/t/p.parquet", "action": "rows", "sha256": a, "sha256_after": b},
+                    {"path": "f/as_of=2024-04", "action": "folder", "files": {"l.parquet": e}},
+                    {"path": "f/as_of=2025-12/l.parquet", "action": "rows", "sha256": x,
+                     "sha256_after": e},
+                ],
+            },
+        },
+        {
+            "event": ledger.DATA_DESTROYED,
+            "facts": {
+                "datasets": [
+                    {"path": "raw/t/p.parquet", "action": "rows", "sha256": b, "sha256_after": c}
+                ]
+            },
+        },
+    ]  # fmt: skip
+    found = destroyed_from(entries)
+    short = {d: d[:12] for d in (a, b, c, e, x)}
+    assert explains(
+        f"/in/raw/t/p.parquet: sha256 {short[c]} differs from the recorded {short[a]}", found
+    )
+    assert not explains(
+        f"/in/raw/t/p.parquet: sha256 {short[b]} differs from the recorded {short[a]}", found
+    )
+    assert explains(
+        f"f/as_of=2025-12/l.parquet: sha256 {short[e]} differs from the recorded {short[x]}", found
+    )
+    assert explains(f"f/as_of=2024-04/l.parquet: missing (recorded sha256 {short[e]})", found)
+    assert not explains(f"f/as_of=2025-12/l.parquet: missing (recorded sha256 {short[e]})", found)
+    assert explains("f/as_of=2024-04: feature folder of the training data is missing", found)
+    assert not explains("f/as_of=2026-02: feature folder of the training data is missing", found)
