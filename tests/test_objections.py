@@ -108,6 +108,7 @@ class Objected:
     explained: str
     training_rounds: list[str]
     ledger_head: ledger.Head
+    audit: str  # what ``outreach audit`` of the round printed right after
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,10 @@ def objected(scored_sample: ScoredSample, tmp_path_factory) -> Objected:
     ):
         code, _, err = run_captured(config_file, *args)
         assert code == 0, f"{args}: {err[-3000:]}"
-    return Objected(scored_sample, copy, config, config_file, refused, explained, months, head)
+    _, audit, _ = run_captured(config_file, "audit", str(copy.round_dir))
+    return Objected(
+        scored_sample, copy, config, config_file, refused, explained, months, head, audit
+    )
 
 
 def test_no_registry_is_the_default_and_stages_nothing(scored_sample: ScoredSample):
@@ -339,7 +343,7 @@ def test_the_audit_verifies_the_round_scored_without_the_household(objected: Obj
     ledger with the objection entry, the re-score). The training data link of the champion,
     trained before the refusal, names the feature rounds rebuilt without the household: the
     audit does not yet tell such a rebuild from a change (see docs/objections.md)."""
-    _, out, _ = run_captured(objected.config_file, "audit", str(objected.after.round_dir))
+    out = objected.audit
     status = {}
     for line in out.splitlines():
         parts = line.split(maxsplit=1)
