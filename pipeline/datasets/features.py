@@ -336,6 +336,10 @@ def changed_inputs(recorded: dict[str, Any], current: dict[str, str | None]) -> 
     older = "staged_files_sha256" not in recorded and "staged_manifest_sha256" in recorded
     if older and recorded["staged_manifest_sha256"] != current.get("staged_manifest_sha256"):
         changes.insert(0, STAGED_CHANGED)
+    # built by ingest and features without a registry, which is staged now: say so
+    registry = "objections_sha256"
+    if registry in current and registry not in recorded and "staged_files_sha256" in recorded:
+        changes.append(INPUT_CHANGES["objections_sha256"])
     return changes
 
 
