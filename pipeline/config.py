@@ -642,21 +642,20 @@ class RetentionConfig(_Strict):
 
     period_months: int = Field(60, ge=1, le=600)
     in_run: bool = False
-    # The reference month ("today") of the period; None: the wall clock's month. Pinned for
+    # The reference month ("today") of the period; None: the synthetic world's present for
+    # generated data, else the wall clock's month (datasets.raw.retention_reference). Pinned for
     # re-runs and tests; `outreach retention --today` overrides it.
     today: Month | None = None
     # validate refuses raw tables with months older than the period unless this is true.
     allow_older_raw: bool = False
 
-    def cut(self, today: int | None = None) -> int:
-        """The first month kept: months before it are older than the period."""
-        if today is None and self.today:
-            today = parse_month(self.today)
-        if today is None:
-            from datetime import UTC, datetime
+    @property
+    def today_index(self) -> int | None:
+        return None if self.today is None else parse_month(self.today)
 
-            now = datetime.now(UTC)
-            today = now.year * 12 + now.month - 1
+    def cut(self, today: int) -> int:
+        """The first month kept when counting back from ``today``: months before it are older
+        than the period (``pipeline.datasets.raw.retention_cut`` chooses ``today``)."""
         return today - self.period_months
 
 

@@ -370,3 +370,46 @@ def test_a_recorded_digest_is_explained_only_along_its_own_path():
     assert not explains(f"f/as_of=2025-12/l.parquet: missing (recorded sha256 {short[e]})", found)
     assert explains("f/as_of=2024-04: feature folder of the training data is missing", found)
     assert not explains("f/as_of=2026-02: feature folder of the training data is missing", found)
+
+
+def test_synthetic_data_counts_back_from_its_own_present(tmp_path):
+    """Generated data has its own calendar: the period counts back from the month after
+    ``window.end`` (so the committed sample is never refused or rewritten as the years pass);
+    other data from this month; a pinned ``retention.today`` wins over both."""
+    from datetime import UTC, datetime
+
+    from conftest import make_config
+
+    from pipeline.datasets.raw import retention_cut, retention_reference
+
+    sample = make_config(tmp_path / "o")  # raw input: data_samples/raw (written by generate)
+    assert retention_reference(sample) == parse_month("2026-10")
+    assert retention_cut(sample) == parse_month("2021-10")
+    delivered = tmp_path / "delivered"
+    delivered.mkdir()
+    real = sample.with_overrides(paths={"raw_input": str(delivered)})
+    now = datetime.now(UTC)
+    assert retention_reference(real) == now.year * 12 + now.month - 1
+    pinned = real.with_overrides(retention={"today": "2030-01", "period_months": 12})
+    assert retention_cut(pinned) == parse_month("2029-01")
+    assert retention_cut(pinned, parse_month("2027-06")) == parse_month("2026-06")
+
+
+def test_training_leaves_out_rounds_older_than_the_period(tmp_path):
+    """After retention, train neither rebuilds nor learns from rounds before the cut."""
+    from conftest import make_config
+
+    from pipeline.train.fit import plan_rounds
+
+    config = make_config(tmp_path / "o")
+    as_of = parse_month("2026-10")
+    rounds, _ = plan_rounds(config, as_of)
+    assert rounds[0] == parse_month("2024-04")
+    short = config.with_overrides(retention={"today": "2026-10", "period_months": 24})
+    kept, tests = plan_rounds(short, as_of)
+    assert kept == [r for r in rounds if r >= parse_month("2024-10")]
+    assert tests == kept[-3:]
+    with pytest.raises(DataError, match="within the retention period"):
+        plan_rounds(
+            config.with_overrides(retention={"today": "2026-10", "period_months": 12}), as_of
+        )

@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 
 from pipeline.config import Config
+from pipeline.datasets.raw import retention_cut, retention_reference
 from pipeline.errors import EXIT_OK, UsageError
 from pipeline.months import format_month, parse_month
 from pipeline.retention.plan import shown_path
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--today",
         type=_today,
-        help="reference date YYYY-MM-DD (default: retention.today, else today's date)",
+        help="reference date YYYY-MM-DD (default: retention.today; for synthetic data the "
+        "month after window.end; else today's date)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="list what would be destroyed; change nothing"
@@ -41,12 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     """Destroy (or list) what the retention period no longer allows; print what went."""
-    text = getattr(args, "today", None) or config.retention.today or date.today().isoformat()
-    try:
-        today = parse_month(text[:7])
-    except ValueError:
-        raise UsageError(f"retention: reference date {text!r} is not YYYY-MM-DD") from None
-    cut = config.retention.cut(today)
+    text = getattr(args, "today", None)
+    if text:
+        try:
+            today = parse_month(text[:7])
+        except ValueError:
+            raise UsageError(f"retention: reference date {text!r} is not YYYY-MM-DD") from None
+    else:  # retention.today, the synthetic world's present, or this month
+        today = retention_reference(config)
+        text = format_month(today)
+    cut = retention_cut(config, today)
     dry_run = bool(getattr(args, "dry_run", False))
     outcome = retain(config, text, cut, dry_run=dry_run)
     _print(config, outcome, dry_run)

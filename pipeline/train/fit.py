@@ -36,6 +36,7 @@ from models.mitigation import EQUAL_RECALL, setting_name, tradeoff_row
 from pipeline.catalogues import Catalogues, load_catalogues
 from pipeline.config import Config
 from pipeline.datasets.features import CachedSource, RoundSource
+from pipeline.datasets.raw import retention_cut
 from pipeline.datasets.staged import load_capacity
 from pipeline.datasets.truth import truth_available, truth_covers, truth_files
 from pipeline.errors import DataError
@@ -74,12 +75,14 @@ class Trained:
 
 def plan_rounds(config: Config, as_of: int) -> tuple[list[int], list[int]]:
     """Past rounds before ``as_of`` and the last K of them as test rounds."""
-    rounds = [r for r in config.window.round_months() if r < as_of]
+    cut = retention_cut(config)  # rounds older than the retention period are not rebuilt
+    rounds = [r for r in config.window.round_months() if cut <= r < as_of]
     bt = config.training.backtest
     need = bt.min_train_rounds + config.training.calibration.holdout_rounds + bt.test_rounds
     if len(rounds) < need:
         raise DataError(
-            f"train as of {format_month(as_of)}: {len(rounds)} past rounds, need at least {need} "
+            f"train as of {format_month(as_of)}: {len(rounds)} past rounds within the retention "
+            f"period (from {format_month(cut)}), need at least {need} "
             "(backtest.min_train_rounds + calibration.holdout_rounds + backtest.test_rounds)"
         )
     return rounds, rounds[-bt.test_rounds :]

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import Config
 from pipeline.datasets import RAW_MONTH_COLUMNS, TableLayout
+from pipeline.datasets.raw import retention_cut
 from pipeline.errors import DataError
 from pipeline.months import format_month, parse_month
 
@@ -46,7 +47,7 @@ def check_retention(config: Config, raw_dir: Path) -> None:
     months older than the retention period (nothing when allowed)."""
     if config.retention.allow_older_raw:
         return
-    cut = config.retention.cut()
+    cut = retention_cut(config)
     layout = TableLayout(Path(raw_dir))
     for table, column in RAW_MONTH_COLUMNS.items():
         for code in layout.partitions(table):

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
 from pipeline.config import Config, ConfigError, ValidationConfig
 from pipeline.datasets import PARTITION_KEY, PARTITIONED_RAW_TABLES, SMALL_RAW_TABLES, TableLayout
+from pipeline.datasets.raw import retention_cut
 from pipeline.datasets.validation import FAILED, PASSED, contract_digest
 from pipeline.engine import map_partitions
 from pipeline.validate import frames
@@ -377,7 +378,7 @@ def merge_partitions(
         # After retention destroyed the months before its cut, the volumes start there.
         start = window.start_index
         if not config.retention.allow_older_raw:
-            start = max(start, config.retention.cut())
+            start = max(start, retention_cut(config))
         first = source_first_months(
             {i.code: i.available_from_index for i in catalogue.indicators}, start
         )
