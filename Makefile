@@ -107,8 +107,8 @@ outcomes-import-calls: $(STAMP) ## import the call service's results of the phon
 	@test -n "$(FILE)" || { echo 'usage: make outcomes-import-calls FILE="calls_<시군구>.csv [...]"'; exit 2; }
 	$(OUTREACH) $(CONFIG_ARG) outcomes import-calls $(FILE)
 
-retention: $(STAMP) ## destroy household-level data older than retention.period_months, a record in the ledger (DRY_RUN=1: list what would go)
-	$(OUTREACH) $(CONFIG_ARG) retention $(if $(DRY_RUN),--dry-run,)
+retention: $(STAMP) ## destroy household-level data older than retention.period_months, a record in the ledger (DRY_RUN=1: list what would go; TODAY=YYYY-MM-DD: the reference date)
+	$(OUTREACH) $(CONFIG_ARG) retention $(if $(DRY_RUN),--dry-run,) $(if $(TODAY),--today $(TODAY),)
 
 explain: $(STAMP) ## a one-page explanation for one household of a round, HTML and PDF: make explain KEY=... (AS_OF=YYYY-MM)
 	@test -n "$(KEY)" || { echo 'usage: make explain KEY=<household key> [AS_OF=YYYY-MM]'; exit 2; }

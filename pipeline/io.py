@@ -27,6 +27,19 @@ PARQUET_OPTIONS: dict[str, Any] = {
 }
 
 
+# The repository this code runs from: secrets (pseudonym and office keys) never lie inside it.
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
+def inside_repository(path: Path) -> bool:
+    """Whether ``path`` (resolved, links followed) lies inside the repository."""
+    try:
+        Path(path).resolve().relative_to(REPOSITORY_ROOT.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()

@@ -24,10 +24,9 @@ from pipeline.audit.rescore import rescore
 from pipeline.audit.stage import AuditReport, audit_facts
 from pipeline.datasets.rounds import LIST_SUFFIXES, LISTS, SCORES
 from pipeline.errors import UsageError
-from pipeline.vocabulary import EMD, KEY
+from pipeline.vocabulary import EMD, KEY, KEY_FORM
 
 HOUSEHOLD = "household"
-KEY_FORM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # The columns of scores.parquet shown (an allow-list: nothing else is ever printed).
 SHOWN = (
     KEY,
@@ -131,7 +130,7 @@ def scored_row(facts: Facts, key: str) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     path = facts.round_dir / SCORES
-    if not KEY_FORM.match(key):
+    if not re.fullmatch(KEY_FORM, key):
         raise UsageError(f"audit: {key!r} is not a household key (letters, digits, - and _)")
     if not path.is_file():
         raise UsageError(f"audit: {path} not found: the round has no scores")

@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet, MultiFernet
 
 from pipeline.config import Config
 from pipeline.errors import UsageError
-from pipeline.io import TEMP_SUFFIX, temp_file_prefix
+from pipeline.io import TEMP_SUFFIX, inside_repository, temp_file_prefix
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +67,9 @@ class OfficeKeys:
         return MultiFernet([Fernet(k) for k in self.keys[emd]])
 
 
-def _repository_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def refuse_inside_repository(path: Path, what: str) -> None:
     """UsageError when ``path`` lies inside the repository (keys never enter it)."""
-    if _inside(path, _repository_root()):
+    if inside_repository(path):
         raise UsageError(
             f"export: the {what} {path} lies inside the repository; keep keys outside it"
         )

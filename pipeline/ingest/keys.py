@@ -19,6 +19,7 @@ from pathlib import Path
 from pipeline.config import Config
 from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.errors import UsageError
+from pipeline.io import inside_repository
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +57,6 @@ def fingerprint(secret: bytes) -> str:
     return hashlib.sha256(b"welfare-outreach pseudonym key fingerprint\0" + secret).hexdigest()[:16]
 
 
-def _repository_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def resolve_key(
     config: Config, raw_dir: Path, environ: dict[str, str] | None = None
 ) -> PseudonymKey:
@@ -85,7 +74,7 @@ def resolve_key(
         return PseudonymKey(secret, f"environment variable {cfg.key_env}", demo=False)
     if cfg.key_file is not None:
         path = Path(cfg.key_file)
-        if _inside(path, _repository_root()):
+        if inside_repository(path):
             raise UsageError(
                 f"ingest: the key file {path} lies inside the repository; keep it outside "
                 "(ingest.key_file)"
