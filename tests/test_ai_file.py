@@ -217,6 +217,17 @@ def test_the_report_links_the_file(reported, registered):
     assert sha in index
     record = json.loads((report / "report.json").read_text(encoding="utf-8"))
     assert record["files_sha256"][link.group(1)] == sha
+    # what a reader clicks: the same file rendered as a page of the report, covered by its record
+    page = re.search(r'<a href="([^"]+)" id="ai-file-page">', index)
+    assert page is not None and page.group(1).endswith(".html")
+    html = (report / page.group(1)).read_text(encoding="utf-8")
+    assert '<meta charset="utf-8">' in html and sha in html
+    headings = re.findall(r"^#+ (.+)$", registered["text"], flags=re.MULTILINE)
+    assert len(headings) >= 10
+    for heading in headings:
+        assert f">{heading}</h" in html.replace("&amp;", "&")
+    assert ("<table>" in html) == ("\n|" in registered["text"])
+    assert page.group(1) in record["files_sha256"]
 
 
 def test_the_audit_passes_then_names_a_changed_byte(reported, registered, capsys):

@@ -738,7 +738,7 @@ def test_report_writes_its_pages_and_record_without_touching_the_round(reported)
     assert not list(copy.round_dir.glob(".report.*"))  # nothing left from the atomic swap
     local = re.compile(
         r'(?:src|href|action)\s*=\s*"(?!#|emd/\d+\.html"|index\.html"|followup\.html"'
-        r'|ai_file\.md")'  # the model's AI file, copied into the report
+        r'|ai_file\.md"|ai_file\.html")'  # the model's AI file, copied into the report and rendered
     )
     for page in folder.rglob("*.html"):
         text = page.read_text(encoding="utf-8")

@@ -71,6 +71,7 @@ REPORT_RECORD = "report.json"
 REPORT_MINISTRY = "ministry_table.csv"
 # The copy of the round's model's high-impact AI file (pipeline.report.ai_file; audit 'ai file').
 REPORT_AI_FILE = "ai_file.md"
+REPORT_AI_FILE_PAGE = "ai_file.html"  # the same file rendered as a page of the report
 PARTS = ".parts"  # the partitions' score parts while a round is built
 # Shadow scoring (`outreach score --shadow VERSION`, docs/scoring.md "Shadow mode"): a
 # challenger's scores and tiers beside the round's, in shadow/v<N>/ (outside the manifest; the

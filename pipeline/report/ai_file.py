@@ -15,8 +15,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
 from pipeline.config import Config
-from pipeline.datasets.rounds import REPORT_AI_FILE
+from pipeline.datasets.rounds import REPORT_AI_FILE, REPORT_AI_FILE_PAGE
+from pipeline.report.render import environment
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.names import AI_FILE
 from pipeline.tracking.runs import download_run_artifact
@@ -24,6 +28,7 @@ from pipeline.tracking.runs import download_run_artifact
 log = logging.getLogger(__name__)
 
 PAGE = REPORT_AI_FILE  # the copy's name inside report/
+HTML_PAGE = REPORT_AI_FILE_PAGE  # the copy rendered as a page (what the overview links)
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class AiFileCopy:
     """The AI file of the round's model version, as copied into the report."""
 
     page: str
+    html_page: str
     model: str
     version: str
     text: str
@@ -50,8 +56,18 @@ def read_ai_file(config: Config, manifest: dict[str, Any]) -> AiFileCopy | None:
         return None
     return AiFileCopy(
         page=PAGE,
+        html_page=HTML_PAGE,
         model=str(model.get("name", "")),
         version=str(model.get("version", "")),
         text=data.decode("utf-8"),
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def ai_file_html(copy: AiFileCopy, base_context: dict[str, Any]) -> str:
+    """The AI file as a page of the report: its Markdown rendered (CommonMark with tables; raw
+    HTML in the text is shown as text, never run), in the report's frame. ``base_context``: the
+    header and footer every page shows (``pipeline.report.render.common_context``)."""
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(copy.text)
+    template = environment().get_template("ai_file.html")
+    return template.render(ai_file=copy, body=Markup(body), **base_context)

@@ -42,9 +42,15 @@ from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json
 from pipeline.lineage.events import report_written
 from pipeline.lineage.ledger import check_writable
 from pipeline.lineage.ledger import head as ledger_head
-from pipeline.report.ai_file import read_ai_file
+from pipeline.report.ai_file import ai_file_html, read_ai_file
 from pipeline.report.inputs import read_inputs
-from pipeline.report.render import EMD_DIR, pages_tasks, render_report, write_emd_pages
+from pipeline.report.render import (
+    EMD_DIR,
+    common_context,
+    pages_tasks,
+    render_report,
+    write_emd_pages,
+)
 from pipeline.report.simulation import read_simulation
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,9 @@ def write_report(config: Config, as_of: int) -> ReportResult:
     )
     if ai_file is not None:
         pages_text[ai_file.page] = ai_file.text
+        pages_text[ai_file.html_page] = ai_file_html(
+            ai_file, common_context(inputs, config.report.small_count)
+        )
     final = OutputLayout(config.paths.output_root).round(inputs.round) / REPORT
     check_writable(config.paths.output_root)
     replaced = final.exists()
