@@ -341,14 +341,15 @@ def test_a_bad_registry_stops_ingest_and_changes_nothing(objected: Objected, tmp
 
 def test_the_audit_verifies_the_round_scored_without_the_household(objected: Objected):
     """The round's own links verify (its features, the staged tables with the registry, the
-    ledger with the objection entry, the re-score). The training data link of the champion,
-    trained before the refusal, names the feature rounds rebuilt without the household: the
-    audit does not yet tell such a rebuild from a change (see docs/objections.md)."""
+    ledger with the objection entry, the re-score). The champion was trained before the refusal
+    on feature rounds since rebuilt without the household: the features stage recorded each
+    rewritten file in the ledger (``data destroyed``, rule: the objection), so the training data
+    link follows the change and passes as ``destroyed`` instead of failing as tampered."""
     out = objected.audit
     status = {}
     for line in out.splitlines():
         parts = line.split(maxsplit=1)
-        if len(parts) == 2 and parts[0] in ("ok", "FAILED", "unverifiable"):
+        if len(parts) == 2 and parts[0] in ("ok", "FAILED", "unverifiable", "destroyed"):
             for link in (
                 "scoring features",
                 "staged tables",
@@ -363,10 +364,33 @@ def test_the_audit_verifies_the_round_scored_without_the_household(objected: Obj
         "staged tables": "ok",
         "ledger": "ok",
         "re-score": "ok",
-        "training data": "FAILED",
+        "training data": "destroyed",
     }, out
-    rebuilt = [f"features/as_of={m}/manifest.json" for m in objected.training_rounds]
-    assert all(name in out for name in rebuilt)
+    assert "without refused households' rows" in out
+    assert "FAILED" not in out, out
+
+
+def test_the_rebuilt_rounds_are_recorded_file_by_file(objected: Objected):
+    """One ``data destroyed`` record names every file the refusal rewrote in the rebuilt
+    training rounds, with its sha256 before and after and the rows left out; never the key."""
+    root = objected.config.paths.output_root
+    entries = ledger.read(root).entries
+    records = [
+        e["facts"]
+        for e in ledger.entries_of(entries, ledger.DATA_DESTROYED)
+        if e["facts"].get("reason") == "objection"
+    ]
+    assert records
+    rewritten = {item["path"]: item for r in records for item in r["datasets"]}
+    for month in objected.training_rounds:
+        manifest = f"features/as_of={month}/manifest.json"
+        assert manifest in rewritten
+        assert rewritten[manifest]["sha256_after"] == sha256_file(root / manifest)
+        data = [p for p in rewritten if p.startswith(f"features/as_of={month}/") and p != manifest]
+        assert data and all(rewritten[p]["rows"] >= 1 for p in data)
+        assert all(rewritten[p]["sha256_after"] == sha256_file(root / p) for p in data)
+    assert objected.refused not in json.dumps(records)
+    assert ledger.read(root).problems == ()
 
 
 def test_a_registry_that_cannot_be_read_is_one_line(tmp_path: Path):

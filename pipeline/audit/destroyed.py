@@ -1,4 +1,5 @@
-"""Findings explained by a recorded destruction (``outreach retention``, docs/retention.md).
+"""Findings explained by a recorded destruction (``outreach retention``, docs/retention.md; and
+refused households' rows left out of rebuilt feature rounds, ``pipeline.features.refusals``).
 
 A retention run rewrites or removes files that rounds, training runs and manifests recorded by
 sha256, and writes a ``data destroyed`` ledger record naming each file's sha256 before (and
@@ -111,8 +112,11 @@ def _names_destroyed(message: str, destroyed: Destroyed, round_label: str) -> bo
 
 def _when(records: Sequence[Mapping[str, Any]]) -> str:
     last = records[-1]
+    day = str(last.get("destroyed_at", "?"))[:10]
+    if "cut" not in last:  # not retention: refused households left out (pipeline.features)
+        return f"rewritten on {day} without refused households' rows: {last.get('rule', '?')}"
     return (
-        f"destroyed on {str(last.get('destroyed_at', '?'))[:10]} under the retention rule, "
+        f"destroyed on {day} under the retention rule, "
         f"months before {last.get('cut', '?')}: {last.get('rule', '?')}"
     )
 

@@ -43,7 +43,9 @@ from pipeline.datasets.staged import (
 )
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
+from pipeline.features.refusals import refusal_record, refusal_rewrites
 from pipeline.io import sha256_file, sha256_tree, staging_dir, write_json, write_parquet
+from pipeline.lineage import events
 from pipeline.months import format_month
 
 log = logging.getLogger(__name__)
@@ -194,6 +196,7 @@ def build_rounds(
     labels = [format_month(m) for m in months]
     what = labels[0] if len(labels) == 1 else f"{labels[0]}..{labels[-1]} ({len(labels)} rounds)"
     log.info("features as of %s for %d partitions from %s", what, len(codes), staged_dir)
+    refusals: dict[str, list[dict[str, object]]] = {}  # rounds rebuilt only without refusals
     with ExitStack() as stack:
         rounds = []
         imported_by_round = []
@@ -226,6 +229,15 @@ def build_rounds(
                 config, staged_dir, spec, catalogue, dictionary, out, codes, totals,
                 imported_by_round[i], None if objections is None else objections["record"],
             )  # fmt: skip
+            if objections is not None:
+                rewrites = refusal_rewrites(
+                    layout.features(format_month(out.as_of)),
+                    out.out_dir,
+                    objections["refused"],
+                    Path(config.paths.output_root),
+                )
+                if rewrites:
+                    refusals[format_month(out.as_of)] = rewrites
             results.append(
                 FeatureRun(
                     as_of=format_month(out.as_of),
@@ -236,6 +248,9 @@ def build_rounds(
                     events_read=totals["events"],
                 )
             )
+    if refusals:  # the folders are in place: the ledger says what left them and why
+        registry = objections["record"].get("registry_sha256") if objections else None
+        events.data_destroyed(Path(config.paths.output_root), refusal_record(refusals, registry))
     log.info("wrote %s", ", ".join(str(run.folder) for run in results))
     return results
 
