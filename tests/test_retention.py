@@ -413,3 +413,24 @@ def test_training_leaves_out_rounds_older_than_the_period(tmp_path):
         plan_rounds(
             config.with_overrides(retention={"today": "2026-10", "period_months": 12}), as_of
         )
+
+
+def test_the_committed_sample_inside_the_repository_is_never_rewritten(tmp_path, caplog):
+    """Even a reference date that makes all of it old leaves ``data_samples/`` as it is (the
+    files are committed); the output root's own copies still go."""
+    from conftest import make_config
+
+    config = make_config(tmp_path / "o")  # raw and truth inputs: data_samples/ in the repo
+    with caplog.at_level("WARNING", logger="pipeline.retention.plan"):
+        actions = plan(config, tmp_path / "o", parse_month("2030-01"))
+    sample = (REPO_ROOT / "data_samples").resolve()
+    assert not [a for a in actions if sample in Path(a.path).resolve().parents]
+    assert "lies inside the repository: left as it is" in caplog.text
+    outside = tmp_path / "raw"
+    shutil.copytree(REPO_ROOT / "data_samples" / "raw", outside)
+    moved = config.with_overrides(paths={"raw_input": str(outside)})
+    assert [
+        a
+        for a in plan(moved, tmp_path / "o", parse_month("2030-01"))
+        if outside in Path(a.path).parents
+    ]

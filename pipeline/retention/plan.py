@@ -13,6 +13,7 @@ records and the ledger stay.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from pipeline.datasets.rounds import (
     REPLACED,
     REPORT,
     REPORT_AI_FILE,
+    REPORT_AI_FILE_PAGE,
     REPORT_INDEX,
     REPORT_MINISTRY,
     REPORT_RECORD,
@@ -46,9 +48,11 @@ from pipeline.datasets.rounds import (
     SHADOW_SUMMARY,
 )
 from pipeline.datasets.truth import TRUTH_TABLE
-from pipeline.io import sha256_file
+from pipeline.io import inside_repository, sha256_file
 from pipeline.months import format_month, parse_month, to_month_index
 from pipeline.tracking import names
+
+log = logging.getLogger(__name__)
 
 # The month column that dates each row of a many-month table (raw tables as text, staged as
 # month indexes). Households and members are the current register: they carry no month.
@@ -68,7 +72,13 @@ ROUND_AGGREGATES = frozenset(
     {MANIFEST, IMPORTANCE}
     | {
         f"{REPORT}/{name}"
-        for name in (REPORT_INDEX, REPORT_RECORD, REPORT_MINISTRY, REPORT_AI_FILE)
+        for name in (
+            REPORT_INDEX,
+            REPORT_RECORD,
+            REPORT_MINISTRY,
+            REPORT_AI_FILE,
+            REPORT_AI_FILE_PAGE,
+        )
     }
 )
 SHADOW_AGGREGATES = frozenset({SHADOW_SUMMARY, SHADOW_OVERLAP, SHADOW_FAIRNESS})
@@ -348,14 +358,21 @@ def _training_as_of(model_dir: Path) -> int | None:
 
 def plan(config: Config, root: Path, cut: int, nested: bool = True) -> list[Action]:
     """Everything under the output root ``root`` (and the configured raw and truth inputs, for
-    the main root) that holds household-level data of months before ``cut``."""
+    the main root) that holds household-level data of months before ``cut``. Inputs inside the
+    repository (the committed sample in ``data_samples/``) are never rewritten."""
     layout = OutputLayout(root)
     actions: list[Action] = []
     raws = [layout.raw]
     truths = [layout.truth]
-    if nested:
-        raws.append(Path(config.paths.raw_input))
-        truths.append(Path(config.paths.truth_input))
+    if nested:  # the configured inputs, unless they are the repository's committed sample
+        for given, found in (
+            (Path(config.paths.raw_input), raws),
+            (Path(config.paths.truth_input), truths),
+        ):
+            if inside_repository(given):
+                log.warning("retention: %s lies inside the repository: left as it is", given)
+            else:
+                found.append(given)
     for raw in _unique(raws):
         actions += raw_actions(raw, "raw", cut)
     for truth in _unique(truths):
