@@ -114,3 +114,34 @@ def to_expectation(check: Check) -> Any:
 def build_suite(name: str, checks: list[Check]) -> Any:
     gx = gx_module()
     return gx.ExpectationSuite(name=name, expectations=[to_expectation(c) for c in checks])
+
+
+def failing_rows(
+    batch_definition: Any, suite: Any, frame: Any, row_column: str, what: str
+) -> list[tuple[int, str]]:
+    """(row, reason) of every row of ``frame`` an expectation of ``suite`` found unexpected,
+    the row read from ``row_column``: a real GX run over a whole-dataframe batch. RuntimeError
+    naming ``what`` when an expectation could not run (a bug, never bad data)."""
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(
+        suite,
+        result_format={
+            "result_format": "COMPLETE",
+            "unexpected_index_column_names": [row_column],
+            "return_unexpected_index_query": False,
+        },
+    )
+    found = []
+    for item in result.results:
+        config = item.expectation_config
+        exception = item.exception_info or {}
+        if exception.get("raised_exception"):
+            message = exception.get("exception_message")
+            raise RuntimeError(f"{what} {config.type} failed to run: {message}")
+        if item.success:
+            continue
+        reason = str((config.meta or {}).get("reason"))
+        for entry in item.result.get("unexpected_index_list") or []:
+            at = entry[row_column] if isinstance(entry, dict) else frame[row_column].iloc[entry]
+            found.append((int(at), reason))
+    return found

@@ -151,37 +151,20 @@ def read_registry(path: Path) -> pd.DataFrame:
 def failures(rows: pd.DataFrame, checks: list[Check]) -> list[tuple[int, str, str]]:
     """(file row, column, reason) of every failing row, by row then in the order of the
     checks; a real Great Expectations run over the rows."""
-    from pipeline.expectations import build_suite, new_context
+    from pipeline.expectations import build_suite, failing_rows, new_context
 
     if rows.empty:
         return []
     context = new_context()
     asset = context.data_sources.add_pandas(DATA_SOURCE).add_dataframe_asset(SUITE)
-    batch = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION).get_batch(
-        batch_parameters={"dataframe": rows}
-    )
-    result = batch.validate(
-        build_suite(SUITE, checks),
-        result_format={
-            "result_format": "COMPLETE",
-            "unexpected_index_column_names": [ROW],
-            "return_unexpected_index_query": False,
-        },
-    )
+    definition = asset.add_batch_definition_whole_dataframe(BATCH_DEFINITION)
+    suite = build_suite(SUITE, checks)
     by_reason = {c.reason: (i, c) for i, c in enumerate(checks)}
     found = []
-    for item in result.results:
-        exception = item.exception_info or {}
-        if exception.get("raised_exception"):
-            message = exception.get("exception_message")
-            raise RuntimeError(f"objections check failed to run: {message}")
-        if item.success:
-            continue
-        order, check = by_reason[str((item.expectation_config.meta or {}).get("reason"))]
+    for row, reason in failing_rows(definition, suite, rows, ROW, "objections check"):
+        order, check = by_reason[reason]
         column = DATE if check.column == DAY else check.column
-        for entry in item.result.get("unexpected_index_list") or []:
-            row = int(entry[ROW]) if isinstance(entry, dict) else int(rows[ROW].iloc[entry])
-            found.append((row, order, column, check.reason))
+        found.append((row, order, column, check.reason))
     found.sort()
     return [(row, column, reason) for row, _, column, reason in dict.fromkeys(found)]
 

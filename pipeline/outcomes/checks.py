@@ -250,43 +250,25 @@ class RowValidator:
     def rejections(self, checked: pd.DataFrame, checks: list[RowCheck]) -> pd.DataFrame:
         """One line per (row, failed check): row, field, household_key, reason (English) and
         reason_ko (Korean); sorted by row, then in the order of the checks."""
-        from pipeline.expectations import build_suite
+        from pipeline.expectations import build_suite, failing_rows
 
         if checked.empty:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in LINE_COLUMNS})
         suite = build_suite(SUITE, [c.check for c in checks])
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": checked})
-        result = batch.validate(
-            suite,
-            result_format={
-                "result_format": "COMPLETE",
-                "unexpected_index_column_names": [ROW],
-                "return_unexpected_index_query": False,
-            },
-        )
         by_reason = {c.check.reason: c for c in checks}  # reasons are distinct; meta has them
         key_of_row = dict(zip(checked[ROW].astype(int), checked["household_key"], strict=True))
         lines = []
-        for item in result.results:
-            config = item.expectation_config
-            exception = item.exception_info or {}
-            if exception.get("raised_exception"):
-                message = exception.get("exception_message")
-                raise RuntimeError(f"import check {config.type} failed to run: {message}")
-            if item.success:
-                continue
-            check = by_reason[str((config.meta or {}).get("reason"))]
-            for entry in item.result.get("unexpected_index_list") or []:
-                row = int(entry[ROW]) if isinstance(entry, dict) else int(checked[ROW].iloc[entry])
-                lines.append(
-                    {
-                        "row": row,
-                        "field": spreadsheet_text(check.field),
-                        "household_key": shown_or_withheld(key_of_row.get(row)),
-                        "reason": spreadsheet_text(check.check.reason),
-                        "reason_ko": spreadsheet_text(check.reason_ko),
-                    }
-                )
+        for row, reason in failing_rows(self.batch_definition, suite, checked, ROW, "import check"):
+            check = by_reason[reason]
+            lines.append(
+                {
+                    "row": row,
+                    "field": spreadsheet_text(check.field),
+                    "household_key": shown_or_withheld(key_of_row.get(row)),
+                    "reason": spreadsheet_text(check.check.reason),
+                    "reason_ko": spreadsheet_text(check.reason_ko),
+                }
+            )
         report = pd.DataFrame(lines, columns=list(LINE_COLUMNS))
         order = {c.check.reason: i for i, c in enumerate(checks)}
         report["_order"] = report["reason"].map(order)
