@@ -52,6 +52,9 @@ LOCK_FILE = ".outreach.lock"
 CLEAN_DEPTH = 4  # e.g. rounds/2026-10/shadow/.v2.building.x: four levels below the root
 POLL_S = 0.2
 SHORT_WAIT_S = 120.0  # how long a short command (an outcomes import) waits for another
+# A holder writes its record just after it takes the lock: a command refused in that moment
+# waits this long to say who holds it rather than "another command (starting)".
+RECORD_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -240,7 +243,8 @@ def _acquire(
                 os.close(fd)
                 raise
             return fd, me, previous
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline and (previous is not None or now >= deadline + RECORD_GRACE_S):
             raise LockHeld(held_message(root, previous))
         if not announced and announce is not None and previous is not None:
             announce(f"waiting for {previous.describe()} to finish with {root}")

@@ -126,6 +126,38 @@ def test_a_held_lock_refuses_a_writing_command_naming_the_holder(tmp_path):
         _stop(holder)
 
 
+SLOW_RECORD = """
+import fcntl, os, sys, time
+from pipeline.locks import _write_record, lock_file, this_process
+from pathlib import Path
+
+root = Path(sys.argv[1])
+root.mkdir(parents=True, exist_ok=True)
+fd = os.open(lock_file(root), os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(0.6)  # the moment between taking the lock and writing who holds it
+_write_record(fd, this_process("outreach score"))
+time.sleep(600)
+"""
+
+
+def test_a_command_refused_before_the_holder_wrote_its_record_still_names_it(tmp_path):
+    # CI once caught a second `outreach score` in that moment: "another command (starting)"
+    from pipeline.locks import LockHeld, hold
+
+    root = tmp_path / "outputs"
+    holder = _start([sys.executable, "-c", SLOW_RECORD, str(root)])
+    try:
+        assert holder.stdout.readline().strip() == "locked", holder.communicate()[1][-3000:]
+        with pytest.raises(LockHeld) as refused, hold(root, "outreach score"):
+            pass
+        assert HELD.search(str(refused.value)), refused.value
+        assert f"pid {holder.pid} " in str(refused.value)
+    finally:
+        _stop(holder)
+
+
 def test_the_lock_is_reentrant_in_one_process_and_gone_after(tmp_path):
     from pipeline.locks import LockHeld, hold
 
