@@ -14,6 +14,10 @@ BENCH_REPEAT ?= 1
 MLFLOW_ROOT ?= outputs/mlflow
 MLFLOW_PORT ?= 5000
 PYTEST_ARGS ?=
+# The suite runs on two pytest-xdist workers, a test file to a worker (its module fixtures are
+# built once); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+TEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
@@ -60,7 +64,7 @@ run: $(STAMP) ## run every stage, in order, on the committed sample (embedded de
 	$(OUTREACH) $(CONFIG_ARG) run
 
 test: $(STAMP) ## run the test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(TEST_PARALLEL) $(PYTEST_ARGS)
 
 bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households (BENCH_REPEAT=3: the median of 3 runs); writes outputs/bench/*.json
 	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES) --repeat $(BENCH_REPEAT)

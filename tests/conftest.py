@@ -61,6 +61,20 @@ def make_config(output_root: Path, **sections: dict) -> Config:
     return base.with_overrides(paths=paths, runtime=runtime, **sections)
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """The root logger's handlers and level as they were before the test. The CLI's
+    ``logging.basicConfig(force=True)`` run in-process binds a handler to the test's captured
+    stderr; left in place, a later thread (a Dask scheduler's) logs to that closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture()
 def config_factory():
     """Build a validated Config for a test: ``config_factory(tmp_path, generator={...})``."""
@@ -191,33 +205,77 @@ def _prepare(argv: list[str]) -> None:
         run_stages(scored_file, SCORED_STAGES, scored_record)
 
 
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """Under pytest-xdist, the folder every worker of the run shares (None without xdist)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return tmp_path_factory.getbasetemp().parent / "sample"
+
+
+def _prepare_and_record_exit(argv: list[str]) -> None:
+    """:func:`_prepare` on ``argv[1:]``; writes its exit code to the file ``argv[0]`` at the end."""
+    exit_file, code = Path(argv[0]), 1
+    try:
+        _prepare(argv[1:])
+        code = 0
+    finally:
+        partial = exit_file.with_name(exit_file.name + ".part")
+        partial.write_text(str(code), encoding="utf-8")
+        partial.replace(exit_file)
+
+
 class SamplePipeline:
-    """The background process that prepares the session's sample, and the waiting for it."""
+    """The background process that prepares the session's sample, and the waiting for it.
+
+    Under pytest-xdist (``make test`` runs two workers) the workers share one preparation: the
+    first to get here starts the process in a folder of the run that all workers see, the others
+    wait for its records. The process writes its exit code to ``exit`` when it ends, so that a
+    worker that did not start it can tell a failure from a preparation still running.
+    """
 
     def __init__(self, tmp_path_factory: pytest.TempPathFactory, scored: bool) -> None:
         import subprocess
         import sys
 
-        staged_root = tmp_path_factory.mktemp("pipeline")
+        shared = _shared_root(tmp_path_factory)
+        if shared is None:
+            staged_root = tmp_path_factory.mktemp("pipeline")
+            scored_root = tmp_path_factory.mktemp("scored")
+            self.starts = True
+        else:
+            staged_root, scored_root = shared / "pipeline", shared / "scored"
+            staged_root.mkdir(parents=True, exist_ok=True)
+            scored_root.mkdir(parents=True, exist_ok=True)
+            try:  # the first worker here starts the preparation
+                os.close(os.open(shared / "started", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                self.starts = True
+            except FileExistsError:
+                self.starts = False
+        self.shared = shared
         self.staged_config = make_config(staged_root / "outputs")
-        self.staged_file = write_config_file(self.staged_config, staged_root / "config.yaml")
+        self.staged_file = staged_root / "config.yaml"
         self.staged_record = staged_root / "stages.json"
-        scored_root = tmp_path_factory.mktemp("scored")
         # The scored sample's training compares everything (training.compare): the tests of the
         # comparisons read its run; trainings elsewhere compare nothing unless they say so.
         self.scored_config = make_config(
             scored_root / "outputs", training={**SMALL_TRAINING, "compare": list(COMPARISONS)}
         )
-        self.scored_file = write_config_file(self.scored_config, scored_root / "config.yaml")
+        self.scored_file = scored_root / "config.yaml"
         self.scored_record = scored_root / "stages.json"
-        args = [str(self.staged_file), str(self.staged_record)]
         self.plans_scored = scored
+        self.log = staged_root / "prepare.log"
+        self.exit_file = staged_root / "exit"
+        self.process = None
+        if not self.starts:
+            return  # the starter writes the config files (the process and tests read them)
+        write_config_file(self.staged_config, self.staged_file)
+        write_config_file(self.scored_config, self.scored_file)
+        args = [str(self.exit_file), str(self.staged_file), str(self.staged_record)]
         if scored:
             args += [str(self.scored_file), str(self.scored_record)]
-        self.log = staged_root / "prepare.log"
         code = (
             "import sys; sys.path.insert(0, sys.argv[1]); import conftest; "
-            "conftest._prepare(sys.argv[2:])"
+            "conftest._prepare_and_record_exit(sys.argv[2:])"
         )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -228,18 +286,24 @@ class SamplePipeline:
                 stderr=subprocess.STDOUT,
             )
 
+    def _ended(self) -> int | None:
+        """The preparing process's exit code once it ended, else None."""
+        if self.process is not None:
+            return self.process.poll()
+        if self.exit_file.is_file():
+            return int(self.exit_file.read_text() or 1)
+        return None
+
     def wait_for(self, record: Path, what: str) -> dict[str, StageRun]:
         """The stages of ``record`` once written; fails if a stage or the process failed."""
         import json
         import time
 
         while not record.is_file():
-            if self.process.poll() is not None and not record.is_file():
+            code = self._ended()
+            if code is not None and not record.is_file():
                 log = self.log.read_text(encoding="utf-8", errors="replace")
-                pytest.fail(
-                    f"preparing the {what} sample failed (exit {self.process.returncode}):\n"
-                    f"{log[-4000:]}"
-                )
+                pytest.fail(f"preparing the {what} sample failed (exit {code}):\n{log[-4000:]}")
             time.sleep(0.2)
         runs = {
             stage: StageRun(**run)
@@ -253,18 +317,31 @@ class SamplePipeline:
         return self.wait_for(self.staged_record, "staged")
 
     def scored(self) -> dict[str, StageRun]:
+        import fcntl
+
         self.staged()
         if not self.plans_scored and not self.scored_record.is_file():
-            # not planned at collection (the process prepares the staged sample only): here
+            # not planned at collection (the process prepares the staged sample only): here,
+            # by one worker at a time
             import shutil
 
-            shutil.copytree(
-                self.staged_file.parent / "outputs", self.scored_file.parent / "outputs"
-            )
-            run_stages(self.scored_file, SCORED_STAGES, self.scored_record)
+            with (self.scored_file.parent / "scoring.lock").open("w") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+                if not self.scored_record.is_file():
+                    shutil.copytree(
+                        self.staged_file.parent / "outputs",
+                        self.scored_file.parent / "outputs",
+                        dirs_exist_ok=True,
+                    )
+                    run_stages(self.scored_file, SCORED_STAGES, self.scored_record)
         return self.wait_for(self.scored_record, "scored")
 
     def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.shared is not None:
+            self.process.wait()  # another worker may still need what it prepares
+            return
         if self.process.poll() is None:
             self.process.kill()  # the session ended before the sample was needed
         self.process.wait()
