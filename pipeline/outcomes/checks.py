@@ -2,10 +2,15 @@
 
 Checks are :class:`pipeline.validate.checks.Check` objects (the same form the raw-table suites
 use) over the frame of :func:`pipeline.outcomes.normalise.checked_rows`, and run in an
-ephemeral context built by :func:`pipeline.expectations.new_context`. Every failing row comes
-back by its file row number (COMPLETE results, ``unexpected_index_column_names=["row"]``): a
-returned list is at most a few thousand rows. Each check names the list column a caseworker
-would correct (``field``) and why the row was rejected (``reason``).
+ephemeral context built by :func:`pipeline.expectations.new_context`. The checks depend on the
+round only, so the rows of every file of a round are validated in one run
+(:meth:`RowValidator.rejections_of_files`: one frame, a :data:`FILE` column naming each row's
+file, a :data:`BATCH_ROW` id mapping back to the file and its row); the one check that
+compares rows with each other (a household twice with different answers) groups them by file.
+Every failing row comes back by its batch row (COMPLETE results,
+``unexpected_index_column_names``): a round's returned lists are at most a few thousand rows.
+Each check names the list column a caseworker would correct (``field``) and why the row was
+rejected (``reason``).
 
 What a rejection line says about the row's household key is decided by
 :func:`pipeline.textsafe.shown_or_withheld`: a short plain code is shown, anything else (a
@@ -27,6 +32,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline.catalogue import OutcomeCatalogue
@@ -43,6 +49,10 @@ DATA_SOURCE = "returned_lists"
 BATCH_DEFINITION = "whole_list"
 REPORT_COLUMNS = ("row", "field", "household_key", "reason")
 LINE_COLUMNS = (*REPORT_COLUMNS, "reason_ko")  # a rejection line: the report's, and Korean
+# One validation checks the rows of every file of a round: FILE names a row's file (its position
+# in the import), BATCH_ROW is a row's id in the batch (it maps back to the file and its row).
+FILE = "file"
+BATCH_ROW = "batch_row"
 
 
 @dataclass(frozen=True)
@@ -109,10 +119,12 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
         ),
         _c(
             "household_key",
-            "ExpectColumnValuesToBeUnique",
+            "ExpectCompoundColumnsToBeUnique",
             "the household appears in more than one row with different answers",
             "같은 가구가 여러 행에 서로 다른 결과로 적혀 있습니다: 한 행만 남겨 주세요",
-            column="household_key",
+            # Within one file: the rows of a round's files are checked together.
+            column_list=[FILE, "household_key"],
+            ignore_row_if="any_value_is_missing",
         ),
         _c(
             "emd_code",
@@ -250,30 +262,70 @@ class RowValidator:
     def rejections(self, checked: pd.DataFrame, checks: list[RowCheck]) -> pd.DataFrame:
         """One line per (row, failed check): row, field, household_key, reason (English) and
         reason_ko (Korean); sorted by row, then in the order of the checks."""
+        return self.rejections_of_files([checked], checks)[0]
+
+    def rejections_of_files(
+        self, frames: list[pd.DataFrame], checks: list[RowCheck]
+    ) -> list[pd.DataFrame]:
+        """:meth:`rejections` of each of several files' checked frames, with ONE Great
+        Expectations run over all their rows (:func:`batch_frame`): the checks must be the
+        same for every file (one round), and a check that compares rows with each other must
+        group them by :data:`FILE`."""
         from pipeline.expectations import build_suite, failing_rows
 
-        if checked.empty:
-            return pd.DataFrame({c: pd.Series(dtype="object") for c in LINE_COLUMNS})
-        suite = build_suite(SUITE, [c.check for c in checks])
-        by_reason = {c.check.reason: c for c in checks}  # reasons are distinct; meta has them
-        key_of_row = dict(zip(checked[ROW].astype(int), checked["household_key"], strict=True))
-        lines = []
-        for row, reason in failing_rows(self.batch_definition, suite, checked, ROW, "import check"):
-            check = by_reason[reason]
-            lines.append(
-                {
-                    "row": row,
-                    "field": spreadsheet_text(check.field),
-                    "household_key": shown_or_withheld(key_of_row.get(row)),
-                    "reason": spreadsheet_text(check.check.reason),
-                    "reason_ko": spreadsheet_text(check.reason_ko),
-                }
-            )
-        report = pd.DataFrame(lines, columns=list(LINE_COLUMNS))
-        order = {c.check.reason: i for i, c in enumerate(checks)}
+        batch = batch_frame(frames)
+        found: list[tuple[int, str]] = []
+        if not batch.empty:
+            suite = build_suite(SUITE, [c.check for c in checks])
+            found = failing_rows(self.batch_definition, suite, batch, BATCH_ROW, "import check")
+        return file_rejections(batch, found, checks, len(frames))
+
+
+def batch_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of several files' checked frames as one frame, with :data:`FILE` (the file's
+    position in ``frames``) and :data:`BATCH_ROW` (0, 1, ...: a row's id in the batch); pure."""
+    parts = [frame.assign(**{FILE: i}) for i, frame in enumerate(frames) if not frame.empty]
+    if not parts:
+        return pd.DataFrame({FILE: pd.Series(dtype="int64"), BATCH_ROW: pd.Series(dtype="int64")})
+    batch = pd.concat(parts, ignore_index=True)
+    batch[FILE] = batch[FILE].astype("int64")
+    batch[BATCH_ROW] = np.arange(len(batch), dtype="int64")
+    return batch
+
+
+def file_rejections(
+    batch: pd.DataFrame, found: list[tuple[int, str]], checks: list[RowCheck], files: int
+) -> list[pd.DataFrame]:
+    """Each file's rejection lines from the (batch row, reason) pairs a run over ``batch``
+    found; pure. Per file: one line per (row, failed check), sorted by row, then in the order
+    of the checks; a key only as :func:`pipeline.textsafe.shown_or_withheld` allows."""
+    by_reason = {c.check.reason: c for c in checks}  # reasons are distinct; meta has them
+    order = {c.check.reason: i for i, c in enumerate(checks)}
+    file_of = batch[FILE].to_numpy() if len(batch) else np.array([], dtype="int64")
+    row_of = batch[ROW].to_numpy() if len(batch) else np.array([], dtype="int64")
+    key_of = batch["household_key"].to_numpy() if len(batch) else np.array([], dtype=object)
+    lines: list[list[dict]] = [[] for _ in range(files)]
+    for at, reason in found:
+        check = by_reason[reason]
+        lines[int(file_of[at])].append(
+            {
+                "row": int(row_of[at]),
+                "field": spreadsheet_text(check.field),
+                "household_key": shown_or_withheld(key_of[at]),
+                "reason": spreadsheet_text(check.check.reason),
+                "reason_ko": spreadsheet_text(check.reason_ko),
+            }
+        )
+    reports = []
+    for file_lines in lines:
+        if not file_lines:
+            reports.append(pd.DataFrame({c: pd.Series(dtype="object") for c in LINE_COLUMNS}))
+            continue
+        report = pd.DataFrame(file_lines, columns=list(LINE_COLUMNS))
         report["_order"] = report["reason"].map(order)
         report = report.sort_values(["row", "_order"], kind="stable").drop(columns="_order")
-        return report.drop_duplicates().reset_index(drop=True)
+        reports.append(report.drop_duplicates().reset_index(drop=True))
+    return reports
 
 
 # --- the rejection file an office gets back ------------------------------------------------------
