@@ -78,33 +78,46 @@ def _summary(result) -> list[str]:
 
 def run(config: Config, args: argparse.Namespace) -> int:
     from pipeline.outcomes.calls import import_calls_file, summary_lines
-    from pipeline.outcomes.importer import import_file
+    from pipeline.outcomes.importer import import_files
 
     if args.action == "import":
-        return _import_each(config, args.files, import_file, _summary)
+        return _import_all(config, args.files, import_files, _summary)
     if args.action == "import-calls":
-        return _import_each(
+        return _import_all(
             config,
             args.files,
-            import_calls_file,
+            one_by_one(import_calls_file),
             lambda result: summary_lines(result, SHOWN_REJECTIONS),
         )
     raise UsageError(f"outcomes: unknown action {args.action!r}")  # argparse offers only those
 
 
-def _import_each(config: Config, files: list[Path], importer, summarise) -> int:
-    """Import each file on its own (``importer``: returned lists or call results), printing
-    ``summarise``'s lines for each; exit 1 if any file could not be imported."""
+def one_by_one(importer):
+    """An importer of many files from one of a single file: each file on its own."""
+
+    def import_each(config: Config, files: list[Path], validator, catalogue) -> list:
+        results = []
+        for path in files:
+            try:
+                results.append(importer(config, path, validator, catalogue))
+            except DataError as exc:
+                results.append(exc)
+        return results
+
+    return import_each
+
+
+def _import_all(config: Config, files: list[Path], importer, summarise) -> int:
+    """Import the files (``importer``: returned lists or call results; per file a result or the
+    DataError that stopped it), printing ``summarise``'s lines for each in the order given;
+    exit 1 if any file could not be imported."""
     from pipeline.outcomes.checks import RowValidator
 
     catalogue = load_catalogues(config).outcomes
-    validator = RowValidator()
     failed = 0
-    for path in files:
-        try:
-            result = importer(config, path, validator, catalogue)
-        except DataError as exc:
-            print(f"outreach: data error: {exc}", file=sys.stderr)
+    for result in importer(config, files, RowValidator(), catalogue):
+        if isinstance(result, DataError):
+            print(f"outreach: data error: {result}", file=sys.stderr)
             failed += 1
             continue
         for line in summarise(result):

@@ -1,10 +1,15 @@
 """``outreach outcomes import``: returned lists in, checked answers merged into the outcomes store.
 
-The thin I/O wrapper around the pure parts: it reads the returned file
-(:mod:`pipeline.outcomes.returned`), the scored round and the household register, normalises
-(:mod:`pipeline.outcomes.normalise`), validates with Great Expectations
-(:mod:`pipeline.outcomes.checks`), merges (:func:`pipeline.datasets.outcomes.merge_outcomes`) and
-writes the round's outcomes file atomically, the rejection report and the import log.
+The thin I/O wrapper around the pure parts, in three phases (:func:`import_files`):
+
+1. read each returned file (:mod:`pipeline.outcomes.returned`) and normalise it
+   (:mod:`pipeline.outcomes.normalise`) against the scored round and the household register,
+   each read once per import (:class:`RoundInputs`); a file that cannot be read fails alone;
+2. validate with Great Expectations (:mod:`pipeline.outcomes.checks`): one run per round for
+   the rows of all its files;
+3. per file, in the order given: merge (:func:`pipeline.datasets.outcomes.merge_outcomes`) into
+   the round's outcomes, written atomically, and write the rejection report, the import log line
+   and the ledger entry, exactly as if the file had been imported alone.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import csv
 import io
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,13 +51,14 @@ from pipeline.outcomes.checks import (
     row_checks,
 )
 from pipeline.outcomes.normalise import (
+    Normalised,
     RoundFacts,
     accepted_outcomes,
     checked_rows,
     file_round,
     fold,
 )
-from pipeline.outcomes.returned import ROW, read_returned_list
+from pipeline.outcomes.returned import ROW, ReturnedList, read_returned_list
 from pipeline.textsafe import shown_or_withheld
 from pipeline.vocabulary import LOCAL_DISCRETION, PHONE, VISIT
 
@@ -107,22 +113,59 @@ def _read_scores(config: Config, round_label: str) -> pd.DataFrame:
     return frame
 
 
-def _register(config: Config, sigungu_codes: set[str], scores: pd.DataFrame) -> pd.DataFrame:
-    """household_key, emd_code of every household of these 시군구 (staged households; the
-    round's scores where a staged partition is missing)."""
+def empty_register() -> pd.DataFrame:
+    return pd.DataFrame({"household_key": pd.Series(dtype="string"),
+                         "emd_code": pd.Series(dtype="string")})  # fmt: skip
+
+
+def _register_part(config: Config, code: str, scores: pd.DataFrame) -> pd.DataFrame:
+    """household_key, emd_code of every household of one 시군구 (its staged households; the
+    round's scores when the staged partition is missing)."""
     layout = TableLayout(OutputLayout(config.paths.output_root).staged)
-    parts = []
-    for code in sorted(sigungu_codes):
-        path = layout.partition_file("households", code)
-        if path.is_file():
-            part = pd.read_parquet(path, columns=["household_key", "emd_code"])
-        else:
-            part = scores.loc[scores["sigungu_code"] == code, ["household_key", "emd_code"]]
-        parts.append(part.astype({"household_key": "string", "emd_code": "string"}))
-    if not parts:
-        return pd.DataFrame({"household_key": pd.Series(dtype="string"),
-                             "emd_code": pd.Series(dtype="string")})  # fmt: skip
-    return pd.concat(parts, ignore_index=True)
+    path = layout.partition_file("households", code)
+    if path.is_file():
+        part = pd.read_parquet(path, columns=["household_key", "emd_code"])
+    else:
+        part = scores.loc[scores["sigungu_code"] == code, ["household_key", "emd_code"]]
+    return part.astype({"household_key": "string", "emd_code": "string"})
+
+
+class RoundInputs:
+    """What the files of one import are checked against, read once per import however many
+    files name it: each round's scores, each 시군구's households."""
+
+    def __init__(self, config: Config, catalogue: OutcomeCatalogue) -> None:
+        self.config = config
+        self.catalogue = catalogue
+        self._scores: dict[str, pd.DataFrame] = {}
+        self._facts: dict[str, RoundFacts] = {}
+        self._parts: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def scores(self, round_label: str) -> pd.DataFrame:
+        """The round's scores; DataError when the round was not scored here (each time)."""
+        if round_label not in self._scores:
+            self._scores[round_label] = _read_scores(self.config, round_label)
+        return self._scores[round_label]
+
+    def facts(self, round_label: str) -> RoundFacts:
+        """The round's :func:`list_facts`."""
+        if round_label not in self._facts:
+            interval = self.config.window.round_interval_months
+            scores = self.scores(round_label)
+            self._facts[round_label] = list_facts(scores, round_label, interval, self.catalogue)
+        return self._facts[round_label]
+
+    def register(self, round_label: str, sigungu_codes: set[str]) -> pd.DataFrame:
+        """household_key, emd_code of every household of these 시군구."""
+        parts = []
+        for code in sorted(sigungu_codes):
+            if (round_label, code) not in self._parts:
+                part = _register_part(self.config, code, self.scores(round_label))
+                self._parts[(round_label, code)] = part
+            parts.append(self._parts[(round_label, code)])
+        if not parts:
+            return empty_register()
+        return pd.concat(parts, ignore_index=True)
 
 
 def added_marks(catalogue: OutcomeCatalogue) -> frozenset[str]:
@@ -131,23 +174,22 @@ def added_marks(catalogue: OutcomeCatalogue) -> frozenset[str]:
     return frozenset(fold(t) for t in (reason.name_ko, reason.name_en, reason.code))
 
 
-def round_facts(
-    config: Config, round_label: str, emd_codes: set[str], catalogue: OutcomeCatalogue
+def list_facts(
+    scores: pd.DataFrame, round_label: str, interval_months: int, catalogue: OutcomeCatalogue
 ) -> RoundFacts:
-    """The round's list, the register of the 시군구 concerned and the catalogue facts."""
-    scores = _read_scores(config, round_label)
+    """What every file of a round is checked against: the round's list and 읍면동 and the
+    catalogue facts, with an empty register (:func:`round_facts` adds a file's); pure."""
     emd_sigungu = dict(
         zip(scores["emd_code"].astype(str), scores["sigungu_code"].astype(str), strict=True)
     )
-    sigungu = {emd_sigungu[e] for e in emd_codes if e in emd_sigungu}
     listed = scores[scores["tier"].isin([VISIT, PHONE])]
     return RoundFacts(
         round_label=round_label,
-        interval_months=config.window.round_interval_months,
+        interval_months=interval_months,
         listed=listed[
             ["household_key", "emd_code", "selection_reason", "selection_probability"]
         ].reset_index(drop=True),
-        register=_register(config, sigungu, scores),
+        register=empty_register(),
         emd_sigungu=emd_sigungu,
         outcome_codes=tuple(catalogue.codes),
         resolved_codes=frozenset(o.code for o in catalogue.outcomes if o.resolved),
@@ -165,6 +207,21 @@ def round_facts(
             o.code for o in catalogue.outcomes if o.status in CONTACTED_STATUSES
         ),
     )
+
+
+def round_facts(
+    config: Config,
+    round_label: str,
+    emd_codes: set[str],
+    catalogue: OutcomeCatalogue,
+    inputs: RoundInputs | None = None,
+) -> RoundFacts:
+    """The round's list, the register of the 시군구 of ``emd_codes`` (a file's) and the
+    catalogue facts, read through ``inputs`` (shared by the files of one import)."""
+    inputs = inputs or RoundInputs(config, catalogue)
+    facts = inputs.facts(round_label)
+    sigungu = {facts.emd_sigungu[e] for e in emd_codes if e in facts.emd_sigungu}
+    return replace(facts, register=inputs.register(round_label, sigungu))
 
 
 def report_csv(rejections: pd.DataFrame) -> bytes:
@@ -185,6 +242,90 @@ def append_log(config: Config, record: dict) -> None:
         out.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
 
 
+@dataclass(frozen=True)
+class ReadList:
+    """A returned list read and normalised: what its checks and its merge start from."""
+
+    returned: ReturnedList
+    round_label: str
+    facts: RoundFacts
+    normalised: Normalised
+
+
+def read_list(
+    config: Config, path: Path, catalogue: OutcomeCatalogue, inputs: RoundInputs
+) -> ReadList:
+    """Read and normalise one returned list; DataError when the file as a whole cannot be
+    imported (unreadable, no single round, a round not scored here)."""
+    returned = read_returned_list(path)
+    try:
+        round_label = file_round(returned.rows)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    emds = set(returned.rows["emd_code"].dropna().str.strip())
+    facts = round_facts(config, round_label, emds, catalogue, inputs)
+    return ReadList(returned, round_label, facts, checked_rows(returned.rows, facts))
+
+
+def check_lists(lists: list[ReadList], validator: RowValidator) -> list[pd.DataFrame]:
+    """Each list's rejections (:meth:`RowValidator.rejections`), with one Great Expectations
+    run per round however many lists answer for it."""
+    rejections: list[pd.DataFrame | None] = [None] * len(lists)
+    for positions in rounds_of(lists).values():
+        checks = row_checks(lists[positions[0]].facts)  # the same for every list of a round
+        frames = [lists[i].normalised.checked for i in positions]
+        for i, found in zip(positions, validator.rejections_of_files(frames, checks), strict=True):
+            rejections[i] = found
+    return [r for r in rejections if r is not None]
+
+
+def rounds_of(lists: list[ReadList]) -> dict[str, list[int]]:
+    """Round -> the positions of its lists in ``lists``, in order; pure."""
+    positions: dict[str, list[int]] = {}
+    for i, item in enumerate(lists):
+        positions.setdefault(item.round_label, []).append(i)
+    return positions
+
+
+def import_files(
+    config: Config,
+    paths: list[Path],
+    validator: RowValidator,
+    catalogue: OutcomeCatalogue | None = None,
+) -> list[ImportResult | DataError]:
+    """Import returned lists, each file on its own (its merge, rejection file, log line and
+    ledger entry, in the order given) but the rows of all files of a round checked in one
+    Great Expectations run; per file its :class:`ImportResult`, or the DataError that stopped
+    it (the other files go on)."""
+    catalogue = catalogue or load_catalogues(config).outcomes
+    inputs = RoundInputs(config, catalogue)
+    read: list[ReadList | DataError] = []
+    for path in paths:
+        try:
+            read.append(read_list(config, path, catalogue, inputs))
+        except DataError as exc:
+            read.append(exc)
+    lists = [item for item in read if isinstance(item, ReadList)]
+    if not lists:
+        return list(read)
+    rejections = iter(check_lists(lists, validator))  # in the order of ``lists``
+    results: list[ImportResult | DataError] = []
+    # Merged and written under the output root's lock, held from the first file to the last
+    # (re-entered under `outreach outcomes`): an import running at the same time waits, so that
+    # neither replaces the other's answers, and the stored outcomes are read once per round.
+    with hold(config.paths.output_root, "outreach outcomes import", wait_s=SHORT_WAIT_S):
+        stored = StoredOutcomes(config)
+        for item in read:
+            if isinstance(item, DataError):
+                results.append(item)
+                continue
+            try:
+                results.append(apply_list(config, item, next(rejections), catalogue, stored))
+            except DataError as exc:
+                results.append(exc)
+    return results
+
+
 def import_file(
     config: Config,
     path: Path,
@@ -192,30 +333,53 @@ def import_file(
     catalogue: OutcomeCatalogue | None = None,
 ) -> ImportResult:
     """Import one returned list; DataError when the file as a whole cannot be imported."""
-    catalogue = catalogue or load_catalogues(config).outcomes
-    returned = read_returned_list(path)
-    try:
-        round_label = file_round(returned.rows)
-    except ValueError as exc:
-        raise DataError(f"{path}: {exc}") from None
-    emds = set(returned.rows["emd_code"].dropna().str.strip())
-    facts = round_facts(config, round_label, emds, catalogue)
-    normalised = checked_rows(returned.rows, facts)
+    (result,) = import_files(config, [path], validator, catalogue)
+    if isinstance(result, DataError):
+        raise result
+    return result
+
+
+class StoredOutcomes:
+    """The stored outcomes of the rounds an import writes, read once per import: an import's
+    files are merged one after the other into what the one before left (under the lock)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._rows: dict[str, pd.DataFrame | None] = {}
+
+    def rows(self, round_label: str) -> pd.DataFrame | None:
+        if round_label not in self._rows:
+            self._rows[round_label] = read_round_outcomes(self.config, round_label)
+        return self._rows[round_label]
+
+    def write(self, round_label: str, rows: pd.DataFrame) -> None:
+        write_round_outcomes(self.config, round_label, rows)
+        self._rows[round_label] = rows
+
+
+def apply_list(
+    config: Config,
+    item: ReadList,
+    rejections: pd.DataFrame,
+    catalogue: OutcomeCatalogue,
+    stored: StoredOutcomes,
+) -> ImportResult:
+    """Merge one checked list's accepted rows into its round's outcomes and write its rejection
+    file, import log line and ledger entry; under the output root's lock (:func:`import_files`)."""
+    returned, round_label, facts = item.returned, item.round_label, item.facts
+    normalised = item.normalised
     checked = normalised.checked
-    rejections = validator.rejections(checked, row_checks(facts))
     rejected_rows = set(rejections["row"].astype(int))
     accepted = checked[~checked[ROW].isin(rejected_rows)].reset_index(drop=True)
     incoming = accepted_outcomes(accepted, facts, returned.sha256)
-    # Read, merge and write under the output root's lock: an import running at the same time
-    # waits, so that neither replaces the other's answers (re-entered under `outreach outcomes`).
     with hold(config.paths.output_root, "outreach outcomes import", wait_s=SHORT_WAIT_S):
         ledger.check_writable(config.paths.output_root)
-        merge = merge_outcomes(read_round_outcomes(config, round_label), incoming)
+        merge = merge_outcomes(stored.rows(round_label), incoming)
         target = round_outcomes_file(config, round_label)
         if len(accepted) == 0:
             status = NOTHING_VALID
         elif merge.changed:
-            write_round_outcomes(config, round_label, merge.rows)
+            stored.write(round_label, merge.rows)
             status = IMPORTED
         else:
             status = NOTHING_NEW
