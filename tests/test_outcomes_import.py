@@ -433,6 +433,92 @@ def test_notes_are_dropped_on_reading_and_never_stored(scored_sample, tmp_path, 
         assert "김순자" not in text and "010-9876-5432" not in text, file
 
 
+# --- one Great Expectations run per round (through the command line) ---------------------------
+
+
+@pytest.fixture()
+def validations(monkeypatch) -> list[int]:
+    """The rows of each Great Expectations run of the returned lists' checks: a real run,
+    counted (``pipeline.expectations.failing_rows`` wrapped)."""
+    import pipeline.expectations as expectations
+
+    runs: list[int] = []
+    real = expectations.failing_rows
+
+    def counted(batch_definition, suite, frame, row_column, what):
+        runs.append(len(frame))
+        return real(batch_definition, suite, frame, row_column, what)
+
+    monkeypatch.setattr(expectations, "failing_rows", counted)
+    return runs
+
+
+def _stored(light: Light, round_label: str = ROUND) -> pd.DataFrame:
+    return read_round_outcomes(light.config, round_label).set_index("household_key")
+
+
+def test_the_lists_of_a_round_are_checked_in_one_validation(scored_sample, tmp_path, validations):
+    light = _light(scored_sample, tmp_path)
+    lists = [p for p in _emd_lists(light) if len(_read_list(p)[1]) >= 3][:4]
+    files = []
+    for i, path in enumerate(lists):
+        head, rows = _read_list(path)
+        files.append(_write_list(tmp_path / f"returned_{i}.csv", head, _filled(rows, 3)))
+    code, out, _ = _run(light.config_file, "outcomes", "import", *map(str, files))
+    assert code == 0
+    assert out.count("3 new, 0 replaced") == 4
+    assert validations == [12]  # one run over the filled rows of the four files
+    assert len(_stored(light)) == 12
+
+
+def test_a_household_twice_in_one_file_is_rejected_there_only(scored_sample, tmp_path, validations):
+    light = _light(scored_sample, tmp_path)
+    _, head, rows = _first_list(light)
+    key = _get(rows[0], "household_key")
+    twice = _filled(rows, 2)
+    twice.append(_set(twice[0], outcome_code="unreachable", contact_date="2026-10-20"))
+    once = [_set(rows[0], outcome_code="private_support", contact_date="2026-10-21")]
+    first = _write_list(tmp_path / "twice.csv", head, twice)
+    second = _write_list(tmp_path / "once.csv", head, once)
+    code, out, _ = _run(light.config_file, "outcomes", "import", str(first), str(second))
+    assert code == 0 and len(validations) == 1
+    twice_lines, once_lines = out.split("once.csv")
+    assert "1 accepted (0 added by the caseworker), 2 rejected" in twice_lines
+    assert twice_lines.count("appears in more than one row with different answers") == 2
+    assert "1 accepted" in once_lines and "0 rejected" in once_lines
+    assert "1 new, 0 replaced" in once_lines
+    assert _stored(light).loc[key, "outcome_code"] == "private_support"
+
+
+def test_lists_of_two_rounds_in_one_import_are_checked_per_round(
+    scored_sample, tmp_path, validations
+):
+    light = _light(scored_sample, tmp_path)
+    later = "2026-12"  # the same lists, scored again as a later round (the scores are the list)
+    shutil.copytree(light.round_dir, light.round_dir.parent / later)
+    _, head, rows = _first_list(light)
+    key = _get(rows[0], "household_key")
+    this_round = _filled(rows, 3)
+    this_round.append(_set(this_round[0], outcome_code="unreachable"))  # twice: rejected here
+    next_round = [_set(r, round=later) for r in _filled(rows, 3, day="2027-01-05")]
+    next_round[1] = _set(next_round[1], contact_date="2026-10-15")  # outside round 2026-12
+    files = [
+        _write_list(tmp_path / "this.csv", head, this_round),
+        _write_list(tmp_path / "next.csv", head, next_round),
+        _write_list(tmp_path / "unreadable.csv", head, [_set(rows[0], round="someday")]),
+    ]
+    code, out, err = _run(light.config_file, "outcomes", "import", *map(str, files))
+    assert code == 1 and "unreadable.csv: row 2, column 회차" in err
+    assert sorted(validations) == [3, 4]  # one run per round
+    this_lines, next_lines = out.split("next.csv")
+    assert "2 accepted (0 added by the caseworker), 2 rejected" in this_lines
+    assert "2 accepted (0 added by the caseworker), 1 rejected" in next_lines
+    assert "outside the round: contact dates of round 2026-12 lie from 2026-12-01" in next_lines
+    assert "more than one row" not in next_lines  # the same households, in another round
+    assert key not in _stored(light).index
+    assert _stored(light, later).loc[key, "outcome_code"] == "public_support"
+
+
 # --- idempotency and corrections (through the command line) ------------------------------------
 
 
