@@ -233,6 +233,40 @@ def test_round_trip_export_fill_import_store_idempotent(scored_sample, tmp_path)
     )
 
 
+def test_the_files_of_a_round_are_checked_in_one_validation(scored_sample, tmp_path, monkeypatch):
+    import pipeline.expectations as expectations
+
+    runs: list[int] = []
+    real = expectations.failing_rows
+
+    def counted(batch_definition, suite, frame, row_column, what):
+        runs.append(len(frame))
+        return real(batch_definition, suite, frame, row_column, what)
+
+    monkeypatch.setattr(expectations, "failing_rows", counted)
+    light = _light(scored_sample, tmp_path)
+    first, second = _phone_sigungu(light.scores)
+    head, rows = _filled(light, first)
+    twice = dict(
+        rows[0], call_result="declined" if rows[0]["call_result"] != "declined" else "reached"
+    )
+    a = _write(tmp_path / "a.csv", head, [*rows, twice])  # one household twice: rejected here
+    head2, rows2 = _filled(light, second)
+    b = _write(tmp_path / "b.csv", head2, rows2)
+    c = _write(tmp_path / "c.csv", head, [rows[0]])  # the same household once: accepted
+    code, out, err = _run(light.config_file, "outcomes", "import-calls", str(a), str(b), str(c))
+    assert code == 0, err
+    assert runs == [len(rows) + 1 + len(rows2) + 1]  # one run over the three files' rows
+    lines_a, rest = out.split("b.csv")
+    lines_b, lines_c = rest.split("c.csv")
+    assert f"{len(rows) - 1} accepted" in lines_a and "2 rejected" in lines_a
+    assert lines_a.count("appears in more than one row with different results") == 2
+    assert "0 rejected" in lines_b and "0 rejected" in lines_c and "1 new" in lines_c
+    stored = read_round_calls(light.config, scored_sample.as_of).set_index("household_key")
+    assert len(stored) == len(rows) - 1 + len(rows2) + 1
+    assert stored.at[rows[0]["household_key"], "sigungu_code"] == first
+
+
 def test_bad_rows_rejected_in_korean_with_row_numbers(scored_sample, tmp_path):
     light = _light(scored_sample, tmp_path)
     code = _phone_sigungu(light.scores, 1)[0]

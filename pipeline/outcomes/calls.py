@@ -17,7 +17,8 @@ name) and ``call_date`` filled in. Every row goes through the path of returned l
   grace month);
 - the household must be in the phone tier the round sent for that 시군구 (its call file), with
   that file's call id and 읍면동;
-- checked with Great Expectations (:class:`checks.RowValidator`), rejections written back in
+- checked with Great Expectations (:class:`checks.RowValidator`; the files of a round in one
+  run, as returned lists are: :func:`importer.import_in_phases`), rejections written back in
   Korean (:func:`checks.rejection_bytes`, ``outcomes/rejected/<sha256>.csv``), one JSON line in
   ``outcomes/imports.jsonl``, the merge written atomically under the output root's lock, and an
   ``outcomes imported`` ledger entry of kind ``calls`` when the store changed.
@@ -32,7 +33,7 @@ import csv
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from pipeline.io import sha256_file, write_bytes
 from pipeline.lineage import events, ledger
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import (
+    FILE,
     REASON_HEADER,
     ROW_HEADER,
     WITHHELD_KO,
@@ -69,7 +71,10 @@ from pipeline.outcomes.importer import (
     NOTHING_NEW,
     NOTHING_VALID,
     ImportResult,
+    Stored,
     append_log,
+    check_by_round,
+    import_in_phases,
     rejection_lines,
 )
 from pipeline.outcomes.normalise import (
@@ -374,10 +379,12 @@ def call_checks(facts: CallFacts) -> list[RowCheck]:
         ),
         _c(
             "household_key",
-            "ExpectColumnValuesToBeUnique",
+            "ExpectCompoundColumnsToBeUnique",
             "the household appears in more than one row with different results",
             "같은 가구가 여러 행에 서로 다른 결과로 적혀 있습니다: 한 행만 남겨 주세요",
-            column="household_key",
+            # Within one file: the rows of a round's files are checked together.
+            column_list=[FILE, "household_key"],
+            ignore_row_if="any_value_is_missing",
         ),
         _c(
             "call_result",
@@ -474,10 +481,23 @@ def rejection_table(rejections: pd.DataFrame, rows: pd.DataFrame, facts: CallFac
 # --- the import ---------------------------------------------------------------------------------
 
 
-def import_calls_file(
-    config: Config, path: Path, validator: RowValidator, catalogue: OutcomeCatalogue
-) -> ImportResult:
-    """Import one call results file; DataError when the file as a whole cannot be imported."""
+@dataclass(frozen=True)
+class ReadCalls:
+    """A call results file read and normalised: what its checks and its merge start from."""
+
+    results: ResultsFile
+    round_label: str
+    facts: CallFacts
+    normalised: CheckedCalls
+
+    @property
+    def checked(self) -> pd.DataFrame:
+        return self.normalised.checked
+
+
+def read_calls(config: Config, path: Path, catalogue: OutcomeCatalogue) -> ReadCalls:
+    """Read and normalise one call results file; DataError when the file as a whole cannot be
+    imported."""
     results = read_results(path)
     try:
         round_label = file_round(results.rows)
@@ -486,21 +506,53 @@ def import_calls_file(
     sigungu = set(results.rows["sigungu_code"].dropna().str.strip())
     sent = sent_calls(config, round_label, sigungu)
     facts = call_facts(round_label, config.window.round_interval_months, sent, catalogue)
-    normalised = checked_calls(results.rows, facts)
+    return ReadCalls(results, round_label, facts, checked_calls(results.rows, facts))
+
+
+def round_call_checks(files: list[ReadCalls]) -> list[RowCheck]:
+    """The checks of a round's results files, with the calls sent for all their 시군구: a row
+    is compared with the calls of its own 시군구 only, so no file's rejections change; pure."""
+    sent = pd.concat([f.facts.sent for f in files], ignore_index=True)
+    return call_checks(replace(files[0].facts, sent=sent))
+
+
+def import_calls_files(
+    config: Config, paths: Sequence[Path], validator: RowValidator, catalogue: OutcomeCatalogue
+) -> list[ImportResult | DataError]:
+    """Import call results files, each on its own (its merge, rejection file, log line and
+    ledger entry, in the order given) but the rows of all files of a round checked in one
+    Great Expectations run; per file its result or the DataError that stopped it."""
+    stored = Stored(config, read_round_calls, write_round_calls)  # read under the lock
+    return import_in_phases(
+        config,
+        "outreach outcomes import-calls",
+        paths,
+        read=lambda path: read_calls(config, path, catalogue),
+        check=lambda files: check_by_round(files, validator, round_call_checks),
+        apply=lambda item, rejections: apply_calls(config, item, rejections, stored),
+    )
+
+
+def apply_calls(
+    config: Config, item: ReadCalls, rejections: pd.DataFrame, stored: Stored
+) -> ImportResult:
+    """Merge one checked file's accepted results into its round's calls and write its rejection
+    file, import log line and ledger entry; under the output root's lock."""
+    results, round_label, facts = item.results, item.round_label, item.facts
+    normalised = item.normalised
     checked = normalised.checked
-    rejections = validator.rejections(checked, call_checks(facts))
     rejected_rows = set(rejections["row"].astype(int))
     accepted = checked[~checked[ROW].isin(rejected_rows)].reset_index(drop=True)
     incoming = accepted_calls(accepted, facts, results.sha256)
     root = config.paths.output_root
     with hold(root, "outreach outcomes import-calls", wait_s=SHORT_WAIT_S):
         ledger.check_writable(root)
-        merge = merge_calls(read_round_calls(config, round_label), incoming)
+        merge = merge_calls(stored.rows(round_label), incoming)
         target = round_calls_file(config, round_label)
         if len(accepted) == 0:
             status = NOTHING_VALID
         elif merge.changed:
-            write_round_calls(config, round_label, merge.rows)
+            stored.write(round_label, merge.rows)
             status = IMPORTED
         else:
             status = NOTHING_NEW

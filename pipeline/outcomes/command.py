@@ -77,7 +77,7 @@ def _summary(result) -> list[str]:
 
 
 def run(config: Config, args: argparse.Namespace) -> int:
-    from pipeline.outcomes.calls import import_calls_file, summary_lines
+    from pipeline.outcomes.calls import import_calls_files, summary_lines
     from pipeline.outcomes.importer import import_files
 
     if args.action == "import":
@@ -86,25 +86,10 @@ def run(config: Config, args: argparse.Namespace) -> int:
         return _import_all(
             config,
             args.files,
-            one_by_one(import_calls_file),
+            import_calls_files,
             lambda result: summary_lines(result, SHOWN_REJECTIONS),
         )
     raise UsageError(f"outcomes: unknown action {args.action!r}")  # argparse offers only those
-
-
-def one_by_one(importer):
-    """An importer of many files from one of a single file: each file on its own."""
-
-    def import_each(config: Config, files: list[Path], validator, catalogue) -> list:
-        results = []
-        for path in files:
-            try:
-                results.append(importer(config, path, validator, catalogue))
-            except DataError as exc:
-                results.append(exc)
-        return results
-
-    return import_each
 
 
 def _import_all(config: Config, files: list[Path], importer, summarise) -> int:

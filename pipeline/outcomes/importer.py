@@ -18,9 +18,11 @@ import csv
 import io
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,6 +47,7 @@ from pipeline.lineage import events, ledger
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import (
     REPORT_COLUMNS,
+    RowCheck,
     RowValidator,
     rejection_bytes,
     rejection_table,
@@ -251,6 +254,10 @@ class ReadList:
     facts: RoundFacts
     normalised: Normalised
 
+    @property
+    def checked(self) -> pd.DataFrame:
+        return self.normalised.checked
+
 
 def read_list(
     config: Config, path: Path, catalogue: OutcomeCatalogue, inputs: RoundInputs
@@ -267,29 +274,71 @@ def read_list(
     return ReadList(returned, round_label, facts, checked_rows(returned.rows, facts))
 
 
-def check_lists(lists: list[ReadList], validator: RowValidator) -> list[pd.DataFrame]:
-    """Each list's rejections (:meth:`RowValidator.rejections`), with one Great Expectations
-    run per round however many lists answer for it."""
-    rejections: list[pd.DataFrame | None] = [None] * len(lists)
-    for positions in rounds_of(lists).values():
-        checks = row_checks(lists[positions[0]].facts)  # the same for every list of a round
-        frames = [lists[i].normalised.checked for i in positions]
-        for i, found in zip(positions, validator.rejections_of_files(frames, checks), strict=True):
-            rejections[i] = found
-    return [r for r in rejections if r is not None]
+def check_by_round(
+    items: Sequence[Any],
+    validator: RowValidator,
+    checks_of: Callable[[list[Any]], list[RowCheck]],
+) -> list[pd.DataFrame]:
+    """Each read file's rejections (``items``: each with ``round_label`` and ``checked``), with
+    one Great Expectations run per round however many files answer for it; ``checks_of`` gives
+    a round's checks from its files (the same for every file of the round)."""
+    rejections: dict[int, pd.DataFrame] = {}
+    for positions in rounds_of(items).values():
+        group = [items[i] for i in positions]
+        frames = [item.checked for item in group]
+        found = validator.rejections_of_files(frames, checks_of(group))
+        rejections.update(zip(positions, found, strict=True))
+    return [rejections[i] for i in range(len(items))]
 
 
-def rounds_of(lists: list[ReadList]) -> dict[str, list[int]]:
-    """Round -> the positions of its lists in ``lists``, in order; pure."""
+def rounds_of(items: Sequence[Any]) -> dict[str, list[int]]:
+    """Round -> the positions of its files in ``items`` (each with a ``round_label``), in
+    order; pure."""
     positions: dict[str, list[int]] = {}
-    for i, item in enumerate(lists):
+    for i, item in enumerate(items):
         positions.setdefault(item.round_label, []).append(i)
     return positions
 
 
+def import_in_phases(
+    config: Config,
+    command: str,
+    paths: Sequence[Path],
+    read: Callable[[Path], Any],
+    check: Callable[[list[Any]], list[pd.DataFrame]],
+    apply: Callable[[Any, pd.DataFrame], ImportResult],
+) -> list[ImportResult | DataError]:
+    """Import files in three phases: ``read`` each (a DataError stops that file alone),
+    ``check`` all that were read (their rejections, in order), then ``apply`` each with its
+    rejections in the order given, under the output root's lock held from the first file to
+    the last (re-entered under ``outreach outcomes``: an import running at the same time waits,
+    so that neither replaces the other's answers). Per file its result or its DataError."""
+    read_files: list[Any] = []
+    for path in paths:
+        try:
+            read_files.append(read(path))
+        except DataError as exc:
+            read_files.append(exc)
+    items = [item for item in read_files if not isinstance(item, DataError)]
+    if not items:
+        return read_files
+    rejections = iter(check(items))  # in the order of ``items``
+    results: list[ImportResult | DataError] = []
+    with hold(config.paths.output_root, command, wait_s=SHORT_WAIT_S):
+        for item in read_files:
+            if isinstance(item, DataError):
+                results.append(item)
+                continue
+            try:
+                results.append(apply(item, next(rejections)))
+            except DataError as exc:
+                results.append(exc)
+    return results
+
+
 def import_files(
     config: Config,
-    paths: list[Path],
+    paths: Sequence[Path],
     validator: RowValidator,
     catalogue: OutcomeCatalogue | None = None,
 ) -> list[ImportResult | DataError]:
@@ -299,31 +348,17 @@ def import_files(
     it (the other files go on)."""
     catalogue = catalogue or load_catalogues(config).outcomes
     inputs = RoundInputs(config, catalogue)
-    read: list[ReadList | DataError] = []
-    for path in paths:
-        try:
-            read.append(read_list(config, path, catalogue, inputs))
-        except DataError as exc:
-            read.append(exc)
-    lists = [item for item in read if isinstance(item, ReadList)]
-    if not lists:
-        return list(read)
-    rejections = iter(check_lists(lists, validator))  # in the order of ``lists``
-    results: list[ImportResult | DataError] = []
-    # Merged and written under the output root's lock, held from the first file to the last
-    # (re-entered under `outreach outcomes`): an import running at the same time waits, so that
-    # neither replaces the other's answers, and the stored outcomes are read once per round.
-    with hold(config.paths.output_root, "outreach outcomes import", wait_s=SHORT_WAIT_S):
-        stored = StoredOutcomes(config)
-        for item in read:
-            if isinstance(item, DataError):
-                results.append(item)
-                continue
-            try:
-                results.append(apply_list(config, item, next(rejections), catalogue, stored))
-            except DataError as exc:
-                results.append(exc)
-    return results
+    stored = Stored(config, read_round_outcomes, write_round_outcomes)  # read under the lock
+    return import_in_phases(
+        config,
+        "outreach outcomes import",
+        paths,
+        read=lambda path: read_list(config, path, catalogue, inputs),
+        check=lambda lists: check_by_round(
+            lists, validator, lambda group: row_checks(group[0].facts)
+        ),
+        apply=lambda item, rejections: apply_list(config, item, rejections, catalogue, stored),
+    )
 
 
 def import_file(
@@ -339,21 +374,28 @@ def import_file(
     return result
 
 
-class StoredOutcomes:
-    """The stored outcomes of the rounds an import writes, read once per import: an import's
-    files are merged one after the other into what the one before left (under the lock)."""
+class Stored:
+    """A store's rows of the rounds an import writes (``read`` and ``write``: a round's
+    outcomes or call results), each read once per import: the files are merged one after the
+    other into what the one before left. Used under the output root's lock only."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        read: Callable[[Config, str], pd.DataFrame | None],
+        write: Callable[[Config, str, pd.DataFrame], Path],
+    ) -> None:
         self.config = config
+        self._read, self._write = read, write
         self._rows: dict[str, pd.DataFrame | None] = {}
 
     def rows(self, round_label: str) -> pd.DataFrame | None:
         if round_label not in self._rows:
-            self._rows[round_label] = read_round_outcomes(self.config, round_label)
+            self._rows[round_label] = self._read(self.config, round_label)
         return self._rows[round_label]
 
     def write(self, round_label: str, rows: pd.DataFrame) -> None:
-        write_round_outcomes(self.config, round_label, rows)
+        self._write(self.config, round_label, rows)
         self._rows[round_label] = rows
 
 
@@ -362,7 +404,7 @@ def apply_list(
     item: ReadList,
     rejections: pd.DataFrame,
     catalogue: OutcomeCatalogue,
-    stored: StoredOutcomes,
+    stored: Stored,
 ) -> ImportResult:
     """Merge one checked list's accepted rows into its round's outcomes and write its rejection
     file, import log line and ledger entry; under the output root's lock (:func:`import_files`)."""
