@@ -165,17 +165,28 @@ def imported_outcome_digests(root: Path, before: int | None = None) -> dict[str,
     return {relative_name(p): sha256_file(p) for p in imported_outcome_files(root, before).values()}
 
 
+def _day_array(values: pd.Series) -> pa.Array:
+    """Dates (a date, a timestamp or empty) as a date32 column."""
+    days = [None if v is None or pd.isna(v) else pd.Timestamp(v).date() for v in values]
+    return pa.array(days, type=pa.date32())
+
+
+def _text_array(values: pd.Series) -> pa.Array:
+    """Values as a string column, empty cells null (vectorised: a round's outcomes are written
+    once per imported file)."""
+    text = values.astype("string").to_numpy(dtype=object, na_value=None)
+    return pa.array(text, pa.string())
+
+
 def to_table(frame: pd.DataFrame) -> pa.Table:
     """The stored form of outcome rows (columns and types of ``SCHEMA``)."""
     arrays = []
     for field in SCHEMA:
         values = frame[field.name]
         if field.name == "contact_date":
-            days = [None if v is None or pd.isna(v) else pd.Timestamp(v).date() for v in values]
-            arrays.append(pa.array(days, type=pa.date32()))
+            arrays.append(_day_array(values))
         elif pa.types.is_string(field.type):
-            text = values.astype("string")
-            arrays.append(pa.array([None if pd.isna(v) else str(v) for v in text], pa.string()))
+            arrays.append(_text_array(values))
         elif pa.types.is_boolean(field.type):
             arrays.append(pa.array(values.astype(bool).to_numpy(), pa.bool_()))
         else:
@@ -338,11 +349,9 @@ def calls_table(frame: pd.DataFrame) -> pa.Table:
     for field in CALLS_SCHEMA:
         values = frame[field.name]
         if field.name == "call_date":
-            days = [None if v is None or pd.isna(v) else pd.Timestamp(v).date() for v in values]
-            arrays.append(pa.array(days, type=pa.date32()))
+            arrays.append(_day_array(values))
         else:
-            text = values.astype("string")
-            arrays.append(pa.array([None if pd.isna(v) else str(v) for v in text], pa.string()))
+            arrays.append(_text_array(values))
     return pa.Table.from_arrays(arrays, schema=CALLS_SCHEMA)
 
 
