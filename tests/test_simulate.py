@@ -160,21 +160,25 @@ def test_results_are_logged_to_mlflow(simulated):
 
 
 def test_same_seed_and_config_give_identical_results(small_world, tmp_path):
-    """Two simulations with the same seed and config write the same results (timing aside)."""
-    digests = []
-    for name in ("first", "second"):
+    """Two simulations with the same seed and config write the same results (timing aside),
+    the second with its policies' loops in two processes at a time (runtime.workers: 2)."""
+    digests, at_once = [], []
+    for name, workers in (("first", 1), ("second", 2)):
         config = _config(
             tmp_path / name, small_world, policies=["random"], reference="random", rounds=1
-        )
+        ).with_overrides(runtime={"workers": workers})
         assert _simulate(config, tmp_path) == 0
         files = sha256_tree(results_dir(config))
+        at_once.append(json.loads((results_dir(config) / TIMING).read_text())["policies_at_once"])
         files.pop(TIMING)
         digests.append(files)
+    assert at_once == [1, 2]
     assert digests[0] == digests[1]
     assert PER_ROUND in digests[0] and RECORD in digests[0]
 
 
-def test_a_failed_simulation_keeps_the_last_good_results(simulated, tmp_path, capsys):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_simulation_keeps_the_last_good_results(simulated, tmp_path, capsys, workers):
     config, _ = simulated
     copy = tmp_path / "out"
     shutil.copytree(results_dir(config), OutputLayout(copy).simulate / "results")
@@ -183,6 +187,7 @@ def test_a_failed_simulation_keeps_the_last_good_results(simulated, tmp_path, ca
         copy,
         paths={"raw_input": str(tmp_path / "missing" / "raw"), "truth_input": str(tmp_path)},
         simulate={"policies": ["rule"], "rounds": 1, "reference": "rule"},
+        runtime={"workers": workers},  # 2: the error comes from a loop in another process
     )
     assert _simulate(broken, tmp_path) == EXIT_DATA
     assert "missing/raw: not found" in capsys.readouterr().err

@@ -10,7 +10,6 @@ import time
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.errors import EXIT_OK, ConfigError, UsageError
-from pipeline.months import format_month
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,11 @@ def simulation_config(config: Config, args: argparse.Namespace) -> Config:
         raise UsageError(f"simulate: {' '.join(first[1:3]).strip() or exc}") from None
 
 
-def _simulate(config: Config, announce, resume: bool = False) -> dict:
-    from pipeline.simulate.loop import run_policy
+def _simulate(config: Config, announce, resume: bool = False, quiet: bool = False) -> dict:
+    """Run every policy's loop (``runtime.workers`` of them at a time, each in a process of its
+    own, its stages then on one worker each), then measure them all."""
+    from pipeline.engine import map_partitions
+    from pipeline.simulate.loop import PolicyTask, run_policy_task
     from pipeline.simulate.policies import NONE
     from pipeline.simulate.results import write_results
 
@@ -67,23 +69,30 @@ def _simulate(config: Config, announce, resume: bool = False) -> dict:
         shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    runs = []
-    for policy in (NONE, *sim.policies):
+    policies = (NONE, *sim.policies)
+    runs = {}
+    for policy in policies:
         finished = _finished(config, work / policy) if resume else None
         if finished is not None:
             announce(f"{policy}: kept from the last simulation ({len(finished.rounds)} rounds)")
-            runs.append(finished)
+            runs[policy] = finished
             continue
         shutil.rmtree(work / policy, ignore_errors=True)
-        announce(
-            f"{policy}: {sim.rounds} round(s) from {format_month(config.window.end_index + 1)}"
-        )
-        policy_started = time.perf_counter()
-        run = run_policy(config, policy, work / policy, sim.rounds, announce)
-        run.timed("total", time.perf_counter() - policy_started)
-        run.save()
-        runs.append(run)
-    return write_results(config, runs, time.perf_counter() - started, announce)
+    pending = [p for p in policies if p not in runs]
+    at_once = max(1, min(config.runtime.workers, len(pending)))
+    # The loops depend on the seed, never on where or beside what they run (common random
+    # numbers): several at a time give the same results. Each one's stages then use one worker,
+    # so that the command keeps to runtime.workers processes.
+    loop_config = config if at_once == 1 else config.with_overrides(runtime={"workers": 1})
+    if at_once > 1:
+        announce(f"{len(pending)} policies, {at_once} at a time")
+    tasks = [PolicyTask(loop_config, p, work / p, sim.rounds, quiet) for p in pending]
+    done = map_partitions(
+        run_policy_task, tasks, description="policies", workers=at_once, progress=False
+    )
+    runs.update({run.policy: run for run in done})
+    ordered = [runs[p] for p in policies]
+    return write_results(config, ordered, time.perf_counter() - started, announce, at_once)
 
 
 def _finished(config: Config, root):
@@ -135,5 +144,5 @@ def measure(config: Config, args: argparse.Namespace) -> int:
     """The simulation without terminal output (for ``outreach bench``); returns the household
     rounds simulated (households × rounds × policies with a list)."""
     config = simulation_config(config, args)
-    record = _simulate(config, log.info)
+    record = _simulate(config, log.info, quiet=True)
     return int(record["households"]) * config.simulate.rounds * len(config.simulate.policies)

@@ -375,6 +375,32 @@ def run_policy(
     return run
 
 
+@dataclass(frozen=True)
+class PolicyTask:
+    """One policy's whole loop, as a task of the engine (see :func:`run_policy_task`)."""
+
+    config: Config
+    policy: str
+    root: Path
+    rounds: int
+    quiet: bool = False  # progress to the log instead of the terminal (``outreach bench``)
+
+
+def run_policy_task(task: PolicyTask) -> PolicyLoop:
+    """Run a policy's loop in a fresh root, time it and save it; tells the terminal as it goes.
+    A function of its task only, so that policies can run in processes of their own."""
+    config = task.config
+    announce = log.info if task.quiet else log_to_terminal
+    announce(
+        f"{task.policy}: {task.rounds} round(s) from {format_month(config.window.end_index + 1)}"
+    )
+    started = time.perf_counter()
+    run = run_policy(config, task.policy, task.root, task.rounds, announce)
+    run.timed("total", time.perf_counter() - started)
+    run.save()
+    return run
+
+
 def read_records(run_root: Path, file: str) -> pd.DataFrame:
     """Every round's ``listed`` or ``visits`` of a policy, with the round month (int)."""
     frames = []

@@ -232,8 +232,10 @@ def write_results(
     runs: Sequence[PolicyLoop],
     seconds: float,
     announce: Callable[[str], None],
+    policies_at_once: int = 1,
 ) -> dict:
-    """Measure the runs and write the results folder, the bench record and the MLflow run."""
+    """Measure the runs and write the results folder, the bench record and the MLflow run
+    (``policies_at_once``: how many loops ran at a time, for the timing record)."""
     from models.loop import broken_loop_signals, policy_table
 
     sim = config.simulate
@@ -261,6 +263,7 @@ def write_results(
     }
     timing = {
         "seconds": round(seconds, 1),
+        "policies_at_once": policies_at_once,
         "seconds_per_policy": {
             run.policy: {k: round(v, 1) for k, v in sorted(run.seconds.items())} for run in runs
         },
