@@ -76,6 +76,23 @@ def _root_logging_restored():
 
 
 @pytest.fixture()
+def validations(monkeypatch) -> list[int]:
+    """The rows of each Great Expectations run of the checks of returned lists and call
+    results: a real run, counted (``pipeline.expectations.failing_rows`` wrapped)."""
+    import pipeline.expectations as expectations
+
+    runs: list[int] = []
+    real = expectations.failing_rows
+
+    def counted(batch_definition, suite, frame, row_column, what):
+        runs.append(len(frame))
+        return real(batch_definition, suite, frame, row_column, what)
+
+    monkeypatch.setattr(expectations, "failing_rows", counted)
+    return runs
+
+
+@pytest.fixture()
 def config_factory():
     """Build a validated Config for a test: ``config_factory(tmp_path, generator={...})``."""
     return make_config

@@ -233,17 +233,7 @@ def test_round_trip_export_fill_import_store_idempotent(scored_sample, tmp_path)
     )
 
 
-def test_the_files_of_a_round_are_checked_in_one_validation(scored_sample, tmp_path, monkeypatch):
-    import pipeline.expectations as expectations
-
-    runs: list[int] = []
-    real = expectations.failing_rows
-
-    def counted(batch_definition, suite, frame, row_column, what):
-        runs.append(len(frame))
-        return real(batch_definition, suite, frame, row_column, what)
-
-    monkeypatch.setattr(expectations, "failing_rows", counted)
+def test_the_files_of_a_round_are_checked_in_one_validation(scored_sample, tmp_path, validations):
     light = _light(scored_sample, tmp_path)
     first, second = _phone_sigungu(light.scores)
     head, rows = _filled(light, first)
@@ -256,7 +246,7 @@ def test_the_files_of_a_round_are_checked_in_one_validation(scored_sample, tmp_p
     c = _write(tmp_path / "c.csv", head, [rows[0]])  # the same household once: accepted
     code, out, err = _run(light.config_file, "outcomes", "import-calls", str(a), str(b), str(c))
     assert code == 0, err
-    assert runs == [len(rows) + 1 + len(rows2) + 1]  # one run over the three files' rows
+    assert validations == [len(rows) + 1 + len(rows2) + 1]  # one run over the three files' rows
     lines_a, rest = out.split("b.csv")
     lines_b, lines_c = rest.split("c.csv")
     assert f"{len(rows) - 1} accepted" in lines_a and "2 rejected" in lines_a

@@ -436,23 +436,6 @@ def test_notes_are_dropped_on_reading_and_never_stored(scored_sample, tmp_path, 
 # --- one Great Expectations run per round (through the command line) ---------------------------
 
 
-@pytest.fixture()
-def validations(monkeypatch) -> list[int]:
-    """The rows of each Great Expectations run of the returned lists' checks: a real run,
-    counted (``pipeline.expectations.failing_rows`` wrapped)."""
-    import pipeline.expectations as expectations
-
-    runs: list[int] = []
-    real = expectations.failing_rows
-
-    def counted(batch_definition, suite, frame, row_column, what):
-        runs.append(len(frame))
-        return real(batch_definition, suite, frame, row_column, what)
-
-    monkeypatch.setattr(expectations, "failing_rows", counted)
-    return runs
-
-
 def _stored(light: Light, round_label: str = ROUND) -> pd.DataFrame:
     return read_round_outcomes(light.config, round_label).set_index("household_key")
 

@@ -499,10 +499,7 @@ def read_calls(config: Config, path: Path, catalogue: OutcomeCatalogue) -> ReadC
     """Read and normalise one call results file; DataError when the file as a whole cannot be
     imported."""
     results = read_results(path)
-    try:
-        round_label = file_round(results.rows)
-    except ValueError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    round_label = file_round(path, results.rows)
     sigungu = set(results.rows["sigungu_code"].dropna().str.strip())
     sent = sent_calls(config, round_label, sigungu)
     facts = call_facts(round_label, config.window.round_interval_months, sent, catalogue)

@@ -265,10 +265,7 @@ def read_list(
     """Read and normalise one returned list; DataError when the file as a whole cannot be
     imported (unreadable, no single round, a round not scored here)."""
     returned = read_returned_list(path)
-    try:
-        round_label = file_round(returned.rows)
-    except ValueError as exc:
-        raise DataError(f"{path}: {exc}") from None
+    round_label = file_round(path, returned.rows)
     emds = set(returned.rows["emd_code"].dropna().str.strip())
     facts = round_facts(config, round_label, emds, catalogue, inputs)
     return ReadList(returned, round_label, facts, checked_rows(returned.rows, facts))

@@ -32,10 +32,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import DataError
 from pipeline.months import first_day, format_month, month_index, parse_month
 from pipeline.outcomes.returned import ROW
 from pipeline.textsafe import shown_value
@@ -180,8 +182,16 @@ def day_number(day: date | None) -> int | None:
     return None if day is None else day.year * 10000 + day.month * 100 + day.day
 
 
-def file_round(rows: pd.DataFrame) -> str:
-    """The one round a returned list answers for; ValueError when there is none or several."""
+def file_round(path: Path, rows: pd.DataFrame) -> str:
+    """The one round the file at ``path`` (a returned list or call results) answers for;
+    DataError naming the file when there is none or several."""
+    try:
+        return _one_round(rows)
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def _one_round(rows: pd.DataFrame) -> str:
     given = rows["round"].dropna()
     parsed = {parse_round(v) for v in given}
     if None in parsed:
