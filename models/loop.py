@@ -8,8 +8,12 @@ household × round matrices once, and every measure below is a vectorised functi
 
 Words used below:
 
-- *in need at round R*: in need in the policy world's truth at month ``R`` or ``R+1`` (the label
-  of the project, :func:`pipeline.datasets.truth.truth_for_round`).
+- *in need at round R*: in need at month ``R`` or ``R+1`` (the label of the project,
+  :func:`pipeline.datasets.truth.truth_for_round`) in the policy world before the round's own
+  visits: :attr:`PolicyRun.untreated` where it has the month (the advance with the round's
+  contacts records it), else the policy world's truth. A list is judged on the need it found,
+  not on the need its visits then relieved; hardship-months and spells of need (3, 4) are those
+  of the policy world.
 - *visit list*: the households a policy listed in the visit tier at the round (the capacity).
 - *listed*: listed in any tier (visit or phone).
 - *reached at round R*: at least one contact with ``reached`` true whose ``contact_month`` falls
@@ -188,12 +192,15 @@ class PolicyRun:
     selection_reason. ``contacts``: one row per contact attempt; columns household_key,
     contact_month (int), reached (bool), and optionally outcome_code, linked. ``truth``: the
     policy world's truth, columns household_key, month, in_need (bool), hardship.
+    ``untreated``: household_key, month, in_need: the need of months an advance added had its
+    contacts not been made (None or empty: the truth's).
     """
 
     policy: str
     listed: pd.DataFrame
     contacts: pd.DataFrame
     truth: pd.DataFrame
+    untreated: pd.DataFrame | None = None
 
 
 def _rows(keys: pd.Series, world: LoopWorld, what: str) -> np.ndarray:
@@ -280,7 +287,16 @@ def policy_arrays(run: PolicyRun, world: LoopWorld) -> PolicyArrays:
     n_households, n_rounds = len(world.index), len(rounds)
     need = need_matrix(run.truth, world)
     at = rounds - world.first_month
-    in_need = need[:, at] | need[:, at + 1]
+    round_need = need
+    if run.untreated is not None and len(run.untreated):
+        round_need = need.copy()
+        rows = _rows(run.untreated[KEY], world, "untreated")
+        months = month_indexes(run.untreated[MONTH]) - world.first_month
+        inside = (months >= 0) & (months < world.width)
+        round_need[rows[inside], months[inside]] = run.untreated[IN_NEED].to_numpy(dtype=bool)[
+            inside
+        ]
+    in_need = round_need[:, at] | round_need[:, at + 1]
 
     listed_frame = run.listed
     listed_rounds = month_indexes(listed_frame[ROUND])

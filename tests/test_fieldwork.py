@@ -360,3 +360,30 @@ def test_returned_lists_and_calls_go_through_the_real_imports(
         np.where(called["in_need_at_visit"], "needs_visit", "reached"),
     )
     assert (results["call_result"].reindex(called.index).to_numpy() == want).all()
+
+
+def test_the_visits_find_the_need_of_the_rounds_months_before_the_visits():
+    """The field work's need is in need at R or R + 1 of the untreated need (the label of the
+    generator's history), not the state when the list was made; a household it lacks is not in
+    need."""
+    round_month = 2027 * 12
+    hidden = pd.DataFrame(
+        {
+            KEY: ["a", "b", "c", "d"],
+            "in_need": [True, True, False, False],
+            "hardship": [3.0, 3.0, 0.0, 0.0],
+            "hard_to_reach": False,
+            "low_income": False,
+            "emd_code": "E",
+        }
+    )
+    untreated = pd.DataFrame(
+        {
+            KEY: ["a", "a", "b", "b", "c", "c"],
+            "month": [round_month, round_month + 1] * 3,
+            "in_need": [False, False, False, True, True, False],
+        }
+    )
+    judged = fieldwork.with_round_need(hidden, untreated, round_month)
+    assert judged["in_need"].tolist() == [False, True, True, False]
+    assert judged.drop(columns="in_need").equals(hidden.drop(columns="in_need"))

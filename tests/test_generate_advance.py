@@ -15,9 +15,17 @@ from conftest import make_config, write_config_file
 from pipeline.catalogue import IndicatorCatalogue
 from pipeline.cli import main
 from pipeline.datasets import TableLayout
+from pipeline.datasets.truth import (
+    UNTREATED_TABLE,
+    read_round_truth,
+    read_untreated_file,
+    read_untreated_since,
+    truth_files,
+    truth_for_round,
+)
 from pipeline.errors import DataError, UsageError
 from pipeline.generate import advance as advance_module
-from pipeline.generate.advance import advance
+from pipeline.generate.advance import advance, untreated_preview
 from pipeline.generate.stage import generate
 from pipeline.generate.world import PENDING_EVENTS, SUPPORTS, WORLD_STATE
 from pipeline.io import sha256_tree
@@ -353,3 +361,92 @@ def test_the_command_advances_by_one_round_interval(world, tmp_path, capsys):
     assert main([*argv, "--advance", "2"]) == 0
     assert _read(target, "household_month")["month"].max() == format_month(end + 4)
     assert main([*argv, "--contacts", str(contacts)]) == 2  # --contacts needs --advance
+
+
+def test_the_untreated_need_is_the_need_without_the_advances_own_contacts(
+    world, catalogue, tmp_path
+):
+    """The advance records, beside the truth, the need of its months had its contacts not been
+    made; the preview computes the same from the saved state and changes nothing; the readers
+    of a round's truth judge the round on it."""
+    config, root = world
+    end = config.window.end_index
+    linked = _in_need_now(root, config.window.end)["household_key"].tolist()[::2]
+    contacts = _contacts(linked, format_month(end + 1), "public_support")
+    codes = ["public_support"]
+    plain, treated = _copy(world, tmp_path, "plain"), _copy(world, tmp_path, "treated")
+    before = _digests(treated)
+    preview = untreated_preview(config, catalogue, treated, 2)
+    assert _digests(treated) == before  # the preview leaves the world as it is
+    advance(config, catalogue, plain, 2, None, outcome_codes=codes)
+    advance(config, catalogue, treated, 2, contacts, outcome_codes=codes)
+
+    truth = _read(treated, "household_month")
+    truth = truth[parse_month_series(truth["month"]) > end].reset_index(drop=True)
+    untreated = _read(treated, UNTREATED_TABLE)
+    no_contact = _read(plain, "household_month")
+    no_contact = no_contact[parse_month_series(no_contact["month"]) > end].reset_index(drop=True)
+    assert untreated["household_key"].tolist() == truth["household_key"].tolist()
+    assert untreated["month"].tolist() == truth["month"].tolist()
+    # untreated = the world advanced without these contacts (common random numbers) ...
+    assert untreated["in_need"].tolist() == no_contact["in_need"].tolist()
+    # ... = the preview, and the support relieved some of the linked households' need
+    pd.testing.assert_frame_equal(
+        preview.sort_values(["household_key", "month"]).reset_index(drop=True),
+        untreated.sort_values(["household_key", "month"]).reset_index(drop=True),
+        check_dtype=False,
+    )
+    contacted = truth["household_key"].isin(linked).to_numpy()
+    assert (
+        untreated["in_need"].to_numpy()[~contacted] == truth["in_need"].to_numpy()[~contacted]
+    ).all()
+    relieved = untreated["in_need"].to_numpy() & ~truth["in_need"].to_numpy()
+    assert relieved[contacted].sum() > 10 and not relieved[~contacted].any()
+
+    # A round's truth (evaluation, the loop's measures) reads the untreated need of the round.
+    files = truth_files(config.with_overrides(paths={"truth_input": str(treated / "truth")}))
+    keys = pd.Series(sorted(linked), dtype="string")
+    judged = read_round_truth(files, keys, end + 1)["in_need"].to_numpy()
+    expected = (
+        truth_for_round(
+            untreated.assign(month=parse_month_series(untreated["month"]).astype("int64")), end + 1
+        )["in_need"]
+        .reindex(pd.Index(keys))
+        .to_numpy(dtype=bool)
+    )
+    after = (
+        truth_for_round(
+            truth.assign(month=parse_month_series(truth["month"]).astype("int64")), end + 1
+        )["in_need"]
+        .reindex(pd.Index(keys))
+        .to_numpy(dtype=bool)
+    )
+    assert (judged == expected).all() and (judged != after).any()
+    since = read_untreated_since(treated / "truth", end + 1)
+    assert len(since) == len(untreated) and since["in_need"].sum() == untreated["in_need"].sum()
+
+
+def test_the_command_writes_the_untreated_need_without_moving_the_world(world, tmp_path, capsys):
+    config, root = world
+    target = _copy(world, tmp_path, "preview")
+    before = _digests(target)
+    config_file = write_config_file(config, tmp_path / "c.yaml")
+    argv = ["--no-progress", "--config", str(config_file), "generate", "--output-dir", str(target)]
+    path = tmp_path / "untreated.parquet"
+    assert main([*argv, "--advance", "--untreated-need", str(path)]) == 0
+    assert "the world is unchanged" in capsys.readouterr().out
+    assert _digests(target) == before
+    need = read_untreated_file(path)
+    interval = config.window.round_interval_months
+    assert sorted(need["month"].unique()) == [
+        config.window.end_index + i for i in range(1, interval + 1)
+    ]
+    assert len(need) == interval * len(_read(root, WORLD_STATE))
+    contacts = tmp_path / "contacts.csv"
+    _contacts(
+        [need["household_key"].iloc[0]], format_month(config.window.end_index + 1), "x"
+    ).to_csv(contacts, index=False)
+    # only a preview of the world as it is: with contacts it is refused
+    assert (
+        main([*argv, "--advance", "--contacts", str(contacts), "--untreated-need", str(path)]) == 2
+    )

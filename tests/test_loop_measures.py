@@ -508,3 +508,27 @@ def test_unknown_households_and_rounds_are_errors(world):
     listed = pd.DataFrame({"round": [ROUNDS[0] + 1], KEY: [_key(0, 0)], "tier": [VISIT]})
     with pytest.raises(ValueError, match="rounds"):
         loop.policy_arrays(PolicyRun("x", listed, _contacts([]), _truth({})), world)
+
+
+def test_a_round_is_judged_on_the_need_before_its_own_visits(world):
+    """A visit that relieves need at once (in the policy world j = 0, 1 are no longer in need in
+    the round's months) still found need: the untreated need of the round's months (what the
+    advance records) decides need found and precision; hardship averted keeps the policy
+    world's months."""
+    listed = _listed([(0, 0, VISIT, 0.8, MODEL_SCORE), (0, 1, VISIT, 0.8, MODEL_SCORE)])
+    contacts = _contacts([(ROUNDS[0], 0, True), (ROUNDS[0], 1, True)])
+    fast = _truth({0: [0, 1], 1: [0, 1], 2: list(range(10)), 3: list(range(5, 10))})
+    columns = [2, 3]  # the first round's months, R and R + 1
+    untreated = _truth(NONE_SPANS)
+    untreated = untreated[untreated["month"].isin([FIRST + c for c in columns])]
+    untreated = untreated[[KEY, "month", "in_need"]]
+    judged_after = loop.loop_measures([PolicyRun("fast", listed, contacts, fast)], world)
+    judged_before = loop.loop_measures(
+        [PolicyRun("fast", listed, contacts, fast, untreated=untreated)], world
+    )
+    assert _values(judged_after.per_round, "fast", "need_found")[0] == 0
+    _same(_values(judged_before.per_round, "fast", "need_found")[:1], [6])
+    _same(_values(judged_before.per_round, "fast", "precision")[:1], [1])
+    for measures in (judged_after, judged_before):
+        # none - fast: j = 0, 1 out of need from column 2 on, 3 emd × 2 households × 2 months
+        _same(_values(measures.per_round, "fast", "hardship_months_averted")[:1], [12])

@@ -18,6 +18,11 @@ from pipeline.vocabulary import KEY
 
 TRUTH_TABLE = "household_month"
 TRUTH_SUMMARY = "_summary.json"  # figures of the hidden truth, written by `outreach generate`
+# Months an advance added (`outreach generate --advance` with contacts): in need had that
+# advance's contacts not been made. A round's list is judged on it (docs/simulation.md, "Need
+# before the round's own visits"); months without it read the truth's in_need.
+UNTREATED_TABLE = "untreated_need"
+UNTREATED_COLUMNS = (KEY, "month", "in_need")
 
 
 def truth_available(config: Config) -> bool:
@@ -64,6 +69,13 @@ def read_round_truth(paths: Sequence[Path], keys: pd.Series, round_month: int) -
     truth[KEY] = truth[KEY].astype("string")
     truth["month"] = parse_month_series(truth["month"]).astype("int64")
     truth["in_need"] = truth["in_need"].astype(bool)
+    untreated = [
+        _read_untreated(file, [("month", "in", wanted)])
+        for file in map(untreated_file, paths)
+        if file.is_file()
+    ]
+    if untreated:
+        truth = with_untreated_need(truth, pd.concat(untreated, ignore_index=True))
     per = truth_for_round(truth, round_month).reindex(pd.Index(keys))
     return pd.DataFrame(
         {
@@ -73,15 +85,72 @@ def read_round_truth(paths: Sequence[Path], keys: pd.Series, round_month: int) -
     )
 
 
+def untreated_file(truth_file: Path) -> Path:
+    """The untreated need's partition file beside a truth partition file (same partition)."""
+    partition = truth_file.parent
+    return partition.parent.parent / UNTREATED_TABLE / partition.name / truth_file.name
+
+
+def _read_untreated(path: Path, filters: list | None = None) -> pd.DataFrame:
+    frame = pd.read_parquet(path, columns=list(UNTREATED_COLUMNS), filters=filters)
+    frame[KEY] = frame[KEY].astype("string")
+    frame["month"] = parse_month_series(frame["month"]).astype("int64")
+    frame["in_need"] = frame["in_need"].astype(bool)
+    return frame
+
+
+def with_untreated_need(truth: pd.DataFrame, untreated: pd.DataFrame) -> pd.DataFrame:
+    """``truth`` (household_key, month as int, in_need, ...) with in_need replaced by the
+    untreated need where it has the household and month (pure)."""
+    if untreated.empty:
+        return truth
+    index = pd.MultiIndex.from_arrays([truth[KEY], truth["month"]])
+    override = untreated.set_index([KEY, "month"])["in_need"]
+    value = override.reindex(index)
+    known = value.notna().to_numpy()
+    out = truth.copy()
+    need = out["in_need"].to_numpy(dtype=bool).copy()
+    need[known] = value.to_numpy()[known].astype(bool)
+    out["in_need"] = need
+    return out
+
+
+def read_untreated_since(truth_dir: Path, first_month: int) -> pd.DataFrame:
+    """The untreated need in ``truth_dir`` from ``first_month`` on: household_key, month (int),
+    in_need; empty when no advance wrote one."""
+    layout = TableLayout(truth_dir)
+    parts = [
+        _read_untreated(layout.partition_file(UNTREATED_TABLE, code))
+        for code in layout.partitions(UNTREATED_TABLE)
+    ]
+    parts = [p.loc[p["month"] >= first_month] for p in parts]
+    if not parts:
+        return pd.DataFrame(
+            {
+                KEY: pd.Series(dtype="string"),
+                "month": pd.Series(dtype="int64"),
+                "in_need": pd.Series(dtype=bool),
+            }
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def read_untreated_file(path: Path) -> pd.DataFrame:
+    """An untreated need written by ``outreach generate --advance --untreated-need PATH``."""
+    return _read_untreated(path)
+
+
 def truth_for_round(truth: pd.DataFrame, round_month: int) -> pd.DataFrame:
     """Per household: in need in the round's month or the month after, and hardship at the round.
 
-    Index household_key; columns in_need (bool), hardship (the latent state at the round month).
+    Index household_key; columns in_need (bool), hardship (the latent state at the round month;
+    NaN when ``truth`` has none, as the untreated need).
     """
     now = truth[truth["month"] == round_month].set_index(KEY)
     after = truth[truth["month"] == round_month + 1].set_index(KEY)["in_need"]
     need = now["in_need"] | after.reindex(now.index, fill_value=False).astype(bool)
-    return pd.DataFrame({"in_need": need.astype(bool), "hardship": now["hardship"].astype(float)})
+    hardship = now["hardship"].astype(float) if "hardship" in now else np.nan
+    return pd.DataFrame({"in_need": need.astype(bool), "hardship": hardship}, index=now.index)
 
 
 def read_truth_since(truth_dir: Path, first_month: int) -> pd.DataFrame:

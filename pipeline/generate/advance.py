@@ -25,7 +25,7 @@ from pipeline.catalogue import IndicatorCatalogue
 from pipeline.config import Config, ContactEffectConfig
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.raw import GENERATION_RECORD
-from pipeline.datasets.truth import TRUTH_SUMMARY, TRUTH_TABLE
+from pipeline.datasets.truth import TRUTH_SUMMARY, TRUTH_TABLE, UNTREATED_TABLE
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError, UsageError
 from pipeline.generate.regions import SigunguSpec, build_regions
@@ -45,6 +45,8 @@ from pipeline.generate.world import (
     supports_from_file,
     supports_to_file,
     truth_frame,
+    untreated_frame,
+    untreated_need,
     world_from_frames,
 )
 from pipeline.io import (
@@ -62,7 +64,7 @@ log = logging.getLogger(__name__)
 
 CONTACT_COLUMNS = ("household_key", "contact_month", "outcome_code")
 _CHANGED_RAW = ("crisis_events",)
-_CHANGED_TRUTH = (TRUTH_TABLE, WORLD_STATE, PENDING_EVENTS, SUPPORTS)
+_CHANGED_TRUTH = (TRUTH_TABLE, UNTREATED_TABLE, WORLD_STATE, PENDING_EVENTS, SUPPORTS)
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ def _link_tree(source: Path, target: Path, skip: tuple[str, ...]) -> None:
 
 
 def _append(old_file: Path, new_rows: pa.Table, new_file: Path) -> None:
+    """``old_file``'s rows and ``new_rows`` to ``new_file`` (only the new rows when there is no
+    old file: a table the first advance starts)."""
+    if not old_file.is_file():
+        write_parquet(new_rows, new_file)
+        return
     table = pq.read_table(old_file)
     combined = pa.concat_tables([table, new_rows.cast(table.schema)]).combine_chunks()
     write_parquet(combined, new_file)
@@ -203,6 +210,11 @@ def _advance_partition(task: _AdvanceTask) -> dict[str, object]:
         table_from_frame(new_truth),
         truth.partition_file(TRUTH_TABLE, code),
     )
+    _append(
+        old_truth.partition_file(UNTREATED_TABLE, code),
+        table_from_frame(untreated_frame(keys, first, moved.untreated_in_need)),
+        truth.partition_file(UNTREATED_TABLE, code),
+    )
     write_parquet(state_frame(moved.world, keys), truth.partition_file(WORLD_STATE, code))
     write_parquet(
         pending_to_file(pending_frame(moved.world.pending, indicators)),
@@ -219,28 +231,14 @@ def _advance_partition(task: _AdvanceTask) -> dict[str, object]:
     }
 
 
-def advance(
-    config: Config,
-    catalogue: IndicatorCatalogue,
-    target_root: Path,
-    months: int,
-    contacts: pd.DataFrame | None = None,
-    *,
-    outcome_codes: list[str] | None = None,
-) -> AdvanceResult:
-    """Advance the world under ``target_root`` by ``months`` months from ``config.window.end``.
-
-    ``config.window.end`` must be the month the world runs through (``truth/_world.json``): it
-    is "now" before advancing, and the new data runs through ``window.end + months`` (a config
-    set to that month reads it). ``contacts``: household_key, contact_month (YYYY-MM),
-    outcome_code. Deterministic from the seed, the saved state and the contacts.
-    """
+def _saved_world(config: Config, target_root: Path, months: int) -> tuple[OutputLayout, dict, dict]:
+    """The layout, world record and generation record of the world to advance; UsageError or
+    DataError naming what does not fit (months, window.end, a half-swapped advance, settings)."""
     if months < 1:
         raise UsageError(f"--advance needs a positive number of months, got {months}")
     layout = OutputLayout(target_root)
     record = world_record(target_root)
-    through = parse_month(record["through"])
-    if config.window.end_index != through:
+    if config.window.end_index != parse_month(record["through"]):
         raise UsageError(
             f"the world in {layout.truth} runs through {record['through']}, but the config's "
             f"window.end is {config.window.end}: advance from the data's end (set window.end: "
@@ -261,6 +259,66 @@ def advance(
             f"({', '.join('generator.' + k for k in differ)}); advance it with the config it was "
             "generated with (generator.contact_effect may change)"
         )
+    return layout, record, generation
+
+
+@dataclass(frozen=True)
+class _PreviewTask:
+    spec: SigunguSpec
+    context: SimulationContext
+    months: int
+    truth: Path
+
+
+def _untreated_partition(task: _PreviewTask) -> pd.DataFrame:
+    truth = TableLayout(task.truth)
+    code = task.spec.code
+    state = pd.read_parquet(truth.partition_file(WORLD_STATE, code))
+    pending = pending_from_file(pd.read_parquet(truth.partition_file(PENDING_EVENTS, code)))
+    supports = supports_from_file(pd.read_parquet(truth.partition_file(SUPPORTS, code)))
+    through = task.context.window_end - task.months
+    world = world_from_frames(state, through, pending)
+    need = untreated_need(task.spec, task.context, world, supports, task.months)
+    return untreated_frame(state["household_key"].astype("string"), through + 1, need)
+
+
+def untreated_preview(
+    config: Config, catalogue: IndicatorCatalogue, target_root: Path, months: int
+) -> pd.DataFrame:
+    """The need of the next ``months`` months had no new contact been made (household_key,
+    month as YYYY-MM, in_need), computed from the saved state without changing the world: what
+    the advance with this round's contacts then writes to ``truth/untreated_need``. The
+    simulated field work draws its visits from it (docs/simulation.md)."""
+    layout, record, _ = _saved_world(config, target_root, months)
+    through = parse_month(record["through"])
+    gen = config.generator
+    specs = build_regions(gen.seed, gen.households, gen.sigungu, gen.emd_per_sigungu)
+    context = replace(simulation_context(config, catalogue), window_end=through + months)
+    tasks = [_PreviewTask(spec, context, months, layout.truth) for spec in specs]
+    parts = map_partitions(
+        _untreated_partition, tasks, runtime=config.runtime, description="untreated need"
+    )
+    return pd.concat(parts, ignore_index=True)
+
+
+def advance(
+    config: Config,
+    catalogue: IndicatorCatalogue,
+    target_root: Path,
+    months: int,
+    contacts: pd.DataFrame | None = None,
+    *,
+    outcome_codes: list[str] | None = None,
+) -> AdvanceResult:
+    """Advance the world under ``target_root`` by ``months`` months from ``config.window.end``.
+
+    ``config.window.end`` must be the month the world runs through (``truth/_world.json``): it
+    is "now" before advancing, and the new data runs through ``window.end + months`` (a config
+    set to that month reads it). ``contacts``: household_key, contact_month (YYYY-MM),
+    outcome_code. Deterministic from the seed, the saved state and the contacts.
+    """
+    layout, record, generation = _saved_world(config, target_root, months)
+    through = parse_month(record["through"])
     codes = outcome_codes if outcome_codes is not None else []
     frame = (
         check_contacts(contacts, codes)

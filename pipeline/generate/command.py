@@ -11,6 +11,7 @@ from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout
 from pipeline.errors import EXIT_OK, DataError, UsageError
+from pipeline.io import write_parquet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="with --advance: contacted households (CSV or Parquet: household_key, "
         "contact_month, outcome_code); those linked to support recover faster",
+    )
+    parser.add_argument(
+        "--untreated-need",
+        type=Path,
+        metavar="PATH",
+        help="with --advance: write the need of the advanced months had no new contact been "
+        "made (Parquet: household_key, month, in_need) to PATH and leave the world as it is",
     )
 
 
@@ -74,6 +82,16 @@ def _advance(config: Config, args: argparse.Namespace, target: Path) -> int:
 
     months = args.advance or config.window.round_interval_months
     catalogues = load_catalogues(config)
+    if args.untreated_need is not None:
+        from pipeline.generate.advance import untreated_preview
+
+        need = untreated_preview(config, catalogues.indicators, target, months)
+        write_parquet(need, args.untreated_need)
+        print(
+            f"untreated need of the next {months} month(s): {int(need['in_need'].sum()):,} "
+            f"household-months in need, written to {args.untreated_need} (the world is unchanged)"
+        )
+        return EXIT_OK
     contacts = read_contacts(args.contacts) if args.contacts is not None else None
     result = advance(
         config,
@@ -97,6 +115,8 @@ def run(config: Config, args: argparse.Namespace) -> int:
 
     if args.contacts is not None and args.advance is None:
         raise UsageError("--contacts needs --advance")
+    if args.untreated_need is not None and (args.advance is None or args.contacts is not None):
+        raise UsageError("--untreated-need needs --advance and no --contacts")
     if args.advance is not None and (args.households is not None or args.seed is not None):
         raise UsageError(
             "--advance continues the saved world: --households and --seed do not apply"

@@ -221,6 +221,7 @@ class AdvancedPartition:
     hardship: np.ndarray  # [months, households], float32
     cause: np.ndarray  # [months, households], int8
     in_need: np.ndarray  # [months, households], bool
+    untreated_in_need: np.ndarray  # [months, households], bool: without the new contacts
 
 
 def _month_signals(
@@ -267,6 +268,38 @@ def _month_signals(
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
+def untreated_need(
+    spec: SigunguSpec,
+    ctx: SimulationContext,
+    world: WorldState,
+    supports: pd.DataFrame,
+    months: int,
+) -> np.ndarray:
+    """In need per advanced month and household had no new contact been made: the process of
+    :func:`advance_partition` from the same state and random streams, relieved only by the
+    supports already registered (``supports``). Months × households, bool; pure. Signals are not
+    drawn: they do not feed the process."""
+    profile = world.profile
+    n = len(profile)
+    rates = process_rates(profile, ctx.hardship)
+    state = {name: np.asarray(values, dtype=np.float32) for name, values in world.state.items()}
+    need = np.zeros((months, n), dtype=bool)
+    for t, month in enumerate(range(world.through + 1, world.through + months + 1)):
+        rng = process_rng(ctx.seed, spec.ordinal, month)
+        state, parts = step_month(
+            month,
+            state,
+            profile,
+            rates,
+            ctx,
+            rng,
+            len(spec.emds),
+            relief=relief_in(supports, month, n),
+        )
+        need[t] = hardship_of(profile, state, parts) > ctx.hardship.need_threshold
+    return need
+
+
 def advance_partition(
     spec: SigunguSpec,
     ctx: SimulationContext,
@@ -280,11 +313,15 @@ def advance_partition(
 
     ``contacts``: household (index in the partition), contact_month (month index), outcome_code.
     A pure function of its arguments: the same state, contacts and seed give the same result.
+    ``untreated_in_need`` is the need of the same months without these contacts
+    (:func:`untreated_need`): the need a round's lists are judged on, before their own visits
+    could relieve it.
     """
     profile = world.profile
     n = len(profile)
     rates = process_rates(profile, ctx.hardship)
     masks = signal_masks(profile, ctx.indicators)
+    registered = supports
     supports = register_contacts(supports, contacts, world.through, effect)
     first, last = world.through + 1, world.through + months
     state = {name: np.asarray(values, dtype=np.float32) for name, values in world.state.items()}
@@ -329,13 +366,20 @@ def advance_partition(
     )
     events = events.take(order).reset_index(drop=True)
     pending = {name: values[later] for name, values in signals.items()}
+    in_need = hardship > ctx.hardship.need_threshold
+    untreated = (
+        untreated_need(spec, ctx, world, registered, months)
+        if len(supports) > len(registered)
+        else in_need
+    )
     return AdvancedPartition(
         world=WorldState(last, profile, state, pending),
         supports=supports,
         events=events,
         hardship=hardship,
         cause=cause,
-        in_need=hardship > ctx.hardship.need_threshold,
+        in_need=in_need,
+        untreated_in_need=untreated,
     )
 
 
@@ -360,6 +404,22 @@ def truth_frame(
             "main_cause": pd.array(
                 np.asarray(CAUSES, dtype=object)[cause.reshape(-1)], dtype="string"
             ),
+        }
+    )
+
+
+def untreated_frame(household_key: pd.Series, first: int, in_need: np.ndarray) -> pd.DataFrame:
+    """Rows of the untreated need (``truth/untreated_need``) of consecutive months from
+    ``first``: household_key, month, in_need; month by month, households in order."""
+    months, n = in_need.shape
+    month_labels = np.array([format_month(m) for m in range(first, first + months)], dtype=object)
+    return pd.DataFrame(
+        {
+            "household_key": pd.array(
+                np.tile(household_key.astype(str).to_numpy(), months), dtype="string"
+            ),
+            "month": pd.array(np.repeat(month_labels, n), dtype="string"),
+            "in_need": in_need.reshape(-1),
         }
     )
 

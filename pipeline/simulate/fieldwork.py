@@ -41,7 +41,7 @@ from pipeline.catalogue import load_outcomes
 from pipeline.config import Config
 from pipeline.datasets import TableLayout
 from pipeline.datasets.rounds import CALL_COLUMNS, CALLCENTRE, LISTS, round_dir
-from pipeline.datasets.truth import TRUTH_TABLE
+from pipeline.datasets.truth import TRUTH_TABLE, truth_for_round
 from pipeline.errors import DataError
 from pipeline.io import write_bytes
 from pipeline.months import calendar_month, format_month, year_of
@@ -144,6 +144,21 @@ def hidden_state(config: Config, month: int) -> pd.DataFrame:
     )
     frame[KEY] = frame[KEY].astype("string")
     return frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+def with_round_need(
+    hidden: pd.DataFrame, untreated: pd.DataFrame, round_month: int
+) -> pd.DataFrame:
+    """``hidden`` with in_need replaced by the round's need before its own visits: in need at
+    ``round_month`` or the month after in ``untreated`` (household_key, month as int, in_need:
+    ``outreach generate --advance --untreated-need``), the label of the generator's history.
+    A household ``untreated`` lacks is not in need. Pure."""
+    need = truth_for_round(untreated, round_month)["in_need"]
+    out = hidden.copy()
+    out["in_need"] = (
+        need.reindex(pd.Index(out[KEY].astype("string"))).fillna(False).to_numpy(dtype=bool)
+    )
+    return out
 
 
 # --- the draws (pure) ---------------------------------------------------------------------------

@@ -7,9 +7,11 @@ Per policy and round (the data run through ``through``; the round is ``through +
    version becomes champion), then ``outreach score``; a policy without a model: ``outreach
    features`` of the round and its list (:mod:`pipeline.simulate.policies`);
 3. the field work (:mod:`pipeline.simulate.fieldwork`): the visit tier is visited, outcomes
-   drawn from the hidden state with common random numbers; a model policy's filled lists come
-   back through ``outreach outcomes import`` (answers still in progress are returned again, final,
-   a round later);
+   drawn with common random numbers from the need of the round's months before its own visits
+   (``outreach generate --advance --untreated-need``: in need at ``R`` or ``R + 1`` had no new
+   contact been made, the label the generator's history uses); a model policy's filled lists
+   come back through ``outreach outcomes import`` (answers still in progress are returned again,
+   final, a round later);
 4. ``outreach generate --advance`` moves the world on one round interval, with the contacts.
 
 The stages are run through the stage registry (:func:`pipeline.stages.run_stage`), never
@@ -41,6 +43,7 @@ from pipeline.datasets.features import FeatureRounds
 from pipeline.datasets.outcomes import imported_rounds, read_round_outcomes
 from pipeline.datasets.rounds import SCORES, round_dir
 from pipeline.datasets.staged import read_capacity_table
+from pipeline.datasets.truth import read_untreated_file
 from pipeline.errors import EXIT_OK, DataError
 from pipeline.io import read_json_file, sha256_of_json, write_json, write_parquet
 from pipeline.months import format_month, parse_month
@@ -60,6 +63,7 @@ log = logging.getLogger(__name__)
 RECORDS = "simulate"  # inside a policy's root: round=YYYY-MM/listed.parquet, visits.parquet
 LISTED_FILE = "listed.parquet"
 VISITS_FILE = "visits.parquet"
+UNTREATED_FILE = "untreated_need.parquet"  # the round's months' need before its own visits
 RETURNED = "returned"  # inside a policy's root: the filled lists sent back, per round
 LOOP_RECORD = "loop.json"
 STAGE_LOG = "stages.log"  # inside a policy's root: what the stages printed and logged
@@ -339,13 +343,27 @@ def run_policy(
         _stage(config, run, "validate")
         _stage(config, run, "ingest")
         listed = _listed(config, run, policy, round_month, seed)
+        folder = _round_folder(root, round_month)
+        folder.mkdir(parents=True, exist_ok=True)
+        untreated = folder / UNTREATED_FILE
+        _stage(
+            config,
+            run,
+            "generate",
+            "--advance",
+            str(interval),
+            "--output-dir",
+            str(root),
+            "--untreated-need",
+            str(untreated),
+        )
         step = time.perf_counter()
-        hidden = fieldwork.hidden_state(config, through)
+        hidden = fieldwork.with_round_need(
+            fieldwork.hidden_state(config, through), read_untreated_file(untreated), round_month
+        )
         visit_tier = listed.loc[listed["tier"] == "visit"]
         visits = fieldwork.draw_visits(visit_tier, hidden, round_month, seed)
         run.timed("field work", time.perf_counter() - step)
-        folder = _round_folder(root, round_month)
-        folder.mkdir(parents=True, exist_ok=True)
         write_parquet(listed, folder / LISTED_FILE)
         write_parquet(visits.reset_index(drop=True), folder / VISITS_FILE)
         end_of_round = round_month + interval - 1

@@ -35,7 +35,7 @@ from pipeline.datasets.simulation import (
     TIMING,
     results_dir,
 )
-from pipeline.datasets.truth import read_truth_since
+from pipeline.datasets.truth import read_truth_since, read_untreated_since
 from pipeline.io import sha256_of_json, staging_dir, write_bytes, write_json
 from pipeline.months import format_month
 from pipeline.simulate.loop import (
@@ -134,6 +134,7 @@ def measure_runs(config: Config, runs: Sequence[PolicyLoop]):
                 listed=listed,
                 contacts=_contacts(visits),
                 truth=read_truth_since(OutputLayout(run.root).truth, first_month),
+                untreated=read_untreated_since(OutputLayout(run.root).truth, first_month),
             )
         )
     return loop_measures(policy_runs, world), len(households)
