@@ -434,3 +434,28 @@ def test_the_committed_sample_inside_the_repository_is_never_rewritten(tmp_path,
         for a in plan(moved, tmp_path / "o", parse_month("2030-01"))
         if outside in Path(a.path).parents
     ]
+
+
+def test_the_untreated_need_of_an_advanced_world_is_destroyed_with_the_truth(tmp_path):
+    """The table an advance adds beside the truth (each month's need before its contacts) is
+    dated by month like the truth, and its old rows go with the truth's."""
+    import pandas as pd
+
+    from pipeline.datasets import TableLayout
+    from pipeline.datasets.truth import TRUTH_TABLE, UNTREATED_TABLE
+    from pipeline.io import write_parquet
+    from pipeline.retention.plan import truth_actions
+
+    layout = TableLayout(tmp_path / "truth")
+    rows = pd.DataFrame(
+        {
+            "household_key": ["a", "a", "a"],
+            "month": ["2026-10", "2026-11", "2026-12"],
+            "in_need": [True, False, True],
+        }
+    )
+    write_parquet(rows.assign(hardship=1.0), layout.partition_file(TRUTH_TABLE, "1111000000"))
+    write_parquet(rows, layout.partition_file(UNTREATED_TABLE, "1111000000"))
+    actions = truth_actions(tmp_path / "truth", "truth", parse_month("2026-12"))
+    by_table = {a.dataset: (a.rows, a.rows_kept) for a in actions}
+    assert by_table == {f"truth/{TRUTH_TABLE}": (2, 1), f"truth/{UNTREATED_TABLE}": (2, 1)}

@@ -47,7 +47,7 @@ from pipeline.datasets.rounds import (
     SHADOW_OVERLAP,
     SHADOW_SUMMARY,
 )
-from pipeline.datasets.truth import TRUTH_TABLE
+from pipeline.datasets.truth import TRUTH_TABLE, UNTREATED_TABLE
 from pipeline.io import inside_repository, sha256_file
 from pipeline.months import format_month, parse_month, to_month_index
 from pipeline.tracking import names
@@ -61,6 +61,7 @@ STAGED_MONTH_COLUMNS = RAW_MONTH_COLUMNS  # ingest keeps the columns (as month i
 # delivered by the month they will be reported.
 TRUTH_MONTH_COLUMNS = {
     TRUTH_TABLE: "month",
+    UNTREATED_TABLE: "month",  # an advanced world's need before each advance's contacts
     "supports": "contact_month",
     "pending_events": "reported_month",
 }
