@@ -522,9 +522,11 @@ class ScoringConfig(_Strict):
     """``outreach score``: who is eligible, how lists are cut, how reasons are written.
 
     Per 읍면동 with capacity ``c``: the visit tier holds ``c`` households, of which
-    ``round(c * exploration_share)`` are drawn at random among the eligible households with a crisis
-    signal in the last ``exploration_signal_months`` that the model did not already place in the
-    visit tier; the phone tier holds the next ``ceil(c * phone_band)`` by model rank; everyone
+    ``round(c * exploration_share)`` are drawn at random among the eligible households the model
+    did not already place in the visit tier and that are in the ``exploration_pool``: a crisis
+    signal in the last ``exploration_signal_months`` (``signal``), or the margin (``margin``: the
+    model's next ranks and the rule's list, :mod:`pipeline.score.tiers`); the phone tier holds
+    the next ``ceil(c * phone_band)`` by model rank; everyone
     else eligible is monitored. Ties in score are broken by the administrative household key.
     """
 
@@ -533,6 +535,11 @@ class ScoringConfig(_Strict):
     phone_band: float = Field(1.0, ge=0.0, le=10.0)
     exploration_share: float = Field(0.05, ge=0.0, le=0.5)
     exploration_signal_months: int = Field(12, ge=1, le=36)
+    # Where the exploration draws: among households with a signal in exploration_signal_months
+    # (``signal``), or at the margin (``margin``): the next ceil(visit slots × exploration_margin)
+    # by the model's rank and the households the rule would list (docs/scoring.md).
+    exploration_pool: Literal["signal", "margin"] = "signal"
+    exploration_margin: float = Field(1.0, gt=0.0, le=10.0)
     # Why this share: the evidence the model card cites (docs/simulation.md, the living loop).
     exploration_reason: str = Field(EXPLORATION_EVIDENCE, min_length=10)
     reasons: int = Field(3, ge=1, le=10)

@@ -97,6 +97,59 @@ def test_visit_phone_and_monitor_tiers_follow_capacity_and_rank():
     assert sorted(phone_ranks) == not_visited.iloc[:60].tolist()
 
 
+def test_exploration_at_the_margin_draws_from_the_next_ranks_and_the_rules_list():
+    """``exploration_margin``: the pool is the next ceil(slots × margin) by the model's rank and
+    the households the rule would list (top capacity by the rule's count, at least 1, ties by
+    key), never a household the model placed; each draw records e / pool."""
+    frame = _emd(400, seed=4)
+    rng = np.random.default_rng(9)
+    rule = rng.integers(0, 4, size=400).astype(float)
+    kwargs = dict(phone_band=1.0, exploration_share=0.1, seed=7, as_of=24321, emd_code="1111051000")
+    cut = cut_emd(
+        frame["score"].to_numpy(),
+        frame["household_key"].to_numpy(),
+        frame["has_signal"].to_numpy(),
+        40,
+        exploration_margin=0.5,
+        rule_scores=rule,
+        **kwargs,
+    )
+    explored = cut["selection_reason"] == "random_exploration"
+    assert explored.sum() == 4
+    ranks = cut["model_rank"].to_numpy()
+    order = np.lexsort((frame["household_key"].to_numpy(), -rule))
+    by_rule = np.zeros(400, dtype=bool)
+    by_rule[order[:40]] = True
+    by_rule &= rule >= 1
+    margin = (ranks > 36) & (ranks <= 36 + 20)
+    pool = (ranks > 36) & (margin | by_rule)
+    assert pool[explored.to_numpy()].all()
+    assert cut.loc[explored, "selection_probability"].tolist() == pytest.approx(
+        [4 / pool.sum()] * 4
+    )
+    assert 20 < pool.sum() < 20 + 40  # the margin and the part of the rule's list not placed
+    # the rule's scores ignored, the pool is the margin alone
+    alone = cut_emd(
+        frame["score"].to_numpy(),
+        frame["household_key"].to_numpy(),
+        frame["has_signal"].to_numpy(),
+        40,
+        exploration_margin=0.5,
+        **kwargs,
+    )
+    drawn = alone["selection_reason"] == "random_exploration"
+    assert margin[drawn.to_numpy()].all()
+    assert alone.loc[drawn, "selection_probability"].tolist() == pytest.approx([4 / 20] * 4)
+    # cut_round reads the rule's count from the frame's rule_score column
+    whole = cut_round(
+        frame.assign(rule_score=rule),
+        pd.Series({"1111051000": 40}),
+        exploration_margin=0.5,
+        **{k: v for k, v in kwargs.items() if k != "emd_code"},
+    )
+    assert whole["selection_reason"].tolist() == cut["selection_reason"].tolist()
+
+
 def test_exploration_draw_is_seeded_and_independent_of_row_order():
     frame = _emd(300, seed=3)
     kwargs = dict(

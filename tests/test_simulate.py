@@ -240,3 +240,29 @@ def test_resume_keeps_the_policies_finished_with_the_same_settings(simulated, tm
     reseeded = config.with_overrides(simulate={"seed": config.simulate.seed + 1})
     assert _simulate(reseeded, tmp_path, "--resume", "--policies", "rule") == 0
     assert (work / "rule" / "stages.log").read_bytes() != logs["rule"]
+
+
+def test_a_model_policy_without_a_champion_lists_by_the_rule_and_trains_again(
+    small_world, tmp_path
+):
+    """A model the gates reject leaves no champion: the policy's round is listed by the rule,
+    as an office would (the same list as the rule's on the same world), its answers reach the
+    world, and the next round trains again instead of stopping the simulation."""
+    strict = {"min_lift_over_rule": 1000.0, "waivers": WAIVE_ALL["waivers"][1:]}  # lift not waived
+    config = _config(tmp_path / "out", small_world, policies=["rule", "champion"], rounds=2)
+    config = config.with_overrides(training={"gates": strict})
+    assert _simulate(config, tmp_path) == 0
+    record = read_results(config)["record"]
+    start = config.window.end_index + 1
+    rounds = [format_month(start), format_month(start + config.window.round_interval_months)]
+    assert record["champions"]["champion"] == dict.fromkeys(rounds, "rule")
+    assert record["trained_rounds"]["champion"] == rounds  # trained again at the second round
+    work = OutputLayout(config.paths.output_root).simulate_work
+    for label in rounds:
+        lists = [
+            pd.read_parquet(work / p / "simulate" / f"round={label}" / "listed.parquet")
+            for p in ("rule", "champion")
+        ]
+        pd.testing.assert_frame_equal(lists[0], lists[1])
+    table = read_results(config)["policies"].set_index("policy")
+    assert table.loc["champion", "need_found"] == table.loc["rule", "need_found"]

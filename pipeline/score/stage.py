@@ -74,7 +74,15 @@ from pipeline.months import first_day, format_month, parse_month
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
-from pipeline.score.tiers import CARRIED, EXPLORATION, MONITOR, PHONE, VISIT, cut_round
+from pipeline.score.tiers import (
+    CARRIED,
+    EXPLORATION,
+    MONITOR,
+    PHONE,
+    RULE_SCORE,
+    VISIT,
+    cut_round,
+)
 from pipeline.tracking import (
     code_version,
     connect,
@@ -97,6 +105,7 @@ from pipeline.vocabulary import (
     CARRIED_OVER,
     EMD,
     LIST_ORDER,
+    RULE_COLUMN,
     coerce_feature_types,
     eligible_mask,
 )
@@ -178,6 +187,9 @@ def tier_frame(
     if carried is not None and len(carried):
         carried = carried.set_index("household_key")
         base[CARRIED] = base["household_key"].map(carried["tier"]).astype(object)
+    margin = sc.exploration_margin if sc.exploration_pool == "margin" else None
+    if margin is not None:
+        base[RULE_SCORE] = features[RULE_COLUMN].to_numpy(dtype=np.float64)[eligible]
     cut = cut_round(
         base,
         pd.Series(task.capacity, dtype="int64"),
@@ -185,6 +197,7 @@ def tier_frame(
         exploration_share=sc.exploration_share,
         seed=sc.seed,
         as_of=task.as_of,
+        exploration_margin=margin,
     )
     return cut, eligible, scorer, carried
 
@@ -219,7 +232,9 @@ def score_frame(
         household_month=task.household_month,
     )
     reasons.index = cut.index[listed]
-    out = cut.drop(columns=["has_signal", LIST_ORDER, CARRIED], errors="ignore").join(reasons)
+    out = cut.drop(columns=["has_signal", LIST_ORDER, CARRIED, RULE_SCORE], errors="ignore").join(
+        reasons
+    )
     out = out.join(carried_history(out["household_key"], carried))
     out.insert(1, "sigungu_code", task.sigungu)
     out["sigungu_code"] = out["sigungu_code"].astype("string")
@@ -338,6 +353,8 @@ def partition_columns(path: Path, model: CalibratedClassifier, task: PartitionTa
         "hh__benefit_status",
         task.signal_column,
     }
+    if task.scoring.exploration_pool == "margin":
+        wanted.add(RULE_COLUMN)  # the rule's list is part of the exploration's margin
     if list_policy(model) is not None:
         wanted |= {EMD, *AUDIT_SOURCES}  # the groups its list policy evens out
     return [c for c in present if c in wanted]

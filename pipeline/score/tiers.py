@@ -7,9 +7,12 @@ Rules (docs/scoring.md):
 - within a 읍면동, eligible households are ranked by score, highest first; equal scores are
   ordered by the administrative household key (ascending), so a rank never depends on row order;
 - the visit tier holds ``capacity`` households: the best ``capacity - n_explore`` by rank, plus
-  ``n_explore = round(capacity * exploration_share)`` drawn uniformly at random among the
-  eligible households with a recent crisis signal that the model did not already place in the
-  visit tier. The draw is seeded by (seed, round, 읍면동 code) and made over the pool in key order,
+  ``n_explore = round(capacity * exploration_share)`` drawn uniformly at random from a pool of
+  eligible households that the model did not already place in the visit tier: those with a
+  recent crisis signal (``signal``), or those at the **margin** (``margin``: the next
+  ``ceil(visit slots * exploration_margin)`` by the model's rank, and those the rule would list:
+  the 읍면동's top ``capacity`` by the rule's count of crisis types, at least one, ties by key).
+  The draw is seeded by (seed, round, 읍면동 code) and made over the pool in key order,
   so it does not depend on partitioning or row order. Each explored household records its
   selection probability ``n_explore / pool size``; households placed by the model record 1;
 - the phone tier holds the next ``ceil(capacity * phone_band)`` households by rank;
@@ -35,6 +38,7 @@ from pipeline.vocabulary import (
 )
 
 CARRIED = "carried_tier"  # the column of cut_round's frame naming a carried household's tier
+RULE_SCORE = "rule_score"  # the column of cut_round's frame with the rule's count (margin pool)
 __all__ = ["EXPLORATION", "MODEL_SCORE", "MONITOR", "PHONE", "TIERS", "VISIT", "cut_round"]
 
 
@@ -51,6 +55,16 @@ def rank_within(scores: np.ndarray, keys: np.ndarray) -> np.ndarray:
     ranks = np.empty(len(scores), dtype=np.int64)
     ranks[order] = np.arange(1, len(scores) + 1)
     return ranks
+
+
+def rule_listed(rule_scores: np.ndarray, keys: np.ndarray, capacity: int) -> np.ndarray:
+    """Whether the rule would list each household of a 읍면동: the top ``capacity`` by the rule's
+    score (at least 1), ties by key ascending (the rule's list of the backtests)."""
+    rule_scores = np.asarray(rule_scores, dtype=np.float64)
+    listed = np.zeros(len(rule_scores), dtype=bool)
+    ranks = rank_within(np.nan_to_num(rule_scores, nan=0.0), keys)
+    listed[(ranks <= capacity) & (rule_scores >= 1)] = True
+    return listed
 
 
 def _emd_seed(seed: int, as_of: int, emd_code: str) -> np.random.Generator:
@@ -70,8 +84,14 @@ def cut_emd(
     as_of: int,
     emd_code: str,
     carried: np.ndarray | None = None,
+    exploration_margin: float | None = None,
+    rule_scores: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Tiers of one 읍면동's eligible households (arrays in any order, same length).
+
+    ``exploration_margin``: None draws the exploration from the households with a recent signal
+    (``has_signal``); a number draws it from the margin (see the module's rules), with
+    ``rule_scores`` the rule's count per household.
 
     ``carried``: per household, the tier an open case of the previous round carries it into
     (``visit`` or ``phone``; None when not carried). Carried households take their tier's
@@ -112,7 +132,14 @@ def cut_emd(
     )
     by_model = free & (free_rank <= model_slots)
     tier[by_model] = VISIT
-    pool = np.flatnonzero(free & ~by_model & np.asarray(has_signal, dtype=bool))
+    if exploration_margin is None:
+        explorable = np.asarray(has_signal, dtype=bool)
+    else:
+        band = math.ceil(visit_slots * exploration_margin)
+        explorable = free_rank <= model_slots + band
+        if rule_scores is not None:
+            explorable |= rule_listed(rule_scores, keys, capacity)
+    pool = np.flatnonzero(free & ~by_model & explorable)
     drawn = np.array([], dtype=np.int64)
     if n_explore and len(pool):
         pool = pool[np.argsort(keys[pool], kind="stable")]
@@ -146,10 +173,12 @@ def cut_round(
     exploration_share: float,
     seed: int,
     as_of: int,
+    exploration_margin: float | None = None,
 ) -> pd.DataFrame:
     """Tiers for every 읍면동 in ``frame`` (columns household_key, emd_code, score, has_signal,
-    ``list_order`` when the model's list policy orders the list: then it ranks, not score, and
-    ``carried_tier`` when open cases are carried in: see :func:`cut_emd`).
+    ``list_order`` when the model's list policy orders the list: then it ranks, not score,
+    ``carried_tier`` when open cases are carried in, and ``rule_score`` for an exploration drawn
+    at the margin: see :func:`cut_emd`).
 
     ``capacity`` is indexed by 읍면동 code; a 읍면동 missing from it has no capacity (everyone is
     monitored) and is reported by the caller. Returns ``frame`` with model_rank, tier,
@@ -168,6 +197,7 @@ def cut_round(
     )
     signal = frame["has_signal"].to_numpy(dtype=bool)
     carried = frame[CARRIED].to_numpy(dtype=object) if CARRIED in frame.columns else None
+    rule = frame[RULE_SCORE].to_numpy(dtype=np.float64) if RULE_SCORE in frame.columns else None
     parts = []
     for index, emd in enumerate(emd_levels):
         rows = np.flatnonzero(emd_code == index)
@@ -182,6 +212,8 @@ def cut_round(
             as_of=as_of,
             emd_code=str(emd),
             carried=None if carried is None else carried[rows],
+            exploration_margin=exploration_margin,
+            rule_scores=None if rule is None else rule[rows],
         )
         cut.index = frame.index[rows]
         parts.append(cut)

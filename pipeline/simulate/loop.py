@@ -64,6 +64,8 @@ RECORDS = "simulate"  # inside a policy's root: round=YYYY-MM/listed.parquet, vi
 LISTED_FILE = "listed.parquet"
 VISITS_FILE = "visits.parquet"
 UNTREATED_FILE = "untreated_need.parquet"  # the round's months' need before its own visits
+# PolicyLoop.champions' entry of a model policy's round that the rule listed (no champion yet)
+RULE_FALLBACK = "rule"
 RETURNED = "returned"  # inside a policy's root: the filled lists sent back, per round
 LOOP_RECORD = "loop.json"
 STAGE_LOG = "stages.log"  # inside a policy's root: what the stages printed and logged
@@ -221,22 +223,36 @@ def _champion_version(config: Config) -> str | None:
 
 
 def _listed(config: Config, run: PolicyLoop, policy: str, round_month: int, seed: int):
-    """The round's list: through train and score for a model policy, else from its features."""
+    """The round's list: through train and score for a model policy, else from its features.
+
+    A model policy without a champion (the gates rejected every version so far) lists the
+    round by the rule, as an office would, and trains again the next round; its round is
+    recorded as ``RULE_FALLBACK`` in :attr:`PolicyLoop.champions`."""
     if is_model_policy(policy):
-        if not run.trained_rounds or len(run.rounds) % config.simulate.retrain_every == 0:
+        label = format_month(round_month)
+        no_champion_yet = bool(run.champions) and all(
+            v == RULE_FALLBACK for v in run.champions.values()
+        )
+        due = len(run.rounds) % config.simulate.retrain_every == 0
+        if not run.trained_rounds or due or no_champion_yet:
             _stage(config, run, "train")
             run.trained_rounds.append(round_month)
         version = _champion_version(config)
-        if version is None:
-            raise DataError(
-                f"simulate {policy}: no champion after training on data through "
-                f"{config.window.end} (the gates rejected the first model; see "
-                f"{run.root / STAGE_LOG})"
-            )
-        run.champions[format_month(round_month)] = version
-        _stage(config, run, "score", "--as-of", format_month(round_month))
-        scores = pd.read_parquet(round_dir(config, round_month) / SCORES)
-        return model_list(scores)
+        if version is not None:
+            run.champions[label] = version
+            _stage(config, run, "score", "--as-of", label)
+            scores = pd.read_parquet(round_dir(config, round_month) / SCORES)
+            return model_list(scores)
+        run.champions[label] = RULE_FALLBACK
+        log.warning(
+            "simulate %s: no champion after training on data through %s (the gates rejected "
+            "the model; see %s): the rule lists round %s",
+            policy,
+            config.window.end,
+            run.root / STAGE_LOG,
+            label,
+        )
+        policy = "rule"
     _stage(config, run, "features", "--as-of", format_month(round_month))
     catalogues = load_catalogues(config)
     rounds = FeatureRounds(config, catalogues.outcomes)
@@ -329,7 +345,7 @@ def run_policy(
     interval = base.window.round_interval_months
     through = base.window.end_index
     previous: tuple[int, pd.DataFrame] | None = None
-    visited: list[tuple[int, pd.DataFrame]] = []
+    visited: list[tuple[int, pd.DataFrame]] = []  # rounds whose answers go to the world directly
     for _ in range(rounds):
         config = round_config(base, policy, root, through)
         round_month = through + 1
@@ -367,22 +383,28 @@ def run_policy(
         write_parquet(listed, folder / LISTED_FILE)
         write_parquet(visits.reset_index(drop=True), folder / VISITS_FILE)
         end_of_round = round_month + interval - 1
-        if is_model_policy(policy):
-            if previous is not None:
-                earlier = previous[0] + interval - 1  # when the previous round was returned
-                _return_answers(config, run, previous[0], previous[1], end_of_round, earlier)
+        scored = is_model_policy(policy) and run.champions[format_month(round_month)] != (
+            RULE_FALLBACK
+        )
+        if is_model_policy(policy) and previous is not None:
+            earlier = previous[0] + interval - 1  # when the previous round was returned
+            _return_answers(config, run, previous[0], previous[1], end_of_round, earlier)
+        if scored:
             _return_answers(config, run, round_month, visits, end_of_round)
-            contacts = _store_contacts(config)
-        else:  # the answers a caseworker would have sent, told to the world the same way
+        else:  # no list files to fill in: the answers a caseworker would have sent, told to
+            # the world the same way (a policy without a model, or the rule's fallback rounds)
             visited.append((round_month, visits))
+        contacts = _store_contacts(config) if is_model_policy(policy) else None
+        if visited:
             answers = [
                 fieldwork.answers_at(v, r, through=end_of_round, interval_months=interval)
                 for r, v in visited
             ]
-            contacts = fieldwork.contacts_for_advance(pd.concat(answers, ignore_index=True))
+            direct = fieldwork.contacts_for_advance(pd.concat(answers, ignore_index=True))
+            contacts = direct if contacts is None else pd.concat([contacts, direct])
         _advance(config, run, contacts, round_month)
         run.rounds.append(round_month)
-        previous = (round_month, visits)
+        previous = (round_month, visits) if scored else None
         through += interval
         listed_visit = int((listed["tier"] == "visit").sum())
         reached = int(visits["reached"].sum()) if len(visits) else 0
