@@ -383,6 +383,18 @@ def advance_partition(
     )
 
 
+def _household_months(household_key: pd.Series, first: int, months: int) -> dict[str, object]:
+    """The key and month columns of month-by-month rows from ``first``, households in order."""
+    n = len(household_key)
+    month_labels = np.array([format_month(m) for m in range(first, first + months)], dtype=object)
+    return {
+        "household_key": pd.array(
+            np.tile(household_key.astype(str).to_numpy(), months), dtype="string"
+        ),
+        "month": pd.array(np.repeat(month_labels, n), dtype="string"),
+    }
+
+
 def truth_frame(
     household_key: pd.Series,
     first: int,
@@ -391,14 +403,9 @@ def truth_frame(
     in_need: np.ndarray,
 ) -> pd.DataFrame:
     """Truth rows of consecutive months from ``first``, month by month, households in order."""
-    months, n = hardship.shape
-    month_labels = np.array([format_month(m) for m in range(first, first + months)], dtype=object)
     return pd.DataFrame(
         {
-            "household_key": pd.array(
-                np.tile(household_key.astype(str).to_numpy(), months), dtype="string"
-            ),
-            "month": pd.array(np.repeat(month_labels, n), dtype="string"),
+            **_household_months(household_key, first, hardship.shape[0]),
             "hardship": np.round(hardship.reshape(-1), 2).astype(np.float32),
             "in_need": in_need.reshape(-1),
             "main_cause": pd.array(
@@ -411,14 +418,9 @@ def truth_frame(
 def untreated_frame(household_key: pd.Series, first: int, in_need: np.ndarray) -> pd.DataFrame:
     """Rows of the untreated need (``truth/untreated_need``) of consecutive months from
     ``first``: household_key, month, in_need; month by month, households in order."""
-    months, n = in_need.shape
-    month_labels = np.array([format_month(m) for m in range(first, first + months)], dtype=object)
     return pd.DataFrame(
         {
-            "household_key": pd.array(
-                np.tile(household_key.astype(str).to_numpy(), months), dtype="string"
-            ),
-            "month": pd.array(np.repeat(month_labels, n), dtype="string"),
+            **_household_months(household_key, first, in_need.shape[0]),
             "in_need": in_need.reshape(-1),
         }
     )
