@@ -79,7 +79,7 @@ degrading).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -689,8 +689,10 @@ class LoopMeasures:
     fairness: pd.DataFrame
 
 
-def loop_measures(runs: Sequence[PolicyRun], world: LoopWorld) -> LoopMeasures:
-    """Measure every policy of the loop (policies in the order given)."""
+def loop_measures(runs: Iterable[PolicyRun], world: LoopWorld) -> LoopMeasures:
+    """Measure every policy of the loop (policies in the order given). ``runs`` may be a
+    generator: each run's frames are turned into matrices, measured and let go before the next
+    is read (a 200,000-household world's truth is hundreds of megabytes per policy)."""
     per_round, cumulative, per_emd, fairness = [], [], {}, []
     for run in runs:
         a = policy_arrays(run, world)

@@ -532,3 +532,10 @@ def test_a_round_is_judged_on_the_need_before_its_own_visits(world):
     for measures in (judged_after, judged_before):
         # none - fast: j = 0, 1 out of need from column 2 on, 3 emd × 2 households × 2 months
         _same(_values(measures.per_round, "fast", "hardship_months_averted")[:1], [12])
+
+
+def test_runs_can_be_read_one_at_a_time(world, measures):
+    """A generator of runs (each read when measured, then let go) gives the same measures."""
+    lazy = loop.loop_measures((run() for run in (_rule, _oracle, _none)), world)
+    pd.testing.assert_frame_equal(lazy.per_round, measures.per_round)
+    pd.testing.assert_frame_equal(lazy.cumulative, measures.cumulative)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import resource
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -122,22 +122,22 @@ def measure_runs(config: Config, runs: Sequence[PolicyLoop]):
         references=dict(config.training.fairness.reference_groups),
         min_group_size=config.training.fairness.min_group_size,
     )
-    policy_runs = []
-    for run in runs:
-        if run.policy == NONE:
-            continue
-        listed = read_records(run.root, LISTED_FILE)
-        visits = read_records(run.root, VISITS_FILE)
-        policy_runs.append(
-            PolicyRun(
+
+    def policy_runs() -> Iterator[PolicyRun]:
+        """One policy's frames at a time: measured, then let go before the next is read."""
+        for run in runs:
+            if run.policy == NONE:
+                continue
+            truth = OutputLayout(run.root).truth
+            yield PolicyRun(
                 policy=run.policy,
-                listed=listed,
-                contacts=_contacts(visits),
-                truth=read_truth_since(OutputLayout(run.root).truth, first_month),
-                untreated=read_untreated_since(OutputLayout(run.root).truth, first_month),
+                listed=read_records(run.root, LISTED_FILE),
+                contacts=_contacts(read_records(run.root, VISITS_FILE)),
+                truth=read_truth_since(truth, first_month),
+                untreated=read_untreated_since(truth, first_month),
             )
-        )
-    return loop_measures(policy_runs, world), len(households)
+
+    return loop_measures(policy_runs(), world), len(households)
 
 
 OFFPOLICY_MEASURES = (
