@@ -78,7 +78,7 @@ bench-train: $(STAMP) ## measure training at 200,000 households: the median of 3
 simulate: $(STAMP) ## the living loop: every policy round after round on the sample's world (ROUNDS=, POLICIES=a,b); outputs/simulate/
 	$(OUTREACH) $(CONFIG_ARG) simulate $(if $(ROUNDS),--rounds $(ROUNDS),) $(if $(POLICIES),--policies $(POLICIES),)
 
-bench-simulate: $(STAMP) ## the living loop at 200,000 households (a newly generated world), timed in outputs/bench/simulate.json; the config's simulate section picks policies and rounds (rule and champion, 6 rounds: 13 min idle, docs/simulation.md)
+bench-simulate: $(STAMP) ## the living loop at 200,000 households (a newly generated world), timed in outputs/bench/simulate.json; the config's simulate section picks policies and rounds (measured times: docs/simulation.md)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 200000 --stages generate,simulate
 
 train: $(STAMP) ## backtest the registered candidate, audit fairness, log and register in MLflow, apply the gates (COMPARE=all also fits the comparisons: docs/training.md)
