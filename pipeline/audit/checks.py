@@ -49,6 +49,7 @@ class FolderFacts:
     manifest_sha256: str | None
     files_sha256: Mapping[str, str] = field(default_factory=dict)
     staged_manifest_sha256: str | None = None  # the staged tables it was built from
+    staged_view_sha256: str | None = None  # what it read of them (its as-of's view)
 
 
 def check_training_data(
@@ -112,7 +113,14 @@ def check_scoring_features(manifest: Mapping[str, Any], folder: FolderFacts) -> 
             f"differs from the round manifest's {short(want)}"
         )
     staged = dig(manifest, "staged.manifest_sha256")
-    if staged and folder.staged_manifest_sha256 and folder.staged_manifest_sha256 != staged:
+    view = dig(manifest, "staged.view_sha256")
+    if view and folder.staged_view_sha256:  # a folder kept over an ingest of later months
+        if folder.staged_view_sha256 != view:
+            problems.append(
+                f"{folder.shown_as} read staged rows {short(folder.staged_view_sha256)}, the "
+                f"round records staged rows {short(view)} for its as-of: scored from stale features"
+            )
+    elif staged and folder.staged_manifest_sha256 and folder.staged_manifest_sha256 != staged:
         problems.append(
             f"{folder.shown_as} was built from staged tables {short(folder.staged_manifest_sha256)}"
             f", the round records staged tables {short(staged)}: scored from stale features"

@@ -155,10 +155,11 @@ def folder_facts(folder: Path, shown_as: str) -> FolderFacts:
         if p.is_file() and p != manifest
     }
     try:
-        staged = json.loads(manifest.read_text(encoding="utf-8")).get("staged_manifest_sha256")
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        staged, view = record.get("staged_manifest_sha256"), record.get("staged_view_sha256")
     except (OSError, ValueError, AttributeError):
-        staged = None  # an unreadable manifest fails on its sha256 already
-    return FolderFacts(shown_as, sha256_file(manifest), files, staged)
+        staged = view = None  # an unreadable manifest fails on its sha256 already
+    return FolderFacts(shown_as, sha256_file(manifest), files, staged, view)
 
 
 def under_root(root: Path, folder: Any) -> Path | None:

@@ -25,7 +25,7 @@ from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.objections import registry_status, staged_objections_file
 from pipeline.datasets.outcomes import imported_outcome_digests
-from pipeline.datasets.staged import STAGED_MANIFEST, staged_manifest_file
+from pipeline.datasets.staged import STAGED_MANIFEST, staged_manifest_file, staged_view_digest
 from pipeline.errors import DataError
 from pipeline.io import read_json_file, sha256_file, sha256_of_json
 from pipeline.months import format_month
@@ -41,6 +41,10 @@ DATA_DICTIONARY_JSON = "data_dictionary.json"
 MISSING = "missing"
 OUTCOMES_CHANGED = "imported outcomes changed since it was built"
 STAGED_CHANGED = "staged tables changed since it was built"
+# What the folder read of the staged tables (:func:`pipeline.datasets.staged.staged_view_digest`):
+# when both the folder and the staged manifest have it, it is compared instead of every staged
+# file, so that an ingest that only adds later months leaves the earlier rounds current.
+STAGED_VIEW = "staged_view_sha256"
 INPUT_CHANGES = {  # manifest key -> why the folder is out of date when the digest differs
     # The staged tables by their content (the sha256 of every staged file, as ingest recorded
     # them): an ingest of the same rows leaves the folders current. Folders built before this
@@ -299,21 +303,26 @@ def _file_digest(path: Path) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-def input_digests(config: Config, staged_dir: Path | None = None) -> dict[str, str | None]:
+def input_digests(
+    config: Config, staged_dir: Path | None = None, as_of: int | None = None
+) -> dict[str, str | None]:
     """The digests a feature folder records of its inputs, as they are now (manifest key ->
     sha256; None for a file that does not exist): the staged tables' manifest written by
     ingest (of ``staged_dir``, default the output root's) and the sha256 of the staged files it
-    lists, the feature spec file and the
-    indicator catalogue. The features stage writes them; :func:`round_status` compares them."""
+    lists, with ``as_of`` what a round as of that month reads of them (:data:`STAGED_VIEW`, when
+    ingest recorded the signals' digests by month), the feature spec file and the indicator
+    catalogue. The features stage writes them; :func:`round_status` compares them."""
     staged = staged_manifest_file(config) if staged_dir is None else staged_dir / STAGED_MANIFEST
-    files = (
-        json.loads(staged.read_text(encoding="utf-8")).get("files_sha256")
-        if staged.is_file()
-        else None
-    )
+    manifest = json.loads(staged.read_text(encoding="utf-8")) if staged.is_file() else {}
+    files = manifest.get("files_sha256")
     digests = {
         "staged_manifest_sha256": _file_digest(staged),
         "staged_files_sha256": sha256_of_json(files) if files is not None else None,
+    }
+    view = None if as_of is None else staged_view_digest(manifest, as_of)
+    if view is not None:  # no key from an older ingest: those folders are as before
+        digests[STAGED_VIEW] = view
+    digests |= {
         "feature_spec_file_sha256": _file_digest(Path(config.paths.features)),
         "indicator_catalogue_sha256": _file_digest(Path(config.paths.indicators)),
     }
@@ -328,11 +337,16 @@ def changed_inputs(recorded: dict[str, Any], current: dict[str, str | None]) -> 
     digests of its inputs (:func:`input_digests`), in the order of :data:`INPUT_CHANGES`;
     pure. A digest the manifest does not record is not compared (folders written by hand, as
     in tests)."""
+    by_view = recorded.get(STAGED_VIEW) is not None and current.get(STAGED_VIEW) is not None
     changes = [
         why
         for key, why in INPUT_CHANGES.items()
-        if key in recorded and recorded[key] != current.get(key)
+        if key in recorded
+        and recorded[key] != current.get(key)
+        and not (by_view and key == "staged_files_sha256")
     ]
+    if by_view and recorded[STAGED_VIEW] != current[STAGED_VIEW]:
+        changes.insert(0, STAGED_CHANGED)
     older = "staged_files_sha256" not in recorded and "staged_manifest_sha256" in recorded
     if older and recorded["staged_manifest_sha256"] != current.get("staged_manifest_sha256"):
         changes.insert(0, STAGED_CHANGED)
@@ -351,7 +365,7 @@ def round_status(config: Config, as_of: int) -> str | None:
     if not (folder / MANIFEST).is_file():
         return MISSING
     manifest = read_folder_manifest(folder)
-    reasons = changed_inputs(manifest, input_digests(config))
+    reasons = changed_inputs(manifest, input_digests(config, as_of=as_of))
     if outcomes_changed(config, as_of, manifest):
         reasons.append(OUTCOMES_CHANGED)
     registry = registry_status(config)

@@ -10,19 +10,23 @@ row is kept: it is the administrative system's record, validated with the raw ta
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.build import FeatureInputs
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.outcomes import feature_outcomes
 from pipeline.errors import DataError
-from pipeline.months import to_month_index
+from pipeline.io import sha256_of_json
+from pipeline.months import format_month, to_month_index
 
 STAGED = "staged"
 IMPORTED = "imported"
@@ -150,6 +154,65 @@ def load_capacity(config: Config) -> pd.Series:
 
 
 STAGED_MANIFEST = "_manifest.json"  # what went in and what came out of ingest
+
+EVENTS_TABLE = "crisis_events"
+# The staged manifest's digests of each partition's crisis signals by reported month (written by
+# ingest): a feature round as of M reads only the signals reported before M, so it is current as
+# long as those months' rows, the other staged files and its other inputs are unchanged, however
+# many later months an ingest added (:func:`staged_view_digest`).
+EVENT_MONTHS_KEY = "crisis_events_month_sha256"
+DICTIONARIES = "dictionaries"  # the digest of the values the rows' dictionary indices point to
+
+
+def events_month_digests(events: pa.Table) -> dict[str, str]:
+    """The sha256 of a staged crisis-signals table's rows per reported month (``YYYY-MM``; the
+    rows of a month in file order, every column: dictionary indices, months, values and null
+    masks), and under :data:`DICTIONARIES` that of its dictionaries; pure."""
+    table = events.unify_dictionaries().combine_chunks()
+    arrays: list[np.ndarray] = []
+    dictionaries = hashlib.sha256()
+    for name in table.column_names:
+        column = table.column(name)
+        chunk = column.chunk(0) if column.num_chunks else pa.array([], type=column.type)
+        if pa.types.is_dictionary(chunk.type):
+            words = chunk.dictionary.to_pylist()
+            dictionaries.update(json.dumps([name, words], ensure_ascii=False).encode("utf-8"))
+            chunk = chunk.indices
+        arrays.append(np.asarray(chunk.is_null()))
+        arrays.append(chunk.fill_null(0).to_numpy(zero_copy_only=False))
+    reported = arrays[2 * table.column_names.index("reported_month") + 1]
+    order = np.argsort(reported, kind="stable")
+    months, starts = np.unique(reported[order], return_index=True)
+    bounds = [*starts.tolist(), len(order)]
+    digests = {DICTIONARIES: dictionaries.hexdigest()}
+    for i, month in enumerate(months.tolist()):
+        rows = order[bounds[i] : bounds[i + 1]]
+        digest = hashlib.sha256()
+        for values in arrays:
+            digest.update(np.ascontiguousarray(values[rows]).tobytes())
+        digests[format_month(int(month))] = digest.hexdigest()
+    return digests
+
+
+def staged_view_digest(manifest: Mapping[str, Any], as_of: int) -> str | None:
+    """The digest of what a feature round as of ``as_of`` reads of the staged tables described
+    by ``manifest`` (ingest's): every staged file but the crisis signals by its sha256, and the
+    signals of the months reported before ``as_of`` by their per-month digests; pure. None for
+    a manifest without the per-month digests (written before they were recorded)."""
+    months = manifest.get(EVENT_MONTHS_KEY)
+    files = manifest.get("files_sha256")
+    if months is None or files is None:
+        return None
+    cut = format_month(as_of)
+    return sha256_of_json(
+        {
+            "files": {k: v for k, v in files.items() if not k.startswith(f"{EVENTS_TABLE}/")},
+            EVENTS_TABLE: {
+                code: {m: d for m, d in digests.items() if m == DICTIONARIES or m < cut}
+                for code, digests in months.items()
+            },
+        }
+    )
 
 
 def staged_manifest_file(config: Config) -> Path:

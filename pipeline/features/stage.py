@@ -284,7 +284,7 @@ def _write_round_files(
             "from outcomes (staged and imported) resolved before as_of",
             "feature_spec_sha256": spec_digest(spec),
             # what the folder was built from: staged manifest, spec file, indicator catalogue
-            **input_digests(config, staged_dir),
+            **input_digests(config, staged_dir, as_of=out.as_of),
             "partitions": codes,
             "imported_outcomes_sha256": {
                 relative_name(path): sha256_file(path) for path in imported.values()

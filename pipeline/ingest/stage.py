@@ -32,7 +32,12 @@ from pipeline.datasets import (
     OutputLayout,
     TableLayout,
 )
-from pipeline.datasets.staged import STAGED_MANIFEST
+from pipeline.datasets.staged import (
+    EVENT_MONTHS_KEY,
+    EVENTS_TABLE,
+    STAGED_MANIFEST,
+    events_month_digests,
+)
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError
 from pipeline.ingest import transform
@@ -216,8 +221,17 @@ class IngestTask:
     categories: transform.Categories
 
 
-def ingest_partition(task: IngestTask) -> dict[str, dict[str, int]]:
-    """Stage one 시군구 partition; returns row counts per table (raw, excluded, staged)."""
+@dataclass(frozen=True)
+class PartitionIngest:
+    """What staging one partition gives back: row counts per table (raw, excluded, staged)
+    and the digests of its crisis signals by reported month."""
+
+    counts: dict[str, dict[str, int]]
+    event_months: dict[str, str]
+
+
+def ingest_partition(task: IngestTask) -> PartitionIngest:
+    """Stage one 시군구 partition (:class:`PartitionIngest`)."""
     raw = TableLayout(task.raw_dir)
     out = TableLayout(task.out_dir)
     sha = dict(task.files_sha256)
@@ -247,7 +261,7 @@ def ingest_partition(task: IngestTask) -> dict[str, dict[str, int]]:
     for table, data in staged.items():
         write_table(data, out.partition_file(table, task.code))
         counts[table]["staged"] = data.num_rows
-    return counts
+    return PartitionIngest(counts, events_month_digests(staged[EVENTS_TABLE]))
 
 
 @dataclass(frozen=True)
@@ -311,7 +325,7 @@ def ingest(
         # Largest partitions first, so that no worker is left with a big one at the end.
         size = {t.code: raw.partition_file("crisis_events", t.code).stat().st_size for t in tasks}
         tasks.sort(key=lambda t: (-size[t.code], t.code))
-        counts = map_partitions(
+        parts = map_partitions(
             ingest_partition,
             tasks,
             runtime=config.runtime,
@@ -329,8 +343,8 @@ def ingest(
                 "staged": capacity.num_rows,
             },
         }
-        for part in counts:
-            for table, figures in part.items():
+        for part in parts:
+            for table, figures in part.counts.items():
                 total = rows.setdefault(table, {"raw": 0, "excluded": 0, "staged": 0})
                 for name, value in figures.items():
                     total[name] += value
@@ -354,6 +368,10 @@ def ingest(
         }
         if registry is not None:
             manifest["objections"] = stage_registry(registry, folder)
+        manifest[EVENT_MONTHS_KEY] = {
+            task.code: part.event_months
+            for task, part in sorted(zip(tasks, parts, strict=True), key=lambda pair: pair[0].code)
+        }
         manifest["files_sha256"] = sha256_tree(folder)
         write_json(manifest, folder / MANIFEST)
     log.info("ingest: wrote %s", layout.staged)

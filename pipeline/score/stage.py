@@ -56,6 +56,7 @@ from pipeline.datasets.staged import (
     read_staged_manifest,
     region_names,
     staged_manifest_file,
+    staged_view_digest,
 )
 from pipeline.datasets.validation import validation_record_file
 from pipeline.engine import map_partitions, warm_up
@@ -592,6 +593,8 @@ def _score_round(
                     "manifest_sha256": sha256_file(staged_manifest_path)
                     if staged_manifest_path.is_file()
                     else None,
+                    # what a feature round as of this month reads of them
+                    "view_sha256": staged_view_digest(staged_manifest, as_of),
                 },
                 "capacity": {
                     "file": _relative(capacity_file(config), config.paths.output_root),
