@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.config import ConfigError, Month
 from pipeline.months import parse_month
-from pipeline.vocabulary import CASE_STATUSES_REQUIRED, NO_SUPPORT, TENURES
+from pipeline.vocabulary import CASE_STATUSES_REQUIRED, DRIVERS, NO_SUPPORT, TENURES
 
-Driver = Literal["strain", "job", "health", "disaster", "benefit", "housing", "isolation"]
+Driver = Literal[DRIVERS]  # type: ignore[valid-type]
 Target = Literal["head", "adult", "elderly", "child", "member"]
 ValueModel = Literal[
     "flag", "months", "months_long", "krw_small", "krw_medium", "krw_large", "grade", "days"
@@ -33,6 +33,7 @@ class SyntheticEmission(_Frozen):
     lag: tuple[float, ...]
     value: ValueModel
     tenure: tuple[str, ...] | None = None
+    alone: bool = False  # only one-person households (an isolation check of people living alone)
 
     @field_validator("tenure")
     @classmethod
@@ -169,6 +170,9 @@ class SelectionReason(_Frozen):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name_ko: str
     name_en: str
+    # whether the probability of choosing a household this way is recorded (false: nobody can
+    # know it, as for an office's own choice; the row's selection_probability is then empty)
+    probability_logged: bool = True
 
 
 class OverrideReason(CodedEntry):
@@ -252,6 +256,11 @@ class OutcomeCatalogue(_Frozen):
     @property
     def reason_codes(self) -> list[str]:
         return [r.code for r in self.selection_reasons]
+
+    @property
+    def logged_reason_codes(self) -> list[str]:
+        """The selection reasons whose rows must record a selection probability."""
+        return [r.code for r in self.selection_reasons if r.probability_logged]
 
     def label_of(self) -> dict[str, int | None]:
         return {o.code: o.label for o in self.outcomes}

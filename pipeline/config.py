@@ -128,13 +128,16 @@ class SelectionConfig(_Strict):
 class HardshipConfig(_Strict):
     """Parameters of the hidden monthly hardship process (see docs/synthetic_data.md)."""
 
-    need_threshold: float = 4.2
+    need_threshold: float = 4.5
     burn_in_months: int = Field(36, ge=0, le=120)
     job_loss_rate: float = Field(0.006, ge=0, le=0.5)
     illness_rate: float = Field(0.004, ge=0, le=0.5)
     benefit_loss_rate: float = Field(0.01, ge=0, le=0.5)
-    housing_shock_rate: float = Field(0.003, ge=0, le=0.5)
+    housing_shock_rate: float = Field(0.004, ge=0, le=0.5)
     disaster_rate: float = Field(0.004, ge=0, le=0.5)
+    debt_shock_rate: float = Field(0.004, ge=0, le=0.5)
+    care_onset_rate: float = Field(0.003, ge=0, le=0.5)
+    isolation_rate: float = Field(0.012, ge=0, le=0.5)
     noise_sd: float = Field(0.35, ge=0, le=5)
 
 
@@ -219,11 +222,13 @@ class VolumeConfig(_Strict):
     reference = median of the source's previous ``reference_months`` checked months (at least
     ``min_reference_months`` of them, after its first ``warmup_months``); then
     lower = reference * low_factor - poisson_slack * sqrt(reference) and
-    upper = reference * high_factor + poisson_slack * sqrt(reference).
+    upper = reference * high_factor + poisson_slack * sqrt(reference); a month whose reference is
+    below ``min_reference_signals`` is not checked.
     """
 
     reference_months: int = Field(6, ge=1, le=36)
     min_reference_months: int = Field(3, ge=1, le=36)
+    min_reference_signals: int = Field(10, ge=0)
     warmup_months: int = Field(2, ge=0, le=12)
     low_factor: float = Field(0.5, gt=0.0, lt=1.0)
     high_factor: float = Field(1.75, gt=1.0, le=1000.0)

@@ -39,6 +39,31 @@ AGE_BANDS: tuple[str, ...] = ("under_35", "35_49", "50_64", "65_74", "75_plus")
 AGE_BAND_EDGES: tuple[int, ...] = (35, 50, 65, 75)  # lower bounds of AGE_BANDS[1:]
 NO_OUTCOME = "none"  # a household never visited before
 
+# The kinds of need of the hidden world (truth ``need_type``) that services serve
+# (configs/services.yaml), and the hidden drivers a crisis signal can follow (the catalogue's
+# ``synthetic.driver``; docs/synthetic_data.md).
+NEED_TYPES: tuple[str, ...] = (
+    "income",
+    "housing",
+    "health",
+    "care",
+    "employment",
+    "debt",
+    "isolation",
+)
+DRIVERS: tuple[str, ...] = (
+    "strain",
+    "job",
+    "health",
+    "disaster",
+    "benefit",
+    "housing",
+    "isolation",
+    "debt",
+    "care",
+    "medical",
+)
+
 # A scored frame's list order when the model's list policy (fairness mitigation) sets it.
 LIST_ORDER = "list_order"
 

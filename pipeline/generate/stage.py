@@ -12,14 +12,14 @@ from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.datasets.truth import TRUTH_SUMMARY
 from pipeline.engine import map_partitions
+from pipeline.generate.process import SimulationContext
 from pipeline.generate.regions import SigunguSpec, build_regions, capacity_table, regions_table
-from pipeline.generate.simulate import SimulationContext, simulate_partition
+from pipeline.generate.simulate import simulate_partition
 from pipeline.generate.world import (
     PENDING_EVENTS,
     SUPPORTS,
     WORLD_RECORD,
     WORLD_STATE,
-    empty_supports,
     pending_frame,
     pending_to_file,
     state_frame,
@@ -63,6 +63,7 @@ def simulation_context(config: Config, catalogue: IndicatorCatalogue) -> Simulat
         hardship=gen.hardship,
         selection=gen.selection,
         indicators=catalogue.indicators,
+        contact_effect=gen.contact_effect,
     )
 
 
@@ -82,7 +83,7 @@ def _generate_partition(task: _PartitionTask) -> dict[str, float]:
     )
     pending = pending_frame(data.world.pending, task.context.indicators)
     write_parquet(pending_to_file(pending), truth.partition_file(PENDING_EVENTS, code))
-    write_parquet(supports_to_file(empty_supports()), truth.partition_file(SUPPORTS, code))
+    write_parquet(supports_to_file(data.supports), truth.partition_file(SUPPORTS, code))
     return data.stats
 
 
