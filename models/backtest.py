@@ -226,8 +226,10 @@ def training_table(
     lab = pd.concat(parts, ignore_index=True)
     y_lab = lab["label"].astype("int64").to_numpy()
     if method in ("ipw", "ipw_negatives"):
+        # An unknown probability (local discretion: nobody logs how an office chose) cannot
+        # be inverted: such visits keep weight 1, as if chosen for sure.
         prob = lab["selection_probability"].astype(float).clip(lower=1.0 / settings.weight_clip)
-        w_lab = (1.0 / prob).to_numpy()
+        w_lab = (1.0 / prob.fillna(1.0)).to_numpy()
         w_lab = w_lab / w_lab.mean()
     else:
         w_lab = np.ones(len(lab))

@@ -100,15 +100,20 @@ def logging_propensity(
     - ``l``: the logged probability of a local pick; 0 otherwise (not known);
     - ``x``: the 읍면동's logged exploration probability for a household with a recent signal.
 
-    Returns the visit probability of visited households (NaN elsewhere) and the support: visited,
-    or ``c`` or ``x`` positive.
+    A visit whose logged probability is missing (a local pick: no system records how an office
+    chose, so the generator logs none) has an unknown visit probability: NaN, and its label is
+    left to DR's model term.
+
+    Returns the visit probability of visited households with a known one (NaN elsewhere) and the
+    support: such a visit, or ``c`` or ``x`` positive.
     """
     reason = np.asarray(reason, dtype=object)
     prob = np.asarray(probability, dtype=np.float64)
     emd = np.asarray(emd, dtype=object)
     score = np.asarray(rule_score, dtype=np.float64)
     recent = np.asarray(recent, dtype=bool)
-    visited = ~np.isnan(prob)
+    visited = pd.notna(reason) & (reason != "")
+    unknown = visited & np.isnan(prob)  # chosen by a reason with no logged probability
     codes, uniques = pd.factorize(emd)
     codes = np.asarray(codes, dtype=np.int64)
     groups = len(uniques)
@@ -124,13 +129,13 @@ def logging_propensity(
     c = np.where(visited & (reason == CENTRAL), prob, c)
     x = np.where(recent, explore[codes], 0.0)
     x = np.where(is_explore, prob, x)
-    local = visited & (reason == LOCAL)
+    local = visited & (reason == LOCAL) & ~unknown
     l_ = np.where(local, prob, 0.0)
     known = visited & ~np.isin(reason, [CENTRAL, LOCAL, EXPLORE])  # another logging policy
     combined = 1.0 - (1.0 - c) * (1.0 - l_) * (1.0 - x)
     combined = np.where(known, prob, combined)
-    out = np.where(visited, combined, np.nan)
-    support = visited | (c > 0) | (x > 0)
+    out = np.where(visited & ~unknown, combined, np.nan)
+    support = (visited & ~unknown) | (c > 0) | (x > 0)
     return out, support
 
 
@@ -160,8 +165,9 @@ def list_terms(
     seen = code >= 0
     y = np.where(seen, code, 0).astype(np.float64)
     p = frame[PROPENSITY].to_numpy(dtype=np.float64)
-    if np.any(seen & ~(p > 0)):
+    if np.any(seen & (p <= 0)):
         raise ValueError("a labelled visit needs a positive propensity")
+    seen &= ~np.isnan(p)  # a visit of unknown probability: its label cannot be weighed
     w = np.zeros(len(frame))
     w[seen] = 1.0 / p[seen]
     if model is None:

@@ -169,6 +169,9 @@ class SelectionReason(_Frozen):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name_ko: str
     name_en: str
+    # whether the probability of choosing a household this way is recorded (false: nobody can
+    # know it, as for an office's own choice; the row's selection_probability is then empty)
+    probability_logged: bool = True
 
 
 class OverrideReason(CodedEntry):
@@ -252,6 +255,11 @@ class OutcomeCatalogue(_Frozen):
     @property
     def reason_codes(self) -> list[str]:
         return [r.code for r in self.selection_reasons]
+
+    @property
+    def logged_reason_codes(self) -> list[str]:
+        """The selection reasons whose rows must record a selection probability."""
+        return [r.code for r in self.selection_reasons if r.probability_logged]
 
     def label_of(self) -> dict[str, int | None]:
         return {o.code: o.label for o in self.outcomes}

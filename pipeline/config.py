@@ -219,11 +219,13 @@ class VolumeConfig(_Strict):
     reference = median of the source's previous ``reference_months`` checked months (at least
     ``min_reference_months`` of them, after its first ``warmup_months``); then
     lower = reference * low_factor - poisson_slack * sqrt(reference) and
-    upper = reference * high_factor + poisson_slack * sqrt(reference).
+    upper = reference * high_factor + poisson_slack * sqrt(reference); a month whose reference is
+    below ``min_reference_signals`` is not checked.
     """
 
     reference_months: int = Field(6, ge=1, le=36)
     min_reference_months: int = Field(3, ge=1, le=36)
+    min_reference_signals: int = Field(10, ge=0)
     warmup_months: int = Field(2, ge=0, le=12)
     low_factor: float = Field(0.5, gt=0.0, lt=1.0)
     high_factor: float = Field(1.75, gt=1.0, le=1000.0)

@@ -59,6 +59,7 @@ class SuiteInputs:
     outcome_codes: tuple[str, ...]
     outcome_resolution: tuple[str, ...]  # "code / resolved" or "code / open"
     selection_reasons: tuple[str, ...]
+    logged_reasons: tuple[str, ...]  # reasons whose rows record a selection probability
     tenure: tuple[str, ...]
     income_band: tuple[str, ...]
     benefit_status: tuple[str, ...]
@@ -113,6 +114,7 @@ def suite_inputs(
         outcome_codes=tuple(outcomes.codes),
         outcome_resolution=resolution,
         selection_reasons=tuple(outcomes.reason_codes),
+        logged_reasons=tuple(outcomes.logged_reason_codes),
         tenure=sets.tenure,
         income_band=sets.income_band,
         benefit_status=sets.benefit_status,
@@ -567,6 +569,8 @@ def events_domain_checks(inputs: SuiteInputs) -> list[Check]:
 
 
 def outcomes_checks(inputs: SuiteInputs) -> list[Check]:
+    from great_expectations.expectations.row_conditions import Column
+
     s = "outreach_outcomes"
     return [
         _c(
@@ -664,6 +668,7 @@ def outcomes_checks(inputs: SuiteInputs) -> list[Check]:
             "ExpectColumnValuesToNotBeNull",
             "selection probability missing",
             column="selection_probability",
+            row_condition=Column("selection_reason").is_in(list(inputs.logged_reasons)),
         ),
         _c(
             s,

@@ -6,7 +6,9 @@ Counts are summed over all 시군구 partitions first (a national figure), then,
 - its first ``warmup_months`` months are not checked and not used as reference: signals of
   earlier events arrive with a lag, so a new source (or the start of the window) ramps up;
 - the reference is the median of the source's previous ``reference_months`` months after the
-  warm-up; with fewer than ``min_reference_months`` of them the month is not checked yet;
+  warm-up; with fewer than ``min_reference_months`` of them the month is not checked yet, nor
+  when the reference is below ``min_reference_signals`` (a source that delivers a handful a
+  month varies by chance far beyond what the bounds would allow);
 - ``lower = reference * low_factor - poisson_slack * sqrt(reference)`` and
   ``upper = reference * high_factor + poisson_slack * sqrt(reference)`` (``high_factor`` may be
   set per source for bursty ones, e.g. disaster damage).
@@ -60,8 +62,9 @@ def volume_bounds(
     """Bounds and status for every source and month from its first month to the window end.
 
     ``first_month`` maps each indicator code to the month index it starts delivering (its
-    ``available_from`` or the window start). ``status`` is ``checked``, ``warm-up`` or
-    ``learning`` (not enough reference months); bounds are NaN when not checked.
+    ``available_from`` or the window start). ``status`` is ``checked``, ``warm-up``,
+    ``learning`` (not enough reference months) or ``too few`` (a reference below
+    ``min_reference_signals``); bounds are NaN when not checked.
     """
     by_key = {
         (str(r.indicator_code), parse_month(str(r.reported_month))): int(r.signals)
@@ -94,8 +97,12 @@ def volume_bounds(
                 rows.append(row)
                 continue
             reference = float(np.median(reference_counts))
-            slack = config.poisson_slack * math.sqrt(reference)
             row["reference"] = reference
+            if reference < config.min_reference_signals:
+                row["status"] = "too few"  # a handful a month: chance, not a delivery error
+                rows.append(row)
+                continue
+            slack = config.poisson_slack * math.sqrt(reference)
             row["lower"] = max(0.0, math.floor(reference * config.low_factor - slack))
             row["upper"] = math.ceil(reference * high + slack)
             row["status"] = "checked"
