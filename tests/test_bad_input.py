@@ -563,6 +563,17 @@ QUARANTINES: dict[str, Quarantine] = {
         lambda f: _set(f, 3, selection_probability=0.0),
         "selection probability must lie in (0, 1]",
     ),
+    # a central pick must record its probability; local picks record none (nobody's record):
+    # the local pick's empty probability is changed here too and must be kept (test below)
+    "selection probability missing": Quarantine(
+        "outreach_outcomes",
+        lambda f: _set(
+            _set(f, _first_row(f, selection_reason="central_rule"), selection_probability=np.nan),
+            _first_row(f, selection_reason="local_discretion"),
+            selection_probability=np.nan,
+        ),
+        "selection probability missing",
+    ),
     "outcome for an unknown household": Quarantine(
         "outreach_outcomes",
         lambda f: _set(f, 4, household_key="H9999999999"),
@@ -587,7 +598,8 @@ def quarantined(tmp_path_factory):
             for fault in faults:
                 before = frame
                 frame = fault.change(frame)
-                differs = ~(before.astype(str) == frame.astype(str)).all(axis=1)
+                same = (before == frame) | (before.isna() & frame.isna())  # missing = missing
+                differs = ~same.fillna(False).all(axis=1)
                 expected_rows[fault.reason] = int(np.flatnonzero(differs.to_numpy())[0])
             return frame
 
@@ -616,6 +628,21 @@ def test_row_level_fault_is_set_aside_with_its_reason(case, quarantined):
     assert expected_rows[fault.reason] in set(mine["row"])
     record = latest_record(config)
     assert any(fault.reason in q["reason"] for q in record["quarantine"])
+
+
+def test_a_local_pick_without_a_probability_is_kept(quarantined):
+    """Local discretion logs no selection probability (configs/outcomes.yaml): its empty
+    probability sets nothing aside, while a central pick's does."""
+    config, _, _, code, _ = quarantined
+    layout = TableLayout(Path(config.paths.raw_input))
+    outcomes = pd.read_parquet(layout.partition_file("outreach_outcomes", code))
+    local = outcomes["selection_reason"].astype(str).eq("local_discretion")
+    empty = outcomes["selection_probability"].isna()
+    assert (local & empty).any() and (~local & empty).any()
+    rejected = rejected_rows(config)
+    rejected = rejected[rejected["table"] == "outreach_outcomes"]
+    assert not set(np.flatnonzero((local & empty).to_numpy())) & set(rejected["row"])
+    assert set(np.flatnonzero((~local & empty).to_numpy())) <= set(rejected["row"])
 
 
 @pytest.fixture(scope="module")

@@ -134,6 +134,33 @@ def test_logging_propensity_combines_the_reasons():
     assert observed_rates(visits) == {CENTRAL: 0.5, LOCAL: 1.0}
 
 
+def test_a_visit_of_unknown_probability_is_left_to_the_model_term():
+    """A local pick logs no probability (nobody records how an office chose): its visit
+    probability is unknown, it vouches for nothing, and its label corrects no estimate; a
+    household that was also in the exploration pool keeps that support."""
+    reason = np.array([CENTRAL, LOCAL, LOCAL, EXPLORE], dtype=object)
+    prob = np.array([1.0, np.nan, np.nan, 0.01])
+    score = np.array([3, 0, 0, 1], dtype=float)
+    recent = np.array([1, 0, 1, 1], dtype=bool)
+    visit, support = logging_propensity(reason, prob, np.array(["e"] * 4), score, recent)
+    assert visit[0] == 1.0 and np.isnan(visit[1]) and np.isnan(visit[2])
+    assert support.tolist() == [True, False, True, True]
+    frame = pd.DataFrame(
+        {
+            "candidate": [True, True, True, True],
+            OBSERVED: np.array([1, 1, 0, 1], dtype=np.int8),
+            PROPENSITY: visit,
+            SUPPORT: support,
+            "model": [0.9, 0.5, 0.5, 0.3],
+        }
+    )
+    got = estimate(frame, "candidate", "model")
+    # IPS counts the central pick (1 / 1) and the explored one (1 / 0.01) over 4 listed
+    assert got["ips"] == pytest.approx((1.0 + 100.0) / 4)
+    # DR: the locals are their model terms alone, 0.5 each
+    assert got["dr"] == pytest.approx((1.0 + 0.5 + 0.5 + (0.3 + 100.0 * 0.7)) / 4)
+
+
 def test_gate_metric_choice():
     assert gate_metric("auto", has_truth=True) == "truth_precision_emd"
     assert gate_metric("auto", has_truth=False) == "offpolicy_dr_precision_emd"

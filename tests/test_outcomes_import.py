@@ -384,7 +384,7 @@ def test_a_household_added_by_the_caseworker_is_accepted_as_local_discretion(
     stored = read_round_outcomes(light.config, ROUND).set_index("household_key")
     assert stored.loc[[first, second], "added_by_caseworker"].all()
     assert (stored.loc[[first, second], "selection_reason"] == "local_discretion").all()
-    assert (stored.loc[[first, second], "selection_probability"] == 1.0).all()
+    assert stored.loc[[first, second], "selection_probability"].isna().all()  # nobody's record
     assert stored.loc[second, "contact_date"] == date(2026, 11, 3)
 
 

@@ -205,6 +205,24 @@ def test_volume_bounds_follow_the_documented_formula():
     assert (checked["signals"] <= checked["upper"]).all()
 
 
+def test_a_source_of_a_handful_a_month_is_not_judged_by_volume():
+    """A rare source (a median of 0-3 signals a month) varies by chance beyond any Poisson
+    bound of its median: 0 then 3 would fail an upper bound of 0. Below
+    ``min_reference_signals`` the month is not checked; the same shape ten times larger is."""
+    rare = [1, 0, 0, 1, 0, 0, 3, 0, 1, 2]
+    end = parse_month("2024-07")
+    bounds = volume_bounds(_counts("x", rare), {"x": parse_month("2023-10")}, end, VolumeConfig())
+    assert "checked" not in set(bounds["status"])
+    assert set(bounds["status"][5:]) == {"too few"}
+    assert bounds["upper"].isna().all()
+    before = VolumeConfig(min_reference_signals=0)  # what the check did before: a false alarm
+    flagged = volume_bounds(_counts("x", rare), {"x": parse_month("2023-10")}, end, before)
+    assert (flagged["signals"] > flagged["upper"]).any()
+    common = [10 * v + 100 for v in rare]
+    bounds = volume_bounds(_counts("x", common), {"x": parse_month("2023-10")}, end, VolumeConfig())
+    assert (bounds["status"][5:] == "checked").all()
+
+
 def test_a_missing_month_and_a_double_delivery_fall_outside_the_bounds():
     cfg = VolumeConfig()
     steady = [1000] * 12

@@ -321,9 +321,10 @@ def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: s
             "contact_date": days,
             "added_by_caseworker": added,
             "selection_reason": np.where(added, LOCAL_DISCRETION, reason),
-            # A household a caseworker chose has no known selection probability: recorded as 1
-            # (a deliberate choice), so inverse-probability weights do not inflate it.
-            "selection_probability": np.where(added, 1.0, probability),
+            # How a caseworker chose a household is nobody's record: its selection probability
+            # is unknown (empty; configs/outcomes.yaml, local_discretion), so neither inverse-
+            # probability weights nor off-policy estimates pretend to know it.
+            "selection_probability": np.where(added, np.nan, probability),
             "source_file_sha256": source_sha256,
             "resolved_month": resolved_month,
             "override_code": override.to_numpy(),
