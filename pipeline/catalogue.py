@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.config import ConfigError, Month
 from pipeline.months import parse_month
-from pipeline.vocabulary import CASE_STATUSES_REQUIRED, DRIVERS, NO_SUPPORT, TENURES
+from pipeline.vocabulary import (
+    CASE_STATUSES_REQUIRED,
+    DRIVERS,
+    INCOME_BANDS,
+    NEED_TYPES,
+    NO_SUPPORT,
+    TENURES,
+)
 
 Driver = Literal[DRIVERS]  # type: ignore[valid-type]
 Target = Literal["head", "adult", "elderly", "child", "member"]
@@ -283,6 +290,73 @@ class OutcomeCatalogue(_Frozen):
         return entry.name_ko if language == "ko" else entry.name_en
 
 
+class Eligibility(_Frozen):
+    """What a household must have for a service to be offered (all that are given)."""
+
+    income_bands: tuple[str, ...] | None = None
+    min_head_age: int | None = Field(None, ge=0, le=120)
+    disability: bool = False
+    minors: bool = False
+
+    @field_validator("income_bands")
+    @classmethod
+    def _known_bands(cls, bands: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = [b for b in bands or () if b not in INCOME_BANDS]
+        if unknown:
+            raise ValueError(
+                f"unknown income band {unknown[0]!r}: expected one of {', '.join(INCOME_BANDS)}"
+            )
+        return bands
+
+
+class Service(_Frozen):
+    """A service a visit can link a household to (configs/services.yaml)."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ko: str
+    name_en: str
+    sector: Literal["public", "private", "other"]
+    outcome: Literal["public_support", "private_support"]
+    need_types: tuple[str, ...] = Field(min_length=1)
+    eligible: Eligibility = Eligibility()
+
+    @field_validator("need_types")
+    @classmethod
+    def _known_needs(cls, needs: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in needs if n not in NEED_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown need type {unknown[0]!r}: expected one of {', '.join(NEED_TYPES)}"
+            )
+        return needs
+
+
+class ServiceCatalogue(_Frozen):
+    """The services of configs/services.yaml: codes unique, every kind of need served."""
+
+    services: tuple[Service, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ServiceCatalogue:
+        codes = [s.code for s in self.services]
+        repeated = sorted({c for c in codes if codes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"service code {repeated[0]!r} given twice")
+        served = {n for s in self.services for n in s.need_types}
+        unserved = [n for n in NEED_TYPES if n not in served]
+        if unserved:
+            raise ValueError(f"no service serves the need type {unserved[0]!r}")
+        return self
+
+    @property
+    def codes(self) -> list[str]:
+        return [s.code for s in self.services]
+
+    def serving(self, need_type: str) -> list[Service]:
+        """The services that serve ``need_type``, in catalogue order."""
+        return [s for s in self.services if need_type in s.need_types]
+
+
 def _load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: catalogue file not found")
@@ -431,3 +505,11 @@ def load_data_sources(
         if uncovered:
             raise ConfigError(f"{path}: sources: table {uncovered[0]!r} has no entry")
     return catalogue
+
+
+def load_services(path: Path) -> ServiceCatalogue:
+    """Load and validate ``services.yaml``."""
+    try:
+        return ServiceCatalogue.model_validate(_load_yaml(path))
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None
