@@ -55,6 +55,7 @@ class PathsConfig(_Strict):
     indicators: Path = Path("configs/indicators.yaml")
     outcomes: Path = Path("configs/outcomes.yaml")
     features: Path = Path("configs/features.yaml")
+    services: Path = Path("configs/services.yaml")
 
 
 class WindowConfig(_Strict):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.catalogue import Indicator
+from pipeline.catalogue import Indicator, Service
 from pipeline.config import ContactEffectConfig, HardshipConfig, SelectionConfig
 from pipeline.months import calendar_month, parse_month
 
@@ -63,6 +63,7 @@ class SimulationContext:
     selection: SelectionConfig
     indicators: tuple[Indicator, ...]
     contact_effect: ContactEffectConfig
+    services: tuple[Service, ...] = ()  # what a linked visit records (configs/services.yaml)
 
 
 @dataclass(frozen=True)

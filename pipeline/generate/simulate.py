@@ -35,7 +35,15 @@ from pipeline.generate.process import (
 from pipeline.generate.regions import SigunguSpec
 from pipeline.generate.signals import SIGNAL_COLUMNS, month_signals, signal_masks
 from pipeline.months import format_months, year_of
-from pipeline.visits import IN_PROGRESS, OUTCOME_CODES, VisitDraws, low_income, visit_outcomes
+from pipeline.visits import (
+    IN_PROGRESS,
+    OUTCOME_CODES,
+    HouseholdFacts,
+    VisitDraws,
+    linked_services,
+    low_income,
+    visit_outcomes,
+)
 from pipeline.visits import hard_to_reach as visits_hard_to_reach
 from pipeline.vocabulary import NEED_TYPES
 
@@ -172,7 +180,7 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
         for r in due:
             signals = _concat(drawn)
             in_need = hardship[: t + 1] > cfg.need_threshold
-            contacts = past.visit(r, signals, hardship, in_need)
+            contacts = past.visit(r, signals, hardship, in_need, need_type)
             supports = register_contacts(supports, contacts, month, ctx.contact_effect)
 
     signals = _concat(drawn)
@@ -276,7 +284,8 @@ class PastRounds:
         self.capacities = [max(2, round(e.households * share)) for e in spec.emds]
         self.n = n
         self.rows: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("household", "round", "reason", "prob", "outcome", "resolved")
+            k: []
+            for k in ("household", "round", "reason", "prob", "outcome", "resolved", "service")
         }
         self.stats = {"rule_listed": 0.0, "rule_in_need": 0.0, "listed": 0.0, "listed_in_need": 0.0}
 
@@ -286,10 +295,13 @@ class PastRounds:
         signals: dict[str, np.ndarray],
         hardship: np.ndarray,
         in_need: np.ndarray,
+        need_type: np.ndarray,
     ) -> pd.DataFrame:
-        """List and visit round ``r`` (signals drawn so far; hardship and need of the months so
-        far, from the window's start); returns the contacts for the world: household,
-        contact_month (the resolved month), outcome_code (not for visits still in progress)."""
+        """List and visit round ``r`` (signals drawn so far; hardship, need and kind of need of
+        the months so far, from the window's start); returns the contacts for the world:
+        household, contact_month (the resolved month), outcome_code (not for visits still in
+        progress). A visit linked to support records the service it linked
+        (:func:`pipeline.visits.linked_services`)."""
         ctx, sel, n = self.ctx, self.ctx.selection, self.n
         rng = round_rng(ctx.seed, self.spec.ordinal, r)
         t = r - ctx.window_start
@@ -354,7 +366,20 @@ class PastRounds:
             r,
             VisitDraws.draw(rng, chosen.size),
         )
+        pop = self.pop
+        facts = HouseholdFacts(
+            pop.income[chosen], pop.head_age[chosen], pop.any_disability[chosen], pop.minors[chosen]
+        )
+        service = linked_services(
+            outcome,
+            need_type[t][chosen],
+            facts,
+            ctx.services,
+            rng.random(chosen.size),
+            rng.random(chosen.size),
+        )
         rows = self.rows
+        rows["service"].append(service)
         rows["household"].append(chosen)
         rows["round"].append(np.full(chosen.size, r, dtype=np.int32))
         rows["reason"].append(np.concatenate(reasons))
@@ -382,6 +407,8 @@ class PastRounds:
         resolved = np.concatenate(self.rows["resolved"])
         unresolved = (outcome == IN_PROGRESS) | (resolved > ctx.window_end)
         outcome = np.where(unresolved, IN_PROGRESS, outcome)
+        service = np.where(unresolved, -1, np.concatenate(self.rows["service"]))
+        service_codes = np.asarray([s.code for s in ctx.services] + [None], dtype=object)
         resolved = np.where(unresolved, round_month, resolved)  # not written: in progress
         prob = np.concatenate(self.rows["prob"])
         emd_codes = np.array([e.code for e in self.spec.emds], dtype=object)
@@ -407,6 +434,7 @@ class PastRounds:
                     ),
                     dtype="string",
                 ),
+                "service_code": pd.Series(service_codes[service], dtype="string"),
             }
         )
         for column in (

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.catalogue import IndicatorCatalogue
+from pipeline.catalogue import IndicatorCatalogue, load_services
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.raw import GENERATION_RECORD
@@ -64,6 +64,7 @@ def simulation_context(config: Config, catalogue: IndicatorCatalogue) -> Simulat
         selection=gen.selection,
         indicators=catalogue.indicators,
         contact_effect=gen.contact_effect,
+        services=load_services(Path(config.paths.services)).services,
     )
 
 
