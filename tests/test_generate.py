@@ -74,7 +74,7 @@ EXPECTED_SCHEMA = {
         "resolved_month": "string",
     },
 }
-TRUTH_WORDS = ("hardship", "in_need", "main_cause", "latent", "truth", "shock")
+TRUTH_WORDS = ("hardship", "in_need", "need_type", "latent", "truth", "shock")
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_truth_is_written_apart_for_every_household_month(small_generation):
     truth = _read_table(result.truth_dir, "household_month")
     households = _read_table(result.raw_dir, "households")
     assert len(truth) == len(households) * config.window.months
-    assert set(truth.columns) == {"household_key", "month", "hardship", "in_need", "main_cause"}
+    assert set(truth.columns) == {"household_key", "month", "hardship", "in_need", "need_type"}
     assert not truth.duplicated(["household_key", "month"]).any()
 
 
