@@ -44,7 +44,7 @@ WEIGHTS: dict[str, float] = {
 }
 CHRONIC = 0.8  # the share of a positive baseline that counts as a lasting lack of income
 DRIVER_CAP = 4.0
-STRAIN_FLOOR = 0.5  # the strain of an ordinary household, below which no arrears show
+STRAIN_FLOOR = 1.0  # the strain of an ordinary household, below which no arrears show
 _JEONSE_WAVE = (parse_month("2024-01"), parse_month("2025-06"))
 
 
