@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -335,9 +337,19 @@ class ServiceCatalogue(_Frozen):
     """The services of configs/services.yaml: codes unique, every kind of need served."""
 
     services: tuple[Service, ...] = Field(min_length=1)
+    # The rule mapping (the baseline of the service match): the kinds of need a caseworker reads
+    # from each group of crisis signals (groups of configs/indicators.yaml).
+    signal_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> ServiceCatalogue:
+        for group, needs in self.signal_groups.items():
+            unknown = [n for n in needs if n not in NEED_TYPES]
+            if unknown:
+                raise ValueError(
+                    f"signal_groups: {group}: unknown need type {unknown[0]!r}: expected one of "
+                    f"{', '.join(NEED_TYPES)}"
+                )
         codes = [s.code for s in self.services]
         repeated = sorted({c for c in codes if codes.count(c) > 1})
         if repeated:
@@ -351,6 +363,32 @@ class ServiceCatalogue(_Frozen):
     @property
     def codes(self) -> list[str]:
         return [s.code for s in self.services]
+
+    def check_groups(self, groups: Iterable[str], path: Path) -> None:
+        """Every indicator group has an entry in ``signal_groups`` and no other is named."""
+        groups = list(groups)
+        missing = [g for g in groups if g not in self.signal_groups]
+        if missing:
+            raise ConfigError(f"{path}: signal_groups: indicator group {missing[0]!r} has no entry")
+        unknown = sorted(set(self.signal_groups) - set(groups))
+        if unknown:
+            raise ConfigError(
+                f"{path}: signal_groups: unknown indicator group {unknown[0]!r}: expected one of "
+                f"{', '.join(groups)}"
+            )
+
+    def serves(self) -> np.ndarray:
+        """Need types × services: whether the service serves the kind of need."""
+        return np.array(
+            [[need in s.need_types for s in self.services] for need in NEED_TYPES], dtype=bool
+        )
+
+    def group_needs(self, groups: Sequence[str]) -> np.ndarray:
+        """``groups`` × need types: whether signals of the group point to the kind of need."""
+        return np.array(
+            [[need in self.signal_groups.get(g, ()) for need in NEED_TYPES] for g in groups],
+            dtype=bool,
+        ).reshape(len(groups), len(NEED_TYPES))
 
     def serving(self, need_type: str) -> list[Service]:
         """The services that serve ``need_type``, in catalogue order."""

@@ -482,6 +482,28 @@ Comparison = Literal["candidates", "selective_labels", "mitigation", "offpolicy"
 COMPARISONS: tuple[str, ...] = get_args(Comparison)
 
 
+class ServiceMatchConfig(_Strict):
+    """The learned service match (docs/services.md): a multiclass LightGBM over the services
+    past visits linked, and how many services are suggested per listed household."""
+
+    top: int = Field(3, ge=1, le=10)
+    n_estimators: int = Field(100, ge=1)
+    num_leaves: int = Field(15, ge=2)
+    learning_rate: float = Field(0.1, gt=0.0, le=1.0)
+    min_child_samples: int = Field(20, ge=1)
+    colsample_bytree: float = Field(0.5, gt=0.0, le=1.0)
+    n_jobs: int = Field(2, ge=1, le=256)
+    min_labels: int = Field(50, ge=1)  # fewer linked visits than this: the rule mapping alone
+    rule_windows: tuple[int, ...] = (3, 12)  # group counts the rule mapping reads (months)
+    rule_weights: tuple[float, ...] = (1.0, 0.1)
+
+    @model_validator(mode="after")
+    def _windows(self) -> ServiceMatchConfig:
+        if len(self.rule_windows) != len(self.rule_weights) or not self.rule_windows:
+            raise ValueError("rule_windows and rule_weights need one weight per window")
+        return self
+
+
 class TrainingConfig(_Strict):
     """``outreach train``: candidates, backtests, calibration, fairness, gates and MLflow.
 
@@ -508,6 +530,7 @@ class TrainingConfig(_Strict):
     fairness: FairnessConfig = FairnessConfig()
     mitigation: MitigationConfig = MitigationConfig()
     gates: GatesConfig = GatesConfig()
+    service_match: ServiceMatchConfig = ServiceMatchConfig()
     compare: tuple[Comparison, ...] = ()
 
     @field_validator("compare")

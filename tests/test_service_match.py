@@ -1,0 +1,161 @@
+"""The service match (models.service_match): the rule mapping reads signal groups as kinds of need
+and offers only eligible services; the learned match recovers which service visits linked and
+lets the rule fill what it never saw; the top-k hit rate counts a household in need as matched
+when a suggested service serves its hidden kind of need."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO_ROOT
+
+from features.spec import group_count_column
+from models.service_match import (
+    MODEL,
+    RULE,
+    ServiceMatch,
+    suggest_by_rule,
+    top_hit,
+    top_hit_rate,
+)
+from pipeline.catalogue import load_indicators, load_services
+from pipeline.config import ConfigError, ServiceMatchConfig
+
+SERVICES = load_services(REPO_ROOT / "configs" / "services.yaml")
+GROUPS = list(load_indicators(REPO_ROOT / "configs" / "indicators.yaml").groups)
+CODES = SERVICES.codes
+CONFIG = ServiceMatchConfig(n_jobs=1, n_estimators=40, min_labels=50)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """Feature rows: every group's 3- and 12-month counts (0 unless given) and the facts that
+    eligibility reads."""
+    base = {group_count_column(g, w): 0.0 for g in GROUPS for w in (3, 12)}
+    facts = {
+        "income_band": "under_30",
+        "disabled_members": 0,
+        "minors": 0,
+        "audit__head_age_band": "50_64",
+    }
+    return pd.DataFrame([{**base, **facts, **r} for r in rows])
+
+
+def _names(indices: np.ndarray) -> list[str]:
+    return [CODES[i] for i in indices if i >= 0]
+
+
+def test_every_signal_group_points_to_a_kind_of_need(tmp_path):
+    SERVICES.check_groups(GROUPS, REPO_ROOT / "configs" / "services.yaml")
+    with pytest.raises(ConfigError, match="indicator group 'isolation' has no entry"):
+        kept = {g: n for g, n in SERVICES.signal_groups.items() if g != "isolation"}
+        SERVICES.model_copy(update={"signal_groups": kept}).check_groups(
+            GROUPS, tmp_path / "services.yaml"
+        )
+
+
+def test_the_rule_reads_signal_groups_as_kinds_of_need_and_gives_its_reason():
+    frame = _frame(
+        [
+            {group_count_column("finance", 3): 2.0},
+            {group_count_column("isolation", 3): 1.0, "audit__head_age_band": "75_plus"},
+            {group_count_column("housing", 12): 3.0, group_count_column("health", 3): 1.0},
+        ]
+    )
+    s = suggest_by_rule(frame, SERVICES, GROUPS, CONFIG)
+    assert s.services.shape == (3, 3) and (s.source == RULE).all()
+    debt = _names(s.services[0])
+    assert debt[0] == "debt_adjustment"
+    assert GROUPS[s.reason_group[0, 0]] == "finance"
+    isolated = _names(s.services[1])
+    assert set(isolated) <= {"mental_health", "care_services", "community_linkage"}
+    assert len(isolated) == 3 and GROUPS[s.reason_group[1, 0]] == "isolation"
+    # 3 months of health (weight 1) outrank 12 months of housing (weight 0.1)
+    third = _names(s.services[2])
+    assert SERVICES.services[s.services[2, 0]].need_types.count("health")
+    assert any("housing" in SERVICES.services[CODES.index(c)].need_types for c in third)
+
+
+def test_the_rule_offers_only_services_the_household_may_have():
+    frame = _frame(
+        [
+            {group_count_column("utilities", 3): 3.0, "audit__head_age_band": "50_64"},
+            {group_count_column("utilities", 3): 3.0, "audit__head_age_band": "65_74"},
+            {group_count_column("utilities", 3): 3.0, "income_band": "over_100"},
+        ]
+    )
+    s = suggest_by_rule(frame, SERVICES, GROUPS, CONFIG.model_copy(update={"top": 10}))
+    assert "basic_pension" not in _names(s.services[0])
+    assert "basic_pension" in _names(s.services[1])
+    rich = _names(s.services[2])
+    assert "livelihood_benefit" not in rich and "basic_pension" not in rich
+    for code in rich:  # only what a household over the income bands may have
+        bands = SERVICES.services[CODES.index(code)].eligible.income_bands
+        assert bands is None or "over_100" in bands
+
+
+def _visits(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Series]:
+    """Linked visits whose service follows their strongest signal group."""
+    groups = rng.choice(["finance", "health", "employment"], size=n)
+    rows = [{group_count_column(g, 3): float(rng.integers(1, 4))} for g in groups]
+    frame = _frame(rows)
+    linked = pd.Series(
+        np.select(
+            [groups == "finance", groups == "health"],
+            ["debt_adjustment", "medical_benefit"],
+            "employment_support",
+        ),
+        dtype="string",
+    )
+    return frame, linked
+
+
+def test_the_learned_match_recovers_what_visits_linked_and_the_rule_fills_the_rest():
+    rng = np.random.default_rng(7)
+    frame, linked = _visits(600, rng)
+    inputs = [c for c in frame.columns if c.startswith("group_")]
+    linked[:20] = pd.NA  # visits that linked nothing are no label
+    four = CONFIG.model_copy(update={"top": 4})
+    match = ServiceMatch(SERVICES, GROUPS, four, seed=3).fit(frame[inputs], linked)
+    assert match.n_labels_ == 580 and match.model_ is not None
+    new, truth = _visits(200, np.random.default_rng(8))
+    s = match.suggest(new)
+    first = np.array(_names(s.services[:, 0]))
+    assert (first == truth.to_numpy()).mean() > 0.95
+    assert (s.source[:, 0] == MODEL).all() and np.all(s.probability[:, 0] > 0.5)
+    # three services were ever linked: the fourth place is the rule's, never one repeated
+    assert (s.source[:, :3] == MODEL).all() and (s.source[:, 3] == RULE).all()
+    for row in s.services:
+        placed = row[row >= 0]
+        assert len(placed) == len(set(placed.tolist()))
+
+
+def test_too_few_labels_leave_the_rule_alone():
+    frame, linked = _visits(30, np.random.default_rng(1))
+    inputs = [c for c in frame.columns if c.startswith("group_")]
+    match = ServiceMatch(SERVICES, GROUPS, CONFIG, seed=3).fit(frame[inputs], linked)
+    assert match.model_ is None
+    s = match.suggest(frame)
+    rule = suggest_by_rule(frame, SERVICES, GROUPS, CONFIG)
+    assert (s.source == RULE).all()
+    np.testing.assert_array_equal(s.services, rule.services)
+
+
+def test_a_hit_is_a_suggested_service_that_serves_the_hidden_need():
+    at = CODES.index
+    suggested = np.array(
+        [
+            [at("debt_adjustment"), at("food_bank"), -1],
+            [at("medical_benefit"), -1, -1],
+            [at("debt_adjustment"), -1, -1],
+            [at("medical_benefit"), -1, -1],
+        ]
+    )
+    need = np.array(["debt", "debt", "none", "health"], dtype=object)
+    np.testing.assert_array_equal(top_hit(suggested, need, SERVICES), [True, False, False, True])
+    figures = top_hit_rate(
+        suggested, need, SERVICES, clusters=np.array([1, 1, 2, 2]), samples=200, seed=0
+    )
+    assert figures["households"] == 3.0  # the household not in need is not counted
+    assert figures["rate"] == pytest.approx(2 / 3)
+    assert 0.0 <= figures["low"] <= figures["rate"] <= figures["high"] <= 1.0
