@@ -159,3 +159,27 @@ def test_a_hit_is_a_suggested_service_that_serves_the_hidden_need():
     assert figures["households"] == 3.0  # the household not in need is not counted
     assert figures["rate"] == pytest.approx(2 / 3)
     assert 0.0 <= figures["low"] <= figures["rate"] <= figures["high"] <= 1.0
+
+
+def test_the_match_learns_only_from_services_known_before_the_cutoff():
+    from models.backtest import MatchSetup, RoundPool, service_match_for
+    from pipeline.config import TrainingConfig
+
+    rng = np.random.default_rng(5)
+    pools = []
+    for r, resolved in ((100, 101), (102, 103), (104, 106)):
+        frame, linked = _visits(200, rng)
+        labelled = frame.assign(
+            label=1, resolved_month=resolved, service_code=linked.to_numpy()
+        )
+        labelled.loc[:9, "service_code"] = pd.NA  # linked nothing: no label
+        pools.append(RoundPool(r, labelled, frame.iloc[0:0], r + 4))
+    inputs = [c for c in pools[0].labelled.columns if c.startswith("group_")]
+    setup = MatchSetup(SERVICES, tuple(GROUPS))
+    config = TrainingConfig(service_match=CONFIG)
+    # before 104: rounds 100 and 102 (resolved 101, 103); round 104 is not before the cutoff
+    assert service_match_for(pools, 104, inputs, setup, config).n_labels_ == 380
+    # at 106, round 104's visits were resolved in 106: not yet known
+    assert service_match_for(pools, 106, inputs, setup, config).n_labels_ == 380
+    assert service_match_for(pools, 107, inputs, setup, config).n_labels_ == 570
+    assert service_match_for(pools, 101, inputs, setup, config).model_ is None

@@ -293,6 +293,11 @@ def feature_outcomes(path: Path, sigungu: str) -> pd.DataFrame:
             "resolved_month": pd.array(
                 [None if pd.isna(r) else parse_month(str(r)) for r in resolved], dtype="Int64"
             ),
+            "service_code": (
+                frame["service_code"].astype("string").mask(skipped).to_numpy()
+                if "service_code" in frame.columns
+                else pd.array([pd.NA] * len(frame), dtype="string")
+            ),
         }
     )
 

@@ -38,6 +38,7 @@ OUTCOME_COLUMNS = [
     "selection_probability",
     "outcome_code",
     "resolved_month",
+    "service_code",  # the service a linked visit recorded (NA: none, or not recorded)
 ]
 
 
@@ -62,6 +63,7 @@ def combine_outcomes(staged: pd.DataFrame, imported: list[pd.DataFrame]) -> pd.D
     (household, round), the staged one when both exist; pure."""
     staged = staged[OUTCOME_COLUMNS].assign(source=pd.array([STAGED] * len(staged), "string"))
     extra = [frame[OUTCOME_COLUMNS] for frame in imported if len(frame)]
+    staged = staged.assign(service_code=staged["service_code"].astype("string"))
     if not extra:
         return staged
     frame = pd.concat(

@@ -166,6 +166,19 @@ def backtest_metrics(bt: BacktestResult) -> tuple[list[tuple[int, dict[str, floa
             for _, row in offpolicy_validation(bt.offpolicy, target).iterrows():
                 for key in ("mae", "bias", "coverage", "width", "n"):
                     batch[f"offpolicy.{row['estimator']}.{key}{suffix}"] = float(row[key])
+    if bt.service_match is not None:  # top-k hit rates against the hidden kind of need
+        rounds = sorted(r for r in bt.service_match["round"].unique() if r != "all")
+        for _, row in bt.service_match.iterrows():
+            values = {
+                f"service_match.{row['matcher']}.hit_rate{part}": float(row[key])
+                for key, part in (("rate", ""), ("low", "_low"), ("high", "_high"))
+                if pd.notna(row[key])
+            }
+            values[f"service_match.{row['matcher']}.households"] = float(row["households"])
+            if row["round"] == "all":
+                batch.update(values)
+            else:
+                steps.append((rounds.index(row["round"]), values))
     return steps, batch
 
 
