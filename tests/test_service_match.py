@@ -169,9 +169,7 @@ def test_the_match_learns_only_from_services_known_before_the_cutoff():
     pools = []
     for r, resolved in ((100, 101), (102, 103), (104, 106)):
         frame, linked = _visits(200, rng)
-        labelled = frame.assign(
-            label=1, resolved_month=resolved, service_code=linked.to_numpy()
-        )
+        labelled = frame.assign(label=1, resolved_month=resolved, service_code=linked.to_numpy())
         labelled.loc[:9, "service_code"] = pd.NA  # linked nothing: no label
         pools.append(RoundPool(r, labelled, frame.iloc[0:0], r + 4))
     inputs = [c for c in pools[0].labelled.columns if c.startswith("group_")]
