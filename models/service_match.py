@@ -35,9 +35,22 @@ from features.spec import group_count_column
 from pipeline.catalogue import ServiceCatalogue
 from pipeline.config import ServiceMatchConfig
 from pipeline.visits import HouseholdFacts, eligible_matrix
-from pipeline.vocabulary import AGE_BAND_EDGES, AGE_BANDS, EMD, INCOME_BANDS, NEED_TYPES
+from pipeline.vocabulary import (
+    AGE_BAND_EDGES,
+    AGE_BANDS,
+    AUDIT_PREFIX,
+    EMD,
+    INCOME_BANDS,
+    NEED_TYPES,
+)
 
-HEAD_AGE_BAND = "audit__head_age_band"  # an audit column: read for eligibility, never learned from
+# The feature columns eligibility reads (features.spec names household attributes hh__<name>);
+# the head's age band is an audit column: read for eligibility, never learned from.
+INCOME_BAND = "hh__income_band"
+DISABLED = "hh__disabled_members"
+MINORS = "hh__minors"
+HEAD_AGE_BAND = f"{AUDIT_PREFIX}head_age_band"
+FACT_COLUMNS = (INCOME_BAND, DISABLED, MINORS, HEAD_AGE_BAND)
 RULE = "rule"
 MODEL = "model"
 
@@ -61,7 +74,7 @@ class Suggestions:
 def household_facts(features: pd.DataFrame) -> HouseholdFacts:
     """What eligibility looks at, from a feature frame: the head's age is the lower edge of the
     head's age band (a service for 65 and over is offered from the 65-74 band on)."""
-    income = pd.Categorical(features["income_band"].astype("string"), categories=INCOME_BANDS)
+    income = pd.Categorical(features[INCOME_BAND].astype("string"), categories=INCOME_BANDS)
     lower = dict(zip(AGE_BANDS, (0, *AGE_BAND_EDGES), strict=True))
     if HEAD_AGE_BAND in features.columns:
         band = features[HEAD_AGE_BAND].astype("string")
@@ -71,8 +84,8 @@ def household_facts(features: pd.DataFrame) -> HouseholdFacts:
     return HouseholdFacts(
         income=np.asarray(income.codes, dtype=np.int64),
         head_age=head_age,
-        disability=features["disabled_members"].fillna(0).to_numpy() > 0,
-        minors=features["minors"].fillna(0).to_numpy(dtype=np.float64),
+        disability=features[DISABLED].fillna(0).to_numpy() > 0,
+        minors=features[MINORS].fillna(0).to_numpy(dtype=np.float64),
     )
 
 
@@ -178,6 +191,14 @@ class ServiceMatch:
             )
             self.model_.fit(X[known], y)
         return self
+
+    def columns(self) -> list[str]:
+        """The feature columns :meth:`suggest` reads: the model's inputs, the rule mapping's
+        group counts and the facts eligibility looks at."""
+        rule = [
+            group_count_column(g, w) for g in self.groups for w in self.config.rule_windows
+        ]
+        return list(dict.fromkeys([*self.inputs_, *rule, *FACT_COLUMNS]))
 
     def probabilities(self, X: pd.DataFrame) -> np.ndarray:
         """Households × services: the predicted probability of each (0 for a service the model

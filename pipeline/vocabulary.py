@@ -208,13 +208,15 @@ LIST_COLUMNS: tuple[ListColumn, ...] = (
     ListColumn("reason_1", "사유 1", "reason 1", 48),
     ListColumn("reason_2", "사유 2", "reason 2", 48),
     ListColumn("reason_3", "사유 3", "reason 3", 48),
+    ListColumn("services", "추천 서비스", "suggested services", 44),
     ListColumn("outcome_code", "결과 코드", "outcome code", 18),
+    ListColumn("linked_service", "연계 서비스", "linked service", 20),
     ListColumn("contact_date", "확인일(YYYY-MM-DD)", "contact date (YYYY-MM-DD)", 20),
     ListColumn("override", "담당자 판단(제외·추가)", "override (skip/add)", 22),
     ListColumn("note", "메모(제출 시 제외)", "note (not imported)", 30),
 )
 # The columns a caseworker fills in.
-FILL_IN = ("outcome_code", "contact_date", "override", "note")
+FILL_IN = ("outcome_code", "linked_service", "contact_date", "override", "note")
 
 
 def list_header(language: str) -> list[str]:

@@ -33,9 +33,9 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     eligibility reads."""
     base = {group_count_column(g, w): 0.0 for g in GROUPS for w in (3, 12)}
     facts = {
-        "income_band": "under_30",
-        "disabled_members": 0,
-        "minors": 0,
+        "hh__income_band": "under_30",
+        "hh__disabled_members": 0,
+        "hh__minors": 0,
         "audit__head_age_band": "50_64",
     }
     return pd.DataFrame([{**base, **facts, **r} for r in rows])
@@ -81,7 +81,7 @@ def test_the_rule_offers_only_services_the_household_may_have():
         [
             {group_count_column("utilities", 3): 3.0, "audit__head_age_band": "50_64"},
             {group_count_column("utilities", 3): 3.0, "audit__head_age_band": "65_74"},
-            {group_count_column("utilities", 3): 3.0, "income_band": "over_100"},
+            {group_count_column("utilities", 3): 3.0, "hh__income_band": "over_100"},
         ]
     )
     s = suggest_by_rule(frame, SERVICES, GROUPS, CONFIG.model_copy(update={"top": 10}))

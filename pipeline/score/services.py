@@ -1,0 +1,78 @@
+"""The services suggested for listed households, as the list and the report show them.
+
+The registered model carries the service match fitted with it (``service_match_``,
+:class:`models.service_match.ServiceMatch`); scoring asks it for the top services of each listed
+household and writes them with a short reason each: the rule mapping's reason is the group of
+crisis signals that points to the service, the learned match's the share of similar past visits
+that linked it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from models.service_match import MODEL, RULE, ServiceMatch, Suggestions
+from pipeline.catalogue import IndicatorCatalogue
+
+SERVICE_COLUMNS = ("service_1", "service_2", "service_3")  # codes, best first (NA: none)
+SERVICES_TEXT = "services_text"  # the list's cell: names with a reason each
+
+
+def service_match(model: object) -> ServiceMatch | None:
+    """The service match the registered model carries (None for a model trained without it)."""
+    match = getattr(model, "service_match_", None)
+    return match if isinstance(match, ServiceMatch) else None
+
+
+def _reason(
+    suggestions: Suggestions,
+    row: int,
+    place: int,
+    groups: list[str],
+    catalogue: IndicatorCatalogue,
+    language: str,
+) -> str:
+    source = suggestions.source[row, place]
+    if source == MODEL:
+        share = round(100 * float(suggestions.probability[row, place]))
+        return f"유사 가구 {share}% 연계" if language == "ko" else f"{share}% of similar visits"
+    group = int(suggestions.reason_group[row, place])
+    if source == RULE and group >= 0:
+        entry = catalogue.groups[groups[group]]
+        name = entry.name_ko if language == "ko" else entry.name_en
+        return f"{name} 신호" if language == "ko" else f"{name} signals"
+    return "자격 해당" if language == "ko" else "eligible"
+
+
+def suggestion_columns(
+    match: ServiceMatch,
+    rows: pd.DataFrame,
+    catalogue: IndicatorCatalogue,
+    language: str,
+) -> pd.DataFrame:
+    """Per row of ``rows`` (features of listed households): the suggested service codes
+    (:data:`SERVICE_COLUMNS`) and the list's text, e.g. ``1 긴급복지지원 (공과금 신호) · 2 …``."""
+    suggestions = match.suggest(rows)
+    services = match.catalogue.services
+    out = pd.DataFrame(index=rows.index)
+    for place, column in enumerate(SERVICE_COLUMNS):
+        if place < suggestions.services.shape[1]:
+            index = suggestions.services[:, place]
+            codes = np.array([services[i].code if i >= 0 else None for i in index], dtype=object)
+        else:
+            codes = np.full(len(rows), None, dtype=object)
+        out[column] = pd.array(codes, dtype="string")
+    texts = []
+    for row in range(len(rows)):
+        parts = []
+        for place, index in enumerate(suggestions.services[row]):
+            if index < 0:
+                continue
+            service = services[index]
+            name = service.name_ko if language == "ko" else service.name_en
+            reason = _reason(suggestions, row, place, match.groups, catalogue, language)
+            parts.append(f"{place + 1} {name} ({reason})")
+        texts.append(" · ".join(parts))
+    out[SERVICES_TEXT] = pd.array(texts, dtype="string")
+    return out
