@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, ServiceCatalogue
 from pipeline.config import Config
 from pipeline.datasets.rounds import REPORT_EMD_DIR, REPORT_FOLLOWUP, REPORT_INDEX, read_rows
 from pipeline.report import aggregates as agg
@@ -103,12 +103,14 @@ def render_report(
     outcome_catalogue: OutcomeCatalogue,
     simulation: Any = None,
     ai_file: Any = None,
+    services: ServiceCatalogue | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """The overview and the follow-up page as text, keyed by their path inside ``report/``; and
     a summary. The 읍면동 pages are written apart (:func:`write_emd_pages`). With ``simulation``
     (``pipeline.report.simulation.SimulationResults``) also the simulation page, linked from the
     overview. With ``ai_file`` (``pipeline.report.ai_file.AiFileCopy``) the overview links the
-    model's high-impact AI file."""
+    model's high-impact AI file. With ``services`` (the service catalogue) the overview counts
+    the listed households by suggested service."""
     from markupsafe import Markup
 
     rc = config.report
@@ -123,6 +125,14 @@ def render_report(
     histogram = _histogram(counts)
     reasons = agg.reason_table_from_counts(counts.reasons)
     listed_total = counts.listed
+    service_names = {v.code: v.name_ko for v in services.services} if services else {}
+    suggested, suggested_emd = pages.service_rows(
+        counts.services if counts.services is not None else agg.service_counts(agg.empty_scores()),
+        service_names,
+        inputs.names,
+        listed_total,
+        t,
+    )
     emd_rows = pages.district_rows(districts, inputs.names, t)
     for row in emd_rows:
         row["page"] = f"{EMD_DIR}/{row['emd_code']}.html"
@@ -248,6 +258,8 @@ def render_report(
         ),
         chart_reasons=Markup(chart_reasons),
         reason_rows=pages.reason_rows(reasons, catalogue, listed_total, t),
+        service_rows=suggested,
+        service_emd_rows=suggested_emd,
         previous=previous_context,
         previous_round=inputs.previous_round,
         psi_threshold=rc.psi_threshold,
