@@ -215,6 +215,10 @@ LIST_COLUMNS: tuple[ListColumn, ...] = (
     ListColumn("override", "담당자 판단(제외·추가)", "override (skip/add)", 22),
     ListColumn("note", "메모(제출 시 제외)", "note (not imported)", 30),
 )
+# The scores' columns of the services suggested for a listed household (pipeline.score.services):
+# codes best first, and the list's text with a reason each.
+SERVICE_COLUMNS: tuple[str, ...] = ("service_1", "service_2", "service_3")
+SERVICES_TEXT = "services_text"
 # The columns a caseworker fills in.
 FILL_IN = ("outcome_code", "linked_service", "contact_date", "override", "note")
 

@@ -69,7 +69,7 @@ from models.stability import (
 from models.stability import (
     value_counts as value_counts,
 )
-from pipeline.vocabulary import EXPLORATION, KEY, MONITOR, PHONE, VISIT
+from pipeline.vocabulary import EXPLORATION, KEY, MONITOR, PHONE, SERVICE_COLUMNS, VISIT
 
 LISTED_TIERS = (VISIT, PHONE)
 PARTITION_DISTINCT = 5_000
@@ -182,7 +182,6 @@ def add_tiers(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
 # --- suggested services ----------------------------------------------------------------------
 
 SERVICE_KEYS = ["sigungu_code", "emd_code", "service_code"]
-SUGGESTED = ("service_1", "service_2", "service_3")  # pipeline.score.services.SERVICE_COLUMNS
 
 
 def service_counts(scores: pd.DataFrame) -> pd.DataFrame:
@@ -192,7 +191,7 @@ def service_counts(scores: pd.DataFrame) -> pd.DataFrame:
     Returns sigungu_code, emd_code, service_code, first, any (sorted); empty when the round's
     model suggested none."""
     listed = listed_rows(scores)
-    present = [c for c in SUGGESTED if c in listed.columns]
+    present = [c for c in SERVICE_COLUMNS if c in listed.columns]
     parts = []
     for place, column in enumerate(present):
         code = listed[column].astype("string")

@@ -22,6 +22,7 @@ from pipeline.vocabulary import (
     MONITOR,
     NOT_RETURNED,
     PHONE,
+    SERVICES_TEXT,
     TENURE_TEXT,
     VISIT,
     risk_band,
@@ -403,6 +404,7 @@ class HouseholdRow:
     pending: bool = False
     overdue: bool = False
     history: str = ""
+    services: str = ""  # the suggested services with their reasons (empty: none suggested)
 
 
 @dataclass(frozen=True)
@@ -475,6 +477,7 @@ def household_rows(
 
     texts = [column(f"reason_{i}_text") for i in range(1, reasons + 1)]
     history = column("case_history")
+    services = column(SERVICES_TEXT)
     rows = []
     for i, (rank, key, tier, score, model_rank, chosen, probability) in enumerate(
         zip(
@@ -506,6 +509,7 @@ def household_rows(
                 probability=probability,
                 probability_text=percent(probability, 0),
                 reasons=["" if is_missing(t[i]) else str(t[i]) for t in texts],
+                services="" if is_missing(services[i]) else str(services[i]),
                 **_case_fields(cases, str(key), history[i]),
             )
         )

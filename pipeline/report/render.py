@@ -431,6 +431,7 @@ def render_emd_page(
 ) -> str:
     """The page of one 읍면동 with its listed households (``rows``: theirs only) and the state
     of their cases (``cases``: theirs only)."""
+    households = pages.household_rows(rows, selection, reasons, cases)
     return template.render(
         **common,
         emd_code=page.emd_code,
@@ -439,9 +440,10 @@ def render_emd_page(
         capacity=pages.number(page.capacity),
         visit=pages.number(page.visit),
         phone=pages.number(page.phone),
-        rows=pages.household_rows(rows, selection, reasons, cases),
+        rows=households,
         cases=cases,
         reasons=reasons,
+        services=any(h.services for h in households),
         area_type=pages.area_type(pages.region_name(names, page.emd_code)),
     )
 

@@ -29,7 +29,6 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.catalogue import OutcomeCatalogue
-from pipeline.score.services import SERVICES_TEXT
 from pipeline.textsafe import spreadsheet_text
 from pipeline.vocabulary import (
     EXPLORATION,
@@ -37,6 +36,7 @@ from pipeline.vocabulary import (
     LIST_COLUMNS,
     PHONE,
     RISK_BAND_LEGEND,
+    SERVICES_TEXT,
     TIER_TEXT,
     VISIT,
     list_header,

@@ -14,9 +14,7 @@ import pandas as pd
 
 from models.service_match import MODEL, RULE, ServiceMatch, Suggestions
 from pipeline.catalogue import IndicatorCatalogue
-
-SERVICE_COLUMNS = ("service_1", "service_2", "service_3")  # codes, best first (NA: none)
-SERVICES_TEXT = "services_text"  # the list's cell: names with a reason each
+from pipeline.vocabulary import SERVICE_COLUMNS, SERVICES_TEXT
 
 
 def service_match(model: object) -> ServiceMatch | None:
