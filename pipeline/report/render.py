@@ -29,7 +29,7 @@ from pipeline.report import charts, monitoring, pages
 from pipeline.report.aggregates import KEY, LISTED_TIERS
 from pipeline.report.inputs import ReportInputs
 from pipeline.report.objections import objections_context
-from pipeline.vocabulary import RISK_BAND_LEGEND
+from pipeline.vocabulary import RISK_BAND_LEGEND, SERVICES_TEXT
 
 INDEX = REPORT_INDEX
 FOLLOWUP = REPORT_FOLLOWUP
@@ -492,7 +492,7 @@ def write_emd_pages(task: PagesTask) -> list[str]:
     present = set(pq.read_schema(task.scores_file).names)
     listed = read_rows(
         task.scores_file,
-        [c for c in (*PAGE_COLUMNS, *texts) if c in present],
+        [c for c in (*PAGE_COLUMNS, *texts, SERVICES_TEXT) if c in present],
         {"emd_code": codes, "tier": LISTED_TIERS},
     )
     by_emd = {str(code): rows for code, rows in listed.groupby("emd_code", sort=True)}
