@@ -521,19 +521,25 @@ def test_code_without_git_is_unverifiable_not_failed():
 
 
 def test_rescore_tolerance_and_missing_features():
-    sample = pd.DataFrame(
+    from pipeline.audit.checks_rescore import check_rescore
+    from pipeline.audit.rescore import Selection
+
+    compared = pd.DataFrame(
         {
             "household_key": ["H1", "H2", "H3"],
             "stored": [0.1, 0.2, 0.3],
             "recomputed": [0.1, 0.2 + 1e-12, np.nan],
+            "why": ["listed", "near the cut", "sampled"],
         }
     )
-    (finding,) = checks.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
+    chosen = Selection(compared, 10, 1, 1, 1, 7, 1, 0, False)
+    (finding,) = check_rescore(compared.iloc[:2], chosen, 1e-9, "m v1")
     assert finding.status == c.OK
-    (finding,) = checks.check_rescore(sample, 1e-9, 10, "m v1")
+    (finding,) = check_rescore(compared, chosen, 1e-9, "m v1")
     assert finding.status == c.FAILED
-    assert "1 of 3 sampled households could not be re-scored" in finding.message
+    assert "1 of 3 chosen households could not be re-scored" in finding.message
     assert "H3" in finding.message
-    sample.loc[1, "recomputed"] = 0.25
-    (finding,) = checks.check_rescore(sample.iloc[:2], 1e-9, 10, "m v1")
-    assert finding.status == c.FAILED and "1 of 2 re-scored rows differ" in finding.message
+    compared.loc[1, "recomputed"] = 0.25
+    (finding,) = check_rescore(compared.iloc[:2], chosen, 1e-9, "m v1")
+    assert finding.status == c.FAILED
+    assert "1 of 2 re-scored rows (1 near the cut) differ" in finding.message

@@ -153,7 +153,8 @@ def test_csv_with_skip_and_add_overrides_in_korean_english_and_codes(
     ]
     assert stored.loc[[first, second, third], "added_by_caseworker"].all()
     assert (stored.loc[[first, second, third], "selection_reason"] == "local_discretion").all()
-    assert (stored.loc[[first, second, third], "selection_probability"] == 1.0).all()
+    # nobody records how likely a caseworker's own pick was: unknown, not 1
+    assert stored.loc[[first, second, third], "selection_probability"].isna().all()
     assert list(skipped_mask(stored.reset_index())) == list(
         stored.index.isin(key[:4])
     )  # skipped: the four listed households with an override

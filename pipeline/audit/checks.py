@@ -12,18 +12,14 @@ goes on after a failure and an auditor sees every broken link at once.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-import pandas as pd
 
 from pipeline.audit.findings import (
     CODE,
     FEATURE_FOLDERS_ARTIFACT,
     OK,
-    RESCORE,
     SCORING_FEATURES,
     TRAINING_DATA,
     UNVERIFIABLE,
@@ -243,49 +239,3 @@ def check_code(
     if unverifiable:
         return [Finding(CODE, UNVERIFIABLE, "; ".join(unverifiable + notes))]
     return [Finding(CODE, OK, "commits exist: " + "; ".join(notes))]
-
-
-def check_rescore(
-    sample: pd.DataFrame,
-    tolerance: float,
-    population: int,
-    model_label: str,
-    errors: Sequence[str] = (),
-) -> list[Finding]:
-    """Stored scores equal the recorded model's scores of the stored features.
-
-    ``sample`` holds ``household_key``, ``stored`` and ``recomputed`` (NaN when the household's
-    features were not found or could not be scored); ``errors`` say why a partition could not.
-    """
-    if sample.empty:
-        return [result(RESCORE, ["no row to re-score"], "")]
-    problems = list(errors)
-    found = sample[sample["recomputed"].notna().to_numpy()]
-    diff = (found["recomputed"] - found["stored"]).abs()
-    bad = found[(diff > tolerance).to_numpy()]
-    worst = float(diff.max()) if len(diff) else math.nan
-    if len(bad):
-        problems.insert(
-            0,
-            f"{len(bad):,} of {len(sample):,} re-scored rows differ by more than {tolerance:g} "
-            f"(worst {worst:.3g}) with {model_label}",
-        )
-        for row in bad.head(5).itertuples(index=False):
-            problems.append(
-                f"household {row.household_key}: stored {row.stored:.12f}, "
-                f"re-scored {row.recomputed:.12f}"
-            )
-    lost = sample[sample["recomputed"].isna().to_numpy()]
-    if len(lost):
-        problems.append(
-            f"{len(lost):,} of {len(sample):,} sampled households could not be re-scored from the "
-            f"feature folder (e.g. {', '.join(lost['household_key'].head(3))})"
-        )
-    return [
-        result(
-            RESCORE,
-            problems,
-            f"{len(sample):,} of {population:,} rows re-scored with {model_label}: "
-            f"max |difference| {worst:.3g} (tolerance {tolerance:g})",
-        )
-    ]
