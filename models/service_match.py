@@ -58,17 +58,20 @@ MODEL = "model"
 @dataclass(frozen=True)
 class Suggestions:
     """The top services per household, best first (index into the catalogue's services, -1 when
-    fewer services are eligible), the score each was ranked by, and which matcher placed it.
+    fewer services are eligible), what each adds to the chance that one of them serves the
+    household's need (``scores``), and why each was placed.
 
-    ``reason_group``: for a place the rule mapping filled, the index of the signal group that
-    points to the service most (into the groups given to :func:`rule_scores`; -1 when no signal
-    does); ``probability``: for a place the learned match filled, its predicted probability."""
+    ``reason_need``: the kind of need (index into :data:`NEED_TYPES`) the service was placed
+    for (-1: none); ``reason_group``: for the rule mapping, the signal group that points to that
+    need most (index into the groups given; -1: no signal does); ``probability``: for the learned
+    match, the estimated chance of that need."""
 
     services: np.ndarray
     scores: np.ndarray
     source: np.ndarray  # RULE or MODEL per place ("" where no service is eligible)
     reason_group: np.ndarray
     probability: np.ndarray
+    reason_need: np.ndarray
 
 
 def household_facts(features: pd.DataFrame) -> HouseholdFacts:
@@ -89,17 +92,18 @@ def household_facts(features: pd.DataFrame) -> HouseholdFacts:
     )
 
 
-def rule_scores(
+def rule_needs(
     features: pd.DataFrame,
     catalogue: ServiceCatalogue,
     groups: list[str],
     config: ServiceMatchConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Households × services: the rule mapping's score, and the group behind it (-1: none).
+    """Households × kinds of need: the rule mapping's shares, and the group behind each.
 
     A kind of need scores the household's weighted signal counts (``rule_windows`` with
-    ``rule_weights``) over the groups that point to it; a service scores the best of its kinds
-    of need; its reason is the group that adds most to that kind."""
+    ``rule_weights``) over the groups that point to it (``signal_groups``); the scores are
+    shares of their sum (all 0 without a signal). The group behind a need is the one that adds
+    most to it (-1: none)."""
     n = len(features)
     counts = np.zeros((n, len(groups)))
     for window, weight in zip(config.rule_windows, config.rule_weights, strict=True):
@@ -108,26 +112,72 @@ def rule_scores(
             if column not in features.columns:
                 raise ValueError(f"the rule mapping reads {column}: not among the features")
             counts[:, g] += weight * features[column].fillna(0).to_numpy(dtype=np.float64)
-    points = catalogue.group_needs(groups)  # groups × needs
+    points = catalogue.group_needs(groups).astype(np.float64)  # groups × needs
     need = counts @ points  # households × needs
-    serves = catalogue.serves()  # needs × services
-    per_service = np.where(serves[None, :, :], need[:, :, None], -np.inf)  # h × needs × services
-    best_need = per_service.argmax(axis=1)  # h × services
-    score = per_service.max(axis=1)
-    # The group that adds most to the service's best kind of need.
+    total = need.sum(axis=1, keepdims=True)
+    shares = np.divide(need, total, out=np.zeros_like(need), where=total > 0)
     contribution = counts[:, :, None] * points[None, :, :]  # h × groups × needs
-    top_group = contribution.argmax(axis=1)  # h × needs
-    reason = np.take_along_axis(top_group, best_need, axis=1)
-    reason = np.where(score > 0, reason, -1)
-    return score, reason
+    group = contribution.argmax(axis=1)
+    return shares, np.where(need > 0, group, -1)
 
 
-def _rank(score: np.ndarray, eligible: np.ndarray, top: int) -> np.ndarray:
-    """The ``top`` eligible services by score (catalogue order breaks ties); -1 fills."""
-    masked = np.where(eligible, score, -np.inf)
-    order = np.argsort(-masked, axis=1, kind="stable")[:, :top]
-    ok = np.take_along_axis(eligible, order, axis=1)
-    return np.where(ok, order, -1)
+def cover(
+    need: np.ndarray, eligible: np.ndarray, serves: np.ndarray, top: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``top`` eligible services that cover most of each household's estimated need, chosen
+    one at a time (greedy): each adds the most chance of need not yet served by those before it
+    (catalogue order breaks ties). ``need``: households × kinds of need (chances or shares);
+    ``serves``: kinds of need × services. Returns the services (-1: none eligible left), what
+    each added, and the kind of need each was placed for (its largest part; -1 when it added
+    nothing)."""
+    n, k = len(need), serves.shape[1]
+    chosen = np.full((n, top), -1, dtype=np.int64)
+    gained = np.zeros((n, top))
+    reason = np.full((n, top), -1, dtype=np.int64)
+    open_need = need.astype(np.float64).copy()
+    available = eligible.copy()
+    rows = np.arange(n)
+    for place in range(top):
+        gain = open_need @ serves.astype(np.float64)  # households × services
+        gain = np.where(available, gain, -np.inf)
+        best = gain.argmax(axis=1) if k else np.zeros(n, dtype=np.int64)
+        ok = available[rows, best] if k else np.zeros(n, dtype=bool)
+        chosen[:, place] = np.where(ok, best, -1)
+        gained[:, place] = np.where(ok, gain[rows, best], 0.0)
+        part = open_need * serves[:, best].T  # households × needs it serves, still open
+        reason[:, place] = np.where(ok & (part.max(axis=1) > 0), part.argmax(axis=1), -1)
+        open_need = np.where(ok[:, None] & serves[:, best].T, 0.0, open_need)
+        available[rows[ok], best[ok]] = False
+    return chosen, gained, reason
+
+
+def _suggestions(
+    need: np.ndarray,
+    features: pd.DataFrame,
+    catalogue: ServiceCatalogue,
+    top: int,
+    source: str,
+    groups_of_need: np.ndarray | None,
+) -> Suggestions:
+    eligible = eligible_matrix(catalogue.services, household_facts(features))
+    chosen, gained, reason = cover(need, eligible, catalogue.serves(), top)
+    placed = chosen >= 0
+    at = np.maximum(reason, 0)
+    rows = np.arange(len(need))[:, None]
+    group = np.full(chosen.shape, -1, dtype=np.int64)
+    probability = np.full(chosen.shape, np.nan)
+    if groups_of_need is not None:
+        group = np.where(reason >= 0, groups_of_need[rows, at], -1)
+    else:
+        probability = np.where(reason >= 0, need[rows, at], np.nan)
+    return Suggestions(
+        services=chosen,
+        scores=np.where(placed, gained, np.nan),
+        source=np.where(placed, source, ""),
+        reason_group=group,
+        probability=probability,
+        reason_need=np.where(placed, reason, -1),
+    )
 
 
 def suggest_by_rule(
@@ -136,27 +186,21 @@ def suggest_by_rule(
     groups: list[str],
     config: ServiceMatchConfig,
 ) -> Suggestions:
-    """The rule mapping's ``config.top`` services per household."""
-    score, reason = rule_scores(features, catalogue, groups, config)
-    eligible = eligible_matrix(catalogue.services, household_facts(features))
-    chosen = _rank(score, eligible, config.top)
-    safe = np.maximum(chosen, 0)
-    placed = chosen >= 0
-    return Suggestions(
-        services=chosen,
-        scores=np.where(placed, np.take_along_axis(score, safe, axis=1), np.nan),
-        source=np.where(placed, RULE, ""),
-        reason_group=np.where(placed, np.take_along_axis(reason, safe, axis=1), -1),
-        probability=np.full(chosen.shape, np.nan),
-    )
+    """The rule mapping's ``config.top`` services per household: :func:`cover` of its need
+    shares (without a signal: the catalogue's first eligible services)."""
+    shares, group = rule_needs(features, catalogue, groups, config)
+    return _suggestions(shares, features, catalogue, config.top, RULE, group)
 
 
 class ServiceMatch:
-    """The learned match: fit on past visits that linked a service, suggest for any household.
+    """The learned match: from the services past visits linked, the chance of each kind of need;
+    suggestions that cover the most of it.
 
-    ``fit`` takes the model inputs of the linked visits and the code of the service each linked;
-    ``suggest`` ranks the eligible services by predicted probability and lets the rule mapping
-    fill the places the model cannot (services never linked, or too few labels to fit at all)."""
+    ``fit`` takes the model inputs of the linked visits and the code of the service each linked.
+    A service serving k kinds of need stands for each of them with weight 1/k: the label is the
+    kind of need the visit met, as far as its service tells. ``suggest`` covers the estimated
+    chances (:func:`cover`); with too few labels (``min_labels``) or one kind of need only, it is
+    the rule mapping."""
 
     def __init__(
         self, catalogue: ServiceCatalogue, groups: list[str], config: ServiceMatchConfig, seed: int
@@ -167,14 +211,19 @@ class ServiceMatch:
         self.seed = seed
 
     def fit(self, X: pd.DataFrame, service_code: pd.Series) -> ServiceMatch:
-        codes = self.catalogue.codes
-        known = service_code.notna().to_numpy() & service_code.isin(codes).to_numpy()
-        y = np.array([codes.index(c) for c in service_code[known]], dtype=np.int64)
-        self.n_labels_ = len(y)
-        self.classes_ = np.unique(y)
+        by_code = {s.code: s for s in self.catalogue.services}
+        known = service_code.notna().to_numpy() & service_code.isin(list(by_code)).to_numpy()
+        rows, needs, weights = [], [], []
+        for i, code in zip(np.flatnonzero(known), service_code[known], strict=True):
+            served = by_code[str(code)].need_types
+            for need in served:
+                rows.append(i)
+                needs.append(NEED_TYPES.index(need))
+                weights.append(1.0 / len(served))
+        self.n_labels_ = int(known.sum())
         self.inputs_ = list(X.columns)
         self.model_: LGBMClassifier | None = None
-        if self.n_labels_ >= self.config.min_labels and len(self.classes_) >= 2:
+        if self.n_labels_ >= self.config.min_labels and len(set(needs)) >= 2:
             c = self.config
             self.model_ = LGBMClassifier(
                 objective="multiclass",
@@ -189,52 +238,31 @@ class ServiceMatch:
                 deterministic=True,
                 verbose=-1,
             )
-            self.model_.fit(X[known], y)
+            self.model_.fit(
+                X.iloc[rows], np.asarray(needs), sample_weight=np.asarray(weights, dtype=float)
+            )
         return self
 
     def columns(self) -> list[str]:
         """The feature columns :meth:`suggest` reads: the model's inputs, the rule mapping's
         group counts and the facts eligibility looks at."""
-        rule = [
-            group_count_column(g, w) for g in self.groups for w in self.config.rule_windows
-        ]
+        rule = [group_count_column(g, w) for g in self.groups for w in self.config.rule_windows]
         return list(dict.fromkeys([*self.inputs_, *rule, *FACT_COLUMNS]))
 
-    def probabilities(self, X: pd.DataFrame) -> np.ndarray:
-        """Households × services: the predicted probability of each (0 for a service the model
-        never saw linked, and everywhere when it has too few labels)."""
-        out = np.zeros((len(X), len(self.catalogue.services)))
+    def need_probabilities(self, X: pd.DataFrame) -> np.ndarray:
+        """Households × kinds of need: the estimated chance of each (0 for a kind no linked
+        service stood for)."""
+        out = np.zeros((len(X), len(NEED_TYPES)))
         if self.model_ is not None and len(X):
-            proba = self.model_.predict_proba(X[self.inputs_])
-            out[:, self.model_.classes_] = proba
+            out[:, self.model_.classes_] = self.model_.predict_proba(X[self.inputs_])
         return out
 
     def suggest(self, features: pd.DataFrame) -> Suggestions:
-        """The ``config.top`` services per household: the model's first, the rule's after."""
-        top = self.config.top
-        rule = suggest_by_rule(features, self.catalogue, self.groups, self.config)
-        eligible = eligible_matrix(self.catalogue.services, household_facts(features))
-        proba = self.probabilities(features)
-        learned = eligible & (proba > 0)
-        chosen = _rank(proba, learned, top)
-        services = chosen.copy()
-        source = np.where(chosen >= 0, MODEL, "").astype(object)
-        probability = np.where(
-            chosen >= 0, np.take_along_axis(proba, np.maximum(chosen, 0), axis=1), np.nan
-        )
-        reason_group = np.full(chosen.shape, -1)
-        scores = probability.copy()
-        for i in np.flatnonzero((chosen < 0).any(axis=1)):
-            have = [s for s in chosen[i] if s >= 0]
-            fill = [(p, s) for p, s in enumerate(rule.services[i]) if s >= 0 and s not in have][
-                : top - len(have)
-            ]
-            for slot, (p, s) in enumerate(fill, start=len(have)):
-                services[i, slot] = s
-                source[i, slot] = RULE
-                scores[i, slot] = rule.scores[i, p]
-                reason_group[i, slot] = rule.reason_group[i, p]
-        return Suggestions(services, scores, source.astype(str), reason_group, probability)
+        """The ``config.top`` services per household that cover most of its estimated need."""
+        if self.model_ is None:
+            return suggest_by_rule(features, self.catalogue, self.groups, self.config)
+        need = self.need_probabilities(features)
+        return _suggestions(need, features, self.catalogue, self.config.top, MODEL, None)
 
 
 def top_hit(

@@ -51,6 +51,18 @@ NEED_TYPES: tuple[str, ...] = (
     "debt",
     "isolation",
 )
+NEED_TYPE_TEXT: dict[str, dict[str, str]] = {
+    "ko": {
+        "income": "소득",
+        "housing": "주거",
+        "health": "건강·의료",
+        "care": "돌봄",
+        "employment": "고용",
+        "debt": "채무",
+        "isolation": "고립",
+    },
+    "en": {n: n for n in NEED_TYPES},
+}
 DRIVERS: tuple[str, ...] = (
     "strain",
     "job",

@@ -15,12 +15,14 @@ from models.service_match import (
     MODEL,
     RULE,
     ServiceMatch,
+    cover,
     suggest_by_rule,
     top_hit,
     top_hit_rate,
 )
 from pipeline.catalogue import load_indicators, load_services
 from pipeline.config import ConfigError, ServiceMatchConfig
+from pipeline.vocabulary import NEED_TYPES
 
 SERVICES = load_services(REPO_ROOT / "configs" / "services.yaml")
 GROUPS = list(load_indicators(REPO_ROOT / "configs" / "indicators.yaml").groups)
@@ -64,16 +66,29 @@ def test_the_rule_reads_signal_groups_as_kinds_of_need_and_gives_its_reason():
     )
     s = suggest_by_rule(frame, SERVICES, GROUPS, CONFIG)
     assert s.services.shape == (3, 3) and (s.source == RULE).all()
-    debt = _names(s.services[0])
-    assert debt[0] == "debt_adjustment"
-    assert GROUPS[s.reason_group[0, 0]] == "finance"
-    isolated = _names(s.services[1])
-    assert set(isolated) <= {"mental_health", "care_services", "community_linkage"}
-    assert len(isolated) == 3 and GROUPS[s.reason_group[1, 0]] == "isolation"
-    # 3 months of health (weight 1) outrank 12 months of housing (weight 0.1)
-    third = _names(s.services[2])
-    assert SERVICES.services[s.services[2, 0]].need_types.count("health")
-    assert any("housing" in SERVICES.services[CODES.index(c)].need_types for c in third)
+    assert CODES[s.services[0, 0]] == "debt_adjustment"
+    assert NEED_TYPES[s.reason_need[0, 0]] == "debt" and GROUPS[s.reason_group[0, 0]] == "finance"
+    first = SERVICES.services[s.services[1, 0]]
+    assert "isolation" in first.need_types and GROUPS[s.reason_group[1, 0]] == "isolation"
+    # health (3 months, weight 1) and housing (12 months, weight 0.1): one service covers both
+    both = SERVICES.services[s.services[2, 0]]
+    assert {"health", "housing"} <= set(both.need_types)
+    assert NEED_TYPES[s.reason_need[2, 0]] == "health"
+    # once the need is covered, later places add nothing and say so
+    assert s.scores[0, 1] == 0.0 and s.reason_need[0, 1] == -1
+
+
+def test_suggestions_cover_the_most_need_one_service_at_a_time():
+    serves = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 1]], dtype=bool)  # needs × services
+    need = np.array([[0.5, 0.3, 0.2]])
+    chosen, gained, reason = cover(need, np.ones((1, 3), dtype=bool), serves, top=3)
+    # service 1 covers needs 0 and 1 (0.8); then service 2 adds need 2 (0.2); service 0 nothing
+    assert chosen.tolist() == [[1, 2, 0]]
+    np.testing.assert_allclose(gained, [[0.8, 0.2, 0.0]])
+    assert reason.tolist() == [[0, 2, -1]]
+    ineligible = np.array([[True, False, True]])
+    chosen, _, _ = cover(need, ineligible, serves, top=3)
+    assert chosen.tolist() == [[0, 2, -1]]
 
 
 def test_the_rule_offers_only_services_the_household_may_have():
@@ -110,22 +125,21 @@ def _visits(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Series]:
     return frame, linked
 
 
-def test_the_learned_match_recovers_what_visits_linked_and_the_rule_fills_the_rest():
+def test_the_learned_match_estimates_the_need_that_linked_services_met():
     rng = np.random.default_rng(7)
     frame, linked = _visits(600, rng)
     inputs = [c for c in frame.columns if c.startswith("group_")]
     linked[:20] = pd.NA  # visits that linked nothing are no label
-    four = CONFIG.model_copy(update={"top": 4})
-    match = ServiceMatch(SERVICES, GROUPS, four, seed=3).fit(frame[inputs], linked)
+    match = ServiceMatch(SERVICES, GROUPS, CONFIG, seed=3).fit(frame[inputs], linked)
     assert match.n_labels_ == 580 and match.model_ is not None
     new, truth = _visits(200, np.random.default_rng(8))
     s = match.suggest(new)
-    first = np.array(_names(s.services[:, 0]))
-    assert (first == truth.to_numpy()).mean() > 0.95
-    assert (s.source[:, 0] == MODEL).all() and np.all(s.probability[:, 0] > 0.5)
-    # three services were ever linked: the fourth place is the rule's, never one repeated
-    assert (s.source[:, :3] == MODEL).all() and (s.source[:, 3] == RULE).all()
-    for row in s.services:
+    assert (s.source == MODEL).all()
+    need = np.array([SERVICES.services[CODES.index(c)].need_types[0] for c in truth])
+    assert top_hit(s.services[:, :1], need, SERVICES).mean() > 0.95
+    assert (np.array(NEED_TYPES)[s.reason_need[:, 0]] == need).mean() > 0.95
+    assert np.all(s.probability[:, 0] > 0.5)
+    for row in s.services:  # never one service twice
         placed = row[row >= 0]
         assert len(placed) == len(set(placed.tolist()))
 

@@ -3,8 +3,8 @@
 The registered model carries the service match fitted with it (``service_match_``,
 :class:`models.service_match.ServiceMatch`); scoring asks it for the top services of each listed
 household and writes them with a short reason each: the rule mapping's reason is the group of
-crisis signals that points to the service, the learned match's the share of similar past visits
-that linked it.
+crisis signals that points to the kind of need the service covers, the learned match's estimated
+chance of that need.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.service_match import MODEL, RULE, ServiceMatch, Suggestions
+from models.service_match import MODEL, ServiceMatch, Suggestions
 from pipeline.catalogue import IndicatorCatalogue
-from pipeline.vocabulary import SERVICE_COLUMNS, SERVICES_TEXT
+from pipeline.vocabulary import NEED_TYPE_TEXT, NEED_TYPES, SERVICE_COLUMNS, SERVICES_TEXT
 
 
 def service_match(model: object) -> ServiceMatch | None:
@@ -31,16 +31,21 @@ def _reason(
     catalogue: IndicatorCatalogue,
     language: str,
 ) -> str:
-    source = suggestions.source[row, place]
-    if source == MODEL:
+    """Why a service was suggested: the kind of need it covers and what points to it (the
+    learned match's estimated chance, or the rule mapping's signal group)."""
+    need = int(suggestions.reason_need[row, place])
+    if need < 0:
+        return "자격 해당" if language == "ko" else "eligible"
+    name = NEED_TYPE_TEXT[language][NEED_TYPES[need]]
+    if suggestions.source[row, place] == MODEL:
         share = round(100 * float(suggestions.probability[row, place]))
-        return f"유사 가구 {share}% 연계" if language == "ko" else f"{share}% of similar visits"
+        return f"{name} 필요 {share}%" if language == "ko" else f"{name} need {share}%"
     group = int(suggestions.reason_group[row, place])
-    if source == RULE and group >= 0:
+    if group >= 0:
         entry = catalogue.groups[groups[group]]
-        name = entry.name_ko if language == "ko" else entry.name_en
-        return f"{name} 신호" if language == "ko" else f"{name} signals"
-    return "자격 해당" if language == "ko" else "eligible"
+        signal = entry.name_ko if language == "ko" else entry.name_en
+        return f"{name}: {signal} 신호" if language == "ko" else f"{name}: {signal} signals"
+    return name
 
 
 def suggestion_columns(

@@ -169,12 +169,14 @@ def backtest_metrics(bt: BacktestResult) -> tuple[list[tuple[int, dict[str, floa
     if bt.service_match is not None:  # top-k hit rates against the hidden kind of need
         rounds = sorted(r for r in bt.service_match["round"].unique() if r != "all")
         for _, row in bt.service_match.iterrows():
+            # per test round (steps) under bt.; every test round together without the prefix
+            prefix = "" if row["round"] == "all" else "bt."
             values = {
-                f"service_match.{row['matcher']}.hit_rate{part}": float(row[key])
+                f"{prefix}service_match.{row['matcher']}.hit_rate{part}": float(row[key])
                 for key, part in (("rate", ""), ("low", "_low"), ("high", "_high"))
                 if pd.notna(row[key])
             }
-            values[f"service_match.{row['matcher']}.households"] = float(row["households"])
+            values[f"{prefix}service_match.{row['matcher']}.households"] = float(row["households"])
             if row["round"] == "all":
                 batch.update(values)
             else:
