@@ -53,6 +53,7 @@ HEAD_AGE_BAND = f"{AUDIT_PREFIX}head_age_band"
 FACT_COLUMNS = (INCOME_BAND, DISABLED, MINORS, HEAD_AGE_BAND)
 RULE = "rule"
 MODEL = "model"
+DIFFERENCE = "difference"  # the learned match's hit rate minus the rule mapping's
 
 
 @dataclass(frozen=True)
@@ -338,10 +339,32 @@ def match_hits(match: ServiceMatch, features: pd.DataFrame, need_type: pd.Series
     )
 
 
-def round_hit_rates(hits: pd.DataFrame, round_label: str, samples: int, seed: int) -> pd.DataFrame:
-    """One row per matcher: round, matcher, rate, low, high, households (90% interval)."""
+def round_hit_rates(
+    hits: pd.DataFrame, round_label: str, samples: int, seed: int, interval: float = 0.9
+) -> pd.DataFrame:
+    """One row per matcher (round, matcher, rate, low, high, households), and a row
+    ``difference``: the learned match's rate minus the rule mapping's, with a paired bootstrap
+    interval (the same 읍면동 draws for both)."""
     rows = []
     for matcher in (MODEL, RULE):
-        figures = hit_rate(hits[matcher].to_numpy(), hits[EMD].to_numpy(), samples, seed)
+        figures = hit_rate(hits[matcher].to_numpy(), hits[EMD].to_numpy(), samples, seed, interval)
         rows.append({"round": round_label, "matcher": matcher, **figures})
+    labels, inverse = np.unique(hits[EMD].astype(str).to_numpy(), return_inverse=True)
+    sizes = np.bincount(inverse, minlength=len(labels)).astype(np.float64)
+    by_matcher = {
+        m: np.bincount(inverse, weights=hits[m].to_numpy(np.float64), minlength=len(labels))
+        for m in (MODEL, RULE)
+    }
+    difference = {"rate": np.nan, "low": np.nan, "high": np.nan, "households": float(len(hits))}
+    if len(hits):
+        draws = np.random.default_rng(seed).integers(0, len(labels), size=(samples, len(labels)))
+        total = np.maximum(sizes[draws].sum(axis=1), 1.0)
+        delta = (by_matcher[MODEL][draws].sum(axis=1) - by_matcher[RULE][draws].sum(axis=1)) / total
+        tail = (1.0 - interval) / 2.0
+        difference.update(
+            rate=float(hits[MODEL].mean() - hits[RULE].mean()),
+            low=float(np.quantile(delta, tail)),
+            high=float(np.quantile(delta, 1.0 - tail)),
+        )
+    rows.append({"round": round_label, "matcher": DIFFERENCE, **difference})
     return pd.DataFrame(rows)

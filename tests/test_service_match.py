@@ -195,3 +195,20 @@ def test_the_match_learns_only_from_services_known_before_the_cutoff():
     assert service_match_for(pools, 106, inputs, setup, config).n_labels_ == 380
     assert service_match_for(pools, 107, inputs, setup, config).n_labels_ == 570
     assert service_match_for(pools, 101, inputs, setup, config).model_ is None
+
+
+def test_the_difference_of_the_matchers_has_a_paired_interval():
+    from models.service_match import DIFFERENCE, round_hit_rates
+
+    rng = np.random.default_rng(0)
+    emd = np.repeat([f"e{i}" for i in range(30)], 20)
+    rule = rng.random(len(emd)) < 0.6
+    model = rule | (rng.random(len(emd)) < 0.3)  # the model hits wherever the rule does, and more
+    hits = pd.DataFrame({"emd_code": emd, MODEL: model, RULE: rule})
+    rates = round_hit_rates(hits, "2026-10", samples=300, seed=1).set_index("matcher")
+    diff = rates.loc[DIFFERENCE]
+    assert diff["rate"] == pytest.approx(model.mean() - rule.mean())
+    assert 0.0 < diff["low"] <= diff["rate"] <= diff["high"]
+    # the same draws for both: equal matchers differ by exactly 0 in every draw
+    same = round_hit_rates(hits.assign(**{MODEL: rule}), "2026-10", samples=300, seed=1)
+    assert same.set_index("matcher").loc[DIFFERENCE, ["low", "high"]].tolist() == [0.0, 0.0]
