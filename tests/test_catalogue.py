@@ -19,16 +19,22 @@ def test_catalogue_has_at_least_25_complete_indicators(catalogue):
 
 def test_catalogue_covers_every_group(catalogue):
     used = {ind.group for ind in catalogue.indicators}
-    assert used == {
-        "utilities",
-        "arrears",
-        "finance",
-        "employment",
-        "health",
-        "housing",
-        "benefits",
-        "family_safety",
-    }
+    assert (
+        used
+        == set(catalogue.groups)
+        == {
+            "utilities",
+            "arrears",
+            "finance",
+            "employment",
+            "health",
+            "housing",
+            "benefits",
+            "family_safety",
+            "care",
+            "isolation",
+        }
+    )
 
 
 def test_at_least_three_sources_start_inside_the_window(catalogue):
