@@ -190,7 +190,9 @@ def _text_array(values: pd.Series) -> pa.Array:
 
 
 def to_table(frame: pd.DataFrame) -> pa.Table:
-    """The stored form of outcome rows (columns and types of ``SCHEMA``)."""
+    """The stored form of outcome rows (columns and types of ``SCHEMA``; a frame from before the
+    override and service columns stores them empty)."""
+    frame = with_override(frame)
     arrays = []
     for field in SCHEMA:
         values = frame[field.name]
