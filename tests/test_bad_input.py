@@ -315,11 +315,11 @@ STOPS: dict[str, Stop] = {
     ),
     "source delivered twice": Stop(
         "volume",
-        _month("loan_delinquency", "2025-09", twice=True),
+        _month("health_ins_arrears", "2025-09", twice=True),
         (
             "crisis_events_volume | upper, signals | "
             "expect_column_pair_values_a_to_be_greater_than_b",
-            "loan_delinquency 2025-09",
+            "health_ins_arrears 2025-09",
             "delivered twice",
         ),
     ),
