@@ -322,20 +322,21 @@ def test_sample_past_list_figures_equal_the_whole_frame_ones(figures, reference)
 
 
 def test_sample_figures_stay_as_committed(figures):
-    """A few headline figures as printed before the per-partition rewrite."""
+    """A few headline figures of the committed sample (issue 20's branch world, 2026-12-05: to be
+    taken again when the world is settled and the sample regenerated)."""
     assert figures["rows"] == {
         "households": 20000,
         "members": 43472,
-        "crisis_events": 324858,
+        "crisis_events": 54417,
         "outreach_outcomes": 2730,
     }
     truth = figures["truth"]
-    assert truth["in_need_share"] == 0.0520375
-    assert truth["rule_precision_at_capacity"]["overall"] == 0.3579
-    assert truth["auc_against_truth"]["distinct_types_3m"] == 0.7443
+    assert truth["in_need_share"] == 0.0578625
+    assert truth["rule_precision_at_capacity"]["overall"] == 0.467
+    assert truth["auc_against_truth"]["distinct_types_3m"] == 0.7222
     assert truth["auc_against_truth"]["best_single_column"] == "income_band"
-    assert truth["auc_against_truth"]["best_single_column_auc"] == 0.7263
-    assert truth["past_lists"]["truly_in_need_share"] == 0.3982
+    assert truth["auc_against_truth"]["best_single_column_auc"] == 0.732
+    assert truth["past_lists"]["truly_in_need_share"] == 0.4861
 
 
 def test_describe_holds_one_partition_at_a_time(traced, sample_raw):
