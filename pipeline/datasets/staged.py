@@ -174,7 +174,8 @@ def events_month_digests(events: pa.Table) -> dict[str, str]:
     rows of a month in file order, every column: dictionary indices, months, values and null
     masks), and under :data:`DICTIONARIES` that of its dictionaries; pure."""
     table = events.unify_dictionaries().combine_chunks()
-    arrays: list[np.ndarray] = []
+    arrays: list[np.ndarray] = []  # per column: its null mask, then its values
+    values: dict[str, np.ndarray] = {}
     dictionaries = hashlib.sha256()
     for name in table.column_names:
         column = table.column(name)
@@ -183,9 +184,9 @@ def events_month_digests(events: pa.Table) -> dict[str, str]:
             words = chunk.dictionary.to_pylist()
             dictionaries.update(json.dumps([name, words], ensure_ascii=False).encode("utf-8"))
             chunk = chunk.indices
-        arrays.append(np.asarray(chunk.is_null()))
-        arrays.append(chunk.fill_null(0).to_numpy(zero_copy_only=False))
-    reported = arrays[2 * table.column_names.index("reported_month") + 1]
+        values[name] = chunk.fill_null(0).to_numpy(zero_copy_only=False)
+        arrays += [np.asarray(chunk.is_null()), values[name]]
+    reported = values["reported_month"]
     order = np.argsort(reported, kind="stable")
     months, starts = np.unique(reported[order], return_index=True)
     bounds = [*starts.tolist(), len(order)]
