@@ -44,7 +44,7 @@ WEIGHTS: dict[str, float] = {
 }
 CHRONIC = 0.8  # the share of a positive baseline that counts as a lasting lack of income
 DRIVER_CAP = 4.0
-STRAIN_FLOOR = 1.0  # the strain of an ordinary household, below which no arrears show
+ARREARS_FLOOR = 3.0  # the hardship an ordinary household carries, below which no arrears show
 _JEONSE_WAVE = (parse_month("2024-01"), parse_month("2025-06"))
 
 
@@ -83,6 +83,9 @@ class Profile:
     minors: np.ndarray
     oldest: np.ndarray
     base: np.ndarray  # the household's baseline hardship (float32)
+    # How often the household lets a bill lapse whatever its hardship (mean 1, heavy-tailed:
+    # most never do, a few often): multiplies the false-alarm rate of arrears (float32).
+    payment_habit: np.ndarray
 
     def __len__(self) -> int:
         return len(self.base)
@@ -253,8 +256,10 @@ def need_type_of(profile: Profile, state: dict[str, np.ndarray]) -> np.ndarray:
 def drivers_of(profile: Profile, rates: ProcessRates, state: dict[str, np.ndarray]) -> np.ndarray:
     """The hidden drivers of the crisis signals (rows in the order of
     :data:`pipeline.vocabulary.DRIVERS`)."""
-    # Financial strain shows in arrears only beyond what an ordinary household carries.
-    strain = np.maximum(state["strain"] + 0.25 * np.maximum(profile.base, 0.0) - STRAIN_FLOOR, 0.0)
+    # Bills go unpaid when the household's whole burden (its hardship without the month's noise)
+    # passes what an ordinary household carries, whatever caused it.
+    burden = hardship_of(profile, state) - state["noise"]
+    strain = np.maximum(burden - ARREARS_FLOOR, 0.0)
     return np.stack(
         [
             strain,

@@ -59,14 +59,18 @@ def delivers(ind: Indicator, month: int) -> bool:
     return (start is None or month >= start) and (end is None or month <= end)
 
 
-def signal_probability(ind: Indicator, drivers: np.ndarray, month: int) -> tuple[np.ndarray, ...]:
-    """The capped driver of an indicator in one month and its emission probability."""
+def signal_probability(
+    ind: Indicator, drivers: np.ndarray, month: int, payment_habit: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The capped driver of an indicator in one month and its emission probability (arrears,
+    driven by strain, lapse by habit too: their false-alarm rate scales with the household's)."""
     em = ind.synthetic
     x = np.minimum(drivers[_DRIVER_INDEX[em.driver]], DRIVER_CAP)
     seasonal = (
         _WINTER_UTILITY if ind.group == "utilities" and calendar_month(month) in (12, 1, 2) else 1.0
     )
-    return x, (em.base + em.slope * x) * seasonal
+    base = em.base * payment_habit if em.driver == "strain" else em.base
+    return x, (base + em.slope * x) * seasonal
 
 
 def attribute_person(
@@ -145,7 +149,7 @@ def month_signals(
             continue
         rng = signal_rng(seed, ordinal, month, ind.code)
         idx = np.flatnonzero(masks[k])
-        x, p = signal_probability(ind, drivers, month)
+        x, p = signal_probability(ind, drivers, month, profile.payment_habit)
         u_hit = rng.random(idx.size, dtype=np.float32)
         u_person = rng.random(idx.size)
         u_lag = rng.random(idx.size)

@@ -111,7 +111,15 @@ def _baseline(pop: Population, spec: SigunguSpec, rng: np.random.Generator) -> n
     return base.astype(np.float32)
 
 
-def profile_of(pop: Population, base: np.ndarray) -> Profile:
+PAYMENT_HABIT_SD = 2.5  # of the log of a household's payment habit (mean 1)
+
+
+def _payment_habit(n: int, rng: np.random.Generator) -> np.ndarray:
+    log_habit = rng.normal(-0.5 * PAYMENT_HABIT_SD**2, PAYMENT_HABIT_SD, size=n)
+    return np.exp(log_habit).astype(np.float32)
+
+
+def profile_of(pop: Population, base: np.ndarray, payment_habit: np.ndarray) -> Profile:
     """The per-household attributes the process and the signals use."""
     return Profile(
         emd_index=pop.emd_index,
@@ -127,6 +135,7 @@ def profile_of(pop: Population, base: np.ndarray) -> Profile:
         minors=pop.minors,
         oldest=pop.oldest,
         base=base,
+        payment_habit=payment_habit,
     )
 
 
@@ -138,7 +147,8 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     hh = pop.households
     n = len(hh)
     cfg = ctx.hardship
-    profile = profile_of(pop, _baseline(pop, spec, rng))
+    base = _baseline(pop, spec, rng)
+    profile = profile_of(pop, base, _payment_habit(n, rng))
     rates = process_rates(profile, cfg)
     masks = signal_masks(profile, ctx.indicators)
     n_emd = len(spec.emds)

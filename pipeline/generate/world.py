@@ -66,6 +66,7 @@ PROFILE_COLUMNS: dict[str, str] = {
     "minors": "int16",
     "oldest": "int16",
     "base": "float32",
+    "payment_habit": "float32",
 }
 PENDING_COLUMNS = SIGNAL_COLUMNS
 # --- the saved state as frames (one row per household, pending signal, support) ---------------
