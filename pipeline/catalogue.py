@@ -43,6 +43,8 @@ class SyntheticEmission(_Frozen):
     value: ValueModel
     tenure: tuple[str, ...] | None = None
     alone: bool = False  # only one-person households (an isolation check of people living alone)
+    # a bill left unpaid: the false-alarm rate scales with the household's payment habit
+    habit: bool = False
 
     @field_validator("tenure")
     @classmethod

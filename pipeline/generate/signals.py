@@ -62,14 +62,14 @@ def delivers(ind: Indicator, month: int) -> bool:
 def signal_probability(
     ind: Indicator, drivers: np.ndarray, month: int, payment_habit: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    """The capped driver of an indicator in one month and its emission probability (arrears,
-    driven by strain, lapse by habit too: their false-alarm rate scales with the household's)."""
+    """The capped driver of an indicator in one month and its emission probability (a bill left
+    unpaid, ``habit``, lapses by habit too: its false-alarm rate scales with the household's)."""
     em = ind.synthetic
     x = np.minimum(drivers[_DRIVER_INDEX[em.driver]], DRIVER_CAP)
     seasonal = (
         _WINTER_UTILITY if ind.group == "utilities" and calendar_month(month) in (12, 1, 2) else 1.0
     )
-    base = em.base * payment_habit if em.driver == "strain" else em.base
+    base = em.base * payment_habit if em.habit else em.base
     return x, (base + em.slope * x) * seasonal
 
 

@@ -111,7 +111,7 @@ def _baseline(pop: Population, spec: SigunguSpec, rng: np.random.Generator) -> n
     return base.astype(np.float32)
 
 
-PAYMENT_HABIT_SD = 3.0  # of the log of a household's payment habit (mean 1)
+PAYMENT_HABIT_SD = 4.0  # of the log of a household's payment habit (mean 1)
 
 
 def _payment_habit(n: int, rng: np.random.Generator) -> np.ndarray:
