@@ -143,11 +143,13 @@ class HardshipConfig(_Strict):
 
 
 class ContactEffectConfig(_Strict):
-    """What contact does to the hidden process when the world moves on (``generate --advance``).
+    """What contact does to the hidden process: in the generated history (its past rounds) and
+    when the world moves on (``generate --advance``; the setting may change between advances).
 
     A household linked to support recovers faster: each month of support removes this share of
-    its accumulated strain and shocks (public support more than private), for ``support_months``
-    months. Other outcomes (no need found, unreachable, in progress, declined, ...) have no effect.
+    its accumulated strain, shocks and lasting needs (public support more than private), for
+    ``support_months`` months. Other outcomes (no need found, unreachable, in progress,
+    declined, ...) have no effect.
     """
 
     public_support: Share = 0.15
@@ -367,7 +369,7 @@ class SelectiveLabelsConfig(_Strict):
 class CalibrationConfig(_Strict):
     """Probabilities calibrated on the latest ``holdout_rounds`` training rounds (not the test)."""
 
-    method: Literal["sigmoid", "beta", "isotonic"] = "beta"
+    method: Literal["sigmoid", "beta", "isotonic", "centered_isotonic"] = "beta"
     holdout_rounds: int = Field(2, ge=1, le=6)
     bins: int = Field(10, ge=2, le=50)
 
