@@ -3,8 +3,8 @@
 Shared by the generator's past outreach rounds (:mod:`pipeline.generate.simulate`) and the
 simulated field work of ``outreach simulate`` (:mod:`pipeline.simulate.fieldwork`), so both draw
 outcomes the same way. Pure: the uniforms come in as :class:`VisitDraws`, so the generator draws
-them from its partition's stream (:meth:`VisitDraws.draw`, in the order it always drew them)
-and the field work from a hash per household (common random numbers across policies).
+them from each past round's own stream (:meth:`VisitDraws.draw`) and the field work from a hash
+per household (common random numbers across policies).
 
 The model (docs/synthetic_data.md, "Past outreach rounds"):
 
@@ -79,9 +79,8 @@ class VisitDraws:
 
     @classmethod
     def draw(cls, rng: np.random.Generator, size: int) -> VisitDraws:
-        """Draw from ``rng`` in the generator's order: u, v, the support draw of households in
-        need, that of households not in need, then the lag (the order its nested ``np.where``
-        evaluated them in), so the generated data keep their bytes."""
+        """Draw from ``rng`` in a fixed order: u, v, the support draw of households in need,
+        that of households not in need, then the lag."""
         u = rng.random(size)
         v = rng.random(size)
         w_public = rng.random(size)

@@ -89,9 +89,14 @@ def _generate_partition(task: _PartitionTask) -> dict[str, float]:
 
 
 def world_settings(config: Config) -> dict[str, object]:
-    """The settings that make a world: the generator's, except the contact effect (which only
-    acts when the world moves on, so that it may be changed between advances)."""
+    """The settings that make a world: the generator's, except the contact effect, which may be
+    changed between advances (the history's is recorded apart: :func:`history_contact_effect`)."""
     return config.generator.model_dump(mode="json", exclude={"contact_effect"})
+
+
+def history_contact_effect(config: Config) -> dict[str, object]:
+    """The contact effect the generated history was drawn with (its past rounds' support)."""
+    return config.generator.contact_effect.model_dump(mode="json")
 
 
 def generate(
@@ -153,6 +158,7 @@ def generate(
         }
         provenance = {
             "generator": world_settings(config),
+            "history_contact_effect": history_contact_effect(config),
             "window": config.window.model_dump(mode="json"),
             "indicator_catalogue_sha256": sha256_file(catalogue_path) if catalogue_path else None,
             "rows": {k: v for k, v in rows.items() if not k.startswith("truth")},
@@ -164,6 +170,7 @@ def generate(
             {
                 "through": format_month(context.window_end),
                 "generator": world_settings(config),
+                "history_contact_effect": provenance["history_contact_effect"],
                 "indicator_catalogue_sha256": provenance["indicator_catalogue_sha256"],
                 "advances": [],
             },
