@@ -266,7 +266,7 @@ def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
     for heading in ("Intended use", "Selective labels", "Fairness", "Limitations", "Promotion"):
         assert f"## {heading}" in card
     metrics = pd.read_csv(artifacts / "backtest" / "metrics_per_round.csv")
-    assert set(metrics["model"]) >= {"rule", "lightgbm", "logistic", "oracle", "lightgbm-plain"}
+    assert set(metrics["model"]) >= {"rule", "lightgbm", "logistic", "oracle", "lightgbm-negatives"}
     assert set(metrics["round"]) == {"2026-04", "2026-06", "2026-08"}
     fairness = pd.read_csv(artifacts / "fairness" / "fairness.csv")
     assert set(fairness["attribute"]) >= {"urban", "head_sex", "head_age_band", "sido", "tenure"}

@@ -114,7 +114,7 @@ def test_the_run_records_the_engine_it_trained_on(runs):
 
 def test_dask_backtest_metrics_are_within_tolerance_of_local_training(runs):
     local, dask = runs.local.data.metrics, runs.dask.data.metrics
-    for method in ("lightgbm", "lightgbm-plain"):
+    for method in ("lightgbm", "lightgbm-negatives"):
         precision = f"{method}.truth_emd_precision_mean"
         assert abs(dask[precision] - local[precision]) <= PRECISION_TOLERANCE, method
         auc = f"{method}.truth_roc_auc_mean"
