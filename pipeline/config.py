@@ -465,20 +465,8 @@ class GatesConfig(_Strict):
     # many distinct rounds (`outreach score --shadow VERSION`). 0: no shadow rounds needed.
     min_shadow_rounds: int = Field(0, ge=0, le=60)
     # The embedded defaults describe a run on the committed sample (see configs/sample.yaml),
-    # so they carry the sample's waivers; any other data set's config sets its own (bench: none).
-    waivers: tuple[GateWaiver, ...] = (
-        GateWaiver(
-            gate="fairness",
-            reason=(
-                "Sample only: with the shipped mitigation (reweighing at 0.75) one group stays "
-                "flagged on the sample's 546 listed households: public-rental households' "
-                "precision ratio 1.64 (interval 1.36-1.97, 28 listed), so they need a higher "
-                "score than owners to be listed. On a fresh 200,000-household seed the same "
-                "setting leaves no group flagged; the sample is too small to pick a strength of "
-                "its own (0.25 and 1.0 leave none, 0.5 and 0.75 one: docs/fairness.md)."
-            ),
-        ),
-    )
+    # which passes every gate: no waivers (until issue 20 the sample waived fairness).
+    waivers: tuple[GateWaiver, ...] = ()
 
 
 # What training can measure beside the registered candidate (``training.compare``).

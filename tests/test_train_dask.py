@@ -160,8 +160,13 @@ def test_the_dask_model_is_registered_loads_and_scores_like_a_local_one(runs):
     contributions = model.estimator_.booster_.predict(model.prepare(features), pred_contrib=True)
     assert contributions.shape == (2000, len(model.feature_names_in_) + 1)
     # the same ranking, near enough: rank correlation with the local model's probabilities
+    # among the households with a crisis signal in the last 12 months, where lists are drawn
+    # (the quiet ones, most households of the sample, differ only by their facts: near-ties)
     q = local.predict_proba(features)[:, 1]
-    assert pd.Series(p).corr(pd.Series(q), method="spearman") > 0.9
+    signalled = (features["distinct_types__12m"] > 0).to_numpy()
+    assert signalled.sum() > 200
+    correlation = pd.Series(p[signalled]).corr(pd.Series(q[signalled]), method="spearman")
+    assert correlation > 0.9, correlation
 
 
 # --- lean reads -------------------------------------------------------------------------------
