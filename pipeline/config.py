@@ -239,6 +239,11 @@ class VolumeConfig(_Strict):
     high_factor_by_source: dict[str, Annotated[float, Field(gt=1.0, le=1000.0)]] = {
         "disaster_damage": 50.0
     }
+    # A source that comes in bursts falls far below the months of a burst once it is over: 0
+    # checks no lower bound for it (a disaster source is quiet most months).
+    low_factor_by_source: dict[str, Annotated[float, Field(ge=0.0, lt=1.0)]] = {
+        "disaster_damage": 0.0
+    }
 
     @model_validator(mode="after")
     def _reference_window(self) -> VolumeConfig:

@@ -265,6 +265,10 @@ def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
     card = (artifacts / "model_card.md").read_text(encoding="utf-8")
     for heading in ("Intended use", "Selective labels", "Fairness", "Limitations", "Promotion"):
         assert f"## {heading}" in card
+    # the card states the service match's hit rates the run logged (issue 20)
+    learned = run.data.metrics["service_match.model.hit_rate"]
+    assert "## Service match (추천 서비스)" in card
+    assert f"| learned match | {learned:.3f} [" in card
     metrics = pd.read_csv(artifacts / "backtest" / "metrics_per_round.csv")
     assert set(metrics["model"]) >= {"rule", "lightgbm", "logistic", "oracle", "lightgbm-negatives"}
     assert set(metrics["round"]) == {"2026-04", "2026-06", "2026-08"}

@@ -44,7 +44,8 @@ WEIGHTS: dict[str, float] = {
 }
 CHRONIC = 0.8  # the share of a positive baseline that counts as a lasting lack of income
 DRIVER_CAP = 4.0
-ARREARS_FLOOR = 3.0  # the burden an ordinary household carries: arrears beyond false alarms show above it
+# The burden an ordinary household carries: arrears beyond false alarms show above it.
+ARREARS_FLOOR = 3.0
 _JEONSE_WAVE = (parse_month("2024-01"), parse_month("2025-06"))
 
 

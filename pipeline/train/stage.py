@@ -223,6 +223,8 @@ def card_facts(
             tc.mitigation.method, tuple(tc.mitigation.attributes), tc.mitigation.strength
         ),
         mitigation_reason=tc.mitigation.reason,
+        service_match=trained.backtest.service_match,
+        service_labels=trained.model.service_match_.n_labels_,
         loop_settings=(
             f"selective labels `{tc.selective_labels.method}` (reason: "
             f"{tc.selective_labels.reason}); exploration share of the visit tier "
