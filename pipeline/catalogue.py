@@ -145,6 +145,13 @@ class IndicatorCatalogue(_Frozen):
                     f"indicator {ind.code}: no plausibility bounds (set bounds on the indicator "
                     f"or on its unit {ind.unit!r})"
                 )
+        used = {ind.group for ind in self.indicators}
+        empty = [g for g in self.groups if g not in used]
+        if empty:  # its features would be columns of nothing (and the feature build fails)
+            raise ValueError(
+                f"group {empty[0]!r} has no indicator: give it one or remove it (and its "
+                "entries in services.yaml signal_groups and data_sources.yaml)"
+            )
         return self
 
     @property

@@ -108,6 +108,19 @@ def test_duplicate_indicator_code_is_refused(tmp_path, repo_root):
         load_indicators(path)
 
 
+def test_a_group_without_indicators_is_refused(tmp_path, repo_root):
+    """A catalogue cut down to the kinds of an earlier year can leave a group empty: refused
+    with its name, not a failure deep in the feature build (found measuring issue 20)."""
+    import yaml
+
+    doc = yaml.safe_load((repo_root / "configs" / "indicators.yaml").read_text(encoding="utf-8"))
+    doc["indicators"] = [i for i in doc["indicators"] if i["group"] != "isolation"]
+    path = tmp_path / "indicators.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match="group 'isolation' has no indicator"):
+        load_indicators(path)
+
+
 def test_bad_lag_distribution_is_refused(tmp_path, repo_root):
     text = (repo_root / "configs" / "indicators.yaml").read_text(encoding="utf-8")
     broken = text.replace("lag: [0.6, 0.3, 0.1]", "lag: [0.6, 0.3, 0.3]", 1)
