@@ -10,11 +10,22 @@ Written down in docs/synthetic_data.md, "Crisis signals".
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.catalogue import Indicator
-from pipeline.generate.process import DRIVER_CAP, Profile
+from pipeline.generate.process import (
+    DRIVER_CAP,
+    ProcessRates,
+    Profile,
+    SimulationContext,
+    drivers_of,
+    hardship_of,
+    need_type_of,
+    process_rng,
+    step_month,
+)
 from pipeline.months import calendar_month
 from pipeline.vocabulary import DRIVERS, TENURES
 
@@ -167,3 +178,37 @@ def month_signals(
     if not parts["household"]:
         return empty_signals()
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+@dataclass(frozen=True)
+class LivedMonth:
+    """One month of a partition's world: the process after it, and what it showed."""
+
+    state: dict[str, np.ndarray]
+    hardship: np.ndarray  # float32 per household
+    need_type: np.ndarray  # int8 per household (index into NEED_TYPES)
+    signals: dict[str, np.ndarray]  # drawn this month (columns of SIGNAL_COLUMNS)
+
+
+def live_month(
+    month: int,
+    state: dict[str, np.ndarray],
+    profile: Profile,
+    rates: ProcessRates,
+    ctx: SimulationContext,
+    masks: list[np.ndarray],
+    ordinal: int,
+    n_emd: int,
+    relief: np.ndarray | None,
+) -> LivedMonth:
+    """A month as generation and the advance both live it: the process steps from the month's
+    own stream (support relieving ``relief``), then its hardship, kind of need and signals."""
+    rng = process_rng(ctx.seed, ordinal, month)
+    state = step_month(month, state, profile, rates, ctx, rng, n_emd, relief=relief)
+    drivers = drivers_of(profile, rates, state)
+    return LivedMonth(
+        state,
+        hardship_of(profile, state),
+        need_type_of(profile, state),
+        month_signals(profile, masks, drivers, month, ctx.indicators, ctx.seed, ordinal),
+    )

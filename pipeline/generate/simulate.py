@@ -21,10 +21,7 @@ from pipeline.generate.population import Population, generate_population
 from pipeline.generate.process import (
     Profile,
     SimulationContext,
-    drivers_of,
     empty_supports,
-    hardship_of,
-    need_type_of,
     process_rates,
     process_rng,
     register_contacts,
@@ -33,7 +30,7 @@ from pipeline.generate.process import (
     zero_state,
 )
 from pipeline.generate.regions import SigunguSpec
-from pipeline.generate.signals import SIGNAL_COLUMNS, month_signals, signal_masks
+from pipeline.generate.signals import SIGNAL_COLUMNS, live_month, signal_masks
 from pipeline.months import format_months, year_of
 from pipeline.visits import (
     IN_PROGRESS,
@@ -166,22 +163,10 @@ def simulate_partition(spec: SigunguSpec, ctx: SimulationContext) -> PartitionDa
     past = PastRounds(pop, spec, ctx)
     rounds = set(ctx.round_months)
     for t, month in enumerate(range(ctx.window_start, ctx.window_end + 1)):
-        state = step_month(
-            month,
-            state,
-            profile,
-            rates,
-            ctx,
-            process_rng(ctx.seed, spec.ordinal, month),
-            n_emd,
-            relief=relief_in(supports, month, n),
-        )
-        hardship[t] = hardship_of(profile, state)
-        need_type[t] = need_type_of(profile, state)
-        drivers = drivers_of(profile, rates, state)
-        drawn.append(
-            month_signals(profile, masks, drivers, month, ctx.indicators, ctx.seed, spec.ordinal)
-        )
+        relief = relief_in(supports, month, n)
+        lived = live_month(month, state, profile, rates, ctx, masks, spec.ordinal, n_emd, relief)
+        state, hardship[t], need_type[t] = lived.state, lived.hardship, lived.need_type
+        drawn.append(lived.signals)
         # A round's visits are judged on need in its month or the next: it is drawn once the
         # next month is known (the window's last round: on its own month).
         due = [

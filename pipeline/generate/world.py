@@ -31,9 +31,7 @@ from pipeline.generate.process import (
     PROCESS,
     Profile,
     SimulationContext,
-    drivers_of,
     hardship_of,
-    need_type_of,
     process_rates,
     process_rng,
     register_contacts,
@@ -41,7 +39,7 @@ from pipeline.generate.process import (
     step_month,
 )
 from pipeline.generate.regions import SigunguSpec
-from pipeline.generate.signals import SIGNAL_COLUMNS, month_signals, signal_masks
+from pipeline.generate.signals import SIGNAL_COLUMNS, live_month, signal_masks
 from pipeline.generate.simulate import WorldState
 from pipeline.months import format_month, parse_month_series
 from pipeline.vocabulary import NEED_TYPES
@@ -198,16 +196,12 @@ def advance_partition(
             for name, values in pending_frame(world.pending, ctx.indicators).items()
         }
     ]
+    n_emd = len(spec.emds)
     for t, month in enumerate(range(first, last + 1)):
-        rng = process_rng(ctx.seed, spec.ordinal, month)
         relief = relief_in(supports, month, n)
-        state = step_month(month, state, profile, rates, ctx, rng, len(spec.emds), relief=relief)
-        hardship[t] = hardship_of(profile, state)
-        need_type[t] = need_type_of(profile, state)
-        drivers = drivers_of(profile, rates, state)
-        drawn.append(
-            month_signals(profile, masks, drivers, month, ctx.indicators, ctx.seed, spec.ordinal)
-        )
+        lived = live_month(month, state, profile, rates, ctx, masks, spec.ordinal, n_emd, relief)
+        state, hardship[t], need_type[t] = lived.state, lived.hardship, lived.need_type
+        drawn.append(lived.signals)
     signals = {name: np.concatenate([d[name] for d in drawn]) for name in PENDING_COLUMNS}
     codes = [ind.code for ind in ctx.indicators]
     index = pd.Index(codes).get_indexer(pd.Index(signals["indicator_code"].astype(str)))
