@@ -29,10 +29,12 @@ def build_labels(
     """One row per household listed in a round before ``as_of``.
 
     Input columns: household_key, emd_code, round_month, selection_reason, selection_probability,
-    outcome_code, resolved_month (month indexes; resolved may be NA), and optionally ``source``
-    (``staged``: the administrative history; ``imported``: a list returned by caseworkers and
-    imported with ``outreach outcomes import``). Output adds ``label`` (nullable Int8),
-    ``label_known`` and ``missing_reason``; the outcome shown is the one known at ``as_of``.
+    outcome_code, resolved_month (month indexes; resolved may be NA), and optionally
+    ``service_code`` (the service a linked visit recorded) and ``source`` (``staged``: the
+    administrative history; ``imported``: a list returned by caseworkers and imported with
+    ``outreach outcomes import``). Output adds ``label`` (nullable Int8), ``label_known`` and
+    ``missing_reason``; the outcome shown is the one known at ``as_of``, and so is the service
+    (the label of the service match: NA until the visit is resolved).
     """
     past = outcomes[outcomes["round_month"].to_numpy(dtype=np.int64) < as_of].copy()
     code = past["outcome_code"].astype("string")
@@ -62,6 +64,8 @@ def build_labels(
             "missing_reason": missing,
         }
     )
+    if "service_code" in past.columns:
+        frame["service_code"] = past["service_code"].astype("string").where(known & ~skipped)
     if "source" in past.columns:
         frame["source"] = past["source"].astype("string")
     return frame.sort_values(["round_month", "household_key"], kind="stable").reset_index(drop=True)

@@ -192,7 +192,7 @@ def feature_columns(spec: FeatureSpec, catalogue: IndicatorCatalogue) -> list[Fe
         for w in spec.group.count_windows:
             columns.append(
                 FeatureColumn(
-                    f"group_{group}__count_{w}m",
+                    group_count_column(group, w),
                     "group",
                     "count",
                     w,
@@ -298,6 +298,11 @@ def feature_columns(spec: FeatureSpec, catalogue: IndicatorCatalogue) -> list[Fe
             )
         )
     return columns
+
+
+def group_count_column(group: str, window: int) -> str:
+    """The column counting a group's signals reported in the last ``window`` months."""
+    return f"group_{group}__count_{window}m"
 
 
 def model_input_names(spec: FeatureSpec, catalogue: IndicatorCatalogue) -> list[str]:

@@ -39,6 +39,8 @@ from models.mitigation import (
     setting_name,
 )
 from models.offpolicy import DR_MAX_WEIGHT, MODEL_TERM, as_metrics, backtest_estimates
+from models.service_match import ServiceMatch, round_hit_rates
+from pipeline.catalogue import ServiceCatalogue
 from pipeline.config import SelectiveLabelsConfig, TrainingConfig
 from pipeline.datasets.features import RoundSource
 from pipeline.months import format_month
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ORACLE", "RULE", "TestRoundReader"]  # re-exported for the stage and the tests
 
 LABEL_COLUMNS = ("label", "resolved_month", "selection_probability", "selection_reason")
+SERVICE_LABEL = "service_code"  # the service a linked visit recorded: the service match's label
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,43 @@ class BacktestResult:
     variants: list[str] = field(default_factory=list)  # mitigation variants of the candidate
     # off-policy estimates per round and list, with intervals and (synthetic data) the truth
     offpolicy: pd.DataFrame | None = None
+    # the service match's top-k hit rate per round and matcher (and "all" rounds), with truth
+    service_match: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class MatchSetup:
+    """What the service match needs beside the pool: the service catalogue and the indicator
+    groups (the rule mapping reads them)."""
+
+    services: ServiceCatalogue
+    groups: tuple[str, ...]
+
+
+def service_match_for(
+    pool: list[RoundPool],
+    cutoff: int,
+    inputs: list[str],
+    setup: MatchSetup,
+    config: TrainingConfig,
+) -> ServiceMatch:
+    """The service match fitted on the linked visits resolved before ``cutoff`` (the one code
+    path of the backtests, cutoff = the test round, and the registered model's, cutoff = as-of)."""
+    parts = []
+    for p in pool:
+        if p.round_month >= cutoff or SERVICE_LABEL not in p.labelled.columns:
+            continue
+        known = p.labelled["resolved_month"].astype("float64") < cutoff
+        rows = p.labelled[known.to_numpy() & p.labelled[SERVICE_LABEL].notna().to_numpy()]
+        if len(rows):
+            parts.append(rows[[*inputs, SERVICE_LABEL]])
+    linked = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=[*inputs, SERVICE_LABEL])
+    )
+    match = ServiceMatch(setup.services, list(setup.groups), config.service_match, config.seed)
+    return match.fit(linked[inputs], linked[SERVICE_LABEL].astype("string"))
 
 
 def _since_columns(columns: list[str]) -> list[str]:
@@ -194,7 +234,12 @@ def build_pool(
         keys = listed[r].index.union(negatives[r])
         rows = source.features(r, columns=columns, keys=keys)[columns]
         frame = rows[rows[KEY].isin(listed[r].index).to_numpy()].reset_index(drop=True)
-        label = listed[r].reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
+        label = (
+            listed[r]
+            .reindex(frame[KEY])
+            .reindex(columns=[*LABEL_COLUMNS, SERVICE_LABEL])
+            .reset_index(drop=True)
+        )
         # .copy() consolidates the blocks: later concatenations and fits are much faster
         labelled = pd.concat([frame, label], axis=1).copy()
         chosen = rows[rows[KEY].isin(negatives[r]).to_numpy()].reset_index(drop=True).copy()
@@ -467,10 +512,13 @@ def run_backtests(
     numeric: list[str],
     categorical: list[str],
     fitter: LightGBMFitter | None = None,
+    match: MatchSetup | None = None,
 ) -> BacktestResult:
     """Fit every candidate per test round, evaluate the round by partition; bootstrap the truth.
 
-    The precision-at-k curves of every round use the list sizes of the first round's.
+    The precision-at-k curves of every round use the list sizes of the first round's. With
+    ``match``, each round also fits the service match on the visits known before it and, with
+    the truth, measures its top-k hit rate and the rule mapping's on the candidate's list.
     """
     rows: list[dict] = []
     reliability: dict[str, list[pd.DataFrame]] = {}
@@ -481,6 +529,7 @@ def run_backtests(
     train_rows: dict[str, int] = {}
     households: list[RoundHouseholds] = []
     offpolicy_rounds: list[tuple[str, pd.DataFrame]] = []
+    match_hits: list[tuple[str, pd.DataFrame]] = []
     ks = None
     plan = backtest_plan(config)
     for reader in tests:
@@ -489,6 +538,10 @@ def run_backtests(
             pool, reader.round_month, config, numeric, categorical, fitter
         )
         train_rows.update({f"{label}/{name}": n for name, n in fitted_rows.items()})
+        matcher = None
+        if match is not None:
+            inputs = candidate_inputs(numeric, categorical)
+            matcher = service_match_for(pool, reader.round_month, inputs, match, config)
         evaluation = reader.evaluate(
             models,
             capacity,
@@ -497,8 +550,11 @@ def run_backtests(
             ks,
             selections=plan.selections,
             audited=tuple(plan.variants),
+            service_match=matcher,
         )
         ks = evaluation.ks
+        if evaluation.service_match is not None:
+            match_hits.append((label, evaluation.service_match))
         rows.extend(evaluation.metrics)
         for name, table in evaluation.reliability.items():
             reliability.setdefault(name, []).append(table)
@@ -554,7 +610,21 @@ def run_backtests(
         rounds=households,
         variants=list(plan.variants),
         offpolicy=offpolicy,
+        service_match=_match_rates(match_hits, config),
     )
+
+
+def _match_rates(
+    hits: list[tuple[str, pd.DataFrame]], config: TrainingConfig
+) -> pd.DataFrame | None:
+    """Hit rates per round and over every round together ("all"), per matcher."""
+    if not hits:
+        return None
+    samples, seed = config.backtest.bootstrap_samples, config.backtest.seed
+    frames = [round_hit_rates(frame, label, samples, seed) for label, frame in hits]
+    pooled = pd.concat([frame for _, frame in hits], ignore_index=True)
+    frames.append(round_hit_rates(pooled, "all", samples, seed))
+    return pd.concat(frames, ignore_index=True)
 
 
 def offpolicy_lists(config: TrainingConfig) -> dict[str, str]:

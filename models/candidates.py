@@ -163,13 +163,53 @@ def fit_beta(raw: np.ndarray, y: np.ndarray) -> tuple[LogisticRegression, str]:
     return model, "platt"
 
 
+class CenteredIsotonic:
+    """Centred isotonic regression (Oron and Flournoy, 2017), on the logit scale.
+
+    Isotonic regression (pool adjacent violators) fits steps, and households on one step tie.
+    Here each step is replaced by one point, at the mean logit of the raw probabilities it pools
+    and the logit of its observed rate, and the map runs straight between these points and on
+    beyond the first and last with the slope of its end segment. The steps' rates rise from one
+    to the next, so the map rises everywhere: it bends as far as isotonic regression does and
+    keeps the model's order, ties only where the raw probabilities tie.
+    """
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> CenteredIsotonic:
+        x = _logit(np.asarray(raw, dtype=np.float64)).ravel()
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], np.asarray(y, dtype=np.float64)[order]
+        steps = IsotonicRegression().fit_transform(x, y)
+        starts = np.flatnonzero(np.r_[True, np.diff(steps) != 0])
+        ends = np.r_[starts[1:], len(x)]
+        # a step's rate is at least one in its size away from 0 and 1: half of that keeps the
+        # logit finite and the points rising
+        half = 0.5 / len(x)
+        rates = np.clip(steps[starts], half, 1 - half)
+        self.knots_x_ = np.array([x[s:e].mean() for s, e in zip(starts, ends, strict=True)])
+        self.knots_y_ = _logit(rates).ravel()
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities of the raw probabilities ``raw``."""
+        x = _logit(np.asarray(raw, dtype=np.float64)).ravel()
+        kx, ky = self.knots_x_, self.knots_y_
+        if len(kx) == 1:  # one step: every visit had the same rate
+            return np.full(len(x), 1 / (1 + np.exp(-ky[0])))
+        z = np.interp(x, kx, ky)
+        low, high = x < kx[0], x > kx[-1]
+        z[low] = ky[0] + (x[low] - kx[0]) * (ky[1] - ky[0]) / (kx[1] - kx[0])
+        z[high] = ky[-1] + (x[high] - kx[-1]) * (ky[-1] - ky[-2]) / (kx[-1] - kx[-2])
+        return 1 / (1 + np.exp(-z))
+
+
 class CalibratedClassifier(ClassifierMixin, BaseEstimator):
     """A classifier fitted on some rows and calibrated on held-out rows (``calibration_mask``).
 
     ``method`` is ``sigmoid`` (Platt scaling on the logit), ``beta`` (beta calibration: a logistic
     regression on ln p and -ln(1-p), which can bend where Platt scaling cannot; its coefficients
-    are kept non-negative (:func:`fit_beta`), so it keeps the model's order) or ``isotonic`` (steps:
-    households on one step tie, and ties are cut by key). The held-out rows are
+    are kept non-negative (:func:`fit_beta`), so it keeps the model's order), ``isotonic`` (steps:
+    households on one step tie, and ties are cut by key) or ``centered_isotonic``
+    (:class:`CenteredIsotonic`: bends like isotonic, keeps the order). The held-out rows are
     chosen by the caller (the latest training rounds): never the test round. The calibrator is
     fitted unweighted, so probabilities estimate the chance that a visit finds need (the
     population of visited households), whatever weights the model itself was trained with.
@@ -221,6 +261,8 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
             self.calibrator_.fit(_logit(raw), y[held])
         elif self.method == "beta":
             self.calibrator_, self.beta_constraint_ = fit_beta(raw, y[held])
+        elif self.method == "centered_isotonic":
+            self.calibrator_ = CenteredIsotonic().fit(raw, y[held])
         else:
             raise ValueError(f"unknown calibration method {self.method!r}")
         self.n_train_ = int((~held).sum())
@@ -250,7 +292,7 @@ class CalibratedClassifier(ClassifierMixin, BaseEstimator):
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Calibrated probability of need from the underlying model's probability ``raw``."""
-        if self.method == "isotonic":
+        if self.method in ("isotonic", "centered_isotonic"):
             p = self.calibrator_.predict(raw)
         elif self.method == "beta":
             p = self.calibrator_.predict_proba(_beta_inputs(raw))[:, 1]

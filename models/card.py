@@ -73,6 +73,10 @@ class CardFacts:
     loop_settings: str = ""  # selective labels and exploration, and why (the living loop)
     compared: tuple[str, ...] = ()  # what the backtests measured beside it (training.compare)
     overrides: OverrideFigures | None = None  # caseworkers' overrides in the training rounds
+    # the service match's top-k hit rates per matcher and round ("all": every test round),
+    # against the hidden kind of need (models.backtest); None without the truth or the labels
+    service_match: pd.DataFrame | None = None
+    service_labels: int = 0  # linked visits the registered model's match learned from
 
 
 def _fmt(value: object, digits: int = 3) -> str:
@@ -148,6 +152,38 @@ def override_section(o: OverrideFigures | None) -> list[str]:
             "",
         ]
     return out
+
+
+def service_section(rates: pd.DataFrame | None, labels: int) -> list[str]:
+    """The service match: what it learned from and, with the truth, its top-k hit rates."""
+    out = [
+        "## Service match (추천 서비스)",
+        "",
+        f"Each listed household gets the services that cover the most of its estimated kinds of "
+        f"need (docs/services.md), learned from {labels} linked visits; with too few, the rule "
+        "mapping from crisis-signal groups. A suggestion for the visit to check, not a decision.",
+        "",
+    ]
+    if rates is None or rates.empty:
+        return [*out, "Not measured: no hidden truth of the kind of need in these data.", ""]
+    pooled = rates[rates["round"] == "all"].set_index("matcher")
+    names = {"model": "learned match", "rule": "rule mapping", "difference": "difference"}
+    rows = [
+        f"| {names.get(str(name), name)} | {_fmt(float(r['rate']))} [{_fmt(float(r['low']))}, "
+        f"{_fmt(float(r['high']))}] | {int(r['households'])} |"
+        for name, r in pooled.iterrows()
+    ]
+    return [
+        *out,
+        "Hit rate over the test rounds (a listed household in need counts as matched when one of "
+        "its suggested services serves its hidden kind of need; 90% 읍면동 bootstrap intervals; "
+        "difference: the learned match minus the rule mapping on the same draws):",
+        "",
+        "| matcher | hit rate | households |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def render_card(f: CardFacts) -> str:
@@ -267,6 +303,7 @@ def render_card(f: CardFacts) -> str:
         "exploration share so that future labels can correct the model.",
         "",
         *override_section(f.overrides),
+        *service_section(f.service_match, f.service_labels),
         "## Fairness (at the capacity cut, against the truth)",
         "",
     ]

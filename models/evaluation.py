@@ -64,9 +64,10 @@ from models.offpolicy import (
     logging_propensity,
     observed_rates,
 )
+from models.service_match import ServiceMatch, match_hits
 from pipeline.config import RuntimeConfig
 from pipeline.datasets.features import RoundSource, file_key_range, read_feature_file
-from pipeline.datasets.truth import read_round_truth
+from pipeline.datasets.truth import NEED_TYPE, read_round_truth
 from pipeline.engine import map_partitions
 from pipeline.months import format_month
 from pipeline.vocabulary import EMD, KEY, eligible_mask
@@ -105,6 +106,9 @@ class PartitionTask:
     # the round's visits in this file by key: selection_reason, selection_probability, and
     # observed_rate (the share of the reason's visits with a label); None: no off-policy frame
     visits: pd.DataFrame | None = None
+    # the service match fitted on the visits known before the round: its suggestions and the
+    # rule mapping's for the main list's households, judged against the hidden kind of need
+    service_match: ServiceMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ class PartitionEvaluation:
     offpolicy: pd.DataFrame | None = None
     # labelled visits by truth: (in need, of which labelled 1, not in need, of which labelled 1)
     label_need: tuple[int, int, int, int] | None = None
+    # the main list's households in need: 읍면동, and whether each matcher's suggestions hit
+    service_hits: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,8 @@ class RoundEvaluation:
     ks: np.ndarray  # the list sizes of the curves
     households: RoundHouseholds
     offpolicy: pd.DataFrame | None = None  # households on any list: models.offpolicy columns
+    # the main list's households in need: 읍면동, and whether each matcher's suggestions hit
+    service_match: pd.DataFrame | None = None
 
 
 def _probability(model: CalibratedClassifier, X: pd.DataFrame) -> np.ndarray:
@@ -262,6 +270,11 @@ def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
         offpolicy = _offpolicy_rows(
             features, listed, probabilities, code, need, task.visits, scores[RULE]
         )
+    service_hits = None
+    if task.service_match is not None and truth is not None and NEED_TYPE in truth.columns:
+        service_hits = match_hits(
+            task.service_match, features[listed[task.main]], truth[NEED_TYPE][listed[task.main]]
+        )
     if need is not None:
         y = code[known]
         n_ = need[known]
@@ -288,6 +301,7 @@ def evaluate_partition(task: PartitionTask) -> PartitionEvaluation:
         keys=_utf8(keys) if task.keep_keys else None,
         offpolicy=offpolicy,
         label_need=label_need,
+        service_hits=service_hits,
     )
 
 
@@ -435,7 +449,14 @@ def evaluate_round(
             flags,
         ),
         offpolicy=offpolicy,
+        service_match=_service_hits(parts),
     )
+
+
+def _service_hits(parts: list[PartitionEvaluation]) -> pd.DataFrame | None:
+    """The main list's households in need of every partition: 읍면동 and the matchers' hits."""
+    frames = [p.service_hits for p in parts if p.service_hits is not None]
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _on_any_list(
@@ -523,6 +544,7 @@ class TestRoundReader:
         ks: np.ndarray | None = None,
         selections: dict[str, tuple[str, ListPolicy]] | None = None,
         audited: tuple[str, ...] = (),
+        service_match: ServiceMatch | None = None,
     ) -> RoundEvaluation:
         started = time.perf_counter()
         runtime = self.runtime or RuntimeConfig(progress=False)
@@ -563,6 +585,7 @@ class TestRoundReader:
                 visits=(
                     None if logged is None else _observed_in(logged, ranges[i] if ordered else None)
                 ),
+                service_match=service_match,
             )
             for i in order
         ]

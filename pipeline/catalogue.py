@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import ConfigError, Month
 from pipeline.months import parse_month
-from pipeline.vocabulary import CASE_STATUSES_REQUIRED, NO_SUPPORT, TENURES
+from pipeline.vocabulary import (
+    CASE_STATUSES_REQUIRED,
+    DRIVERS,
+    INCOME_BANDS,
+    NEED_TYPES,
+    NO_SUPPORT,
+    TENURES,
+)
 
-Driver = Literal["strain", "job", "health", "disaster", "benefit", "housing", "isolation"]
+Driver = Literal[DRIVERS]  # type: ignore[valid-type]
 Target = Literal["head", "adult", "elderly", "child", "member"]
 ValueModel = Literal[
     "flag", "months", "months_long", "krw_small", "krw_medium", "krw_large", "grade", "days"
@@ -33,6 +42,9 @@ class SyntheticEmission(_Frozen):
     lag: tuple[float, ...]
     value: ValueModel
     tenure: tuple[str, ...] | None = None
+    alone: bool = False  # only one-person households (an isolation check of people living alone)
+    # a bill left unpaid: the false-alarm rate scales with the household's payment habit
+    habit: bool = False
 
     @field_validator("tenure")
     @classmethod
@@ -133,6 +145,13 @@ class IndicatorCatalogue(_Frozen):
                     f"indicator {ind.code}: no plausibility bounds (set bounds on the indicator "
                     f"or on its unit {ind.unit!r})"
                 )
+        used = {ind.group for ind in self.indicators}
+        empty = [g for g in self.groups if g not in used]
+        if empty:  # its features would be columns of nothing (and the feature build fails)
+            raise ValueError(
+                f"group {empty[0]!r} has no indicator: give it one or remove it (and its "
+                "entries in services.yaml signal_groups and data_sources.yaml)"
+            )
         return self
 
     @property
@@ -280,6 +299,109 @@ class OutcomeCatalogue(_Frozen):
         """The case status's name in ``language`` (``ko`` or ``en``)."""
         entry = {s.code: s for s in self.case_statuses}[code]
         return entry.name_ko if language == "ko" else entry.name_en
+
+
+class Eligibility(_Frozen):
+    """What a household must have for a service to be offered (all that are given)."""
+
+    income_bands: tuple[str, ...] | None = None
+    min_head_age: int | None = Field(None, ge=0, le=120)
+    disability: bool = False
+    minors: bool = False
+
+    @field_validator("income_bands")
+    @classmethod
+    def _known_bands(cls, bands: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        unknown = [b for b in bands or () if b not in INCOME_BANDS]
+        if unknown:
+            raise ValueError(
+                f"unknown income band {unknown[0]!r}: expected one of {', '.join(INCOME_BANDS)}"
+            )
+        return bands
+
+
+class Service(_Frozen):
+    """A service a visit can link a household to (configs/services.yaml)."""
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name_ko: str
+    name_en: str
+    sector: Literal["public", "private", "other"]
+    outcome: Literal["public_support", "private_support"]
+    need_types: tuple[str, ...] = Field(min_length=1)
+    eligible: Eligibility = Eligibility()
+
+    @field_validator("need_types")
+    @classmethod
+    def _known_needs(cls, needs: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [n for n in needs if n not in NEED_TYPES]
+        if unknown:
+            raise ValueError(
+                f"unknown need type {unknown[0]!r}: expected one of {', '.join(NEED_TYPES)}"
+            )
+        return needs
+
+
+class ServiceCatalogue(_Frozen):
+    """The services of configs/services.yaml: codes unique, every kind of need served."""
+
+    services: tuple[Service, ...] = Field(min_length=1)
+    # The rule mapping (the baseline of the service match): the kinds of need a caseworker reads
+    # from each group of crisis signals (groups of configs/indicators.yaml).
+    signal_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ServiceCatalogue:
+        for group, needs in self.signal_groups.items():
+            unknown = [n for n in needs if n not in NEED_TYPES]
+            if unknown:
+                raise ValueError(
+                    f"signal_groups: {group}: unknown need type {unknown[0]!r}: expected one of "
+                    f"{', '.join(NEED_TYPES)}"
+                )
+        codes = [s.code for s in self.services]
+        repeated = sorted({c for c in codes if codes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"service code {repeated[0]!r} given twice")
+        served = {n for s in self.services for n in s.need_types}
+        unserved = [n for n in NEED_TYPES if n not in served]
+        if unserved:
+            raise ValueError(f"no service serves the need type {unserved[0]!r}")
+        return self
+
+    @property
+    def codes(self) -> list[str]:
+        return [s.code for s in self.services]
+
+    def check_groups(self, groups: Iterable[str], path: Path) -> None:
+        """Every indicator group has an entry in ``signal_groups`` and no other is named."""
+        groups = list(groups)
+        missing = [g for g in groups if g not in self.signal_groups]
+        if missing:
+            raise ConfigError(f"{path}: signal_groups: indicator group {missing[0]!r} has no entry")
+        unknown = sorted(set(self.signal_groups) - set(groups))
+        if unknown:
+            raise ConfigError(
+                f"{path}: signal_groups: unknown indicator group {unknown[0]!r}: expected one of "
+                f"{', '.join(groups)}"
+            )
+
+    def serves(self) -> np.ndarray:
+        """Need types × services: whether the service serves the kind of need."""
+        return np.array(
+            [[need in s.need_types for s in self.services] for need in NEED_TYPES], dtype=bool
+        )
+
+    def group_needs(self, groups: Sequence[str]) -> np.ndarray:
+        """``groups`` × need types: whether signals of the group point to the kind of need."""
+        return np.array(
+            [[need in self.signal_groups.get(g, ()) for need in NEED_TYPES] for g in groups],
+            dtype=bool,
+        ).reshape(len(groups), len(NEED_TYPES))
+
+    def serving(self, need_type: str) -> list[Service]:
+        """The services that serve ``need_type``, in catalogue order."""
+        return [s for s in self.services if need_type in s.need_types]
 
 
 def _load_yaml(path: Path) -> dict:
@@ -430,3 +552,11 @@ def load_data_sources(
         if uncovered:
             raise ConfigError(f"{path}: sources: table {uncovered[0]!r} has no entry")
     return catalogue
+
+
+def load_services(path: Path) -> ServiceCatalogue:
+    """Load and validate ``services.yaml``."""
+    try:
+        return ServiceCatalogue.model_validate(_load_yaml(path))
+    except ValidationError as exc:
+        raise _first_error(path, exc) from None

@@ -3,8 +3,8 @@
 Shared by the generator's past outreach rounds (:mod:`pipeline.generate.simulate`) and the
 simulated field work of ``outreach simulate`` (:mod:`pipeline.simulate.fieldwork`), so both draw
 outcomes the same way. Pure: the uniforms come in as :class:`VisitDraws`, so the generator draws
-them from its partition's stream (:meth:`VisitDraws.draw`, in the order it always drew them)
-and the field work from a hash per household (common random numbers across policies).
+them from each past round's own stream (:meth:`VisitDraws.draw`) and the field work from a hash
+per household (common random numbers across policies).
 
 The model (docs/synthetic_data.md, "Past outreach rounds"):
 
@@ -20,11 +20,16 @@ The model (docs/synthetic_data.md, "Past outreach rounds"):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pipeline.vocabulary import INCOME_BANDS, TENURES
+from pipeline.vocabulary import INCOME_BANDS, NEED_TYPES, TENURES
+
+if TYPE_CHECKING:
+    from pipeline.catalogue import Service
 
 # Outcome indexes of :func:`visit_outcomes`, codes of configs/outcomes.yaml.
 OUTCOME_CODES: tuple[str, ...] = (
@@ -74,9 +79,8 @@ class VisitDraws:
 
     @classmethod
     def draw(cls, rng: np.random.Generator, size: int) -> VisitDraws:
-        """Draw from ``rng`` in the generator's order: u, v, the support draw of households in
-        need, that of households not in need, then the lag (the order its nested ``np.where``
-        evaluated them in), so the generated data keep their bytes."""
+        """Draw from ``rng`` in a fixed order: u, v, the support draw of households in need,
+        that of households not in need, then the lag."""
         u = rng.random(size)
         v = rng.random(size)
         w_public = rng.random(size)
@@ -167,3 +171,71 @@ def visit_outcomes(
     resolved = np.where(outcome == UNREACHABLE, round_month + UNREACHABLE_LAG, round_month + lag)
     resolved = np.where(outcome == IN_PROGRESS, NOT_RESOLVED, resolved)
     return outcome, resolved
+
+
+# --- the service a linked visit records ---------------------------------------------------------
+
+MATCHED_SERVICE = 0.85  # a link serves the household's own kind of need this often
+
+
+@dataclass(frozen=True)
+class HouseholdFacts:
+    """What a service's eligibility looks at, per visited household (arrays of one length):
+    income band index (:data:`pipeline.vocabulary.INCOME_BANDS`), head's age, a member with a
+    disability, children under 18."""
+
+    income: np.ndarray
+    head_age: np.ndarray
+    disability: np.ndarray
+    minors: np.ndarray
+
+
+def eligible_matrix(services: Sequence[Service], facts: HouseholdFacts) -> np.ndarray:
+    """Households × services: whether the household may be offered the service; pure."""
+    n = len(facts.income)
+    columns = []
+    for service in services:
+        rule = service.eligible
+        ok = np.ones(n, dtype=bool)
+        if rule.income_bands is not None:
+            ok &= np.isin(facts.income, [INCOME_BANDS.index(b) for b in rule.income_bands])
+        if rule.min_head_age is not None:
+            ok &= np.asarray(facts.head_age) >= rule.min_head_age
+        if rule.disability:
+            ok &= np.asarray(facts.disability, dtype=bool)
+        if rule.minors:
+            ok &= np.asarray(facts.minors) > 0
+        columns.append(ok)
+    return np.stack(columns, axis=1) if columns else np.zeros((n, 0), dtype=bool)
+
+
+def linked_services(
+    outcome: np.ndarray,
+    need_type: np.ndarray,
+    facts: HouseholdFacts,
+    services: Sequence[Service],
+    u_match: np.ndarray,
+    u_pick: np.ndarray,
+) -> np.ndarray:
+    """The service each visit linked (index into ``services``; -1 when it linked none); pure.
+
+    A visit linked to support (public or private) records one service of that outcome the
+    household is eligible for: with probability :data:`MATCHED_SERVICE` one that serves its kind
+    of need (``need_type``: index into :data:`pipeline.vocabulary.NEED_TYPES`) when there is
+    one, else any; drawn uniformly among the candidates with ``u_pick``. No eligible service of
+    that outcome: -1 (support outside the catalogue)."""
+    outcome = np.asarray(outcome)
+    eligible = eligible_matrix(services, facts)
+    kinds = np.array([OUTCOME_CODES.index(s.outcome) for s in services])
+    serves = np.array(
+        [[need in s.need_types for s in services] for need in NEED_TYPES], dtype=bool
+    )  # need types × services
+    possible = eligible & (kinds[None, :] == outcome[:, None])
+    matched = possible & serves[np.asarray(need_type, dtype=np.int64)]
+    use_matched = matched.any(axis=1) & (np.asarray(u_match) < MATCHED_SERVICE)
+    pool = np.where(use_matched[:, None], matched, possible)
+    count = pool.sum(axis=1)
+    k = np.minimum((np.asarray(u_pick) * count).astype(np.int64), np.maximum(count - 1, 0))
+    chosen = np.argmax(pool.cumsum(axis=1) > k[:, None], axis=1)
+    linked_outcome = np.isin(outcome, [PUBLIC, PRIVATE]) & (count > 0)
+    return np.where(linked_outcome, chosen, -1).astype(np.int64)

@@ -39,6 +39,43 @@ AGE_BANDS: tuple[str, ...] = ("under_35", "35_49", "50_64", "65_74", "75_plus")
 AGE_BAND_EDGES: tuple[int, ...] = (35, 50, 65, 75)  # lower bounds of AGE_BANDS[1:]
 NO_OUTCOME = "none"  # a household never visited before
 
+# The kinds of need of the hidden world (truth ``need_type``) that services serve
+# (configs/services.yaml), and the hidden drivers a crisis signal can follow (the catalogue's
+# ``synthetic.driver``; docs/synthetic_data.md).
+NEED_TYPES: tuple[str, ...] = (
+    "income",
+    "housing",
+    "health",
+    "care",
+    "employment",
+    "debt",
+    "isolation",
+)
+NEED_TYPE_TEXT: dict[str, dict[str, str]] = {
+    "ko": {
+        "income": "소득",
+        "housing": "주거",
+        "health": "건강·의료",
+        "care": "돌봄",
+        "employment": "고용",
+        "debt": "채무",
+        "isolation": "고립",
+    },
+    "en": {n: n for n in NEED_TYPES},
+}
+DRIVERS: tuple[str, ...] = (
+    "strain",
+    "job",
+    "health",
+    "disaster",
+    "benefit",
+    "housing",
+    "isolation",
+    "debt",
+    "care",
+    "medical",
+)
+
 # A scored frame's list order when the model's list policy (fairness mitigation) sets it.
 LIST_ORDER = "list_order"
 
@@ -183,13 +220,19 @@ LIST_COLUMNS: tuple[ListColumn, ...] = (
     ListColumn("reason_1", "사유 1", "reason 1", 48),
     ListColumn("reason_2", "사유 2", "reason 2", 48),
     ListColumn("reason_3", "사유 3", "reason 3", 48),
+    ListColumn("services", "추천 서비스", "suggested services", 44),
     ListColumn("outcome_code", "결과 코드", "outcome code", 18),
+    ListColumn("linked_service", "연계 서비스", "linked service", 20),
     ListColumn("contact_date", "확인일(YYYY-MM-DD)", "contact date (YYYY-MM-DD)", 20),
     ListColumn("override", "담당자 판단(제외·추가)", "override (skip/add)", 22),
     ListColumn("note", "메모(제출 시 제외)", "note (not imported)", 30),
 )
+# The scores' columns of the services suggested for a listed household (pipeline.score.services):
+# codes best first, and the list's text with a reason each.
+SERVICE_COLUMNS: tuple[str, ...] = ("service_1", "service_2", "service_3")
+SERVICES_TEXT = "services_text"
 # The columns a caseworker fills in.
-FILL_IN = ("outcome_code", "contact_date", "override", "note")
+FILL_IN = ("outcome_code", "linked_service", "contact_date", "override", "note")
 
 
 def list_header(language: str) -> list[str]:

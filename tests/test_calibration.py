@@ -57,12 +57,55 @@ def test_beta_calibration_follows_a_bent_curve_that_platt_scaling_cannot():
     assert error["beta"] < 0.03 < 0.08 < error["sigmoid"]
 
 
-@pytest.mark.parametrize("method", ["sigmoid", "beta"])
+@pytest.mark.parametrize("method", ["sigmoid", "beta", "centered_isotonic"])
 def test_calibration_keeps_the_models_order_without_ties(method):
     X, y, _ = _bent(5_000, 3)
     p = _calibrated(method, X, y).predict_proba(X)[:, 1]
     order = np.argsort(X["raw"].to_numpy())
     assert np.all(np.diff(p[order]) > 0)  # strictly increasing: no household ties another
+
+
+def _s_shaped(rows: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Scores whose true probability is an S no beta map can follow: flat at 0.15 for the lower
+    half of the scores, then rising steeply (as a model trained with added negatives ranks the
+    visits: docs/training.md, "Calibration")."""
+    rng = np.random.default_rng(seed)
+    raw = rng.uniform(0.02, 0.98, rows)
+    truth = 0.15 + 0.7 / (1 + np.exp(-12 * (raw - 0.6)))
+    y = (rng.random(rows) < truth).astype(np.int64)
+    return pd.DataFrame({"raw": raw}), y, truth
+
+
+def test_centered_isotonic_follows_an_s_shaped_curve_that_beta_calibration_cannot():
+    X, y, _ = _s_shaped(20_000, 11)
+    test, y_test, truth = _s_shaped(20_000, 12)
+    ece, error = {}, {}
+    for method in ("beta", "isotonic", "centered_isotonic"):
+        p = _calibrated(method, X, y).predict_proba(test)[:, 1]
+        ece[method] = calibration_metrics(p, y_test)[0]["ece"]
+        error[method] = np.abs(p - truth).mean()
+    assert ece["centered_isotonic"] < 0.015 and error["centered_isotonic"] < 0.02
+    assert error["centered_isotonic"] < error["isotonic"]  # no steps
+    assert error["beta"] > 2 * error["centered_isotonic"]
+
+
+def test_centered_isotonic_ties_only_what_the_model_ties_and_stays_a_probability():
+    X, y, _ = _s_shaped(3_000, 13)
+    model = _calibrated("centered_isotonic", X, y)
+    raw = np.array([1e-9, 0.001, 0.02, 0.3, 0.3, 0.7, 0.98, 0.999, 1 - 1e-9])
+    p = model.calibrate(raw)
+    assert np.all((p > 0) & (p < 1))
+    assert p[3] == p[4]  # equal raw probabilities, equal calibrated ones
+    assert np.all(np.diff(np.delete(p, 4)) > 0)  # beyond the fitted range too: it extends
+    steps = _calibrated("isotonic", X, y).predict_proba(X)[:, 1]
+    assert len(np.unique(steps)) < len(X) / 20  # isotonic regression: steps that tie households
+
+
+def test_centered_isotonic_with_one_rate_gives_that_rate():
+    from models.candidates import CenteredIsotonic
+
+    model = CenteredIsotonic().fit(np.array([0.2, 0.4, 0.6, 0.8]), np.array([0, 0, 0, 0]))
+    assert np.allclose(model.predict(np.array([0.1, 0.9])), 0.5 / 4)
 
 
 def test_beta_calibration_keeps_its_coefficients_non_negative_rather_than_reverse_the_order():

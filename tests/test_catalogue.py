@@ -19,16 +19,22 @@ def test_catalogue_has_at_least_25_complete_indicators(catalogue):
 
 def test_catalogue_covers_every_group(catalogue):
     used = {ind.group for ind in catalogue.indicators}
-    assert used == {
-        "utilities",
-        "arrears",
-        "finance",
-        "employment",
-        "health",
-        "housing",
-        "benefits",
-        "family_safety",
-    }
+    assert (
+        used
+        == set(catalogue.groups)
+        == {
+            "utilities",
+            "arrears",
+            "finance",
+            "employment",
+            "health",
+            "housing",
+            "benefits",
+            "family_safety",
+            "care",
+            "isolation",
+        }
+    )
 
 
 def test_at_least_three_sources_start_inside_the_window(catalogue):
@@ -99,6 +105,19 @@ def test_duplicate_indicator_code_is_refused(tmp_path, repo_root):
     path = tmp_path / "indicators.yaml"
     path.write_text(broken, encoding="utf-8")
     with pytest.raises(ConfigError, match="duplicate indicator codes: power_cut"):
+        load_indicators(path)
+
+
+def test_a_group_without_indicators_is_refused(tmp_path, repo_root):
+    """A catalogue cut down to the kinds of an earlier year can leave a group empty: refused
+    with its name, not a failure deep in the feature build (found measuring issue 20)."""
+    import yaml
+
+    doc = yaml.safe_load((repo_root / "configs" / "indicators.yaml").read_text(encoding="utf-8"))
+    doc["indicators"] = [i for i in doc["indicators"] if i["group"] != "isolation"]
+    path = tmp_path / "indicators.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match="group 'isolation' has no indicator"):
         load_indicators(path)
 
 

@@ -322,20 +322,21 @@ def test_sample_past_list_figures_equal_the_whole_frame_ones(figures, reference)
 
 
 def test_sample_figures_stay_as_committed(figures):
-    """A few headline figures as printed before the per-partition rewrite."""
+    """A few headline figures of the committed sample (issue 20's calibrated world, 2026-12-05;
+    docs/synthetic_data.md)."""
     assert figures["rows"] == {
         "households": 20000,
         "members": 43472,
-        "crisis_events": 324858,
+        "crisis_events": 54478,
         "outreach_outcomes": 2730,
     }
     truth = figures["truth"]
-    assert truth["in_need_share"] == 0.0520375
-    assert truth["rule_precision_at_capacity"]["overall"] == 0.3579
-    assert truth["auc_against_truth"]["distinct_types_3m"] == 0.7443
+    assert truth["in_need_share"] == 0.05864861111111111
+    assert truth["rule_precision_at_capacity"]["overall"] == 0.4161
+    assert truth["auc_against_truth"]["distinct_types_3m"] == 0.7757
     assert truth["auc_against_truth"]["best_single_column"] == "income_band"
-    assert truth["auc_against_truth"]["best_single_column_auc"] == 0.7263
-    assert truth["past_lists"]["truly_in_need_share"] == 0.3982
+    assert truth["auc_against_truth"]["best_single_column_auc"] == 0.731
+    assert truth["past_lists"]["truly_in_need_share"] == 0.4333
 
 
 def test_describe_holds_one_partition_at_a_time(traced, sample_raw):

@@ -176,6 +176,9 @@ def _imported_outcomes(staged: pd.DataFrame, round_label: str, seed: int) -> pd.
             "source_file_sha256": "0" * 64,
             "resolved_month": resolved,
             "override_code": pd.array([None] * 25, dtype="string"),
+            "service_code": pd.array(
+                ["livelihood_benefit", None, None, None, "food_bank"] * 5, dtype="string"
+            ),
         }
     )  # fmt: skip
 

@@ -387,3 +387,41 @@ def test_the_visits_find_the_need_of_the_rounds_months_before_the_visits():
     judged = fieldwork.with_round_need(hidden, untreated, round_month)
     assert judged["in_need"].tolist() == [False, True, True, False]
     assert judged.drop(columns="in_need").equals(hidden.drop(columns="in_need"))
+
+
+def test_a_linked_visit_records_a_service_of_its_need_and_the_other_draws_stay():
+    from pathlib import Path as _Path
+
+    from conftest import REPO_ROOT
+
+    from pipeline.catalogue import load_services
+    from pipeline.vocabulary import NEED_TYPES
+
+    services = load_services(_Path(REPO_ROOT / "configs" / "services.yaml")).services
+    rng = np.random.default_rng(3)
+    n = 2000
+    hidden = _hidden(n, need_share=0.6).assign(
+        need_type=pd.array(rng.choice(list(NEED_TYPES), n), dtype="string"),
+        income_index=rng.integers(0, 3, n),
+        head_age=rng.integers(30, 90, n),
+        minors=rng.integers(0, 2, n),
+        disability=rng.random(n) < 0.2,
+    )
+    round_month = parse_month("2026-10")
+    plain = fieldwork.draw_visits(hidden[[KEY]], hidden, round_month, seed=5)
+    linked = fieldwork.draw_visits(hidden[[KEY]], hidden, round_month, seed=5, services=services)
+    others = [c for c in fieldwork.VISIT_COLUMNS if c != "service_code"]
+    pd.testing.assert_frame_equal(plain[others], linked[others])  # a stream of its own
+    assert plain["service_code"].isna().all()
+    support = linked["outcome_code"].isin(["public_support", "private_support"]).to_numpy()
+    assert linked.loc[~support, "service_code"].isna().all()
+    assert linked.loc[support, "service_code"].notna().mean() > 0.9
+    by_code = {s.code: s for s in services}
+    need = hidden.set_index(KEY).loc[linked[KEY], "need_type"].to_numpy()
+    chosen = linked["service_code"].to_numpy()
+    fits = [
+        by_code[c].outcome == o and (n_ in by_code[c].need_types)
+        for c, o, n_ in zip(chosen, linked["outcome_code"], need, strict=True)
+        if isinstance(c, str)
+    ]
+    assert 0.7 < np.mean(fits) < 0.95  # mostly a service of the household's need (85%)

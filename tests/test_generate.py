@@ -72,9 +72,10 @@ EXPECTED_SCHEMA = {
         "selection_probability": "double",
         "outcome_code": "string",
         "resolved_month": "string",
+        "service_code": "string",
     },
 }
-TRUTH_WORDS = ("hardship", "in_need", "main_cause", "latent", "truth", "shock")
+TRUTH_WORDS = ("hardship", "in_need", "need_type", "latent", "truth", "shock")
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +215,15 @@ def test_outreach_rounds_follow_capacity_and_record_selection(small_generation, 
     # Past rounds were chosen by the rule, local discretion and exploration (not by a model).
     past = set(outcome_catalogue.reason_codes) - {"model_score", "carried_over"}
     assert set(outcomes["selection_reason"]) == past
-    assert outcomes["selection_probability"].between(0, 1, inclusive="right").all()
+    # A probability where the reason logs one (rule ties, exploration); none for local discretion
+    logged = outcomes["selection_reason"].isin(outcome_catalogue.logged_reason_codes)
+    assert outcomes.loc[logged, "selection_probability"].between(0, 1, inclusive="right").all()
+    assert outcomes.loc[~logged, "selection_probability"].isna().all()
     rule = outcomes[outcomes["selection_reason"] == "central_rule"]
-    assert (rule["selection_probability"] == 1.0).mean() > 0.5
+    # the rule's cut falls inside a tie more often when signals are rarer (0.44 sure on the
+    # branch's sample): a tie is drawn, and its probability is recorded
+    assert (rule["selection_probability"] == 1.0).mean() > 0.3
+    assert (rule["selection_probability"] < 1.0).any()
     listed = outcomes.groupby(["round_month", "emd_code"]).size()
     cap = capacity.set_index("emd_code")["capacity_per_round"]
     assert (listed.to_numpy() <= cap.reindex(listed.index.get_level_values(1)).to_numpy()).all()
@@ -239,7 +246,7 @@ def test_truth_is_written_apart_for_every_household_month(small_generation):
     truth = _read_table(result.truth_dir, "household_month")
     households = _read_table(result.raw_dir, "households")
     assert len(truth) == len(households) * config.window.months
-    assert set(truth.columns) == {"household_key", "month", "hardship", "in_need", "main_cause"}
+    assert set(truth.columns) == {"household_key", "month", "hardship", "in_need", "need_type"}
     assert not truth.duplicated(["household_key", "month"]).any()
 
 
@@ -332,7 +339,10 @@ def test_no_single_column_reveals_need(sample_figures):
 
 def test_sample_rates_match_the_design(sample_figures, catalogue):
     signals = sample_figures["signals"]
-    assert 0.2 < signals["per_household_month"] < 0.8
+    assert 0.03 < signals["per_household_month"] < 0.2
+    # issue 20: in the real system only a minority of households ever appear in the crisis data
+    # (every household did before the catalogue grew; 0.445 on the calibrated sample)
+    assert signals["households_with_any_share"] < 0.5, signals["households_with_any_share"]
     late = {i.code: i.available_from for i in catalogue.indicators if i.available_from}
     for code, start in late.items():
         assert signals["first_reported_month"][code] >= start

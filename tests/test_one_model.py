@@ -80,7 +80,7 @@ def test_comparisons_do_not_change_the_registered_candidate(scored_sample):
     names = {name: set(run.backtest.metrics["model"]) for name, run in runs.items()}
     main = alone.training.candidate
     assert names["alone"] == {main, "rule", "oracle"}
-    assert {"logistic", f"{main}-plain"} <= names["all"] and runs["all"].tradeoff is not None
+    assert {"logistic", f"{main}-negatives"} <= names["all"] and runs["all"].tradeoff is not None
     assert runs["alone"].backtest.offpolicy is None and runs["all"].backtest.offpolicy is not None
 
     def own(run, frame):

@@ -396,7 +396,17 @@ def test_xlsx_lists_have_korean_headers_frozen_row_and_an_outcome_drop_down(scor
     assert [c.value for c in sheet[1]] == list_header("ko")
     assert sheet.freeze_panes == "A2"
     reason = get_column_letter(list_header("ko").index("사유 1") + 1)
-    assert sheet.column_dimensions[reason].width >= 25  # reasons are readable (and wrap)
+    # reasons are readable: they wrap in a column of at least REASON_WIDTHS' lower bound, and
+    # every row is high enough to show its reason whole
+    from pipeline.score.lists import LINE_POINTS, REASON_WIDTHS, wrapped_lines
+
+    width = sheet.column_dimensions[reason].width
+    assert REASON_WIDTHS[0] <= width <= REASON_WIDTHS[1]
+    cells = [c for c in sheet[reason][1:] if c.value]
+    assert cells and all(c.alignment.wrap_text for c in cells)
+    for cell in cells:
+        height = sheet.row_dimensions[cell.row].height
+        assert height >= wrapped_lines(str(cell.value), width) * LINE_POINTS, cell.coordinate
     rules = sheet.data_validations.dataValidation
     names = [o.name_ko for o in load_outcomes(scored_sample.config.paths.outcomes).outcomes]
     assert any(all(n in (r.formula1 or "") for n in names) for r in rules)  # the Korean labels

@@ -138,7 +138,10 @@ def _rechain(entries: list[dict]) -> list[dict]:
 
 def _edit_file(path: Path, change: Callable[[bytes], bytes]) -> None:
     assert path.is_file(), path
-    path.write_bytes(change(path.read_bytes()))
+    before = path.read_bytes()
+    after = change(before)
+    assert after != before, f"the edit leaves {path.name} as it was"
+    path.write_bytes(after)
 
 
 def _another_commit() -> str:
@@ -340,7 +343,9 @@ CASES: list[tuple[str, Callable[[Round], None], str, str]] = [
     (
         "fairness table edited",
         lambda r: _edit_file(
-            r.artifact(r.training, "fairness/fairness.csv"), lambda b: b.replace(b"True", b"False")
+            # every flag turned: a flagged group cleared, an unflagged one flagged
+            r.artifact(r.training, "fairness/fairness.csv"),
+            lambda b: b.replace(b"True", b"\0").replace(b"False", b"True").replace(b"\0", b"False"),
         ),
         f.TRAINING_SEAL,
         "artifact fairness/fairness.csv",

@@ -28,7 +28,13 @@ from conftest import copy_outputs, write_config_file
 
 from features.spec import load_feature_spec, model_input_names
 from models import backtest
-from models.backtest import LABEL_COLUMNS, build_pool, fit_candidate, training_table
+from models.backtest import (
+    LABEL_COLUMNS,
+    SERVICE_LABEL,
+    build_pool,
+    fit_candidate,
+    training_table,
+)
 from models.candidates import CalibratedClassifier
 from models.dataset_summary import DatasetSummary
 from pipeline.catalogue import load_indicators, load_outcomes
@@ -108,7 +114,7 @@ def test_the_run_records_the_engine_it_trained_on(runs):
 
 def test_dask_backtest_metrics_are_within_tolerance_of_local_training(runs):
     local, dask = runs.local.data.metrics, runs.dask.data.metrics
-    for method in ("lightgbm", "lightgbm-plain"):
+    for method in ("lightgbm", "lightgbm-negatives"):
         precision = f"{method}.truth_emd_precision_mean"
         assert abs(dask[precision] - local[precision]) <= PRECISION_TOLERANCE, method
         auc = f"{method}.truth_roc_auc_mean"
@@ -154,8 +160,13 @@ def test_the_dask_model_is_registered_loads_and_scores_like_a_local_one(runs):
     contributions = model.estimator_.booster_.predict(model.prepare(features), pred_contrib=True)
     assert contributions.shape == (2000, len(model.feature_names_in_) + 1)
     # the same ranking, near enough: rank correlation with the local model's probabilities
+    # among the households with a crisis signal in the last 12 months, where lists are drawn
+    # (the quiet ones, most households of the sample, differ only by their facts: near-ties)
     q = local.predict_proba(features)[:, 1]
-    assert pd.Series(p).corr(pd.Series(q), method="spearman") > 0.9
+    signalled = (features["distinct_types__12m"] > 0).to_numpy()
+    assert signalled.sum() > 200
+    correlation = pd.Series(p[signalled]).corr(pd.Series(q[signalled]), method="spearman")
+    assert correlation > 0.9, correlation
 
 
 # --- lean reads -------------------------------------------------------------------------------
@@ -194,7 +205,11 @@ def _full_read_pool(source, rounds, final_as_of, inputs, settings, seed, cap):
         since_by_month[r] = min_since(features)
         listed = labels[labels["round_month"] == r].set_index(KEY)
         frame = features[features[KEY].isin(listed.index)].reset_index(drop=True)
-        extra = listed.reindex(frame[KEY])[list(LABEL_COLUMNS)].reset_index(drop=True)
+        extra = (
+            listed.reindex(frame[KEY])
+            .reindex(columns=[*LABEL_COLUMNS, SERVICE_LABEL])
+            .reset_index(drop=True)
+        )
         labelled[r] = pd.concat([frame[[KEY, *inputs]], extra], axis=1)
         listed_any = set(all_labels.loc[all_labels["round_month"] == r, KEY])
         pool = features[source.eligible(features) & ~features[KEY].isin(listed_any).to_numpy()]
@@ -283,7 +298,8 @@ def test_the_lean_training_pool_equals_the_pool_read_from_whole_tables(setting):
     households = len(setting.source.features(setting.as_of, columns=[KEY]))
     kept = max(len(p.labelled) + len(p.negatives) for p in pool)
     wide = [rows for _, rows, columns in recording.reads if columns > len(setting.inputs)]
-    narrow = [(rows, columns) for _, rows, columns in recording.reads if columns <= 10]
+    # narrow: the key and a few columns (the groups' months since the last signal: 10 groups)
+    narrow = [(rows, columns) for _, rows, columns in recording.reads if columns <= 20]
     assert len(wide) == len(setting.rounds) and max(wide) <= kept < households / 20
     assert len(wide) + len(narrow) == len(recording.reads)
     # the key and benefit status of every household (the seeded draw of negatives), and the

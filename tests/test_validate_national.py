@@ -44,7 +44,7 @@ from pipeline.validate.stage import emd_by_sigungu, plan_batches, region_sets, r
 from pipeline.validate.verdict import read_results
 
 SAMPLE_RAW = REPO_ROOT / "data_samples" / "raw"
-BATCH_ROWS = 100_000  # crisis-event rows per batch: every sample partition is its own batch
+BATCH_ROWS = 10_000  # crisis-event rows per batch: every sample partition is its own batch
 
 
 def one_frame_results(engine, segments: list[KeySegment], example_keys: int):

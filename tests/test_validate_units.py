@@ -269,6 +269,19 @@ def test_a_bursty_source_may_rise_more():
     assert last.loc["calm", "signals"] > last.loc["calm", "upper"]
 
 
+def test_a_bursty_source_may_fall_back_after_its_burst():
+    """A disaster source after a burst: its months fall far below the burst's median. Seed
+    20261210's world before issue 20 stopped validation on disaster_damage 2025-03..06 so."""
+    cfg = VolumeConfig(low_factor_by_source={"burst": 0.0})
+    values = [20, 20, 900, 850, 900, 800, 15, 12]
+    first = {"burst": parse_month("2023-10"), "calm": parse_month("2023-10")}
+    counts = pd.concat([_counts("burst", values), _counts("calm", values)])
+    bounds = volume_bounds(counts, first, parse_month("2024-05"), cfg)
+    last = bounds.groupby("indicator_code").tail(1).set_index("indicator_code")
+    assert last.loc["burst", "status"] == "checked" and last.loc["burst", "lower"] == 0
+    assert last.loc["calm", "signals"] < last.loc["calm", "lower"]  # the shared bound flags it
+
+
 # Checked frames ------------------------------------------------------------------------------
 
 

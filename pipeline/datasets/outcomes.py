@@ -65,6 +65,7 @@ COLUMNS = (
     "source_file_sha256",
     "resolved_month",
     "override_code",
+    "service_code",
 )
 SCHEMA = pa.schema(
     [
@@ -80,10 +81,18 @@ SCHEMA = pa.schema(
         ("source_file_sha256", pa.string()),
         ("resolved_month", pa.string()),
         ("override_code", pa.string()),
+        ("service_code", pa.string()),  # the service the visit linked (NA: none recorded)
     ]
 )
 # What makes two answers for a household the same answer (the source file does not).
-ANSWER = ("emd_code", "outcome_code", "contact_date", "added_by_caseworker", "override_code")
+ANSWER = (
+    "emd_code",
+    "outcome_code",
+    "contact_date",
+    "added_by_caseworker",
+    "override_code",
+    "service_code",
+)
 
 
 def outcomes_root(config: Config) -> Path:
@@ -109,10 +118,12 @@ def read_round_outcomes(config: Config, round_label: str) -> pd.DataFrame | None
 
 
 def with_override(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with an ``override_code`` column (empty when the file predates it); pure."""
-    if "override_code" in frame.columns:
-        return frame
-    return frame.assign(override_code=pd.array([None] * len(frame), dtype="string"))
+    """``frame`` with ``override_code`` and ``service_code`` columns (empty when the file
+    predates them); pure."""
+    for column in ("override_code", "service_code"):
+        if column not in frame.columns:
+            frame = frame.assign(**{column: pd.array([None] * len(frame), dtype="string")})
+    return frame
 
 
 def skipped_mask(frame: pd.DataFrame) -> np.ndarray:
@@ -179,7 +190,9 @@ def _text_array(values: pd.Series) -> pa.Array:
 
 
 def to_table(frame: pd.DataFrame) -> pa.Table:
-    """The stored form of outcome rows (columns and types of ``SCHEMA``)."""
+    """The stored form of outcome rows (columns and types of ``SCHEMA``; a frame from before the
+    override and service columns stores them empty)."""
+    frame = with_override(frame)
     arrays = []
     for field in SCHEMA:
         values = frame[field.name]
@@ -292,6 +305,11 @@ def feature_outcomes(path: Path, sigungu: str) -> pd.DataFrame:
             .to_numpy(),
             "resolved_month": pd.array(
                 [None if pd.isna(r) else parse_month(str(r)) for r in resolved], dtype="Int64"
+            ),
+            "service_code": (
+                frame["service_code"].astype("string").mask(skipped).to_numpy()
+                if "service_code" in frame.columns
+                else pd.array([pd.NA] * len(frame), dtype="string")
             ),
         }
     )

@@ -38,6 +38,7 @@ OUTCOME_COLUMNS = [
     "selection_probability",
     "outcome_code",
     "resolved_month",
+    "service_code",  # the service a linked visit recorded (NA: none, or not recorded)
 ]
 
 
@@ -60,8 +61,12 @@ def _read(layout: TableLayout, table: str, code: str, columns: list[str]) -> pd.
 def combine_outcomes(staged: pd.DataFrame, imported: list[pd.DataFrame]) -> pd.DataFrame:
     """Staged and imported outcomes in one frame with a ``source`` column; one row per
     (household, round), the staged one when both exist; pure."""
-    staged = staged[OUTCOME_COLUMNS].assign(source=pd.array([STAGED] * len(staged), "string"))
-    extra = [frame[OUTCOME_COLUMNS] for frame in imported if len(frame)]
+    # a frame without the service column (from before it) has no service recorded
+    staged = staged.reindex(columns=OUTCOME_COLUMNS).assign(
+        source=pd.array([STAGED] * len(staged), "string")
+    )
+    extra = [frame.reindex(columns=OUTCOME_COLUMNS) for frame in imported if len(frame)]
+    staged = staged.assign(service_code=staged["service_code"].astype("string"))
     if not extra:
         return staged
     frame = pd.concat(

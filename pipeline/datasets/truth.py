@@ -23,6 +23,8 @@ TRUTH_SUMMARY = "_summary.json"  # figures of the hidden truth, written by `outr
 # before the round's own visits"); months without it read the truth's in_need.
 UNTREATED_TABLE = "untreated_need"
 UNTREATED_COLUMNS = (KEY, "month", "in_need")
+NEED_TYPE = "need_type"  # the kind of need (pipeline.vocabulary.NEED_TYPES) of a household in need
+NO_NEED = "none"
 
 
 def truth_available(config: Config) -> bool:
@@ -53,17 +55,20 @@ def read_round_truth(paths: Sequence[Path], keys: pd.Series, round_month: int) -
     """The truth of a round for some households (evaluation only), aligned on ``keys``.
 
     Reads the round's month and the month after from ``paths`` (the truth files that can hold
-    these households). Columns: in_need (bool, False when the truth lacks the household) and
-    hardship (the latent state at the round month, NaN when lacking).
+    these households). Columns: in_need (bool, False when the truth lacks the household),
+    hardship (the latent state at the round month, NaN when lacking) and need_type (the kind of
+    need of a household in need, ``none`` otherwise; only when the truth records kinds of need).
     """
     if not paths:
         return pd.DataFrame({"in_need": np.zeros(len(keys), bool), "hardship": np.nan})
     wanted = [format_month(round_month), format_month(round_month + 1)]
+    import pyarrow.parquet as pq
+
+    columns = [KEY, "month", "hardship", "in_need"]
+    if NEED_TYPE in pq.read_schema(paths[0]).names:
+        columns.append(NEED_TYPE)
     parts = [
-        pd.read_parquet(
-            path, columns=[KEY, "month", "hardship", "in_need"], filters=[("month", "in", wanted)]
-        )
-        for path in paths
+        pd.read_parquet(path, columns=columns, filters=[("month", "in", wanted)]) for path in paths
     ]
     truth = pd.concat(parts, ignore_index=True)
     truth[KEY] = truth[KEY].astype("string")
@@ -77,12 +82,15 @@ def read_round_truth(paths: Sequence[Path], keys: pd.Series, round_month: int) -
     if untreated:
         truth = with_untreated_need(truth, pd.concat(untreated, ignore_index=True))
     per = truth_for_round(truth, round_month).reindex(pd.Index(keys))
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "in_need": per["in_need"].fillna(False).astype(bool).to_numpy(),
             "hardship": per["hardship"].to_numpy(dtype=np.float64),
         }
     )
+    if NEED_TYPE in per.columns:
+        out[NEED_TYPE] = np.where(out["in_need"], per[NEED_TYPE].fillna(NO_NEED), NO_NEED)
+    return out
 
 
 def untreated_file(truth_file: Path) -> Path:
@@ -147,10 +155,18 @@ def truth_for_round(truth: pd.DataFrame, round_month: int) -> pd.DataFrame:
     NaN when ``truth`` has none, as the untreated need).
     """
     now = truth[truth["month"] == round_month].set_index(KEY)
-    after = truth[truth["month"] == round_month + 1].set_index(KEY)["in_need"]
+    later = truth[truth["month"] == round_month + 1].set_index(KEY)
+    after = later["in_need"]
     need = now["in_need"] | after.reindex(now.index, fill_value=False).astype(bool)
     hardship = now["hardship"].astype(float) if "hardship" in now else np.nan
-    return pd.DataFrame({"in_need": need.astype(bool), "hardship": hardship}, index=now.index)
+    out = pd.DataFrame({"in_need": need.astype(bool), "hardship": hardship}, index=now.index)
+    if NEED_TYPE in now.columns:
+        # the kind of need at the round month, else the month after (where the need was)
+        at_round = now[NEED_TYPE].astype(object).where(now["in_need"].astype(bool))
+        next_kind = later[NEED_TYPE].astype(object).where(later["in_need"].astype(bool))
+        kind = at_round.fillna(next_kind.reindex(now.index)).fillna(NO_NEED)
+        out[NEED_TYPE] = kind.where(out["in_need"], NO_NEED).astype(str)
+    return out
 
 
 def read_truth_since(truth_dir: Path, first_month: int) -> pd.DataFrame:

@@ -35,7 +35,12 @@ def run(config: Config, args: argparse.Namespace) -> int:
         f"{rows['members']:,} members, {rows['crisis_events']:,} crisis signals, "
         f"{rows['outreach_outcomes']:,} past outreach rows"
     )
-    print(f"  signals per household-month: {summary['signals']['per_household_month']:.3f}")
+    signals = summary["signals"]
+    print(
+        f"  signals per household-month: {signals['per_household_month']:.3f}; households with "
+        f"any signal: {signals['households_with_any_share']:.1%} "
+        f"({signals['per_household_with_any']:.1f} signals each)"
+    )
     if "truth" in summary:
         t = summary["truth"]
         rule = t["rule_precision_at_capacity"]

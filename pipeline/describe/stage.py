@@ -320,6 +320,7 @@ class TruthTally:
     audit_values: pd.Series  # (round, column, value, in_need) -> households
     audit_classes: pd.Series  # (round, in_need) -> households
     past_lists: pd.Series  # (outcome_code, selection_reason, truly_in_need) -> rows
+    need_types: pd.Series  # need_type -> household-months in need
 
 
 @dataclass(frozen=True)
@@ -334,6 +335,9 @@ class Tally:
     attributes: pd.Series  # (attribute, value) -> households
     outcomes: pd.Series  # outcome_code -> past outreach rows
     reasons: pd.Series  # selection_reason -> past outreach rows
+    probability_recorded: pd.Series  # selection_reason -> rows with a selection probability
+    signal_households: int  # households with at least one crisis signal in the window
+    services: pd.Series  # service_code -> past outreach rows that linked it
     truth: TruthTally | None
 
 
@@ -374,6 +378,9 @@ def tally_truth(
         audit_values=_concat_counts(values, AUDIT_VALUE_LEVELS),
         audit_classes=_concat_counts(classes, AUDIT_CLASS_LEVELS),
         past_lists=past_list_counts(part.outcomes, tr),
+        need_types=tr.loc[tr["in_need"].to_numpy(dtype=bool), "need_type"]
+        .astype("string")
+        .value_counts(sort=False),
     )
 
 
@@ -401,6 +408,13 @@ def tally_partition(
         attributes=attributes,
         outcomes=part.outcomes["outcome_code"].value_counts(sort=False),
         reasons=part.outcomes["selection_reason"].value_counts(sort=False),
+        probability_recorded=part.outcomes.groupby("selection_reason", observed=True)[
+            "selection_probability"
+        ].count(),
+        signal_households=int(ev["household_key"].nunique()),
+        services=part.outcomes["service_code"].value_counts(sort=False)
+        if "service_code" in part.outcomes
+        else pd.Series(dtype="int64"),
         truth=None if part.truth is None else tally_truth(part, code, capacity, plan),
     )
 
@@ -417,6 +431,7 @@ def combine_truth(a: TruthTally | None, b: TruthTally | None) -> TruthTally | No
         audit_values=add_counts(a.audit_values, b.audit_values),
         audit_classes=add_counts(a.audit_classes, b.audit_classes),
         past_lists=add_counts(a.past_lists, b.past_lists),
+        need_types=add_counts(a.need_types, b.need_types),
     )
 
 
@@ -431,6 +446,9 @@ def combine(a: Tally, b: Tally) -> Tally:
         attributes=add_counts(a.attributes, b.attributes),
         outcomes=add_counts(a.outcomes, b.outcomes),
         reasons=add_counts(a.reasons, b.reasons),
+        probability_recorded=add_counts(a.probability_recorded, b.probability_recorded),
+        signal_households=a.signal_households + b.signal_households,
+        services=add_counts(a.services, b.services),
         truth=combine_truth(a.truth, b.truth),
     )
 
@@ -488,6 +506,7 @@ def truth_figures(truth: TruthTally) -> dict:
             "per_column": dict(sorted(aucs.items(), key=lambda kv: -kv[1])),
         },
         "past_lists": past_list_figures(truth.past_lists),
+        "need_type_share": _normalised(truth.need_types),
     }
 
 
@@ -519,6 +538,10 @@ def summarise(
         "households": household_figures(tally),
         "signals": {
             "per_household_month": total_events / max(rows["households"] * window_months, 1),
+            "households_with_any_share": round(
+                tally.signal_households / max(rows["households"], 1), 4
+            ),
+            "per_household_with_any": round(total_events / max(tally.signal_households, 1), 2),
             "per_indicator": {
                 k: int(v) for k, v in per_indicator.sort_values(ascending=False).items()
             },
@@ -537,6 +560,13 @@ def summarise(
             / max(rows["households"], 1),
             "outcome_share": (tally.outcomes / tally.outcomes.sum()).round(4).to_dict(),
             "selection_reason_share": (tally.reasons / tally.reasons.sum()).round(4).to_dict(),
+            "probability_recorded_share": (
+                tally.probability_recorded.reindex(tally.reasons.index, fill_value=0)
+                / tally.reasons
+            )
+            .round(4)
+            .to_dict(),
+            "linked_service_share": _normalised(tally.services) if tally.services.sum() else {},
         },
     }
     if tally.truth is not None and not tally.truth.audit_classes.empty:

@@ -128,6 +128,7 @@ def explanation_context(
         "selection_note": SELECTION_NOTE.get(selection) if listed else None,
         "list_rank": int(rank) if listed and rank is not None and not pd.isna(rank) else None,
         "reasons": list(household.reasons) if listed else [],
+        "services": household.services if listed else "",
         "agencies": agencies_of(household.used.indicators, catalogue),
         "crisis_bases": crisis_bases(household.used.indicators, catalogue, sources),
         "household_facts": list(household.used.household),

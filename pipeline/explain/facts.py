@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pipeline.config import Config
 from pipeline.datasets import TableLayout
@@ -32,7 +33,7 @@ from pipeline.datasets.staged import region_names
 from pipeline.errors import DataError, UsageError
 from pipeline.io import sha256_file, short_digest
 from pipeline.months import format_month
-from pipeline.vocabulary import AUDIT_PREFIX, EMD, KEY, KEY_FORM
+from pipeline.vocabulary import AUDIT_PREFIX, EMD, KEY, KEY_FORM, SERVICES_TEXT
 
 # The scores columns an explanation shows (reasons are added for the round's reason count).
 ROW_COLUMNS = (KEY, "sigungu_code", EMD, "score", "tier", "selection_reason", "list_rank")
@@ -64,6 +65,7 @@ class RoundHousehold:
     model: str  # e.g. "welfare-outreach v3"
     manifest_sha256: str
     used: UsedData
+    services: str = ""  # the services suggested to offer, as the round's list shows them
 
 
 def check_key(key: str) -> str:
@@ -159,7 +161,8 @@ def read_household(config: Config, as_of: int, key: str, months_cap: int) -> Rou
     _verified(scores, recorded.get(SCORES), "the scores")
     k = int((manifest.get("config") or {}).get("scoring", {}).get("reasons", 3))
     reason_columns = [f"reason_{i}_text" for i in range(1, k + 1)]
-    rows = read_rows(scores, [*ROW_COLUMNS, *reason_columns], {KEY: [key]})
+    suggested = [SERVICES_TEXT] if SERVICES_TEXT in pq.read_schema(scores).names else []
+    rows = read_rows(scores, [*ROW_COLUMNS, *reason_columns, *suggested], {KEY: [key]})
     if rows.empty:
         raise UsageError(
             f"explain: household {key} was not scored in round {label} ({scores}): an unknown "
@@ -203,4 +206,7 @@ def read_household(config: Config, as_of: int, key: str, months_cap: int) -> Rou
         model=f"{model.get('name', '?')} v{model.get('version', '?')}",
         manifest_sha256=sha256_file(folder / MANIFEST),
         used=used,
+        services=""
+        if row.get(SERVICES_TEXT) is None or pd.isna(row.get(SERVICES_TEXT))
+        else str(row[SERVICES_TEXT]),
     )

@@ -28,8 +28,8 @@ from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.datasets.truth import TRUTH_SUMMARY, TRUTH_TABLE, UNTREATED_TABLE
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError, UsageError
+from pipeline.generate.process import SimulationContext
 from pipeline.generate.regions import SigunguSpec, build_regions
-from pipeline.generate.simulate import SimulationContext
 from pipeline.generate.stage import simulation_context, world_settings
 from pipeline.generate.world import (
     PENDING_EVENTS,
@@ -204,7 +204,7 @@ def _advance_partition(task: _AdvanceTask) -> dict[str, object]:
         raw.partition_file("crisis_events", code),
     )
     first = through + 1
-    new_truth = truth_frame(keys, first, moved.hardship, moved.cause, moved.in_need)
+    new_truth = truth_frame(keys, first, moved.hardship, moved.need_type, moved.in_need)
     _append(
         old_truth.partition_file(TRUTH_TABLE, code),
         table_from_frame(new_truth),

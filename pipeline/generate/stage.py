@@ -6,20 +6,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.catalogue import IndicatorCatalogue
+from pipeline.catalogue import IndicatorCatalogue, load_services
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.datasets.raw import GENERATION_RECORD
 from pipeline.datasets.truth import TRUTH_SUMMARY
 from pipeline.engine import map_partitions
+from pipeline.generate.process import SimulationContext
 from pipeline.generate.regions import SigunguSpec, build_regions, capacity_table, regions_table
-from pipeline.generate.simulate import SimulationContext, simulate_partition
+from pipeline.generate.simulate import simulate_partition
 from pipeline.generate.world import (
     PENDING_EVENTS,
     SUPPORTS,
     WORLD_RECORD,
     WORLD_STATE,
-    empty_supports,
     pending_frame,
     pending_to_file,
     state_frame,
@@ -63,6 +63,8 @@ def simulation_context(config: Config, catalogue: IndicatorCatalogue) -> Simulat
         hardship=gen.hardship,
         selection=gen.selection,
         indicators=catalogue.indicators,
+        contact_effect=gen.contact_effect,
+        services=load_services(Path(config.paths.services)).services,
     )
 
 
@@ -82,14 +84,19 @@ def _generate_partition(task: _PartitionTask) -> dict[str, float]:
     )
     pending = pending_frame(data.world.pending, task.context.indicators)
     write_parquet(pending_to_file(pending), truth.partition_file(PENDING_EVENTS, code))
-    write_parquet(supports_to_file(empty_supports()), truth.partition_file(SUPPORTS, code))
+    write_parquet(supports_to_file(data.supports), truth.partition_file(SUPPORTS, code))
     return data.stats
 
 
 def world_settings(config: Config) -> dict[str, object]:
-    """The settings that make a world: the generator's, except the contact effect (which only
-    acts when the world moves on, so that it may be changed between advances)."""
+    """The settings that make a world: the generator's, except the contact effect, which may be
+    changed between advances (the history's is recorded apart: :func:`history_contact_effect`)."""
     return config.generator.model_dump(mode="json", exclude={"contact_effect"})
+
+
+def history_contact_effect(config: Config) -> dict[str, object]:
+    """The contact effect the generated history was drawn with (its past rounds' support)."""
+    return config.generator.contact_effect.model_dump(mode="json")
 
 
 def generate(
@@ -151,6 +158,7 @@ def generate(
         }
         provenance = {
             "generator": world_settings(config),
+            "history_contact_effect": history_contact_effect(config),
             "window": config.window.model_dump(mode="json"),
             "indicator_catalogue_sha256": sha256_file(catalogue_path) if catalogue_path else None,
             "rows": {k: v for k, v in rows.items() if not k.startswith("truth")},
@@ -162,6 +170,7 @@ def generate(
             {
                 "through": format_month(context.window_end),
                 "generator": world_settings(config),
+                "history_contact_effect": provenance["history_contact_effect"],
                 "indicator_catalogue_sha256": provenance["indicator_catalogue_sha256"],
                 "advances": [],
             },

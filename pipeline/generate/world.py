@@ -1,7 +1,7 @@
 """The world moves on: the hidden process of one 시군구 continued past the data window, purely.
 
 ``outreach generate`` saves, per partition, the state the monthly process carries at the last
-generated month (each household's profile, baseline and the seven process components), the
+generated month (each household's profile, baseline and the components of its process), the
 signals already drawn whose reported month lies after it, and the supports that contacts started.
 :func:`advance_partition` continues from that state by a number of months:
 
@@ -20,7 +20,6 @@ Written down in docs/synthetic_data.md, "The world moves on".
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,26 +27,22 @@ import pandas as pd
 
 from pipeline.catalogue import Indicator
 from pipeline.config import ContactEffectConfig
-from pipeline.generate.regions import SigunguSpec
-from pipeline.generate.simulate import (
-    CAUSES,
+from pipeline.generate.process import (
     PROCESS,
-    SIGNAL_TARGETS,
     Profile,
     SimulationContext,
-    WorldState,
-    attribute_person,
-    delivers,
-    draw_lag,
-    draw_values,
-    drivers_of,
     hardship_of,
     process_rates,
-    signal_masks,
-    signal_probability,
+    process_rng,
+    register_contacts,
+    relief_in,
     step_month,
 )
+from pipeline.generate.regions import SigunguSpec
+from pipeline.generate.signals import SIGNAL_COLUMNS, live_month, signal_masks
+from pipeline.generate.simulate import WorldState
 from pipeline.months import format_month, parse_month_series
+from pipeline.vocabulary import NEED_TYPES
 
 # The saved state, in the truth folder (hidden like the truth; partitioned by 시군구).
 WORLD_STATE = "world_state"  # one row per household: profile and process components
@@ -69,36 +64,9 @@ PROFILE_COLUMNS: dict[str, str] = {
     "minors": "int16",
     "oldest": "int16",
     "base": "float32",
+    "payment_habit": "float32",
 }
-PENDING_COLUMNS = (
-    "household",
-    "person",
-    "indicator_code",
-    "event_month",
-    "reported_month",
-    "value",
-)
-SUPPORT_COLUMNS = (
-    "household",
-    "contact_month",
-    "outcome_code",
-    "start_month",
-    "end_month",
-    "effect",
-)
-
-
-def process_rng(seed: int, ordinal: int, month: int) -> np.random.Generator:
-    """The random stream of one partition's hidden process in one advanced month."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, ordinal, month)))
-
-
-def signal_rng(seed: int, ordinal: int, month: int, code: str) -> np.random.Generator:
-    """The random stream of one indicator's signals in one partition and advanced month."""
-    key = zlib.crc32(code.encode("utf-8"))
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, ordinal, month, key)))
-
-
+PENDING_COLUMNS = SIGNAL_COLUMNS
 # --- the saved state as frames (one row per household, pending signal, support) ---------------
 
 
@@ -147,67 +115,6 @@ def pending_frame(
     ).reset_index(drop=True)
 
 
-def empty_supports() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "household": np.zeros(0, dtype=np.int64),
-            "contact_month": np.zeros(0, dtype=np.int32),
-            "outcome_code": pd.array([], dtype="string"),
-            "start_month": np.zeros(0, dtype=np.int32),
-            "end_month": np.zeros(0, dtype=np.int32),
-            "effect": np.zeros(0, dtype=np.float32),
-        }
-    )
-
-
-def register_contacts(
-    supports: pd.DataFrame,
-    contacts: pd.DataFrame,
-    through: int,
-    effect: ContactEffectConfig,
-) -> pd.DataFrame:
-    """The supports after adding new contacts (columns household, contact_month as a month
-    index, outcome_code). A contact already registered (same household, month and outcome) is
-    not added again, so passing every outcome each round is safe. Support starts at the contact
-    month, or at the first month not simulated yet when the contact is dated earlier (the past is
-    not rewritten), and lasts ``effect.support_months``; outcomes that link no support are kept
-    with effect 0 (they are contacts all the same)."""
-    new = contacts[["household", "contact_month", "outcome_code"]].drop_duplicates()
-    key = ["household", "contact_month", "outcome_code"]
-    if len(supports):
-        known = supports[key].astype({"outcome_code": "string"})
-        merged = new.astype({"outcome_code": "string"}).merge(
-            known, on=key, how="left", indicator=True
-        )
-        new = merged.loc[merged["_merge"] == "left_only", key]
-    start = np.maximum(new["contact_month"].to_numpy(dtype=np.int32), through + 1)
-    added = pd.DataFrame(
-        {
-            "household": new["household"].to_numpy(dtype=np.int64),
-            "contact_month": new["contact_month"].to_numpy(dtype=np.int32),
-            "outcome_code": pd.array(new["outcome_code"].astype(str), dtype="string"),
-            "start_month": start.astype(np.int32),
-            "end_month": (start + effect.support_months - 1).astype(np.int32),
-            "effect": np.array(
-                [effect.effect(code) for code in new["outcome_code"].astype(str)], dtype=np.float32
-            ),
-        }
-    )
-    both = pd.concat([supports, added], ignore_index=True) if len(supports) else added
-    return both.sort_values(key, kind="stable").reset_index(drop=True)
-
-
-def relief_in(supports: pd.DataFrame, month: int, n: int) -> np.ndarray:
-    """Per household: the strongest support effect active in ``month`` (0 without support)."""
-    relief = np.zeros(n, dtype=np.float32)
-    if not len(supports):
-        return relief
-    active = (supports["start_month"] <= month) & (supports["end_month"] >= month)
-    rows = supports.loc[active]
-    np.maximum.at(relief, rows["household"].to_numpy(dtype=np.int64), rows["effect"].to_numpy())
-    return relief
-
-
 # --- advancing ---------------------------------------------------------------------------------
 
 
@@ -219,53 +126,9 @@ class AdvancedPartition:
     supports: pd.DataFrame
     events: pd.DataFrame  # household, person, indicator (index), event_month, reported_month, value
     hardship: np.ndarray  # [months, households], float32
-    cause: np.ndarray  # [months, households], int8
+    need_type: np.ndarray  # [months, households], int8: index into NEED_TYPES
     in_need: np.ndarray  # [months, households], bool
     untreated_in_need: np.ndarray  # [months, households], bool: without the new contacts
-
-
-def _month_signals(
-    profile: Profile,
-    masks: list[np.ndarray],
-    drivers: np.ndarray,
-    month: int,
-    indicators: tuple[Indicator, ...],
-    seed: int,
-    ordinal: int,
-) -> dict[str, np.ndarray]:
-    """Signals of one month, each indicator from its own stream with draws of a fixed size (the
-    households it can concern), so a household's signals depend on its own state only."""
-    parts: dict[str, list[np.ndarray]] = {c: [] for c in PENDING_COLUMNS}
-    for k, ind in enumerate(indicators):
-        if not delivers(ind, month):
-            continue
-        rng = signal_rng(seed, ordinal, month, ind.code)
-        idx = np.flatnonzero(masks[k])
-        x, p = signal_probability(ind, drivers, month)
-        u_hit = rng.random(idx.size, dtype=np.float32)
-        u_person = rng.random(idx.size)
-        u_lag = rng.random(idx.size)
-        values = draw_values(ind.synthetic.value, x[idx].astype(np.float64), rng)
-        hit = u_hit < p[idx]
-        household = idx[hit]
-        target = np.full(household.size, SIGNAL_TARGETS.index(ind.synthetic.target))
-        parts["household"].append(household)
-        parts["person"].append(attribute_person(profile, household, target, u_person[hit]))
-        parts["indicator_code"].append(np.full(household.size, ind.code, dtype=object))
-        parts["event_month"].append(np.full(household.size, month, dtype=np.int32))
-        lag = draw_lag(ind.synthetic.lag, u_lag[hit])
-        parts["reported_month"].append((month + lag).astype(np.int32))
-        parts["value"].append(np.asarray(values, dtype=np.float64)[hit])
-    if not parts["household"]:
-        return {
-            "household": np.zeros(0, np.int64),
-            "person": np.zeros(0, np.int64),
-            "indicator_code": np.zeros(0, dtype=object),
-            "event_month": np.zeros(0, np.int32),
-            "reported_month": np.zeros(0, np.int32),
-            "value": np.zeros(0),
-        }
-    return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def untreated_need(
@@ -286,7 +149,7 @@ def untreated_need(
     need = np.zeros((months, n), dtype=bool)
     for t, month in enumerate(range(world.through + 1, world.through + months + 1)):
         rng = process_rng(ctx.seed, spec.ordinal, month)
-        state, parts = step_month(
+        state = step_month(
             month,
             state,
             profile,
@@ -296,7 +159,7 @@ def untreated_need(
             len(spec.emds),
             relief=relief_in(supports, month, n),
         )
-        need[t] = hardship_of(profile, state, parts) > ctx.hardship.need_threshold
+        need[t] = hardship_of(profile, state) > ctx.hardship.need_threshold
     return need
 
 
@@ -326,25 +189,19 @@ def advance_partition(
     first, last = world.through + 1, world.through + months
     state = {name: np.asarray(values, dtype=np.float32) for name, values in world.state.items()}
     hardship = np.zeros((months, n), dtype=np.float32)
-    cause = np.zeros((months, n), dtype=np.int8)
+    need_type = np.zeros((months, n), dtype=np.int8)
     drawn: list[dict[str, np.ndarray]] = [
         {
             name: np.asarray(values)
             for name, values in pending_frame(world.pending, ctx.indicators).items()
         }
     ]
+    n_emd = len(spec.emds)
     for t, month in enumerate(range(first, last + 1)):
-        rng = process_rng(ctx.seed, spec.ordinal, month)
         relief = relief_in(supports, month, n)
-        state, parts = step_month(
-            month, state, profile, rates, ctx, rng, len(spec.emds), relief=relief
-        )
-        hardship[t] = hardship_of(profile, state, parts)
-        cause[t] = np.argmax(parts, axis=0)
-        drivers = drivers_of(profile, rates, state)
-        drawn.append(
-            _month_signals(profile, masks, drivers, month, ctx.indicators, ctx.seed, spec.ordinal)
-        )
+        lived = live_month(month, state, profile, rates, ctx, masks, spec.ordinal, n_emd, relief)
+        state, hardship[t], need_type[t] = lived.state, lived.hardship, lived.need_type
+        drawn.append(lived.signals)
     signals = {name: np.concatenate([d[name] for d in drawn]) for name in PENDING_COLUMNS}
     codes = [ind.code for ind in ctx.indicators]
     index = pd.Index(codes).get_indexer(pd.Index(signals["indicator_code"].astype(str)))
@@ -377,7 +234,7 @@ def advance_partition(
         supports=supports,
         events=events,
         hardship=hardship,
-        cause=cause,
+        need_type=need_type,
         in_need=in_need,
         untreated_in_need=untreated,
     )
@@ -399,7 +256,7 @@ def truth_frame(
     household_key: pd.Series,
     first: int,
     hardship: np.ndarray,
-    cause: np.ndarray,
+    need_type: np.ndarray,
     in_need: np.ndarray,
 ) -> pd.DataFrame:
     """Truth rows of consecutive months from ``first``, month by month, households in order."""
@@ -408,8 +265,8 @@ def truth_frame(
             **_household_months(household_key, first, hardship.shape[0]),
             "hardship": np.round(hardship.reshape(-1), 2).astype(np.float32),
             "in_need": in_need.reshape(-1),
-            "main_cause": pd.array(
-                np.asarray(CAUSES, dtype=object)[cause.reshape(-1)], dtype="string"
+            "need_type": pd.array(
+                np.asarray(NEED_TYPES, dtype=object)[need_type.reshape(-1)], dtype="string"
             ),
         }
     )

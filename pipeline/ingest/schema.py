@@ -87,6 +87,7 @@ STAGED_SCHEMAS: dict[str, pa.Schema] = {
             ("selection_probability", pa.float64()),
             ("outcome_code", DICT),
             _month("resolved_month"),
+            ("service_code", DICT),
         ]
     ),
 }

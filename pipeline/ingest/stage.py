@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, load_services
 from pipeline.config import Config
 from pipeline.datasets import (
     PARTITIONED_RAW_TABLES,
@@ -146,6 +146,7 @@ def categories(
             "source_agency": tuple(agencies),
             "selection_reason": tuple(outcomes.reason_codes),
             "outcome_code": tuple(outcomes.codes),
+            "service_code": tuple(load_services(Path(config.paths.services)).codes),
         }
     )
 
@@ -169,7 +170,14 @@ READ: dict[str, tuple[list[str] | None, list[str]]] = {
     ),
     "outreach_outcomes": (
         None,
-        ["emd_code", "round_month", "selection_reason", "outcome_code", "resolved_month"],
+        [
+            "emd_code",
+            "round_month",
+            "selection_reason",
+            "outcome_code",
+            "resolved_month",
+            "service_code",
+        ],
     ),
 }
 

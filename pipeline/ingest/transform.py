@@ -229,6 +229,9 @@ def stage_outcomes(table: pa.Table, categories: Categories) -> pa.Table:
                 table.column("outcome_code"), categories.of("outcome_code"), "outcome_code"
             ),
             "resolved_month": months(table.column("resolved_month"), "resolved_month"),
+            "service_code": coded(
+                table.column("service_code"), categories.of("service_code"), "service_code"
+            ),
         },
     )
 

@@ -81,6 +81,8 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
     overrides = sorted(facts.override_actions)
     override_labels = [facts.override_labels.get(c, c) for c in overrides]
     contacted = sorted(facts.contacted_codes)
+    services = sorted(facts.service_outcomes)
+    service_labels = [facts.service_labels.get(c, c) for c in services]
     return [
         _c(
             "household_key",
@@ -216,6 +218,33 @@ def row_checks(facts: RoundFacts) -> list[RowCheck]:
             column="outcome_code",
             value_set=contacted,
             row_condition=Column("override_action").is_in(["skip"]),
+        ),
+        _c(
+            "linked_service",
+            "ExpectColumnValuesToBeInSet",
+            f"unknown linked service: use one of {', '.join(services)}",
+            f"알 수 없는 연계 서비스입니다: 목록에서 고르세요({', '.join(service_labels)})",
+            column="service_code",
+            value_set=services,
+        ),
+        _c(
+            "linked_service",
+            "ExpectColumnPairValuesToBeEqual",
+            "the linked service does not fit the outcome: a public service goes with "
+            "public_support, a private one with private_support",
+            "연계 서비스와 결과가 맞지 않습니다: 공공 서비스는 '공공 서비스 연계', 민간 자원은 "
+            "'민간 서비스 연계' 결과와 함께 적어 주세요",
+            column_A="outcome_code",
+            column_B="service_outcome",
+            ignore_row_if="either_value_is_missing",
+        ),
+        _c(
+            "linked_service",
+            "ExpectColumnValuesToBeNull",
+            "a linked service needs a linked outcome (public_support or private_support)",
+            "연계 서비스는 연계 결과(공공 서비스 연계, 민간 서비스 연계)와 함께 적습니다",
+            column="service_code",
+            row_condition=Column("outcome_code").is_null(),
         ),
         _c(
             "contact_date",

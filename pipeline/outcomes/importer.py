@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.catalogue import OutcomeCatalogue
+from pipeline.catalogue import OutcomeCatalogue, ServiceCatalogue, load_services
 from pipeline.catalogues import load_catalogues
 from pipeline.config import Config
 from pipeline.datasets import OutputLayout, TableLayout
@@ -140,6 +140,7 @@ class RoundInputs:
     def __init__(self, config: Config, catalogue: OutcomeCatalogue) -> None:
         self.config = config
         self.catalogue = catalogue
+        self.services = load_services(Path(config.paths.services))
         self._scores: dict[str, pd.DataFrame] = {}
         self._facts: dict[str, RoundFacts] = {}
         self._parts: dict[tuple[str, str], pd.DataFrame] = {}
@@ -155,7 +156,9 @@ class RoundInputs:
         if round_label not in self._facts:
             interval = self.config.window.round_interval_months
             scores = self.scores(round_label)
-            self._facts[round_label] = list_facts(scores, round_label, interval, self.catalogue)
+            self._facts[round_label] = list_facts(
+                scores, round_label, interval, self.catalogue, self.services
+            )
         return self._facts[round_label]
 
     def register(self, round_label: str, sigungu_codes: set[str]) -> pd.DataFrame:
@@ -178,7 +181,11 @@ def added_marks(catalogue: OutcomeCatalogue) -> frozenset[str]:
 
 
 def list_facts(
-    scores: pd.DataFrame, round_label: str, interval_months: int, catalogue: OutcomeCatalogue
+    scores: pd.DataFrame,
+    round_label: str,
+    interval_months: int,
+    catalogue: OutcomeCatalogue,
+    services: ServiceCatalogue | None = None,
 ) -> RoundFacts:
     """What every file of a round is checked against: the round's list and 읍면동 and the
     catalogue facts, with an empty register (:func:`round_facts` adds a file's); pure."""
@@ -186,6 +193,7 @@ def list_facts(
         zip(scores["emd_code"].astype(str), scores["sigungu_code"].astype(str), strict=True)
     )
     listed = scores[scores["tier"].isin([VISIT, PHONE])]
+    offered = services.services if services is not None else ()
     return RoundFacts(
         round_label=round_label,
         interval_months=interval_months,
@@ -209,6 +217,9 @@ def list_facts(
         contacted_codes=frozenset(
             o.code for o in catalogue.outcomes if o.status in CONTACTED_STATUSES
         ),
+        service_names={fold(t): v.code for v in offered for t in (v.code, v.name_ko, v.name_en)},
+        service_outcomes={v.code: v.outcome for v in offered},
+        service_labels={v.code: v.name_ko for v in offered},
     )
 
 

@@ -14,7 +14,9 @@ with the columns the expectations of :mod:`pipeline.outcomes.checks` look at:
 - ``added_mark`` (the selection column says local discretion);
 - ``override_code`` (the override column as a code of ``override_reasons``: its Korean name,
   English name or code is understood; text that is none of them stays, folded, and is rejected)
-  and ``override_action`` (``skip``, ``add``, ``unknown`` for such text, ``none`` when empty).
+  and ``override_action`` (``skip``, ``add``, ``unknown`` for such text, ``none`` when empty);
+- ``service_code`` (the linked service column as a code of configs/services.yaml, understood
+  as the override is) and ``service_outcome`` (the outcome a link to that service records).
 
 One rule marks a row as a household the caseworker added: it is not on the round's list of its
 읍면동 and either its selection says local discretion or its override is an ``add`` reason
@@ -96,6 +98,11 @@ class RoundFacts:
     override_labels: dict[str, str] = field(default_factory=dict)
     # Outcomes that say the household was contacted (a skip override contradicts them).
     contacted_codes: frozenset[str] = frozenset()
+    # Services (the 연계 서비스 column): folded Korean / English name or code -> service code;
+    # service code -> the outcome a link to it records, and its Korean name.
+    service_names: dict[str, str] = field(default_factory=dict)
+    service_outcomes: dict[str, str] = field(default_factory=dict)
+    service_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def round_index(self) -> int:
@@ -243,6 +250,17 @@ def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
         for o in _strip(override).to_numpy()
     ]
     frame["override_code"] = pd.array(override, dtype="string")
+    linked = rows.get("linked_service", pd.Series(pd.NA, index=rows.index))
+    service = [
+        facts.service_names.get(fold(v), fold(v)) if isinstance(v, str) else None
+        for v in _strip(linked).to_numpy()
+    ]
+    frame["service_code"] = pd.array(service, dtype="string")
+    # the outcome a link to the service records (NA for no service or an unknown one)
+    frame["service_outcome"] = pd.array(
+        [facts.service_outcomes.get(v) if v is not None else None for v in service],
+        dtype="string",
+    )
     frame["override_action"] = pd.array(
         ["none" if o is None else facts.override_actions.get(o, "unknown") for o in override],
         dtype="string",
@@ -290,6 +308,7 @@ def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
         "contact_day",
         "listing",
         "override_code",
+        "service_code",
     ]
     repeated = frame["household_key"].notna() & frame.duplicated(answer, keep="first")
     frame = frame[~repeated.to_numpy()].reset_index(drop=True)
@@ -328,5 +347,10 @@ def accepted_outcomes(checked: pd.DataFrame, facts: RoundFacts, source_sha256: s
             "source_file_sha256": source_sha256,
             "resolved_month": resolved_month,
             "override_code": override.to_numpy(),
+            # the service the visit linked: a label of the service match (NA: none recorded)
+            "service_code": checked["service_code"]
+            .astype("string")
+            .where(checked["service_code"].isin(list(facts.service_outcomes)).fillna(False))
+            .to_numpy(),
         }
     )

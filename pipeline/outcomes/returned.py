@@ -39,6 +39,7 @@ KEPT: tuple[str, ...] = (
     "household_key",
     "selection",
     "outcome_code",
+    "linked_service",
     "contact_date",
     "override",
 )

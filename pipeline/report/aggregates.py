@@ -69,7 +69,7 @@ from models.stability import (
 from models.stability import (
     value_counts as value_counts,
 )
-from pipeline.vocabulary import EXPLORATION, KEY, MONITOR, PHONE, VISIT
+from pipeline.vocabulary import EXPLORATION, KEY, MONITOR, PHONE, SERVICE_COLUMNS, VISIT
 
 LISTED_TIERS = (VISIT, PHONE)
 PARTITION_DISTINCT = 5_000
@@ -177,6 +177,41 @@ def add_tiers(tables: Sequence[pd.DataFrame]) -> pd.DataFrame:
         (t["households"].to_numpy(dtype="int64") for t in tables), np.zeros(4, "int64")
     )
     return pd.DataFrame({"tier": list(TIER_PARTS), "households": households.astype("int64")})
+
+
+# --- suggested services ----------------------------------------------------------------------
+
+SERVICE_KEYS = ["sigungu_code", "emd_code", "service_code"]
+
+
+def service_counts(scores: pd.DataFrame) -> pd.DataFrame:
+    """Listed households per 읍면동 and suggested service: ``first`` (the first suggestion) and
+    ``any`` (one of the suggestions), so that a 시군구 can plan its capacity by service.
+
+    Returns sigungu_code, emd_code, service_code, first, any (sorted); empty when the round's
+    model suggested none."""
+    listed = listed_rows(scores)
+    present = [c for c in SERVICE_COLUMNS if c in listed.columns]
+    parts = []
+    for place, column in enumerate(present):
+        code = listed[column].astype("string")
+        known = code.notna().to_numpy()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "sigungu_code": listed["sigungu_code"].astype("string").to_numpy()[known],
+                    "emd_code": listed["emd_code"].astype("string").to_numpy()[known],
+                    "service_code": code.to_numpy()[known],
+                    "first": np.full(int(known.sum()), int(place == 0), dtype="int64"),
+                    "any": np.ones(int(known.sum()), dtype="int64"),
+                }
+            )
+        )
+    if not parts:
+        empty = {c: pd.Series(dtype="string") for c in SERVICE_KEYS}
+        return pd.DataFrame({**empty, "first": pd.Series(dtype="int64"),
+                             "any": pd.Series(dtype="int64")})  # fmt: skip
+    return add_counts(parts, SERVICE_KEYS)
 
 
 # --- distributions ---------------------------------------------------------------------------
@@ -617,6 +652,7 @@ class RoundCounts:
     histogram: pd.DataFrame | None = None  # histogram_counts (None: not asked for)
     fairness: pd.DataFrame | None = None  # fairness_counts (None: not asked for)
     values: dict[str, ValueCounts] = field(default_factory=dict)  # eligible rows' features
+    services: pd.DataFrame | None = None  # service_counts (None: counted before services)
 
 
 def eligible_rows(
@@ -660,6 +696,7 @@ def round_counts(
         histogram=None if edges is None else histogram_counts(scores, edges),
         fairness=fairness_counts(scores, features, positions) if fairness else None,
         values=values,
+        services=service_counts(scores),
     )
 
 
@@ -689,6 +726,11 @@ def combine_counts(parts: Sequence[RoundCounts], cap: int | None = None) -> Roun
             c: combine_value_counts([p.values[c] for p in parts if c in p.values], cap)
             for c in columns
         },
+        services=add_counts(
+            [p.services for p in parts if p.services is not None]
+            or [service_counts(empty_scores())],
+            SERVICE_KEYS,
+        ),
     )
 
 

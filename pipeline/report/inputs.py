@@ -73,6 +73,7 @@ from pipeline.report.objections import read_objection_counts
 from pipeline.tracking import tracking_uri
 from pipeline.tracking.names import TRAINING_IMPORTANCE
 from pipeline.tracking.runs import download_run_artifact
+from pipeline.vocabulary import SERVICE_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +351,11 @@ def read_inputs(
         label,
         scores_file,
         current_folder,
-        score_columns=[*COUNT_COLUMNS, *reason_units],
+        score_columns=[
+            *COUNT_COLUMNS,
+            *reason_units,
+            *(c for c in SERVICE_COLUMNS if c in pq.read_schema(scores_file).names),
+        ],
         feature_columns=wanted,
         leading=leading,
         edges=None if extent is None else agg.score_edges(*extent, rc.score_bins),

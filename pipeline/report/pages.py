@@ -22,6 +22,7 @@ from pipeline.vocabulary import (
     MONITOR,
     NOT_RETURNED,
     PHONE,
+    SERVICES_TEXT,
     TENURE_TEXT,
     VISIT,
     risk_band,
@@ -251,6 +252,50 @@ def reason_rows(
     ]
 
 
+def service_rows(
+    services: pd.DataFrame,
+    names: Mapping[str, str],
+    regions: Mapping[str, str],
+    listed: int,
+    threshold: int,
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The suggested services of the round's listed households: one row per service (first
+    suggestion, any of the three, share of the listed), most suggested first; and one row per
+    읍면동 with its services by first suggestion, most first (counts under ``threshold``
+    masked)."""
+    totals = services.groupby("service_code", sort=True)[["first", "any"]].sum()
+    totals = totals.sort_values(["first", "any"], ascending=False, kind="stable")
+    overall = [
+        {
+            "name": names.get(str(code), str(code)),
+            "first": count(r["first"], threshold),
+            "any": count(r["any"], threshold),
+            "share": masked_percent(
+                r["any"] / listed if listed else float("nan"), r["any"], threshold=threshold
+            ),
+        }
+        for code, r in totals.iterrows()
+    ]
+    per_emd = []
+    for (sigungu, emd), part in services.groupby(["sigungu_code", "emd_code"], sort=True):
+        part = part[part["first"] > 0].sort_values(
+            ["first", "service_code"], ascending=[False, True], kind="stable"
+        )
+        per_emd.append(
+            {
+                "sigungu_name": region_name(regions, sigungu),
+                "emd_name": region_name(regions, emd),
+                "emd_code": str(emd),
+                "services": " · ".join(
+                    f"{names.get(str(r.service_code), str(r.service_code))} "
+                    f"{count(r.first, threshold)}"
+                    for r in part.itertuples(index=False)
+                ),
+            }
+        )
+    return overall, per_emd
+
+
 def change_rows(
     change: pd.DataFrame, names: Mapping[str, str], threshold: int
 ) -> list[dict[str, str]]:
@@ -359,6 +404,7 @@ class HouseholdRow:
     pending: bool = False
     overdue: bool = False
     history: str = ""
+    services: str = ""  # the suggested services with their reasons (empty: none suggested)
 
 
 @dataclass(frozen=True)
@@ -431,6 +477,7 @@ def household_rows(
 
     texts = [column(f"reason_{i}_text") for i in range(1, reasons + 1)]
     history = column("case_history")
+    services = column(SERVICES_TEXT)
     rows = []
     for i, (rank, key, tier, score, model_rank, chosen, probability) in enumerate(
         zip(
@@ -462,6 +509,7 @@ def household_rows(
                 probability=probability,
                 probability_text=percent(probability, 0),
                 reasons=["" if is_missing(t[i]) else str(t[i]) for t in texts],
+                services="" if is_missing(services[i]) else str(services[i]),
                 **_case_fields(cases, str(key), history[i]),
             )
         )

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue, ServiceCatalogue
 from pipeline.config import Config
 from pipeline.datasets.rounds import REPORT_EMD_DIR, REPORT_FOLLOWUP, REPORT_INDEX, read_rows
 from pipeline.report import aggregates as agg
@@ -29,7 +29,7 @@ from pipeline.report import charts, monitoring, pages
 from pipeline.report.aggregates import KEY, LISTED_TIERS
 from pipeline.report.inputs import ReportInputs
 from pipeline.report.objections import objections_context
-from pipeline.vocabulary import RISK_BAND_LEGEND
+from pipeline.vocabulary import RISK_BAND_LEGEND, SERVICES_TEXT
 
 INDEX = REPORT_INDEX
 FOLLOWUP = REPORT_FOLLOWUP
@@ -103,12 +103,14 @@ def render_report(
     outcome_catalogue: OutcomeCatalogue,
     simulation: Any = None,
     ai_file: Any = None,
+    services: ServiceCatalogue | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """The overview and the follow-up page as text, keyed by their path inside ``report/``; and
     a summary. The 읍면동 pages are written apart (:func:`write_emd_pages`). With ``simulation``
     (``pipeline.report.simulation.SimulationResults``) also the simulation page, linked from the
     overview. With ``ai_file`` (``pipeline.report.ai_file.AiFileCopy``) the overview links the
-    model's high-impact AI file."""
+    model's high-impact AI file. With ``services`` (the service catalogue) the overview counts
+    the listed households by suggested service."""
     from markupsafe import Markup
 
     rc = config.report
@@ -123,6 +125,14 @@ def render_report(
     histogram = _histogram(counts)
     reasons = agg.reason_table_from_counts(counts.reasons)
     listed_total = counts.listed
+    service_names = {v.code: v.name_ko for v in services.services} if services else {}
+    suggested, suggested_emd = pages.service_rows(
+        counts.services if counts.services is not None else agg.service_counts(agg.empty_scores()),
+        service_names,
+        inputs.names,
+        listed_total,
+        t,
+    )
     emd_rows = pages.district_rows(districts, inputs.names, t)
     for row in emd_rows:
         row["page"] = f"{EMD_DIR}/{row['emd_code']}.html"
@@ -248,6 +258,8 @@ def render_report(
         ),
         chart_reasons=Markup(chart_reasons),
         reason_rows=pages.reason_rows(reasons, catalogue, listed_total, t),
+        service_rows=suggested,
+        service_emd_rows=suggested_emd,
         previous=previous_context,
         previous_round=inputs.previous_round,
         psi_threshold=rc.psi_threshold,
@@ -419,6 +431,7 @@ def render_emd_page(
 ) -> str:
     """The page of one 읍면동 with its listed households (``rows``: theirs only) and the state
     of their cases (``cases``: theirs only)."""
+    households = pages.household_rows(rows, selection, reasons, cases)
     return template.render(
         **common,
         emd_code=page.emd_code,
@@ -427,9 +440,10 @@ def render_emd_page(
         capacity=pages.number(page.capacity),
         visit=pages.number(page.visit),
         phone=pages.number(page.phone),
-        rows=pages.household_rows(rows, selection, reasons, cases),
+        rows=households,
         cases=cases,
         reasons=reasons,
+        services=any(h.services for h in households),
         area_type=pages.area_type(pages.region_name(names, page.emd_code)),
     )
 
@@ -478,7 +492,7 @@ def write_emd_pages(task: PagesTask) -> list[str]:
     present = set(pq.read_schema(task.scores_file).names)
     listed = read_rows(
         task.scores_file,
-        [c for c in (*PAGE_COLUMNS, *texts) if c in present],
+        [c for c in (*PAGE_COLUMNS, *texts, SERVICES_TEXT) if c in present],
         {"emd_code": codes, "tier": LISTED_TIERS},
     )
     by_emd = {str(code): rows for code, rows in listed.groupby("emd_code", sort=True)}

@@ -80,7 +80,13 @@ def write_report(config: Config, as_of: int) -> ReportResult:
     simulation = read_simulation(config)  # the simulation page, when there are results
     ai_file = read_ai_file(config, inputs.manifest)  # the model's AI file: linked and copied
     pages_text, summary = render_report(
-        inputs, config, catalogue, outcome_catalogue, simulation, ai_file=ai_file
+        inputs,
+        config,
+        catalogue,
+        outcome_catalogue,
+        simulation,
+        ai_file=ai_file,
+        services=catalogues.services,
     )
     if ai_file is not None:
         pages_text[ai_file.page] = ai_file.text

@@ -36,6 +36,7 @@ from pipeline.vocabulary import (
     LIST_COLUMNS,
     PHONE,
     RISK_BAND_LEGEND,
+    SERVICES_TEXT,
     TIER_TEXT,
     VISIT,
     list_header,
@@ -84,6 +85,9 @@ def list_frame(
         frame[f"reason_{i}"] = (
             values.fillna("").astype(str).to_numpy() if values is not None else ""
         )
+    frame["services"] = (
+        listed[SERVICES_TEXT].fillna("").astype(str).to_numpy() if SERVICES_TEXT in listed else ""
+    )
     for key in FILL_IN:
         frame[key] = ""
     return frame[[c.key for c in LIST_COLUMNS]].reset_index(drop=True)
@@ -121,6 +125,8 @@ MAX_WIDTH = 30
 # REASON_LINES lines, between REASON_WIDTHS: a long "several signals" reason gets a wide column,
 # short ones narrow columns, so that rows are not made high by one narrow column.
 REASONS = ("reason_1", "reason_2", "reason_3")
+LONG_TEXT = (*REASONS, "services")  # sized as reasons are (REASON_WIDTHS, REASON_LINES)
+SERVICE_SHEET = {"ko": "연계 서비스", "en": "services"}  # the linked service drop-down's choices
 # Columns formatted as text, so that what a caseworker types there stays as typed.
 TEXT_CODES = ("round", "sigungu_code", "emd_code", "household_key")
 REASON_LINES = 4
@@ -200,7 +206,7 @@ def column_widths(
         if column.key in WRAP_WIDTHS and column.key not in choices:
             widths.append(float(max(WRAP_WIDTHS[column.key], head + 2)))
             continue
-        if column.key in REASONS:
+        if column.key in LONG_TEXT:
             sizes = sorted(text_width(spreadsheet_text(r[j])) for r in rows)
             upper = sizes[(3 * (len(sizes) - 1)) // 4] if sizes else 0.0
             low, high = REASON_WIDTHS
@@ -292,6 +298,7 @@ def write_xlsx(
     language: str,
     outcomes: OutcomeCatalogue,
     round_month: datetime,
+    services: Sequence[str] = (),
 ) -> None:
     """XLSX that prints and fills: see docs/outcomes.md ("Printing a list").
 
@@ -300,8 +307,9 @@ def write_xlsx(
     is as high as its longest wrapped cell (:func:`row_height`). Printed landscape on A4, fit to
     the page width, the header row on every page, gridlines, a page header and a footer with the
     읍면동, the round, page X of Y and the confidentiality line. The outcome column is a
-    drop-down of the outcomes' names (Korean in a Korean list); the contact date column shows
-    dates as YYYY-MM-DD. A second sheet explains the choices.
+    drop-down of the outcomes' names (Korean in a Korean list), the linked service a drop-down of
+    ``services`` (the services' names); the contact date column shows dates as YYYY-MM-DD. A
+    second sheet explains the choices.
 
     ``rows``: :func:`list_rows` (or a slice of them). Written with XlsxWriter (about twice as
     fast as openpyxl here: lists are written for every 읍면동 of the country each round).
@@ -316,13 +324,17 @@ def write_xlsx(
     outcome_column = keys.index("outcome_code")
     override_column = keys.index("override")
     date_column = keys.index("contact_date")
-    wrapped = [j for j, key in enumerate(keys) if key in WRAP_WIDTHS or key in REASONS] + [
+    linked_column = keys.index("linked_service")
+    wrapped = [j for j, key in enumerate(keys) if key in WRAP_WIDTHS or key in LONG_TEXT] + [
         outcome_column
     ]
     header = list_header(language)
     choices = outcome_choices(outcomes, language)
     overrides = override_choices(outcomes, language)
-    widths = column_widths(header, rows, {"outcome_code": choices, "override": overrides})
+    dropdowns = {"outcome_code": choices, "override": overrides}
+    if services:
+        dropdowns["linked_service"] = list(services)
+    widths = column_widths(header, rows, dropdowns)
     round_label = f"{round_month.year:04d}-{round_month.month:02d}"
     scope = list_scope(rows, path, language)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -417,6 +429,25 @@ def write_xlsx(
                 "error_message": "목록의 사유를 고르세요" if ko else "pick one from the list",
             },
         )
+        if services:
+            sheet.data_validation(
+                1,
+                linked_column,
+                last + ADDED_ROWS,
+                linked_column,
+                {
+                    "validate": "list",
+                    # a range, not a list: the names are longer than Excel's 255 characters of
+                    # a list source, and some hold commas
+                    "source": f"='{SERVICE_SHEET[language]}'!$A$2:$A${len(services) + 1}",
+                    "input_title": "연계 서비스" if ko else "linked service",
+                    "input_message": "지원으로 연계한 서비스를 고르세요"
+                    if ko
+                    else "the service the household was linked to",
+                    "error_title": "연계 서비스" if ko else "linked service",
+                    "error_message": "목록의 서비스를 고르세요" if ko else "pick one from the list",
+                },
+            )
         # Print: landscape A4, one page wide, the header row on every page.
         sheet.set_landscape()
         sheet.set_paper(9)  # A4
@@ -496,5 +527,11 @@ def write_xlsx(
         legend.set_landscape()
         legend.set_paper(9)
         legend.fit_to_pages(1, 0)
+        if services:  # the linked service drop-down's choices
+            offered = book.add_worksheet(SERVICE_SHEET[language])
+            offered.write_string(0, 0, "연계 서비스(목록에서 선택)" if ko else "service", head)
+            offered.set_column(0, 0, max(text_width(n) for n in services) + 2, plain)
+            for i, name in enumerate(services, start=1):
+                offered.write_string(i, 0, spreadsheet_text(name))
     finally:
         book.close()

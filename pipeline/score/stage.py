@@ -75,6 +75,7 @@ from pipeline.months import first_day, format_month, parse_month
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
+from pipeline.score.services import service_match, suggestion_columns
 from pipeline.score.tiers import (
     CARRIED,
     EXPLORATION,
@@ -160,6 +161,8 @@ class PartitionTask:
     household_month: int | None = None  # the household record's month (window end), for reasons
     # open cases of the previous round carried into this one (pipeline.cases.CARRY_COLUMNS)
     carried: pd.DataFrame | None = None
+    # the services a caseworker can record as linked (the list's drop-down), in list language
+    service_names: tuple[str, ...] = ()
 
 
 def tier_frame(
@@ -236,6 +239,13 @@ def score_frame(
     out = cut.drop(columns=["has_signal", LIST_ORDER, CARRIED, RULE_SCORE], errors="ignore").join(
         reasons
     )
+    match = service_match(model)
+    if match is not None:  # the services to offer (docs/services.md)
+        suggested = suggestion_columns(
+            match, rows.reset_index(drop=True), task.catalogue, sc.language
+        )
+        suggested.index = cut.index[listed]
+        out = out.join(suggested)
     out = out.join(carried_history(out["household_key"], carried))
     out.insert(1, "sigungu_code", task.sigungu)
     out["sigungu_code"] = out["sigungu_code"].astype("string")
@@ -333,11 +343,13 @@ def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
         start, stop = bounds.get(emd, (0, 0))
         csv_path, xlsx_path = list_paths(task.lists_dir, task.sigungu, emd)
         write_csv(rows[start:stop], csv_path, sc.language)
-        write_xlsx(rows[start:stop], xlsx_path, sc.language, task.outcomes, stamp)
+        write_xlsx(
+            rows[start:stop], xlsx_path, sc.language, task.outcomes, stamp, task.service_names
+        )
         written += 2
     csv_path, xlsx_path = list_paths(task.lists_dir, task.sigungu, None)
     write_csv(rows, csv_path, sc.language)
-    write_xlsx(rows, xlsx_path, sc.language, task.outcomes, stamp)
+    write_xlsx(rows, xlsx_path, sc.language, task.outcomes, stamp, task.service_names)
     return written + 2
 
 
@@ -358,6 +370,9 @@ def partition_columns(path: Path, model: CalibratedClassifier, task: PartitionTa
         wanted.add(RULE_COLUMN)  # the rule's list is part of the exploration's margin
     if list_policy(model) is not None:
         wanted |= {EMD, *AUDIT_SOURCES}  # the groups its list policy evens out
+    match = service_match(model)
+    if match is not None:
+        wanted |= set(match.columns())  # what the service match reads
     return [c for c in present if c in wanted]
 
 
@@ -536,6 +551,10 @@ def _score_round(
                     threads=max(1, 2 // max(1, min(workers, len(codes)))),
                     household_month=parse_month(config.window.end),
                     carried=carried_by_sigungu.get(code),
+                    service_names=tuple(
+                        s.name_ko if config.scoring.language == "ko" else s.name_en
+                        for s in catalogues.services.services
+                    ),
                 )
             )
         # Largest partitions first, so that no big one is left running alone at the end; the

@@ -36,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from pipeline.catalogue import load_outcomes
+from pipeline.catalogue import Service, load_outcomes, load_services
 from pipeline.config import Config
 from pipeline.datasets import TableLayout
 from pipeline.datasets.rounds import CALL_COLUMNS, CALLCENTRE, LISTS, round_dir
-from pipeline.datasets.truth import TRUTH_TABLE, truth_for_round
+from pipeline.datasets.truth import NEED_TYPE, NO_NEED, TRUTH_TABLE, truth_for_round
 from pipeline.errors import DataError
 from pipeline.io import write_bytes
 from pipeline.months import calendar_month, format_month, year_of
@@ -51,16 +52,27 @@ from pipeline.visits import (
     NOT_RESOLVED,
     OUTCOME_CODES,
     UNREACHABLE,
+    HouseholdFacts,
     VisitDraws,
     hard_to_reach,
+    linked_services,
     low_income,
     visit_outcomes,
 )
-from pipeline.vocabulary import KEY, TIER_TEXT, VISIT, list_header, list_header_keys
+from pipeline.vocabulary import (
+    INCOME_BANDS,
+    KEY,
+    NEED_TYPES,
+    TIER_TEXT,
+    VISIT,
+    list_header,
+    list_header_keys,
+)
 
 log = logging.getLogger(__name__)
 
 HIDDEN_COLUMNS = (KEY, "in_need", "hardship", "hard_to_reach", "low_income")
+FACT_COLUMNS = ("income_index", "head_age", "minors", "disability")  # eligibility for services
 VISIT_COLUMNS = (
     KEY,
     "outcome_code",
@@ -69,6 +81,7 @@ VISIT_COLUMNS = (
     "resolved_month",
     "reached",
     "in_need_at_visit",
+    "service_code",
 )
 CONTACT_COLUMNS = (KEY, "contact_month", "outcome_code")
 # The months after a round's interval in which a contact date is still accepted (the import's
@@ -78,6 +91,8 @@ ANSWER_GRACE_MONTHS = 1
 CONTACT_DAYS = 28  # the contact day is drawn from 1..28: a day of every month
 _STREAM = "fieldwork"
 _UNIFORMS = 6
+_SERVICE_STREAM = "fieldwork-service"  # the linked service's two uniforms
+ADULT_AGE = 18  # a member younger is a child (a service for households with minors)
 # Call results (configs/outcomes.yaml call_results) of the simulated call service.
 CALL_NOT_REACHED = "not_reached"
 CALL_NEEDS_VISIT = "needs_visit"
@@ -103,10 +118,11 @@ def hidden_state(config: Config, month: int) -> pd.DataFrame:
     if not codes:
         raise DataError(f"{truth_layout.table_dir(TRUTH_TABLE)}: no hidden truth (synthetic only)")
     label = format_month(month)
+    kinds = NEED_TYPE in pq.read_schema(truth_layout.partition_file(TRUTH_TABLE, codes[0])).names
     truth_parts = [
         pd.read_parquet(
             truth_layout.partition_file(TRUTH_TABLE, code),
-            columns=[KEY, "hardship", "in_need"],
+            columns=[KEY, "hardship", "in_need", *([NEED_TYPE] if kinds else [])],
             filters=[("month", "==", label)],
         )
         for code in codes
@@ -142,8 +158,52 @@ def hidden_state(config: Config, month: int) -> pd.DataFrame:
             "emd_code": households["emd_code"].astype("string").to_numpy(),
         }
     )
+    if kinds:
+        frame[NEED_TYPE] = state[NEED_TYPE].astype("string").fillna(NO_NEED).to_numpy()
+    facts = _household_facts(raw_layout, households, month)
+    for column in FACT_COLUMNS:
+        frame[column] = facts[column].to_numpy()
     frame[KEY] = frame[KEY].astype("string")
     return frame.sort_values(KEY, kind="stable").reset_index(drop=True)
+
+
+def _household_facts(raw: TableLayout, households: pd.DataFrame, month: int) -> pd.DataFrame:
+    """What a service's eligibility looks at (:class:`pipeline.visits.HouseholdFacts`), per
+    household of ``households`` (in its order), from the raw members at ``month``."""
+    members = pd.concat(
+        [
+            pd.read_parquet(
+                raw.partition_file("household_members", code),
+                columns=[KEY, "relation", "birth_year", "disability"],
+            )
+            for code in raw.partitions("household_members")
+        ],
+        ignore_index=True,
+    )
+    members[KEY] = members[KEY].astype("string")
+    age = year_of(month) - members["birth_year"].astype("int64")
+    per = members.assign(
+        head_age=age.where(members["relation"].astype("string") == "head"),
+        minor=(age < ADULT_AGE).astype("int64"),
+        disabled=members["disability"].fillna(False).astype(bool),
+    ).groupby(KEY)
+    facts = pd.DataFrame(
+        {
+            "head_age": per["head_age"].max(),
+            "minors": per["minor"].sum(),
+            "disability": per["disabled"].any(),
+        }
+    ).reindex(households[KEY])
+    bands = {b: i for i, b in enumerate(INCOME_BANDS)}
+    income = households["income_band"].astype("string").map(bands)
+    return pd.DataFrame(
+        {
+            "income_index": income.fillna(-1).to_numpy(dtype=np.int64),
+            "head_age": facts["head_age"].fillna(0).to_numpy(dtype=np.int64),
+            "minors": facts["minors"].fillna(0).to_numpy(dtype=np.int64),
+            "disability": facts["disability"].fillna(False).to_numpy(dtype=bool),
+        }
+    )
 
 
 def with_round_need(
@@ -161,23 +221,38 @@ def with_round_need(
     return out
 
 
+def offered_services(config: Config) -> tuple[Service, ...]:
+    """The services a visit can link (configs/services.yaml)."""
+    return load_services(Path(config.paths.services)).services
+
+
 # --- the draws (pure) ---------------------------------------------------------------------------
 
 
-def household_uniforms(keys: Sequence[str], seed: int, round_month: int) -> np.ndarray:
-    """Uniforms in [0, 1) of shape (len(keys), 6), one row per key, each row a function of
-    (seed, round, key) only (see the module docstring)."""
-    prefix = f"{_STREAM}|{int(seed)}|{format_month(round_month)}|".encode()
+def household_uniforms(
+    keys: Sequence[str],
+    seed: int,
+    round_month: int,
+    stream: str = _STREAM,
+    count: int = _UNIFORMS,
+) -> np.ndarray:
+    """Uniforms in [0, 1) of shape (len(keys), count), one row per key, each row a function of
+    (stream, seed, round, key) only (see the module docstring)."""
+    prefix = f"{stream}|{int(seed)}|{format_month(round_month)}|".encode()
     digests = b"".join(
-        hashlib.blake2b(prefix + str(key).encode("utf-8"), digest_size=8 * _UNIFORMS).digest()
+        hashlib.blake2b(prefix + str(key).encode("utf-8"), digest_size=8 * count).digest()
         for key in keys
     )
-    words = np.frombuffer(digests, dtype="<u8").reshape(len(keys), _UNIFORMS)
+    words = np.frombuffer(digests, dtype="<u8").reshape(len(keys), count)
     return (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
 def draw_visits(
-    listed: pd.DataFrame, hidden: pd.DataFrame, round_month: int, seed: int
+    listed: pd.DataFrame,
+    hidden: pd.DataFrame,
+    round_month: int,
+    seed: int,
+    services: Sequence[Service] = (),
 ) -> pd.DataFrame:
     """How the visit of each listed household ends; pure.
 
@@ -188,7 +263,10 @@ def draw_visits(
     resolved_month (month index; -1 while in progress), reached (not unreachable),
     in_need_at_visit (the hidden state's in_need). A household ``hidden`` lacks is taken as not
     in need, neither hard to reach nor of low income (logged). The draws depend only on (seed,
-    round_month, household key): common random numbers across policies.
+    round_month, household key): common random numbers across policies. With ``services`` and a
+    hidden state that knows the kinds of need, a linked visit records the service it linked
+    (``service_code``: :func:`pipeline.visits.linked_services`, from a stream of its own, so the
+    other draws stay as they are); NA otherwise.
     """
     keys = listed[KEY].astype("string").drop_duplicates().reset_index(drop=True)
     state = hidden.assign(**{KEY: hidden[KEY].astype("string")}).drop_duplicates(KEY)
@@ -203,6 +281,20 @@ def draw_visits(
     draws = VisitDraws.from_uniforms(uniforms[:, :5])
     outcome, resolved = visit_outcomes(need, hard, low, round_month, draws)
     codes = np.array(OUTCOME_CODES, dtype=object)
+    service = np.full(len(keys), None, dtype=object)
+    if services and NEED_TYPE in state.columns:
+        kind = {n: i for i, n in enumerate(NEED_TYPES)}
+        need_type = state[NEED_TYPE].astype("string").map(kind).fillna(0).to_numpy(np.int64)
+        facts = HouseholdFacts(
+            income=state["income_index"].fillna(-1).to_numpy(dtype=np.int64),
+            head_age=state["head_age"].fillna(0).to_numpy(dtype=np.int64),
+            disability=state["disability"].fillna(False).to_numpy(dtype=bool),
+            minors=state["minors"].fillna(0).to_numpy(dtype=np.int64),
+        )
+        extra = household_uniforms(keys.tolist(), seed, round_month, _SERVICE_STREAM, 2)
+        index = linked_services(outcome, need_type, facts, services, extra[:, 0], extra[:, 1])
+        codes_of = np.array([s.code for s in services], dtype=object)
+        service = np.where(index >= 0, codes_of[np.maximum(index, 0)], None)
     return pd.DataFrame(
         {
             KEY: keys.to_numpy(),
@@ -212,6 +304,7 @@ def draw_visits(
             "resolved_month": np.asarray(resolved, dtype=np.int64),
             "reached": outcome != UNREACHABLE,
             "in_need_at_visit": need,
+            "service_code": pd.array(service, dtype="string"),
         },
         columns=list(VISIT_COLUMNS),
     )
@@ -257,6 +350,11 @@ def answers_at(
                 final, done["outcome_code"].astype(str).to_numpy(), OUTCOME_CODES[IN_PROGRESS]
             ),
             "contact_date": days,
+            "service_code": (
+                done["service_code"].astype("string").where(final).to_numpy()
+                if "service_code" in done.columns
+                else pd.array([pd.NA] * len(done), dtype="string")
+            ),
         }
     )
 
@@ -309,6 +407,7 @@ def write_returned_lists(
     """
     out_dir = Path(out_dir)
     catalogue = load_outcomes(config.paths.outcomes) if names else None
+    offered = offered_services(config) if names else ()
     answers = answers_at(
         visits,
         round_month,
@@ -333,6 +432,7 @@ def write_returned_lists(
             o.code: (o.name_ko if language == "ko" else o.name_en)
             for o in (catalogue.outcomes if catalogue is not None else ())
         }
+        service_label = {v.code: (v.name_ko if language == "ko" else v.name_en) for v in offered}
         filled = 0
         for row in rows[1:]:
             if _cell(row, position["tier"]) not in wanted:
@@ -347,6 +447,11 @@ def write_returned_lists(
             row[position["outcome_code"]] = spreadsheet_text(label.get(code, code))
             day = answer["contact_date"]
             row[position["contact_date"]] = day.isoformat() if day is not None else ""
+            linked = answer.get("service_code")
+            if "linked_service" in position and isinstance(linked, str):
+                row.extend([""] * (position["linked_service"] + 1 - len(row)))
+                name = service_label.get(linked, linked)
+                row[position["linked_service"]] = spreadsheet_text(name)
             filled += 1
         if filled:
             target = out_dir / path.parent.name / path.name
@@ -428,7 +533,9 @@ def write_call_results(
             hidden = hidden_state(config, round_month - 1)
         if seed is None:
             seed = config.simulate.seed
-        drawn = draw_visits(pd.DataFrame({KEY: missing}), hidden, round_month, seed)
+        drawn = draw_visits(
+            pd.DataFrame({KEY: missing}), hidden, round_month, seed, offered_services(config)
+        )
         visits = pd.concat([visits[list(VISIT_COLUMNS)], drawn], ignore_index=True)
     results = call_results(visits, through=through).drop_duplicates(KEY).set_index(KEY)
     where = {c: CALL_COLUMNS.index(c) for c in (KEY, "call_result", "call_date")}

@@ -378,7 +378,9 @@ def run_policy(
             fieldwork.hidden_state(config, through), read_untreated_file(untreated), round_month
         )
         visit_tier = listed.loc[listed["tier"] == "visit"]
-        visits = fieldwork.draw_visits(visit_tier, hidden, round_month, seed)
+        visits = fieldwork.draw_visits(
+            visit_tier, hidden, round_month, seed, fieldwork.offered_services(config)
+        )
         run.timed("field work", time.perf_counter() - step)
         write_parquet(listed, folder / LISTED_FILE)
         write_parquet(visits.reset_index(drop=True), folder / VISITS_FILE)

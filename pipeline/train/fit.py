@@ -15,17 +15,20 @@ import pandas as pd
 from features.spec import model_input_names
 from models.backtest import (
     BacktestResult,
+    MatchSetup,
     RoundPool,
     TestRoundReader,
     audit_columns,
     backtest_plan,
     build_pool,
+    candidate_inputs,
     candidate_table,
     deployed_policy,
     fit_candidate,
     reweigh_strength,
     reweighed,
     run_backtests,
+    service_match_for,
 )
 from models.candidates import CalibratedClassifier, LightGBMFitter
 from models.dataset_summary import DIGEST_ROWS, DatasetSummary
@@ -253,12 +256,18 @@ def fit_all(
         for r in test_rounds
     ]
     capacity = load_capacity(config)
-    result = run_backtests(pool, readers, capacity, tc, numeric, categorical, fitter)
+    setup = MatchSetup(catalogues.services, tuple(catalogues.indicators.groups))
+    result = run_backtests(pool, readers, capacity, tc, numeric, categorical, fitter, setup)
     # The registered model is fitted exactly as the backtest models were (same rows up to the
     # cutoff, same column order, same code path): the model the gates judged.
     table = candidate_table(pool, as_of, tc.selective_labels.method, tc, numeric, categorical)
     table = reweighed(table, reweigh_strength(config.training), tuple(tc.mitigation.attributes))
     model = fit_candidate(tc.candidate, table, tc, numeric, categorical, fitter)
+    # The service match travels with the registered model (fitted as the backtests' were).
+    model.service_match_ = service_match_for(
+        pool, as_of, candidate_inputs(numeric, categorical), setup, tc
+    )
+    log.info("service match on %d linked visits", model.service_match_.n_labels_)
     policy = deployed_policy(config.training)
     if policy.method == EQUAL_RECALL:
         model.list_policy_ = policy  # scoring lists households as the backtests measured

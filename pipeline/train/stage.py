@@ -166,6 +166,21 @@ def backtest_metrics(bt: BacktestResult) -> tuple[list[tuple[int, dict[str, floa
             for _, row in offpolicy_validation(bt.offpolicy, target).iterrows():
                 for key in ("mae", "bias", "coverage", "width", "n"):
                     batch[f"offpolicy.{row['estimator']}.{key}{suffix}"] = float(row[key])
+    if bt.service_match is not None:  # top-k hit rates against the hidden kind of need
+        rounds = sorted(r for r in bt.service_match["round"].unique() if r != "all")
+        for _, row in bt.service_match.iterrows():
+            # per test round (steps) under bt.; every test round together without the prefix
+            prefix = "" if row["round"] == "all" else "bt."
+            values = {
+                f"{prefix}service_match.{row['matcher']}.hit_rate{part}": float(row[key])
+                for key, part in (("rate", ""), ("low", "_low"), ("high", "_high"))
+                if pd.notna(row[key])
+            }
+            values[f"{prefix}service_match.{row['matcher']}.households"] = float(row["households"])
+            if row["round"] == "all":
+                batch.update(values)
+            else:
+                steps.append((rounds.index(row["round"]), values))
     return steps, batch
 
 
@@ -208,6 +223,8 @@ def card_facts(
             tc.mitigation.method, tuple(tc.mitigation.attributes), tc.mitigation.strength
         ),
         mitigation_reason=tc.mitigation.reason,
+        service_match=trained.backtest.service_match,
+        service_labels=trained.model.service_match_.n_labels_,
         loop_settings=(
             f"selective labels `{tc.selective_labels.method}` (reason: "
             f"{tc.selective_labels.reason}); exploration share of the visit tier "

@@ -15,9 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipeline.catalogue import IndicatorCatalogue, OutcomeCatalogue
+from pipeline.catalogue import (
+    IndicatorCatalogue,
+    OutcomeCatalogue,
+    ServiceCatalogue,
+    load_services,
+)
 from pipeline.config import Config
 from pipeline.expectations import QUARANTINE, STOP, Check, OnFailure
 from pipeline.months import calendar_month, format_month, parse_month, year_of
@@ -60,6 +66,8 @@ class SuiteInputs:
     outcome_resolution: tuple[str, ...]  # "code / resolved" or "code / open"
     selection_reasons: tuple[str, ...]
     logged_reasons: tuple[str, ...]  # reasons whose rows record a selection probability
+    service_codes: tuple[str, ...]  # configs/services.yaml
+    linked_outcomes: tuple[str, ...]  # outcome codes that link a service
     tenure: tuple[str, ...]
     income_band: tuple[str, ...]
     benefit_status: tuple[str, ...]
@@ -86,11 +94,13 @@ def suite_inputs(
     catalogue: IndicatorCatalogue,
     outcomes: OutcomeCatalogue,
     regions: Mapping[str, tuple[str, ...]],
+    services: ServiceCatalogue | None = None,
 ) -> SuiteInputs:
     """Collect the suites' inputs; ``regions`` maps level ("sido", "sigungu", "emd", "all")
     to the region codes found in the regions table."""
     window = config.window
     sets = config.validation.value_sets
+    services = services or load_services(Path(config.paths.services))
     start = window.start_index
     source_start = tuple(
         (ind.code, yyyymm(max(start, ind.available_from_index or start)))
@@ -115,6 +125,8 @@ def suite_inputs(
         outcome_resolution=resolution,
         selection_reasons=tuple(outcomes.reason_codes),
         logged_reasons=tuple(outcomes.logged_reason_codes),
+        service_codes=tuple(services.codes),
+        linked_outcomes=tuple(sorted({s.outcome for s in services.services})),
         tenure=sets.tenure,
         income_band=sets.income_band,
         benefit_status=sets.benefit_status,
@@ -679,6 +691,22 @@ def outcomes_checks(inputs: SuiteInputs) -> list[Check]:
             min_value=0,
             max_value=1,
             strict_min=True,
+        ),
+        _c(
+            s,
+            QUARANTINE,
+            "ExpectColumnValuesToBeInSet",
+            "unknown service code",
+            column="service_code",
+            value_set=list(inputs.service_codes),
+        ),
+        _c(
+            s,
+            QUARANTINE,
+            "ExpectColumnValuesToBeNull",
+            "a service recorded for an outcome that links none",
+            column="service_code",
+            row_condition=Column("outcome_code").is_not_in(list(inputs.linked_outcomes)),
         ),
     ]
 

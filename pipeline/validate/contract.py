@@ -120,6 +120,7 @@ CONTRACTS: dict[str, TableContract] = {
             "selection_probability": "number",
             "outcome_code": "string",
             "resolved_month": "string",
+            "service_code": "string",
         },
         partitioned=True,
         example_columns=("household_key", "round_month", "sigungu", "row"),

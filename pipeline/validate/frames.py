@@ -368,6 +368,7 @@ def outcomes_frame(table: pa.Table, code: str, households: pd.DataFrame) -> pd.D
             ),
             "selection_reason": encode(table.column("selection_reason")).categorical(),
             "selection_probability": _numbers(table.column("selection_probability")),
+            "service_code": encode(table.column("service_code")).categorical(),
         },
         copy=False,
     )

@@ -200,12 +200,17 @@ def plan_batches(
 
 
 def _check_config(config: Config, catalogue: IndicatorCatalogue) -> None:
-    unknown = sorted(set(config.validation.volume.high_factor_by_source) - set(catalogue.codes))
-    if unknown:
-        raise ConfigError(
-            f"{config.source}: validation.volume.high_factor_by_source: unknown indicator "
-            f"code(s) {', '.join(unknown)}"
-        )
+    volume = config.validation.volume
+    for key, by_source in (
+        ("high_factor_by_source", volume.high_factor_by_source),
+        ("low_factor_by_source", volume.low_factor_by_source),
+    ):
+        unknown = sorted(set(by_source) - set(catalogue.codes))
+        if unknown:
+            raise ConfigError(
+                f"{config.source}: validation.volume.{key}: unknown indicator "
+                f"code(s) {', '.join(unknown)}"
+            )
 
 
 def _region_codes(loaded: LoadedFile | None) -> dict[str, tuple[str, ...]]:

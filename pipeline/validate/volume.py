@@ -73,6 +73,7 @@ def volume_bounds(
     rows: list[dict[str, object]] = []
     for code, first in first_month.items():
         high = config.high_factor_by_source.get(code, config.high_factor)
+        low = config.low_factor_by_source.get(code, config.low_factor)
         series = [by_key.get((code, m), 0) for m in range(first, window_end + 1)]
         for position, signals in enumerate(series):
             month = first + position
@@ -103,7 +104,7 @@ def volume_bounds(
                 rows.append(row)
                 continue
             slack = config.poisson_slack * math.sqrt(reference)
-            row["lower"] = max(0.0, math.floor(reference * config.low_factor - slack))
+            row["lower"] = max(0.0, math.floor(reference * low - slack))
             row["upper"] = math.ceil(reference * high + slack)
             row["status"] = "checked"
             rows.append(row)
