@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from models.gates import GateResult
+from models.service_match import DIFFERENCE, MODEL, RULE
 
 # A skip rate at or above this is called high on the card: screening-tool reviews found
 # caseworkers disagreeing with the score about a third of the time.
@@ -167,7 +168,7 @@ def service_section(rates: pd.DataFrame | None, labels: int) -> list[str]:
     if rates is None or rates.empty:
         return [*out, "Not measured: no hidden truth of the kind of need in these data.", ""]
     pooled = rates[rates["round"] == "all"].set_index("matcher")
-    names = {"model": "learned match", "rule": "rule mapping", "difference": "difference"}
+    names = {MODEL: "learned match", RULE: "rule mapping", DIFFERENCE: "difference"}
     rows = [
         f"| {names.get(str(name), name)} | {_fmt(float(r['rate']))} [{_fmt(float(r['low']))}, "
         f"{_fmt(float(r['high']))}] | {int(r['households'])} |"
