@@ -266,3 +266,24 @@ def test_a_model_policy_without_a_champion_lists_by_the_rule_and_trains_again(
         pd.testing.assert_frame_equal(lists[0], lists[1])
     table = read_results(config)["policies"].set_index("policy")
     assert table.loc["champion", "need_found"] == table.loc["rule", "need_found"]
+
+
+def test_bench_measures_the_living_loop_on_a_world_it_generates(tmp_path, capsys):
+    """`make bench-simulate` (`outreach bench --stages generate,simulate`) generates a world in
+    the bench's work folder, runs the loop on it and records its time (it once refused
+    `simulate` as an unknown stage); a bench without --stages measures one round only."""
+    config = _config(
+        tmp_path / "out", tmp_path / "unused", policies=["random"], reference="random", rounds=1
+    ).with_overrides(bench={"emd_per_sigungu": [2, 3]}, runtime={"workers": 1})
+    config_file = write_config_file(config, tmp_path / "bench.yaml")
+    argv = ["--config", str(config_file), "--no-progress", "bench", "--households", "3000"]
+    assert main([*argv, "--stages", "generate,simulate"]) == 0
+    record = json.loads((tmp_path / "out" / "bench" / "simulate.json").read_text("utf-8"))
+    assert record["stage"] == "simulate" and record["households"] == 3000
+    assert record["rows_in"] == 3000  # households × rounds × policies
+    work = OutputLayout(tmp_path / "out").bench_work
+    results = read_results(config.with_overrides(paths={"output_root": str(work)}))
+    assert results["record"]["policies"] == ["none", "random"]
+    capsys.readouterr()
+    assert main([*argv, "--stages", "nope"]) == EXIT_USAGE
+    assert "simulate" in capsys.readouterr().err  # named among the stages bench can measure
