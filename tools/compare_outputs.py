@@ -269,14 +269,11 @@ def compare(before: Path, after: Path) -> list[Item]:
         "1 features+staged",
         before,
         after,
-        [
-            "features/**/*.parquet",
-            "features/*/data_dictionary.csv",
-            "features/*/data_dictionary.json",
-            "staged/**/*.parquet",
-        ],
+        ["features/**/*.parquet", "staged/**/*.parquet"],
         same_parquet,
     )
+    dictionaries = ["features/*/data_dictionary.csv", "features/*/data_dictionary.json"]
+    items += pair("1 features+staged", before, after, dictionaries, same_text)
     items += pair("2 scores", before, after, [f"{rounds}/scores.parquet"], same_parquet)
     items += pair("3 list csv", before, after, [f"{rounds}/lists/**/*.csv"], same_text)
     items += pair("4 list xlsx", before, after, [f"{rounds}/lists/**/*.xlsx"], same_xlsx)
