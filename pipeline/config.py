@@ -443,6 +443,7 @@ class MitigationConfig(_Strict):
 
 
 GateName = Literal["data_validation", "lift_over_rule", "calibration", "fairness", "champion"]
+GATE_NAMES: tuple[str, ...] = get_args(GateName)
 
 
 class GateWaiver(_Strict):

@@ -4,7 +4,10 @@ A model policy (``champion`` and its variants) lists households through the real
 train`` and ``outreach score``; its settings are config overrides (:func:`policy_overrides`):
 ``champion`` as configured, ``champion_<method>`` with another selective-label method,
 ``champion_no_exploration`` with no random share of the visit tier, and ``champion_broken``
-with neither (plain labels, no exploration: a loop that learns only from its own lists).
+the loop deliberately broken: plain labels, no exploration, and every model it trains promoted
+(each gate waived), so that it learns only from its own lists and nothing stops what it learns.
+Since plain labels are the default, the gates are what set it apart from
+``champion_no_exploration``.
 The other policies list from the round's feature folder, pure functions here:
 
 - ``rule``: the central rule alone at full capacity: per 읍면동, the eligible households with
@@ -24,10 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.config import COMPARISONS, SIMULATE_MODEL_PREFIX, Config
+from pipeline.config import COMPARISONS, GATE_NAMES, SIMULATE_MODEL_PREFIX, Config
 from pipeline.vocabulary import EMD, KEY
 
 NONE = "none"  # the counterfactual world: nobody is contacted
+BROKEN_WAIVER = "simulation: the deliberately broken loop promotes every model it trains"
 NON_MODEL = ("rule", "random", "oracle")
 LISTED_COLUMNS = (
     KEY,
@@ -60,6 +64,8 @@ def policy_overrides(config: Config, policy: str) -> dict[str, Any]:
     # (docs/offpolicy.md, "In simulated rounds"); the other comparisons are the policies.
     compare = list(COMPARISONS) if config.simulate.compare_in_training else ["offpolicy"]
     training: dict[str, Any] = {"selective_labels": {"method": method}, "compare": compare}
+    if policy == "champion_broken":
+        training["gates"] = {"waivers": [{"gate": g, "reason": BROKEN_WAIVER} for g in GATE_NAMES]}
     return {"training": training, "scoring": scoring}
 
 
