@@ -20,8 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-UNMITIGATED = "unmitigated"
-PREFIX = "reweigh-"
+from models.mitigation import REWEIGH
+
+UNMITIGATED = "unmitigated"  # the setting of the registered candidate's fit without mitigation
+PREFIX = f"{REWEIGH}-"  # models.mitigation.setting_name: reweigh at 0.3 is "reweigh-30"
 
 
 def tradeoff_file(source: Path) -> Path:
