@@ -52,6 +52,9 @@ __all__ = ["ORACLE", "RULE", "TestRoundReader"]  # re-exported for the stage and
 
 LABEL_COLUMNS = ("label", "resolved_month", "selection_probability", "selection_reason")
 SERVICE_LABEL = "service_code"  # the service a linked visit recorded: the service match's label
+# the list of the model that is champion before this training, scored on the same test rounds
+# (the champion gate compares both on them: :func:`run_backtests`)
+CHAMPION_LIST = "champion"
 
 
 @dataclass(frozen=True)
@@ -513,12 +516,16 @@ def run_backtests(
     categorical: list[str],
     fitter: LightGBMFitter | None = None,
     match: MatchSetup | None = None,
+    champion: CalibratedClassifier | None = None,
 ) -> BacktestResult:
     """Fit every candidate per test round, evaluate the round by partition; bootstrap the truth.
 
     The precision-at-k curves of every round use the list sizes of the first round's. With
     ``match``, each round also fits the service match on the visits known before it and, with
     the truth, measures its top-k hit rate and the rule mapping's on the candidate's list.
+    ``champion``: the current champion's model, listed in every test round as
+    :data:`CHAMPION_LIST` beside the fitted candidates (the caller passes it only when it learned
+    from none of the test rounds), so that the champion gate compares both on the same rounds.
     """
     rows: list[dict] = []
     reliability: dict[str, list[pd.DataFrame]] = {}
@@ -532,11 +539,17 @@ def run_backtests(
     match_hits: list[tuple[str, pd.DataFrame]] = []
     ks = None
     plan = backtest_plan(config)
+    selections = dict(plan.selections)
+    champion_policy = getattr(champion, "list_policy_", None)
+    if champion_policy is not None and champion_policy.method == EQUAL_RECALL:
+        selections[CHAMPION_LIST] = (CHAMPION_LIST, champion_policy)  # listed as it is deployed
     for reader in tests:
         label = format_month(reader.round_month)
         models, fitted_rows = backtest_models(
             pool, reader.round_month, config, numeric, categorical, fitter
         )
+        if champion is not None:
+            models[CHAMPION_LIST] = champion
         train_rows.update({f"{label}/{name}": n for name, n in fitted_rows.items()})
         matcher = None
         if match is not None:
@@ -548,7 +561,7 @@ def run_backtests(
             config.candidate,
             config.calibration.bins,
             ks,
-            selections=plan.selections,
+            selections=selections,
             audited=tuple(plan.variants),
             service_match=matcher,
         )
@@ -570,10 +583,13 @@ def run_backtests(
             offpolicy_rounds.append((label, evaluation.offpolicy))
     metrics = pd.DataFrame(rows)
     offpolicy = None
-    if offpolicy_rounds and offpolicy_lists(config):
+    lists = offpolicy_lists(config)
+    if lists and champion is not None:
+        lists[CHAMPION_LIST] = MODEL_TERM + "logistic"  # judged on the same terms as the others
+    if offpolicy_rounds and lists:
         offpolicy = backtest_estimates(
             offpolicy_rounds,
-            offpolicy_lists(config),
+            lists,
             samples=config.backtest.bootstrap_samples,
             seed=config.backtest.seed,
             max_weight=DR_MAX_WEIGHT,
