@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from pipeline.config import GatesConfig
+from pipeline.months import format_month
+
+SAME_ROUNDS = "scored on the same test rounds"  # the champion gate's figure, when it could be
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,35 @@ def calibration_gate(max_ece: float, ece: float | None, noise: float | None) -> 
     return GateResult("calibration", False, ece, max_ece, detail)
 
 
+def champion_not_comparable(
+    champion_as_of: int | None,
+    test_rounds: Sequence[int],
+    champion_inputs: Sequence[str] | None,
+    inputs: Sequence[str],
+) -> str:
+    """Why the current champion cannot be scored on this training's test rounds ("" when it can).
+
+    A model trained as of month A learned from the rounds before A only; scored on a test round
+    before A it would be judged partly on its own training labels. So the champion is scored
+    on the test rounds only when the first of them is not before its as-of month, and only when
+    every input it reads is among today's features. Otherwise the gate falls back to the figure
+    the champion's own run logged (on its test rounds).
+    """
+    if champion_as_of is None:
+        return "its version records no as-of month"
+    if test_rounds and min(test_rounds) < champion_as_of:
+        return (
+            f"it was trained as of {format_month(champion_as_of)}, after the first test round "
+            f"{format_month(min(test_rounds))}, and learned from it"
+        )
+    if champion_inputs is None:
+        return "its model records no input columns"
+    missing = sorted(set(champion_inputs) - set(inputs))
+    if missing:
+        return f"{len(missing)} of its inputs are not among today's features ({missing[0]}, ...)"
+    return ""
+
+
 def evaluate_gates(
     gates: GatesConfig,
     *,
@@ -92,8 +125,12 @@ def evaluate_gates(
     champion_metric: float | None,
     champion_version: str | None,
     metric_name: str | None = None,
+    champion_basis: str = "",
 ) -> list[GateResult]:
-    """Every gate of ``gates`` on the measured figures, with the configured waivers applied."""
+    """Every gate of ``gates`` on the measured figures, with the configured waivers applied.
+
+    ``champion_basis`` says where ``champion_metric`` comes from: :data:`SAME_ROUNDS`, or why it
+    is the figure the champion's own run logged (:func:`champion_not_comparable`)."""
     results: list[GateResult] = []
     detail = (
         validation_detail
@@ -148,6 +185,12 @@ def evaluate_gates(
         )
     else:
         floor = champion_metric - gates.champion_tolerance
+        basis = (
+            SAME_ROUNDS
+            if champion_basis == SAME_ROUNDS
+            else "as its own run logged on its test rounds"
+            + (f": not scored on these, {champion_basis}" if champion_basis else "")
+        )
         results.append(
             GateResult(
                 "champion",
@@ -155,7 +198,7 @@ def evaluate_gates(
                 candidate_metric,
                 floor,
                 f"not worse than champion version {champion_version} "
-                f"({champion_metric:.4f}) less tolerance {gates.champion_tolerance}",
+                f"({champion_metric:.4f}, {basis}) less tolerance {gates.champion_tolerance}",
             )
         )
     waivers = {w.gate: w.reason for w in gates.waivers}

@@ -22,7 +22,14 @@ from conftest import make_config
 from features.build import build_features
 from features.spec import load_feature_spec, model_input_names
 from models import evaluation as partitioned  # by module: pytest collects Test* names
-from models.backtest import RoundPool, TrainTable, candidate_specs, fit_candidate, training_table
+from models.backtest import (
+    RoundPool,
+    TrainTable,
+    candidate_specs,
+    fit_candidate,
+    offpolicy_lists,
+    training_table,
+)
 from models.candidates import CalibratedClassifier, RuleBaseline, make_lightgbm
 from models.evaluation import LISTED, household_keys
 from models.fairness import add_audit_counts, fairness_from_counts
@@ -113,9 +120,13 @@ def test_candidate_specs_compare_methods_for_the_registered_model():
         "lightgbm-unmitigated",
         *(f"lightgbm-reweigh-{round(s * 100)}" for s in config.mitigation.strengths if s != 0.75),
     }
-    # each comparison alone: the off-policy estimates fit the logistic candidate (their model)
+    # each comparison alone: the off-policy estimates' model term is the registered candidate's
     only = {c: [s.name for s in candidate_specs(TrainingConfig(compare=[c]))] for c in COMPARISONS}
-    assert only["candidates"] == only["offpolicy"] == ["lightgbm", "logistic"]
+    assert only["candidates"] == ["lightgbm", "logistic"]
+    assert only["offpolicy"] == ["lightgbm"]
+    assert set(offpolicy_lists(TrainingConfig(compare=["offpolicy"])).values()) == {
+        "model_term:lightgbm"
+    }
     assert only["selective_labels"] == ["lightgbm", *sorted(others, key=names.index)]
     assert set(only["mitigation"]) == {"lightgbm", *mitigation}
 

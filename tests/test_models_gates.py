@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.gates import decision, evaluate_gates
+from models.gates import SAME_ROUNDS, champion_not_comparable, decision, evaluate_gates
 from pipeline.config import ConfigError, GatesConfig, config_from_mapping
 
 GOOD = dict(
@@ -48,6 +48,29 @@ def test_each_gate_fails_and_blocks_promotion(change, gate):
     assert [n for n, r in results.items() if not r.ok] == [gate]
     promoted, reason = decision(list(results.values()))
     assert not promoted and gate in reason
+
+
+def test_champion_gate_says_on_which_rounds_the_champion_was_judged():
+    """Scored on the same test rounds, or its own run's figure with the reason."""
+    same = {**GOOD, "champion_metric": 0.5, "champion_version": "2"}
+    gate = _by_name(evaluate_gates(STRICT, **same, champion_basis=SAME_ROUNDS))["champion"]
+    assert "(0.5000, scored on the same test rounds)" in gate.detail
+    why = champion_not_comparable(24300, [24298, 24300], ["a"], ["a"])
+    gate = _by_name(evaluate_gates(STRICT, **same, champion_basis=why))["champion"]
+    assert "as its own run logged on its test rounds: not scored on these, it was trained" in (
+        gate.detail
+    )
+
+
+def test_a_champion_is_scored_on_test_rounds_it_never_learned_from():
+    # trained as of round 100: it learned from rounds before 100 only
+    assert champion_not_comparable(100, [100, 102, 104], ["a", "b"], ["b", "a", "c"]) == ""
+    assert "learned from it" in champion_not_comparable(101, [100, 102], ["a"], ["a"])
+    assert "no as-of month" in champion_not_comparable(None, [100], ["a"], ["a"])
+    assert "no input columns" in champion_not_comparable(100, [100], None, ["a"])
+    assert "1 of its inputs are not among today's features (gone" in champion_not_comparable(
+        100, [100], ["a", "gone"], ["a"]
+    )
 
 
 def test_champion_gate_allows_the_tolerance():

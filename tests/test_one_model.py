@@ -98,3 +98,48 @@ def test_comparisons_do_not_change_the_registered_candidate(scored_sample):
         runs["alone"].model.predict_proba(frame.drop(columns=["label", "weight"]))[:, 1],
         model_all.predict_proba(frame.drop(columns=["label", "weight"]))[:, 1],
     )
+
+
+def test_the_champion_is_scored_on_the_same_test_rounds_as_the_candidate(scored_sample):
+    """The champion gate compared a new version's backtest figure with the one the champion's
+    run logged on *its* test rounds (in a loop whose findable need falls, an easier figure: one
+    retraining in 18 was promoted). A champion passed to the backtests is listed in every test
+    round beside the candidate: a champion trained as of the first test round is the model that
+    round's backtest fits, so there both lists have the same figures; later rounds differ."""
+    from models.backtest import CHAMPION_LIST
+    from pipeline.months import format_month
+    from pipeline.train.fit import fit_all
+
+    config = scored_sample.config.with_overrides(training={"compare": []})
+    tc = config.training
+    catalogues = load_catalogues(config)
+    source = FeatureRounds(config, catalogues.outcomes)
+    columns = input_columns(catalogues)
+    as_of = default_as_of(config.window)
+    rounds, test_rounds = plan_rounds(config, as_of)
+    pool = training_pool(config, source, rounds, as_of, columns, catalogues)
+    models, _ = backtest_models(pool, test_rounds[0], tc, columns.numeric, columns.categorical)
+    champion = models[tc.candidate]  # as a champion trained as of the first test round is
+
+    trained = fit_all(config, source, as_of, catalogues=catalogues, champion=champion)
+    metrics = trained.backtest.metrics.set_index(["round", "model"])
+    figures = [c for c in metrics.columns if c.startswith(("truth_", "observed_", "ece"))]
+    assert "truth_emd_precision" in figures
+    first, *later = [format_month(r) for r in test_rounds]
+    ours = metrics.loc[(first, CHAMPION_LIST), figures]
+    theirs = metrics.loc[(first, tc.candidate), figures]
+    assert ours.to_dict() == theirs.to_dict()
+    assert any(
+        metrics.loc[(r, CHAMPION_LIST), "truth_emd_precision"]
+        != metrics.loc[(r, tc.candidate), "truth_emd_precision"]
+        for r in later
+    )
+    summary = trained.backtest.summary.set_index("model")
+    champion_rounds = metrics.xs(CHAMPION_LIST, level="model")["truth_emd_precision"]
+    assert len(champion_rounds) == len(test_rounds)
+    assert summary.loc[CHAMPION_LIST, "truth_emd_precision_mean"] == champion_rounds.mean()
+    # the candidate's own figures are those the sample's training logged without a champion
+    client = connect(config)
+    logged = client.get_run(resolve_model(client, tc.model_name, None).run_id).data.metrics
+    for figure in ("truth_emd_precision_mean", "truth_emd_need_found_mean", "ece_pooled"):
+        assert summary.loc[tc.candidate, figure] == logged[f"{tc.candidate}.{figure}"], figure

@@ -210,12 +210,15 @@ def fit_all(
     as_of: int,
     fitter: LightGBMFitter | None = None,
     catalogues: Catalogues | None = None,
+    champion: CalibratedClassifier | None = None,
 ) -> Trained:
     """Backtests, the final model and the fairness audit: no tracking, no files.
 
     ``fitter`` fits the LightGBM candidates elsewhere (``pipeline.train.distributed``, on Dask),
     in the backtests and for the final model alike, so that the backtest metrics describe how the
     registered model was trained. Test rounds are scored on ``config.runtime``'s engine.
+    ``champion``: the current champion's model, scored on the same test rounds
+    (:func:`models.backtest.run_backtests`).
     """
     catalogues = catalogues or load_catalogues(config)
     columns = input_columns(catalogues)
@@ -257,7 +260,9 @@ def fit_all(
     ]
     capacity = load_capacity(config)
     setup = MatchSetup(catalogues.services, tuple(catalogues.indicators.groups))
-    result = run_backtests(pool, readers, capacity, tc, numeric, categorical, fitter, setup)
+    result = run_backtests(
+        pool, readers, capacity, tc, numeric, categorical, fitter, setup, champion=champion
+    )
     # The registered model is fitted exactly as the backtest models were (same rows up to the
     # cutoff, same column order, same code path): the model the gates judged.
     table = candidate_table(pool, as_of, tc.selective_labels.method, tc, numeric, categorical)

@@ -18,10 +18,19 @@ from typing import Any
 
 import pandas as pd
 
-from models.backtest import RULE, BacktestResult
+from models.backtest import CHAMPION_LIST, RULE, BacktestResult
+from models.candidates import CalibratedClassifier
 from models.card import CardFacts, render_card
 from models.dataset_summary import DatasetSummary
-from models.gates import GATE_COLUMNS, GateResult, decision, evaluate_gates, gate_metric
+from models.gates import (
+    GATE_COLUMNS,
+    SAME_ROUNDS,
+    GateResult,
+    champion_not_comparable,
+    decision,
+    evaluate_gates,
+    gate_metric,
+)
 from models.mitigation import describe_setting
 from models.offpolicy import validation as offpolicy_validation
 from pipeline.catalogue import data_sources_path, load_data_sources
@@ -31,9 +40,10 @@ from pipeline.datasets import PARTITIONED_RAW_TABLES, OutputLayout
 from pipeline.datasets.features import DATA_DICTIONARY_CSV, FeatureRounds
 from pipeline.datasets.raw import raw_file_digests
 from pipeline.datasets.validation import LATEST, PASSED, VALIDATION_JSON, read_pointer
+from pipeline.errors import DataError
 from pipeline.io import sha256_of_json, short_digest, write_json
 from pipeline.lineage import events, ledger
-from pipeline.months import format_month
+from pipeline.months import format_month, parse_month
 from pipeline.tracking import (
     code_version,
     connect,
@@ -46,6 +56,7 @@ from pipeline.tracking import (
 )
 from pipeline.tracking.ai_file import write_ai_file
 from pipeline.tracking.auditor_view import describe_training
+from pipeline.tracking.models import fetch_model, model_input_names, set_threads, unpickle_model
 from pipeline.tracking.names import DATA_SOURCES, MODEL_CARD
 from pipeline.tracking.registry import (
     champion_metric,
@@ -53,12 +64,14 @@ from pipeline.tracking.registry import (
     mark_challenger,
     move_champion,
     new_version_gates,
+    resolve_model,
     tag_version,
 )
+from pipeline.tracking.runs import first_line
 from pipeline.tracking.seal import seal_run
 from pipeline.train.artifacts import write_gates, write_lineage_artifacts, write_model_artifacts
 from pipeline.train.distributed import lightgbm_fitter
-from pipeline.train.fit import Trained, fit_all, plan_rounds
+from pipeline.train.fit import Trained, fit_all, input_columns, plan_rounds
 from pipeline.train.overrides import (
     OVERRIDES_ARTIFACT,
     override_metrics,
@@ -326,6 +339,30 @@ def _seal_and_record(
         events.challenger_marked(root, model=name, version=version, reason=reason)
 
 
+def champion_to_score(
+    client: Any, config: Config, champion: Any | None, test_rounds: list[int], inputs: list[str]
+) -> tuple[CalibratedClassifier | None, str]:
+    """The current champion's model when it can be scored on this training's test rounds, and
+    the basis of the champion gate's figure (:data:`models.gates.SAME_ROUNDS`, or why the gate
+    reads the figure the champion's run logged: :func:`models.gates.champion_not_comparable`)."""
+    if champion is None:
+        return None, ""
+    ref = resolve_model(client, config.training.model_name, str(champion.version))
+    as_of = parse_month(ref.as_of) if ref.as_of else None
+    model = None
+    try:
+        why = champion_not_comparable(as_of, test_rounds, model_input_names(ref), inputs)
+        model = None if why else unpickle_model(fetch_model(ref))
+    except DataError as exc:  # the gate still has the champion's logged figure
+        why = f"its model could not be read ({first_line(exc)})"
+    if model is None:
+        log.info("champion version %s is not scored on the test rounds: %s", ref.version, why)
+        return None, why
+    set_threads(model, config.training.lightgbm.n_jobs)
+    log.info("champion version %s is scored on the test rounds beside the candidates", ref.version)
+    return model, SAME_ROUNDS
+
+
 def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> TrainResult:
     """``outreach train``: fit, evaluate, log to MLflow, register, and apply the gates."""
     started = time.perf_counter()
@@ -336,8 +373,14 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         data_sources_path(config.paths.indicators), catalogues.indicators, PARTITIONED_RAW_TABLES
     )
     source = FeatureRounds(config, catalogues.outcomes)
+    client = connect(config)
+    champion = current_champion(client, tc.model_name)
+    _, test_rounds = plan_rounds(config, as_of)
+    champion_model, champion_basis = champion_to_score(
+        client, config, champion, test_rounds, input_columns(catalogues).inputs
+    )
     with lightgbm_fitter(config.runtime) as fitter:
-        trained = fit_all(config, source, as_of, fitter, catalogues)
+        trained = fit_all(config, source, as_of, fitter, catalogues, champion_model)
         cluster = fitter.describe() if fitter is not None else {}
     lineage = {m: source.lineage(m) for m in [*trained.rounds, as_of]}
     has_truth = trained.backtest.bootstrap is not None
@@ -352,9 +395,11 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
     )
 
     log.info("logging to MLflow at %s", tracking_uri(config))
-    client = connect(config)
     experiment_id = ensure_experiment(client, config)
-    champion = current_champion(client, tc.model_name)
+    if champion_model is not None:
+        champion_figure = _summary_value(summary, CHAMPION_LIST, column)
+    else:
+        champion_figure = champion_metric(client, champion, f"{tc.candidate}.{column}")
     gates = evaluate_gates(
         tc.gates,
         validation_passed=validation.passed,
@@ -364,9 +409,10 @@ def train(config: Config, as_of: int, catalogues: Catalogues | None = None) -> T
         ece=_summary_value(summary, tc.candidate, "ece_pooled"),
         ece_noise=_summary_value(summary, tc.candidate, "ece_noise95"),
         fairness_flags=flags,
-        champion_metric=champion_metric(client, champion, f"{tc.candidate}.{column}"),
+        champion_metric=champion_figure,
         champion_version=str(champion.version) if champion is not None else None,
         metric_name=metric,
+        champion_basis=champion_basis,
     )
     gates += new_version_gates(config, champion)  # shadow rounds (docs/scoring.md)
     promoted, reason = decision(gates)
