@@ -28,6 +28,7 @@ from models.candidates import (
 )
 from models.evaluation import ORACLE, RULE, RoundHouseholds, TestRoundReader
 from models.fairness import AUDIT_SOURCES, add_audit_counts, audit_attributes
+from models.gates import CHAMPION_LIST
 from models.metrics import calibration_metrics, calibration_noise, gap_closed, paired_bootstrap
 from models.mitigation import (
     EQUAL_RECALL,
@@ -52,9 +53,6 @@ __all__ = ["ORACLE", "RULE", "TestRoundReader"]  # re-exported for the stage and
 
 LABEL_COLUMNS = ("label", "resolved_month", "selection_probability", "selection_reason")
 SERVICE_LABEL = "service_code"  # the service a linked visit recorded: the service match's label
-# the list of the model that is champion before this training, scored on the same test rounds
-# (the champion gate compares both on them: :func:`run_backtests`)
-CHAMPION_LIST = "champion"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from models.gates import GateResult
+from models.gates import CHAMPION_LIST, GateResult
 from models.service_match import DIFFERENCE, MODEL, RULE
 
 # A skip rate at or above this is called high on the card: screening-tool reviews found
@@ -187,6 +187,13 @@ def service_section(rates: pd.DataFrame | None, labels: int) -> list[str]:
     ]
 
 
+CHAMPION_ROW_NOTE = (
+    f"`{CHAMPION_LIST}`: the model that was champion when this version was trained, scored on the "
+    "same test rounds, none of which it learned from; the champion gate compares the two "
+    '(docs/training.md, "Promotion gates").'
+)
+
+
 def render_card(f: CardFacts) -> str:
     """Markdown text of the model card."""
     s = f.summary
@@ -254,6 +261,8 @@ def render_card(f: CardFacts) -> str:
         _table(s, metric_cols),
         "",
     ]
+    if (s["model"] == CHAMPION_LIST).any():
+        out += [CHAMPION_ROW_NOTE, ""]
     if f.bootstrap is not None:
         out += [
             "Against the hidden truth (synthetic data only), with bootstrap 95% intervals:",

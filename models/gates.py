@@ -10,6 +10,9 @@ from pipeline.config import GatesConfig
 from pipeline.months import format_month
 
 SAME_ROUNDS = "scored on the same test rounds"  # the champion gate's figure, when it could be
+# the backtests' list of the model that is champion before this training, scored on the same
+# test rounds (models.backtest.run_backtests), so that the champion gate compares both on them
+CHAMPION_LIST = "champion"
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def test_the_champion_is_scored_on_the_same_test_rounds_as_the_candidate(scored_
     retraining in 18 was promoted). A champion passed to the backtests is listed in every test
     round beside the candidate: a champion trained as of the first test round is the model that
     round's backtest fits, so there both lists have the same figures; later rounds differ."""
-    from models.backtest import CHAMPION_LIST
+    from models.gates import CHAMPION_LIST
     from pipeline.months import format_month
     from pipeline.train.fit import fit_all
 

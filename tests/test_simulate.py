@@ -299,9 +299,10 @@ def test_a_retrained_model_meets_the_champion_on_the_same_test_rounds(simulated,
     the champion's first round as its test round: the champion is scored there beside it."""
     from mlflow import MlflowClient
 
+    from models.card import CHAMPION_ROW_NOTE
     from models.gates import SAME_ROUNDS
     from pipeline.tracking import tracking_uri
-    from pipeline.tracking.names import GATES
+    from pipeline.tracking.names import GATES, MODEL_CARD
 
     config, _ = simulated
     work = OutputLayout(config.paths.output_root).simulate_work
@@ -326,3 +327,5 @@ def test_a_retrained_model_meets_the_champion_on_the_same_test_rounds(simulated,
     tolerance = policy.training.gates.champion_tolerance
     assert gate["threshold"] == pytest.approx(figure - tolerance)
     assert figure != first.data.metrics["lightgbm.truth_emd_precision_mean"]  # other rounds
+    card = client.download_artifacts(second.info.run_id, MODEL_CARD, str(tmp_path / "card"))
+    assert CHAMPION_ROW_NOTE in Path(card).read_text(encoding="utf-8")

@@ -18,11 +18,12 @@ from typing import Any
 
 import pandas as pd
 
-from models.backtest import CHAMPION_LIST, RULE, BacktestResult
+from models.backtest import RULE, BacktestResult
 from models.candidates import CalibratedClassifier
 from models.card import CardFacts, render_card
 from models.dataset_summary import DatasetSummary
 from models.gates import (
+    CHAMPION_LIST,
     GATE_COLUMNS,
     SAME_ROUNDS,
     GateResult,
