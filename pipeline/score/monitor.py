@@ -179,11 +179,12 @@ def partition_counts(
 def count_partition(task: MonitorTask) -> MonitorCounts:
     """Read one 시군구's scored rows and feature rows, and count them."""
     from pipeline.datasets.rounds import read_rows
+    from pipeline.io import read_wide_parquet
 
     scores = read_rows(task.scores_file, SCORE_COLUMNS, {"sigungu_code": [task.sigungu]})
     features = None
     if task.features_file is not None and task.columns and task.features_file.is_file():
-        features = pd.read_parquet(task.features_file, columns=[KEY, *task.columns])
+        features = read_wide_parquet(task.features_file, columns=[KEY, *task.columns])
     return partition_counts(scores, features, task.columns, visit=task.visit)
 
 
