@@ -90,13 +90,31 @@ def compact(values: np.ndarray, counts: np.ndarray, size: int) -> tuple[np.ndarr
     return values[starts], np.add.reduceat(counts, starts).astype("int64")
 
 
+def _distinct_counts(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted distinct values of ``present`` (no NaN) and their counts, as ``np.unique``
+    gives them; zeros are counted apart, because most feature columns are mostly zero and
+    sorting only the rest is several times faster."""
+    zero = present == 0
+    rest = present[~zero]
+    rest.sort()
+    starts = np.flatnonzero(np.r_[True, rest[1:] != rest[:-1]])[: len(rest)]
+    distinct = rest[starts]
+    counts = np.diff(np.r_[starts, len(rest)]).astype("int64")
+    zeros = int(zero.sum())
+    if zeros:
+        at = int(np.searchsorted(distinct, 0.0))
+        distinct = np.insert(distinct, at, 0.0)
+        counts = np.insert(counts, at, zeros)
+    return distinct, counts
+
+
 def value_counts(values: pd.Series, cap: int | None = None) -> ValueCounts:
     """The :class:`ValueCounts` of a column; more than ``cap`` distinct values are merged."""
     dtype = str(values.dtype)
     if pd.api.types.is_numeric_dtype(values):
         x = values.to_numpy(dtype=np.float64, na_value=np.nan)
         present = x[~np.isnan(x)]
-        distinct, counts = np.unique(present, return_counts=True)
+        distinct, counts = _distinct_counts(present)
         n = len(distinct)
         merged = cap is not None and n > cap
         if merged:

@@ -13,7 +13,7 @@ from features.spec import load_feature_spec, model_input_names
 from pipeline.cli import main
 from pipeline.datasets import OutputLayout, TableLayout
 from pipeline.features.stage import build_round
-from pipeline.io import sha256_tree
+from pipeline.io import read_wide_parquet, sha256_tree
 from pipeline.months import default_as_of, format_month, parse_month
 
 
@@ -38,6 +38,24 @@ def test_round_folder_holds_features_labels_dictionary_and_manifest(staged_sampl
     assert dictionary["model_input"].sum() == manifest["model_inputs"]
     assert features["household_key"].is_unique
     assert TableLayout(folder).partitions("features") == TableLayout(folder).partitions("labels")
+
+
+def test_a_wide_read_is_the_frame_pandas_reads_one_block_per_column(staged_sample):
+    """Feature partitions are read column by column (no copy into one block per type): the same
+    frame as ``pd.read_parquet`` gives, with a column subset and a row filter too."""
+    config, _ = staged_sample
+    folder = OutputLayout(config.paths.output_root).features(
+        format_month(default_as_of(config.window))
+    )
+    layout = TableLayout(folder)
+    path = layout.partition_file("features", layout.partitions("features")[0])
+    columns = pd.read_parquet(path).columns[[0, 1, 5, 9, 40, -1]].tolist()
+    keys = pd.read_parquet(path, columns=["household_key"])["household_key"].iloc[::7].tolist()
+    for options in ({}, {"columns": columns}, {"filters": [("household_key", "in", keys)]}):
+        expected = pd.read_parquet(path, **options)
+        frame = read_wide_parquet(path, **options)
+        pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+        assert frame._mgr.nblocks == frame.shape[1] > 1
 
 
 def test_staged_features_equal_features_built_from_the_raw_sample(

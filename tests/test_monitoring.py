@@ -180,6 +180,45 @@ def test_partitions_add_up_and_the_estimate_is_the_visit_tiers_mean_score():
     assert whole.score.present == parts.score.present == len(scores)
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [np.nan, np.nan],
+        [0.0, 0.0, -0.0],
+        [3.5, -1.0, 0.0, 3.5, np.nan, -1.0, 0.0, 2.0],
+        [1.0, 2.0, 2.0],
+    ],
+)
+def test_value_counts_are_numpys_distinct_values_and_counts(values):
+    """Zeros are counted apart from the other values (faster on mostly-zero feature columns):
+    the distinct values, counts, missing and total are those ``np.unique`` gives."""
+    rng = np.random.default_rng(11)
+    sparse = np.where(rng.random(5000) < 0.95, 0.0, rng.integers(-4, 30, 5000) / 2)
+    for column in (pd.Series(values, dtype="float32"), pd.Series(sparse, dtype="float32")):
+        counts = value_counts(column)
+        x = column.to_numpy(dtype=np.float64)
+        present = x[~np.isnan(x)]
+        distinct, n = np.unique(present, return_counts=True)
+        assert np.array_equal(counts.values, distinct) and np.array_equal(counts.counts, n)
+        assert counts.values.dtype == np.float64 and counts.counts.dtype == np.int64
+        assert counts.missing == int(np.isnan(x).sum()) and counts.distinct == len(distinct)
+        assert counts.total == float(present.sum())
+
+
+def test_partition_counts_count_the_feature_rows_of_scored_households_only():
+    scores = _scores(4, emds=("E1",), n=50)
+    keys = scores["household_key"].tolist()
+    features = pd.DataFrame(
+        {
+            "household_key": pd.array(["not-scored-1", *keys[::-1], "not-scored-2"], "string"),
+            "x": np.r_[100.0, np.arange(50, dtype=float)[::-1], 200.0].astype("float32"),
+        }
+    )
+    counts = monitor.partition_counts(scores, features, ["x"])
+    assert counts.values["x"].present == 50 and counts.values["x"].values.max() == 49.0
+
+
 # --- alarms ----------------------------------------------------------------------------------
 
 

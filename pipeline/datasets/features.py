@@ -27,7 +27,7 @@ from pipeline.datasets.objections import registry_status, staged_objections_file
 from pipeline.datasets.outcomes import imported_outcome_digests
 from pipeline.datasets.staged import STAGED_MANIFEST, staged_manifest_file, staged_view_digest
 from pipeline.errors import DataError
-from pipeline.io import read_json_file, sha256_file, sha256_of_json
+from pipeline.io import read_json_file, read_wide_parquet, sha256_file, sha256_of_json
 from pipeline.months import format_month
 from pipeline.vocabulary import EMD, KEY, category_levels, coerce_with_levels, eligible_mask
 
@@ -77,7 +77,7 @@ def read_feature_file(
         wanted = pa.array(np.asarray(keys, dtype=object), type=pa.string())
         filters = pc.field(KEY).isin(wanted)
     selected = list(columns) if columns is not None else None
-    frame = pd.read_parquet(path, columns=selected, filters=filters)
+    frame = read_wide_parquet(path, columns=selected, filters=filters)
     return coerce_with_levels(frame, levels)
 
 
@@ -211,7 +211,7 @@ class FeatureRounds:
         return [layout.partition_file(table, code) for code in codes]
 
     def _read(self, as_of: int, table: str) -> pd.DataFrame:
-        parts = [pd.read_parquet(path) for path in self._files(as_of, table)]
+        parts = [read_wide_parquet(path) for path in self._files(as_of, table)]
         return pd.concat(parts, ignore_index=True)
 
     def feature_files(self, as_of: int) -> list[Path]:

@@ -65,7 +65,7 @@ from pipeline.datasets.rounds import (
 from pipeline.datasets.staged import read_capacity_table, region_names
 from pipeline.engine import map_partitions
 from pipeline.errors import DataError, UsageError
-from pipeline.io import sha256_file
+from pipeline.io import read_wide_parquet, sha256_file
 from pipeline.months import format_month
 from pipeline.report import aggregates as agg
 from pipeline.report.aggregates import FAIRNESS_COLUMNS, KEY, LISTED_TIERS
@@ -166,7 +166,7 @@ def _read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: not found")
     try:
-        return pd.read_parquet(path, columns=columns)
+        return read_wide_parquet(path, columns=columns)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
 

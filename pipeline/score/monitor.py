@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.spec import FeatureSpec, feature_columns
 from models.stability import (
@@ -145,6 +147,14 @@ def visit_table(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VISIT_COLUMNS)
 
 
+def _among(keys: pd.Series, wanted: pd.Series) -> np.ndarray:
+    """Which of ``keys`` (text) are among ``wanted``: Arrow's hash lookup (pandas' ``isin`` on
+    Arrow strings makes a Python object of every wanted key)."""
+    value_set = pa.array(wanted.astype("string").unique().astype(str), type=pa.string())
+    found = pc.is_in(pa.array(keys.astype("string"), type=pa.string()), value_set=value_set)
+    return found.to_numpy(zero_copy_only=False).astype(bool)
+
+
 def partition_counts(
     scores: pd.DataFrame,
     features: pd.DataFrame | None,
@@ -157,8 +167,7 @@ def partition_counts(
     ``features`` whose key is among the scores count). Pure."""
     values: dict[str, ValueCounts] = {}
     if features is not None and columns:
-        keys = pd.Index(scores[KEY].astype("string").unique())
-        rows = features[features[KEY].astype("string").isin(keys).to_numpy(dtype=bool)]
+        rows = features[_among(features[KEY], scores[KEY])]
         values = {c: value_counts(rows[c], cap) for c in columns}
     return MonitorCounts(
         values=values,
@@ -170,11 +179,12 @@ def partition_counts(
 def count_partition(task: MonitorTask) -> MonitorCounts:
     """Read one 시군구's scored rows and feature rows, and count them."""
     from pipeline.datasets.rounds import read_rows
+    from pipeline.io import read_wide_parquet
 
     scores = read_rows(task.scores_file, SCORE_COLUMNS, {"sigungu_code": [task.sigungu]})
     features = None
     if task.features_file is not None and task.columns and task.features_file.is_file():
-        features = pd.read_parquet(task.features_file, columns=[KEY, *task.columns])
+        features = read_wide_parquet(task.features_file, columns=[KEY, *task.columns])
     return partition_counts(scores, features, task.columns, visit=task.visit)
 
 

@@ -60,7 +60,14 @@ from pipeline.datasets.rounds import (
 from pipeline.datasets.staged import capacity_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
-from pipeline.io import sha256_file, short_digest, staging_dir, write_bytes, write_json
+from pipeline.io import (
+    read_wide_parquet,
+    sha256_file,
+    short_digest,
+    staging_dir,
+    write_bytes,
+    write_json,
+)
 from pipeline.lineage import events, ledger
 from pipeline.locks import hold
 from pipeline.months import format_month
@@ -383,7 +390,7 @@ def shadow_partition(task: ShadowTask) -> dict[str, Any]:
     set_threads(model, t.threads)
     if not t.features_file.is_file():
         raise DataError(f"{t.features_file}: feature partition missing")
-    frame = pd.read_parquet(
+    frame = read_wide_parquet(
         t.features_file, columns=shadow_columns(t.features_file, model, t.signal_column)
     )
     features = coerce_feature_types(frame, t.outcomes)

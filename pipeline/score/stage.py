@@ -62,6 +62,7 @@ from pipeline.datasets.validation import validation_record_file
 from pipeline.engine import map_partitions, warm_up
 from pipeline.errors import DataError, UsageError
 from pipeline.io import (
+    read_wide_parquet,
     sha256_file,
     sha256_tree,
     short_digest,
@@ -405,7 +406,7 @@ def score_partition(task: PartitionTask) -> dict[str, int]:
     if not task.features_file.is_file():
         raise DataError(f"{task.features_file}: feature partition missing")
     try:
-        frame = pd.read_parquet(
+        frame = read_wide_parquet(
             task.features_file, columns=partition_columns(task.features_file, model, task)
         )
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these

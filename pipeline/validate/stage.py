@@ -29,7 +29,7 @@ from pipeline.config import Config, ConfigError, ValidationConfig
 from pipeline.datasets import PARTITION_KEY, PARTITIONED_RAW_TABLES, SMALL_RAW_TABLES, TableLayout
 from pipeline.datasets.raw import retention_cut
 from pipeline.datasets.validation import FAILED, PASSED, contract_digest
-from pipeline.engine import map_partitions
+from pipeline.engine import map_partitions, warm_up
 from pipeline.validate import frames
 from pipeline.validate.checks import (
     QUARANTINE,
@@ -273,6 +273,9 @@ def run_validation(
         return run
     run.partitions, problems = take_inventory(raw_dir)
     run.results.extend(problems)
+    # The workers' fork server imports Great Expectations while this process does the same and
+    # checks the reference tables, instead of each worker importing it after.
+    warm_up(config.runtime, [validate_batch.__module__, "great_expectations"])
 
     raw = TableLayout(raw_dir)
     loaded: dict[str, LoadedFile] = {}
