@@ -11,12 +11,12 @@ median of ``--repeat`` runs is printed per stage, with the files and bytes read.
 read right after one another, so the operating system's page cache is warm, as it is for the
 stages of a round that run one after another: this is a floor of decoding, not of the disk.
 
-What each stage reads (docs/scaling.md, "The floor of each stage"):
+What each stage reads (docs/scaling.md, "The round at 1,000,000 households again, and its floor"):
 
 - validate and ingest: every raw Parquet file (``raw/``);
 - features: every staged Parquet file (``staged/``);
-- score: the round's feature partitions and the staged crisis events (the evidence of listed
-  households);
+- score: the round's feature partitions (not its labels) and the staged crisis events (the
+  evidence of listed households);
 - report: the round's ``scores.parquet`` and its feature partitions.
 
 Uses only the standard library and pyarrow.
@@ -43,7 +43,7 @@ def stage_inputs(root: Path, round_label: str) -> dict[str, list[Path]]:
     """The Parquet files each stage of a round reads."""
     raw = sorted((root / "raw").rglob("*.parquet"))
     staged = sorted((root / "staged").rglob("*.parquet"))
-    features = sorted((root / "features" / f"as_of={round_label}").rglob("*.parquet"))
+    features = sorted((root / "features" / f"as_of={round_label}" / "features").rglob("*.parquet"))
     events = sorted((root / "staged" / "crisis_events").rglob("*.parquet"))
     scores = [root / "rounds" / round_label / "scores.parquet"]
     return {
