@@ -69,7 +69,7 @@ test: $(STAMP) ## run the test suite
 bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households (BENCH_REPEAT=3: the median of 3 runs); writes outputs/bench/*.json
 	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES) --repeat $(BENCH_REPEAT)
 
-bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured: 11.5 + 24 min on a quiet host, 14 + 29.5 min on a slow one; 13-16 GB of disk)
+bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured on issue 20's world: 14.2 + 13.7 min, 8.2 GB of disk; docs/scaling.md)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,features,score,report
 
 bench-train: $(STAMP) ## measure training at 200,000 households: the median of 3 runs, each building its feature rounds; docs/scaling.md

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.catalogue import IndicatorCatalogue
 from pipeline.config import ConfigError
+from pipeline.io import parse_yaml
 
 HouseholdFeature = Literal[
     "size",
@@ -104,7 +105,7 @@ def load_feature_spec(path: Path) -> FeatureSpec:
     if not path.is_file():
         raise ConfigError(f"{path}: feature spec not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise ConfigError(f"{path}: not valid YAML") from None
     try:

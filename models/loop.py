@@ -210,7 +210,10 @@ def _rows(keys: pd.Series, world: LoopWorld, what: str) -> np.ndarray:
         codes = keys.cat.codes.to_numpy()
         rows = np.where(codes >= 0, by_category[codes], -1)
     else:
-        rows = world.index.get_indexer(keys.astype(str).to_numpy())
+        # the distinct keys only: a truth table repeats each key once per month
+        codes, distinct = pd.factorize(keys)
+        by_key = world.index.get_indexer(pd.Series(distinct).astype(str).to_numpy())
+        rows = np.where(codes >= 0, by_key[codes], -1) if len(codes) else codes.astype(np.int64)
     if np.any(rows < 0):
         raise ValueError(f"{what} holds households that are not in the world's households")
     return rows

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.config import ConfigError, Month
+from pipeline.io import parse_yaml
 from pipeline.months import parse_month
 from pipeline.vocabulary import (
     CASE_STATUSES_REQUIRED,
@@ -408,7 +409,7 @@ def _load_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{path}: catalogue file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError:
         raise ConfigError(f"{path}: not valid YAML") from None
     if not isinstance(data, dict):

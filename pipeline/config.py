@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from pipeline.errors import ConfigError
+from pipeline.io import parse_yaml
 from pipeline.months import format_month, parse_month
 from pipeline.vocabulary import (
     AUDIT_ATTRIBUTES,
@@ -795,7 +796,7 @@ def load_config(path: Path | None) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -1,4 +1,4 @@
-"""File I/O helpers: atomic writes, deterministic Parquet, content digests."""
+"""File I/O helpers: atomic writes, deterministic Parquet, content digests, YAML parsing."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from pipeline.errors import DataError
 
@@ -192,6 +193,16 @@ def staging_dir(final: Path, keep_old_in: Path | None = None) -> Iterator[Path]:
 def short_digest(digest: object) -> str:
     """The first 12 hex digits of a sha256, as messages show it ("none" when there is none)."""
     return str(digest)[:12] if digest else "none"
+
+
+# libyaml's safe loader where PyYAML was built with it: the same data about eight times faster
+# (the indicator catalogue: 41 ms against 5), and every command reads the catalogues again.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text to Python data with the safe loader (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_SAFE_LOADER)
 
 
 def read_json_file(path: Path) -> Any:

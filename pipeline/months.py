@@ -54,14 +54,34 @@ def format_months(indexes: np.ndarray, first: int, last: int) -> pd.Categorical:
     return pd.Categorical.from_codes(codes.astype(np.int32), categories=categories)
 
 
-def parse_month_series(values: pd.Series) -> pd.Series:
-    """Vectorised parse of a ``YYYY-MM`` string series into month indexes (nullable Int32)."""
-    text = values.astype("string")
+def _each_distinct(values: pd.Series, parse) -> pd.Series:
+    """``parse`` (vectorised, text to nullable integers) applied to the distinct values of
+    ``values`` only and spread back: a month column holds a few dozen distinct texts over
+    millions of rows, and parsing every row cost the living loop's measuring minutes."""
+    codes, distinct = pd.factorize(values.astype("string"))
+    parsed = parse(pd.Series(distinct, dtype="string"))
+    return pd.Series(
+        parsed.array.take(codes, allow_fill=True), index=values.index, name=values.name
+    )
+
+
+def _parse_checked(text: pd.Series) -> pd.Series:
     year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
     month = pd.to_numeric(text.str.slice(5, 7), errors="coerce")
     valid = text.str.fullmatch(r"\d{4}-\d{2}") & month.between(1, 12)
     index = (year * 12 + month - 1).where(valid.fillna(False).astype(bool))
     return index.astype("Int32")
+
+
+def _parse_loose(text: pd.Series) -> pd.Series:
+    year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
+    month = pd.to_numeric(text.str.slice(5, 7), errors="coerce")
+    return (year * 12 + month - 1).astype("Int64")
+
+
+def parse_month_series(values: pd.Series) -> pd.Series:
+    """Vectorised parse of a ``YYYY-MM`` string series into month indexes (nullable Int32)."""
+    return _each_distinct(values, _parse_checked)
 
 
 def year_of(index: int) -> int:
@@ -97,10 +117,7 @@ def to_month_index(values: pd.Series) -> pd.Series:
         return (stamp.dt.year * 12 + stamp.dt.month - 1).astype("Int64")
     if isinstance(values.dtype, pd.PeriodDtype):
         return (values.dt.year * 12 + values.dt.month - 1).astype("Int64")
-    text = values.astype("string")
-    year = pd.to_numeric(text.str.slice(0, 4), errors="coerce")
-    month = pd.to_numeric(text.str.slice(5, 7), errors="coerce")
-    return (year * 12 + month - 1).astype("Int64")
+    return _each_distinct(values, _parse_loose)
 
 
 def default_as_of(window: WindowConfig) -> int:

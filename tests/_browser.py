@@ -36,3 +36,25 @@ def launched_chromium():
         )
         yield launched
         launched.close()
+
+
+# Chromium now and then refuses a capture while it composites the page (seen once in a full
+# `make test` on 2 busy cores, the same test passing on every rerun): the capture is tried again.
+TRANSIENT_CAPTURE_ERROR = "Unable to capture screenshot"
+
+
+def screenshot(page, path: Path, *, full_page: bool = False, attempts: int = 3) -> None:
+    """``page.screenshot`` to ``path``, tried again (up to ``attempts`` times, half a second
+    apart) when Chromium's capture fails transiently; any other error is raised at once."""
+    import time
+
+    from playwright.sync_api import Error
+
+    for attempt in range(1, attempts + 1):
+        try:
+            page.screenshot(path=str(path), full_page=full_page)
+            return
+        except Error as exc:
+            if TRANSIENT_CAPTURE_ERROR not in str(exc) or attempt == attempts:
+                raise
+            time.sleep(0.5)

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _browser import launched_chromium
+from _browser import launched_chromium, screenshot
 from conftest import REPO_ROOT, copy_outputs
 
 from pipeline.cli import main
@@ -404,7 +404,7 @@ def test_the_auditor_walks_from_the_round_to_model_data_and_checks(ui, browser, 
         from PIL import Image
 
         path = shots / name
-        page.screenshot(path=str(path))
+        screenshot(page, path)
         with Image.open(path) as image:
             small = image.convert("RGB").quantize(256)
         small.save(path, optimize=True)

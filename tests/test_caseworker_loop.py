@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _browser import launched_chromium
+from _browser import launched_chromium, screenshot
 from _cli_helpers import run_captured
 from conftest import copy_outputs, write_config_file
 
@@ -394,7 +394,7 @@ def test_pages_in_headless_chromium_before_and_after_the_import(loop, browser, t
         from PIL import Image
 
         path = shots / name
-        page.screenshot(path=str(path))  # the window: what a person sees first
+        screenshot(page, path)  # the window: what a person sees first
         with Image.open(path) as image:
             small = image.convert("RGB").quantize(256)
         small.save(path, optimize=True)

@@ -67,3 +67,21 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):
     assert code == 2
     assert "generator.seed" in err and str(path) in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_yaml_is_parsed_as_the_safe_loader_parses_it_and_errors_keep_their_line(tmp_path):
+    """pipeline.io.parse_yaml (libyaml's safe loader where present) reads every committed
+    config as yaml.safe_load does, refuses what the safe loader refuses, and a config's YAML
+    error still names its line."""
+    import yaml
+
+    from pipeline.io import parse_yaml
+
+    for path in sorted(Path("configs").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert parse_yaml(text) == yaml.safe_load(text), path
+    with pytest.raises(yaml.YAMLError):
+        parse_yaml("!!python/object/apply:os.system ['true']\n")
+    path = _write(tmp_path, "window:\n  end: '2026-09'\ngenerator: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(path)

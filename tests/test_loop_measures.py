@@ -539,3 +539,24 @@ def test_runs_can_be_read_one_at_a_time(world, measures):
     lazy = loop.loop_measures((run() for run in (_rule, _oracle, _none)), world)
     pd.testing.assert_frame_equal(lazy.per_round, measures.per_round)
     pd.testing.assert_frame_equal(lazy.cumulative, measures.cumulative)
+
+
+def test_the_order_and_string_type_of_the_truth_do_not_change_the_measures(world, measures):
+    """The truth is read in partition order, not sorted (read_truth_since), and its keys are
+    looked up once per distinct key: shuffled rows with Arrow, object or categorical keys give
+    the same measures; a key the world lacks is still an error."""
+    run = _oracle()
+    shuffled = run.truth.sample(frac=1.0, random_state=7).reset_index(drop=True)
+    expected = measures.per_round[measures.per_round["policy"] == "oracle"]
+    for dtype in ("string[pyarrow]", object, "category"):
+        truth = shuffled.assign(**{KEY: shuffled[KEY].astype(dtype)})
+        got = loop.loop_measures([PolicyRun("oracle", run.listed, run.contacts, truth)], world)
+        pd.testing.assert_frame_equal(got.per_round, expected.reset_index(drop=True))
+    stranger = shuffled.copy()
+    stranger.loc[3, KEY] = "nobody"
+    with pytest.raises(ValueError, match="truth holds households"):
+        loop.need_matrix(stranger.astype({KEY: "string[pyarrow]"}), world)
+    missing = shuffled.astype({KEY: "string[pyarrow]"})
+    missing.loc[5, KEY] = pd.NA
+    with pytest.raises(ValueError, match="truth holds households"):
+        loop.need_matrix(missing, world)

@@ -72,3 +72,36 @@ def test_as_of_resolver_defaults_to_the_next_round_and_bounds_both_sides():
     ]:
         with pytest.raises(UsageError, match=why):
             resolve_as_of(window, bad)
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "string[pyarrow]"])
+def test_vectorised_parses_agree_with_the_one_month_parser_on_repeated_values(dtype):
+    """The column parsers parse each distinct text once and spread it back: every row gets
+    what parse_month gives its text (missing where it refuses), index and name kept."""
+    from pipeline.months import to_month_index
+
+    texts = ["2024-02", "2024-13", "junk", None, "2023-10", "1999-07", "2024-1x", "2024-00", ""]
+    rng = np.random.default_rng(3)
+    values = pd.Series(
+        rng.choice(np.array(texts, dtype=object), 2000),
+        dtype=dtype,
+        name="m",
+        index=np.arange(2000) * 3,
+    )
+
+    def one(text):
+        try:
+            return parse_month(text)
+        except (TypeError, ValueError):
+            return pd.NA
+
+    parsed = parse_month_series(values)
+    assert parsed.dtype == "Int32" and parsed.name == "m" and parsed.index.equals(values.index)
+    assert [None if pd.isna(v) else v for v in parsed] == [
+        None if t is None or pd.isna(one(t)) else one(t) for t in values.astype(object)
+    ]
+    loose = to_month_index(values)
+    assert loose.dtype == "Int64" and loose.index.equals(values.index)
+    assert loose[values.astype(object) == "2024-13"].eq(parse_month("2025-01")).all()
+    assert loose[values.isna()].isna().all()
+    assert parse_month_series(values.iloc[:0]).dtype == "Int32"

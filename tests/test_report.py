@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _browser import launched_chromium
+from _browser import launched_chromium, screenshot
 from _ingest_leak import assert_no_identifiers, collect_identifiers
 from conftest import REPO_ROOT, copy_outputs, make_config
 
@@ -811,7 +811,7 @@ def test_overview_and_emd_page_render_in_headless_chromium(reported, browser, tm
 
     page, errors = _open(browser, folder / "index.html", requests)
     overview_shot = tmp_path / "report-overview.png"
-    page.screenshot(path=str(overview_shot), full_page=True)
+    screenshot(page, overview_shot, full_page=True)
     why = f"(screenshot: {overview_shot})"
     assert page.inner_text("#total-listed") == f"{len(listed):,}", why
     assert page.inner_text("#total-visit") == f"{(listed['tier'] == 'visit').sum():,}", why
@@ -832,7 +832,7 @@ def test_overview_and_emd_page_render_in_headless_chromium(reported, browser, tm
     rows = listed[listed["emd_code"] == emd]
     page, errors = _open(browser, folder / "emd" / f"{emd}.html", requests)
     emd_shot = tmp_path / f"report-emd-{emd}.png"
-    page.screenshot(path=str(emd_shot), full_page=True)
+    screenshot(page, emd_shot, full_page=True)
     why = f"(screenshot: {emd_shot})"
     keys = page.locator("#households tbody td.key").all_inner_texts()
     assert len(keys) == len(rows), why
@@ -885,7 +885,7 @@ def test_followup_page_shows_the_realised_precision(reported, browser, tmp_path)
     requests: list[str] = []
     page, errors = _open(browser, folder / "followup.html", requests)
     shot = tmp_path / "report-followup.png"
-    page.screenshot(path=str(shot), full_page=True)
+    screenshot(page, shot, full_page=True)
     why = f"(screenshot: {shot})"
     assert page.inner_text("#precision-visit") == precision, why
     assert (

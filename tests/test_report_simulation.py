@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _browser import launched_chromium
+from _browser import launched_chromium, screenshot
 from conftest import copy_outputs
 
 from models import loop
@@ -372,7 +372,7 @@ def test_simulation_page_renders_with_its_plots_in_headless_chromium(reported, b
     view.click("#simulation-link")
     view.wait_for_load_state("load")
     shot = tmp_path / "simulation.png"
-    view.screenshot(path=str(shot), full_page=True)
+    screenshot(view, shot, full_page=True)
     why = f"(screenshot: {shot})"
     assert view.url.endswith("/simulation.html"), why
     widths = view.eval_on_selector_all(
