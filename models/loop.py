@@ -205,15 +205,11 @@ class PolicyRun:
 
 def _rows(keys: pd.Series, world: LoopWorld, what: str) -> np.ndarray:
     """Matrix rows of ``keys``; a key the world does not know is an error."""
-    if isinstance(keys.dtype, pd.CategoricalDtype):
-        by_category = world.index.get_indexer(keys.cat.categories.astype(str))
-        codes = keys.cat.codes.to_numpy()
-        rows = np.where(codes >= 0, by_category[codes], -1)
-    else:
-        # the distinct keys only: a truth table repeats each key once per month
-        codes, distinct = pd.factorize(keys)
-        by_key = world.index.get_indexer(pd.Series(distinct).astype(str).to_numpy())
-        rows = np.where(codes >= 0, by_key[codes], -1) if len(codes) else codes.astype(np.int64)
+    # the distinct keys only (a truth table repeats each key once per month); a missing key has
+    # code -1, which picks the -1 appended to the look-up table
+    codes, distinct = pd.factorize(keys)
+    found = world.index.get_indexer(pd.Series(distinct, dtype=object).astype(str).to_numpy())
+    rows = np.append(found, -1)[codes]
     if np.any(rows < 0):
         raise ValueError(f"{what} holds households that are not in the world's households")
     return rows

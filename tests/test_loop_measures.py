@@ -560,3 +560,12 @@ def test_the_order_and_string_type_of_the_truth_do_not_change_the_measures(world
     missing.loc[5, KEY] = pd.NA
     with pytest.raises(ValueError, match="truth holds households"):
         loop.need_matrix(missing, world)
+
+
+def test_a_truth_whose_keys_are_all_missing_is_refused_by_name(world):
+    """Every key missing (nothing distinct to look up) is the same one-line error, not an
+    IndexError from the empty look-up table."""
+    truth = _truth({0: [0]}).astype({KEY: "string[pyarrow]"})
+    truth[KEY] = pd.NA
+    with pytest.raises(ValueError, match="truth holds households"):
+        loop.need_matrix(truth, world)
