@@ -268,7 +268,7 @@ class ValueSetsConfig(_Strict):
 class ValidationConfig(_Strict):
     """``outreach validate``: what stops a run, what is set aside, what is kept.
 
-    Partitions are validated in batches of about ``batch_rows`` crisis-event rows (as many
+    Partitions are validated in batches of about ``batch_rows`` raw rows (as many
     batches per worker): Great Expectations runs once per table and batch. See docs/validation.md.
     """
 

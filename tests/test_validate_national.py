@@ -264,6 +264,31 @@ def _batch_tasks(raw, config, catalogue, outcome_catalogue) -> list[BatchTask]:
     ]
 
 
+def _write_rows(raw, table: str, code: str, rows: int) -> None:
+    path = TableLayout(raw).partition_file(table, code)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"n": np.arange(rows, dtype=np.int32)}), path)
+
+
+def test_batches_are_planned_by_the_rows_of_every_partitioned_table(tmp_path):
+    """A partition of few crisis events but many households and members is still large.
+
+    Every size is read from the files' footers; a batch is held whole by one worker.
+    """
+    raw = tmp_path / "raw"
+    codes = ["1111000000", "1112000000", "1113000000", "1114000000"]
+    for code in codes:
+        _write_rows(raw, "crisis_events", code, 100)
+        _write_rows(raw, "households", code, 3_000)
+        _write_rows(raw, "household_members", code, 6_000)
+    # 400 crisis-event rows alone would make one batch; 36,400 raw rows need four.
+    assert plan_batches(raw, codes, 1, 10_000) == [(c,) for c in codes]
+    assert plan_batches(raw, codes, 2, 40_000) == [(codes[0], codes[2]), (codes[1], codes[3])]
+    # A missing or unreadable file counts as empty (its worker reports it).
+    (TableLayout(raw).partition_file("households", codes[0])).write_bytes(b"not parquet")
+    assert plan_batches(raw, codes, 1, 40_000) == [tuple(codes)]
+
+
 def test_batches_send_keys_as_compact_arrays(repeated_raw, tmp_path, catalogue, outcome_catalogue):
     raw, _ = repeated_raw
     config = make_config(tmp_path)

@@ -173,19 +173,18 @@ def _national_frame_results(
 def plan_batches(
     raw_dir: Path, partitions: list[str], workers: int, batch_rows: int
 ) -> list[tuple[str, ...]]:
-    """Group partitions into batches of about ``batch_rows`` crisis-event rows.
+    """Group partitions into batches of about ``batch_rows`` raw rows.
 
-    The number of batches is a multiple of the workers (when there are enough partitions);
-    partitions are placed largest first into the lightest batch, and each batch lists its
-    partitions in code order.
+    A partition's size is its rows in every partitioned raw table (a worker holds them all
+    while it checks the batch). The number of batches is a multiple of the workers (when
+    there are enough partitions); partitions are placed largest first into the lightest
+    batch, and each batch lists its partitions in code order.
     """
     raw = TableLayout(raw_dir)
-    sizes = {}
-    for code in partitions:
-        try:
-            sizes[code] = pq.read_metadata(raw.partition_file("crisis_events", code)).num_rows
-        except (OSError, pa.ArrowException, ValueError):
-            sizes[code] = 0  # the worker reports why the file cannot be read
+    sizes = {
+        code: sum(_rows_in(raw, table, code) for table in PARTITIONED_RAW_TABLES)
+        for code in partitions
+    }
     total = sum(sizes.values())
     needed = -(-total // batch_rows)
     # A multiple of the workers, so that every worker gets as many batches as the others.
@@ -197,6 +196,14 @@ def plan_batches(
         batches[lightest].append(code)
         loads[lightest] += max(sizes[code], 1)
     return [tuple(sorted(b)) for b in batches if b]
+
+
+def _rows_in(raw: TableLayout, table: str, code: str) -> int:
+    """Rows in one partition file from its footer; 0 when it is missing or unreadable."""
+    try:
+        return pq.read_metadata(raw.partition_file(table, code)).num_rows
+    except (OSError, pa.ArrowException, ValueError):
+        return 0  # the worker reports why the file cannot be read
 
 
 def _check_config(config: Config, catalogue: IndicatorCatalogue) -> None:
