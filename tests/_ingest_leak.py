@@ -90,6 +90,8 @@ def text_of(path: Path) -> str:
         for column in table.columns:
             if pa.types.is_dictionary(column.type):
                 column = column.cast(column.type.value_type)
+            while pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+                column = pc.list_flatten(column)  # every element of every list
             distinct = pc.unique(column)  # each distinct cell once: the same values, faster
             lines.extend("" if v is None else str(v) for v in distinct.to_pylist())
         return "\n".join(lines)

@@ -5,6 +5,7 @@ and the alarms in the score output, the manifest and the report."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 
@@ -219,6 +220,49 @@ def test_partition_counts_count_the_feature_rows_of_scored_households_only():
     assert counts.values["x"].present == 50 and counts.values["x"].values.max() == 49.0
 
 
+def _assert_same_counts(a: monitor.MonitorCounts, b: monitor.MonitorCounts) -> None:
+    assert list(a.values) == list(b.values)
+    for x, y in [(a.score, b.score), *((a.values[c], b.values[c]) for c in a.values)]:
+        assert (x.dtype, x.numeric, x.missing, x.distinct, x.merged) == (
+            y.dtype,
+            y.numeric,
+            y.missing,
+            y.distinct,
+            y.merged,
+        )
+        assert x.total == y.total or (np.isnan(x.total) and np.isnan(y.total))
+        assert x.values.dtype == y.values.dtype and x.counts.dtype == y.counts.dtype
+        assert np.array_equal(x.values, y.values) and np.array_equal(x.counts, y.counts)
+    pd.testing.assert_frame_equal(
+        a.visit.reset_index(drop=True), b.visit.reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_stored_counts_read_back_exactly(tmp_path):
+    """A round's counts go to its folder and come back the same: numeric and text columns,
+    merged ones, missing values, and an empty visit table."""
+    rng = np.random.default_rng(5)
+    scores = _scores(6, n=150)
+    features = pd.DataFrame(
+        {
+            "household_key": scores["household_key"].astype("string"),
+            "amount": pd.Series(rng.normal(0, 1, 300), dtype="float32"),
+            "mostly_zero": np.where(rng.random(300) < 0.9, 0.0, rng.integers(1, 5, 300)),
+            "band": pd.Series(rng.choice(["a", "b", None], 300), dtype="string"),
+        }
+    )
+    columns = ["amount", "mostly_zero", "band"]
+    counts = monitor.partition_counts(scores, features, columns, cap=50)
+    assert counts.values["amount"].merged and not counts.values["band"].numeric
+    monitor.write_counts(counts, tmp_path)
+    _assert_same_counts(monitor.read_counts(tmp_path), counts)
+    no_visits = monitor.partition_counts(scores, features, columns, visit=False)
+    monitor.write_counts(no_visits, tmp_path / "empty")
+    back = monitor.read_counts(tmp_path / "empty")
+    assert back.visit.empty and list(back.visit.columns) == monitor.VISIT_COLUMNS
+    _assert_same_counts(back, no_visits)
+
+
 # --- alarms ----------------------------------------------------------------------------------
 
 
@@ -422,3 +466,39 @@ def test_tight_bounds_raise_alarms_in_the_output_manifest_and_overview(scored_sa
     overview = (copy.round_dir / "report" / "index.html").read_text(encoding="utf-8")
     assert 'id="monitoring-alarms"' in overview and 'id="group-psi-table"' in overview
     assert "위험 점수 분포 변화 PSI" in overview
+
+
+def test_the_previous_rounds_stored_counts_give_what_counting_it_again_gives(
+    scored_sample, tmp_path, capfd
+):
+    """The next round compares with the counts a round stored when it was scored; without
+    them (a round scored before they were kept), or when they differ from the round's
+    manifest, the round is counted again from its files, with the same section."""
+    import shutil
+
+    copy = copy_outputs(scored_sample, tmp_path)
+    assert _run(copy.config_file, "score", "--as-of", "2026-08")[0] == 0
+    previous = copy.round_dir.parent / "2026-08"
+    kept = tmp_path / "kept"
+    shutil.copytree(previous / "monitoring", kept)
+
+    def section() -> dict:
+        assert _run(copy.config_file, "score", "--as-of", copy.as_of, "--force")[0] == 0
+        manifest = json.loads((copy.round_dir / "manifest.json").read_text(encoding="utf-8"))
+        return manifest["monitoring"]
+
+    stored = section()
+    assert stored["previous_round"] == "2026-08" and stored["input_drift"]["groups"]
+    shutil.rmtree(previous / "monitoring")
+    assert section() == stored  # counted again from the round's scores and features
+    # counts that differ from what the round's manifest records are not used
+    shutil.copytree(kept, previous / "monitoring")
+    counts = monitor.read_counts(previous)
+    first = next(iter(counts.values))
+    counts.values[first] = dataclasses.replace(
+        counts.values[first], counts=counts.values[first].counts * 2
+    )
+    monitor.write_counts(counts, previous)
+    capfd.readouterr()
+    assert section() == stored
+    assert "counts.parquet: differs from the sha256 its round's manifest" in capfd.readouterr().err

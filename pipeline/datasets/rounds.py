@@ -6,6 +6,10 @@
 - ``model/feature_importance.csv``: the training run's importances, kept with the round;
 - ``callcentre/calls_<시군구>.csv``: the phone tier for the automated call service, one file per
   시군구 (``CALL_COLUMNS``, docs/callcentre.md);
+- ``monitoring/counts.parquet`` and ``monitoring/visits.parquet``: what the round's monitoring
+  counted (the value counts of every model input and of the score over the scored households,
+  and the visit tier's model choices per 읍면동; ``pipeline.score.monitor``), so that the next
+  round compares with them without counting this round again;
 - ``manifest.json``: the lineage of the round and the sha256 of every file above;
 - ``report/``: the review report (written later by ``outreach report``, outside the manifest);
 - ``shadow/v<N>/``: a challenger scored beside the round (``outreach score --shadow N``, outside
@@ -60,6 +64,8 @@ CALL_COLUMNS = (
     "call_date",
 )
 IMPORTANCE = "model/feature_importance.csv"
+MONITOR_COUNTS = "monitoring/counts.parquet"
+MONITOR_VISITS = "monitoring/visits.parquet"
 REPORT = "report"
 # Inside report/: the overview, the follow-up page, one page per 읍면동, the report's record.
 REPORT_INDEX = "index.html"

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.spec import FeatureSpec, feature_columns
 from models.stability import (
@@ -53,8 +54,16 @@ from pipeline.catalogue import IndicatorCatalogue
 from pipeline.config import Config, MonitoringConfig
 from pipeline.datasets import TableLayout
 from pipeline.datasets.features import FEATURES_TABLE, folder_columns
-from pipeline.datasets.rounds import MANIFEST, SCORES, read_manifest, scored_features_folder
+from pipeline.datasets.rounds import (
+    MANIFEST,
+    MONITOR_COUNTS,
+    MONITOR_VISITS,
+    SCORES,
+    read_manifest,
+    scored_features_folder,
+)
 from pipeline.engine import map_partitions
+from pipeline.io import sha256_file, write_parquet
 from pipeline.months import format_month
 from pipeline.vocabulary import KEY, MODEL_SCORE, VISIT
 
@@ -424,6 +433,44 @@ def _tasks(
     ]
 
 
+def monitor_columns(
+    features_dir: Path, spec: FeatureSpec, catalogue: IndicatorCatalogue
+) -> list[str]:
+    """The feature columns a round's monitoring counts (every model input of the folder, by
+    group: :func:`feature_groups`)."""
+    groups = feature_groups(folder_columns(features_dir), spec, catalogue)
+    return [c for cols in groups.values() for c in cols]
+
+
+def combine_partitions(parts: Mapping[str, MonitorCounts]) -> MonitorCounts:
+    """A round's counts from its partitions' (by 시군구 code), added up in code order, as
+    :func:`monitor_round` counts them again from the files."""
+    return combine([parts[code] for code in sorted(parts)])
+
+
+def _stored_counts(previous_dir: Path, columns: Sequence[str]) -> MonitorCounts | None:
+    """The counts a round stored when it was scored, if they are there and their sha256 is
+    the one its manifest records (else None: they are counted again)."""
+    recorded = read_manifest(previous_dir).get("files_sha256") or {}
+    for name in (MONITOR_COUNTS, MONITOR_VISITS):
+        path = previous_dir / name
+        if not path.is_file():
+            return None
+        if recorded.get(name) != sha256_file(path):
+            log.warning(
+                "%s: differs from the sha256 its round's manifest records; the round's "
+                "monitoring counts are counted again",
+                path,
+            )
+            return None
+    stored = read_counts(previous_dir)
+    return MonitorCounts(
+        values={c: stored.values[c] for c in columns if c in stored.values},
+        score=stored.score,
+        visit=stored.visit,
+    )
+
+
 def monitor_round(
     config: Config,
     as_of: int,
@@ -431,50 +478,53 @@ def monitor_round(
     features_dir: Path,
     spec: FeatureSpec,
     catalogue: IndicatorCatalogue,
+    current: MonitorCounts,
 ) -> dict[str, Any]:
-    """The ``monitoring`` section of the round being written in ``round_dir`` (its
-    ``scores.parquet`` assembled), against the previous round when it was scored; each alarm
-    is logged as a warning."""
+    """The ``monitoring`` section of the round being written in ``round_dir``, from
+    ``current`` (its counts, added up over its partitions while they were scored: every
+    column of :func:`monitor_columns`), against the previous round when it was scored; each
+    alarm is logged as a warning. ``current`` is stored in the round (:func:`write_counts`).
+
+    The previous round's counts are the ones it stored; a round scored before they were
+    stored (or whose stored counts differ from its manifest) is counted again from its
+    scores and its feature folder, with the partition engine."""
     from pipeline.datasets import OutputLayout
 
     label = format_month(as_of)
     previous_label = format_month(as_of - config.window.round_interval_months)
     previous_dir = OutputLayout(config.paths.output_root).round(previous_label)
-    columns = [
-        c
-        for cols in feature_groups(folder_columns(features_dir), spec, catalogue).values()
-        for c in cols
-    ]
-    previous_folder = None
-    columns_before: list[str] = []
+    columns = list(current.values)
+    write_counts(current, round_dir)
+    previous = None
     missing = None
     if not ((previous_dir / MANIFEST).is_file() and (previous_dir / SCORES).is_file()):
         missing = f"round {previous_label} was not scored"
     else:
-        previous_folder = scored_features_folder(
-            config, read_manifest(previous_dir), previous_label
-        )
-        before = set(folder_columns(previous_folder))
-        columns_before = [c for c in columns if c in before]
-    groups = feature_groups(columns, spec, catalogue)
-    tasks = _tasks(label, round_dir / SCORES, features_dir, columns, True)
-    if previous_folder is not None:
-        tasks += _tasks(
-            previous_label, previous_dir / SCORES, previous_folder, columns_before, True
-        )
-    results = map_partitions(
-        count_partition, tasks, runtime=config.runtime, description=f"monitor {label}"
-    )
-    current = combine([r for t, r in zip(tasks, results, strict=True) if t.round == label])
-    previous = None
-    if previous_folder is not None:
-        previous = combine(
-            [r for t, r in zip(tasks, results, strict=True) if t.round == previous_label]
-        )
+        previous = _stored_counts(previous_dir, columns)
+        if previous is None:
+            previous_folder = scored_features_folder(
+                config, read_manifest(previous_dir), previous_label
+            )
+            before = set(folder_columns(previous_folder))
+            tasks = _tasks(
+                previous_label,
+                previous_dir / SCORES,
+                previous_folder,
+                [c for c in columns if c in before],
+                True,
+            )
+            previous = combine(
+                map_partitions(
+                    count_partition,
+                    tasks,
+                    runtime=config.runtime,
+                    description=f"monitor {previous_label}",
+                )
+            )
     section = monitoring_section(
         current,
         previous,
-        groups,
+        feature_groups(columns, spec, catalogue),
         config.monitoring,
         previous_round=previous_label,
         previous_missing=missing,
@@ -482,6 +532,100 @@ def monitor_round(
     for alarm in section["alarms"]:
         log.warning("round %s: monitoring alarm: %s", label, alarm["message"])
     return section
+
+
+# --- the counts a round keeps ----------------------------------------------------------------
+
+_SCORE_ROW = "score"
+_FEATURE_ROW = "feature"
+
+
+def counts_table(counts: MonitorCounts) -> pa.Table:
+    """Every :class:`ValueCounts` of ``counts`` as one row (the score's first), the values and
+    their counts as lists. Pure; :func:`counts_from_tables` reads it back exactly."""
+    items = [(_SCORE_ROW, "", counts.score)] + [
+        (_FEATURE_ROW, c, v) for c, v in counts.values.items()
+    ]
+    return pa.table(
+        {
+            "kind": pa.array([k for k, _, _ in items], pa.string()),
+            "column": pa.array([c for _, c, _ in items], pa.string()),
+            "dtype": pa.array([v.dtype for _, _, v in items], pa.string()),
+            "numeric": pa.array([v.numeric for _, _, v in items], pa.bool_()),
+            "missing": pa.array([v.missing for _, _, v in items], pa.int64()),
+            "total": pa.array([v.total for _, _, v in items], pa.float64()),
+            "distinct": pa.array([v.distinct for _, _, v in items], pa.int64()),
+            "merged": pa.array([v.merged for _, _, v in items], pa.bool_()),
+            "numbers": pa.array(
+                [v.values.astype(np.float64) if v.numeric else None for _, _, v in items],
+                pa.list_(pa.float64()),
+            ),
+            "texts": pa.array(
+                [None if v.numeric else [str(x) for x in v.values] for _, _, v in items],
+                pa.list_(pa.string()),
+            ),
+            "counts": pa.array(
+                [v.counts.astype(np.int64) for _, _, v in items], pa.list_(pa.int64())
+            ),
+        }
+    )
+
+
+def _lists(column: pa.ChunkedArray, numeric: bool) -> list[np.ndarray]:
+    array = column.combine_chunks()
+    offsets = array.offsets.to_numpy()
+    flat = array.values.to_numpy(zero_copy_only=False)
+    if not numeric:
+        flat = flat.astype(object)
+    return [flat[offsets[i] : offsets[i + 1]] for i in range(len(array))]
+
+
+def counts_from_tables(table: pa.Table, visit: pd.DataFrame) -> MonitorCounts:
+    """The :class:`MonitorCounts` of :func:`counts_table` and the visit table. Pure."""
+    numbers = _lists(table["numbers"], True)
+    texts = _lists(table["texts"], False)
+    counts = _lists(table["counts"], True)
+    meta = table.select(
+        ["kind", "column", "dtype", "numeric", "missing", "total", "distinct", "merged"]
+    ).to_pylist()
+    score = None
+    values: dict[str, ValueCounts] = {}
+    for i, row in enumerate(meta):
+        found = ValueCounts(
+            dtype=row["dtype"],
+            numeric=row["numeric"],
+            values=numbers[i].astype(np.float64) if row["numeric"] else texts[i],
+            counts=counts[i].astype(np.int64),
+            missing=row["missing"],
+            total=row["total"],
+            distinct=row["distinct"],
+            merged=row["merged"],
+        )
+        if row["kind"] == _SCORE_ROW:
+            score = found
+        else:
+            values[row["column"]] = found
+    if score is None:
+        raise ValueError("monitoring counts: no score row")
+    visit = visit.reindex(columns=VISIT_COLUMNS)
+    return MonitorCounts(values=values, score=score, visit=visit)
+
+
+def write_counts(counts: MonitorCounts, round_dir: Path) -> None:
+    """Store a round's counts in the round (``monitoring/``; atomic per file)."""
+    write_parquet(counts_table(counts), round_dir / MONITOR_COUNTS)
+    visit = counts.visit.reindex(columns=VISIT_COLUMNS).astype(
+        {"sigungu_code": "string", "emd_code": "string", "n": "int64"}
+        | {c: "float64" for c in ("total", "variance", "cut")}
+    )
+    write_parquet(visit, round_dir / MONITOR_VISITS)
+
+
+def read_counts(round_dir: Path) -> MonitorCounts:
+    """The counts :func:`write_counts` stored in a round."""
+    table = pq.read_table(round_dir / MONITOR_COUNTS)
+    visit = pq.read_table(round_dir / MONITOR_VISITS).to_pandas()
+    return counts_from_tables(table, visit)
 
 
 def round_alarm_line(round_dir: Path) -> str | None:

@@ -73,8 +73,10 @@ from pipeline.io import (
 from pipeline.lineage import events, ledger
 from pipeline.locks import hold
 from pipeline.months import first_day, format_month, parse_month
+from pipeline.score import monitor  # monitoring between rounds: docs/monitoring.md
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
+from pipeline.score.monitor import SCORE_COLUMNS, MonitorCounts, partition_counts
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
 from pipeline.score.services import service_match, suggestion_columns
 from pipeline.score.tiers import (
@@ -107,6 +109,7 @@ from pipeline.tracking.seal import seal_run
 from pipeline.vocabulary import (
     CARRIED_OVER,
     EMD,
+    KEY,
     LIST_ORDER,
     RULE_COLUMN,
     coerce_feature_types,
@@ -164,6 +167,17 @@ class PartitionTask:
     carried: pd.DataFrame | None = None
     # the services a caseworker can record as linked (the list's drop-down), in list language
     service_names: tuple[str, ...] = ()
+    # the feature columns the round's monitoring counts (pipeline.score.monitor.monitor_columns)
+    monitor_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartitionScored:
+    """What one partition's scoring sends back: its counts for the round's record and, when
+    it scored any household, its monitoring counts (None: nothing scored, nothing counted)."""
+
+    counts: dict[str, int]
+    monitoring: MonitorCounts | None
 
 
 def tier_frame(
@@ -395,8 +409,9 @@ def list_order(policy: ListPolicy, features: pd.DataFrame, scores: np.ndarray) -
     return out
 
 
-def score_partition(task: PartitionTask) -> dict[str, int]:
-    """Read one partition's features, score it, write its lists and its part of the scores.
+def score_partition(task: PartitionTask) -> PartitionScored:
+    """Read one partition's features, score it, write its lists and its part of the scores,
+    and count what the round's monitoring needs of it (from the same read).
 
     The part goes to ``<round>/.parts/<시군구>.parquet``; the round's ``scores.parquet`` is then
     assembled part by part, so no process holds the national table.
@@ -406,23 +421,34 @@ def score_partition(task: PartitionTask) -> dict[str, int]:
     if not task.features_file.is_file():
         raise DataError(f"{task.features_file}: feature partition missing")
     try:
+        scoring_columns = partition_columns(task.features_file, model, task)
+        wanted = {*scoring_columns, *task.monitor_columns, KEY}
         frame = read_wide_parquet(
-            task.features_file, columns=partition_columns(task.features_file, model, task)
+            task.features_file,
+            columns=[c for c in pq.read_schema(task.features_file).names if c in wanted],
         )
     except (OSError, ValueError) as exc:  # pyarrow's errors derive from these
         raise DataError(
             f"{task.features_file}: cannot read the feature partition "
             f"({type(exc).__name__}): build the round's features again"
         ) from None
-    features = coerce_feature_types(frame, task.outcomes)
+    scoring_frame = frame if len(frame.columns) == len(scoring_columns) else frame[scoring_columns]
+    features = coerce_feature_types(scoring_frame, task.outcomes)
     scored, counts = score_frame(task, model, features)
+    monitoring = None
+    if len(scored):
+        monitoring = partition_counts(
+            scored[list(SCORE_COLUMNS)],
+            frame if task.monitor_columns else None,
+            task.monitor_columns,
+        )
     counts["list_files"] = write_lists(task, scored)
     from pipeline.score.callcentre import export_phone_tier  # docs/callcentre.md
 
     export_phone_tier(scored, format_month(task.as_of), task.sigungu, task.lists_dir.parent)
     counts["emd"] = int(scored["emd_code"].nunique())
     write_parquet(scored, part_file(task.lists_dir.parent, task.sigungu))
-    return counts
+    return PartitionScored(counts, monitoring)
 
 
 def capacity_by_sigungu(config: Config) -> dict[str, dict[str, int]]:
@@ -529,6 +555,7 @@ def _score_round(
         for code, part in carried_in.frame.groupby("sigungu_code", sort=True)
     }
     workers = config.runtime.workers
+    counted = tuple(monitor.monitor_columns(features_dir, spec, catalogue))
     with staging_dir(final, keep_old_in=replaced_dir(config)) as out:
         lists_dir = out / LISTS
         tasks = []
@@ -556,6 +583,7 @@ def _score_round(
                         s.name_ko if config.scoring.language == "ko" else s.name_en
                         for s in catalogues.services.services
                     ),
+                    monitor_columns=counted,
                 )
             )
         # Largest partitions first, so that no big one is left running alone at the end; the
@@ -568,14 +596,26 @@ def _score_round(
         if importance is not None:
             (out / IMPORTANCE).parent.mkdir(parents=True, exist_ok=True)
             (out / IMPORTANCE).write_bytes(importance)
-        counts = {k: sum(r[k] for r in results) for k in results[0]}
+        counts = {k: sum(r.counts[k] for r in results) for k in results[0].counts}
         counts["listed"] = counts["visit"] + counts["phone"]
         counts["sigungu"] = len(codes)
         if assemble_scores(out, codes) != counts["scored"]:
             raise DataError(f"{out / SCORES}: assembled rows differ from the partitions' counts")
-        from pipeline.score import monitor  # monitoring between rounds: docs/monitoring.md
-
-        monitoring = monitor.monitor_round(config, as_of, out, features_dir, spec, catalogue)
+        monitoring = monitor.monitor_round(
+            config,
+            as_of,
+            out,
+            features_dir,
+            spec,
+            catalogue,
+            monitor.combine_partitions(
+                {
+                    t.sigungu: r.monitoring
+                    for t, r in zip(tasks, results, strict=True)
+                    if r.monitoring is not None
+                }
+            ),
+        )
         files = sha256_tree(out)
         code = code_version()
         experiment_id = ensure_experiment(client, config, config.scoring.experiment)
