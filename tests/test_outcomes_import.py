@@ -454,6 +454,43 @@ def test_the_lists_of_a_round_are_checked_in_one_validation(scored_sample, tmp_p
     assert len(_stored(light)) == 12
 
 
+def test_the_ledger_is_verified_once_per_import_and_a_broken_one_stops_every_file(
+    scored_sample, tmp_path, monkeypatch
+):
+    """Verifying the whole ledger costs time in proportion to its length: an import of many
+    lists verifies it once, under the lock, not once per file (each entry is still added only
+    to a chain that verifies). A ledger that does not verify stops every file, and nothing is
+    stored."""
+    from pipeline.lineage import events, ledger
+
+    light = _light(scored_sample, tmp_path)
+    root = light.config.paths.output_root
+    events.challenger_marked(root, model="m", version="1", reason="a first entry")
+    lists = [p for p in _emd_lists(light) if len(_read_list(p)[1]) >= 3][:3]
+    files = []
+    for i, path in enumerate(lists):
+        head, rows = _read_list(path)
+        files.append(_write_list(tmp_path / f"returned_{i}.csv", head, _filled(rows, 3)))
+    checks: list[Path] = []
+    real = ledger.check_writable
+
+    def counted(where: Path) -> None:
+        checks.append(Path(where))
+        real(where)
+
+    monkeypatch.setattr(ledger, "check_writable", counted)
+    code, out, _ = _run(light.config_file, "outcomes", "import", *map(str, files[:2]))
+    assert code == 0 and out.count("3 new, 0 replaced") == 2
+    assert checks == [Path(root)]
+    book = ledger.ledger_file(root)
+    before = book.read_bytes()
+    book.write_bytes(before.replace(b"a first entry", b"another text", 1))
+    code, out, err = _run(light.config_file, "outcomes", "import", str(files[2]))
+    assert code != 0
+    assert "does not verify" in out + err
+    assert len(_stored(light)) == 6  # the third file's answers were not stored
+
+
 def test_a_household_twice_in_one_file_is_rejected_there_only(scored_sample, tmp_path, validations):
     light = _light(scored_sample, tmp_path)
     _, head, rows = _first_list(light)

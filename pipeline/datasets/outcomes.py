@@ -209,9 +209,7 @@ def to_table(frame: pd.DataFrame) -> pa.Table:
 
 def _answer_text(frame: pd.DataFrame) -> pd.Series:
     """One comparable string per row for the answer columns."""
-    day = frame["contact_date"].map(
-        lambda v: "" if v is None or pd.isna(v) else pd.Timestamp(v).date().isoformat()
-    )
+    day = pd.to_datetime(frame["contact_date"]).dt.strftime("%Y-%m-%d").fillna("")
     parts = [
         frame["emd_code"].astype("string").fillna(""),
         frame["outcome_code"].astype("string").fillna(""),

@@ -55,7 +55,7 @@ from pipeline.datasets.rounds import CALL_INTERFACE_VERSION, SCORES, call_export
 from pipeline.errors import DataError
 from pipeline.expectations import QUARANTINE, Check
 from pipeline.io import sha256_file, write_bytes
-from pipeline.lineage import events, ledger
+from pipeline.lineage import events
 from pipeline.locks import SHORT_WAIT_S, hold
 from pipeline.outcomes.checks import (
     FILE,
@@ -534,7 +534,8 @@ def apply_calls(
     config: Config, item: ReadCalls, rejections: pd.DataFrame, stored: Stored
 ) -> ImportResult:
     """Merge one checked file's accepted results into its round's calls and write its rejection
-    file, import log line and ledger entry; under the output root's lock."""
+    file, import log line and ledger entry; under the output root's lock, the ledger verified
+    (:func:`importer.import_in_phases`)."""
     results, round_label, facts = item.results, item.round_label, item.facts
     normalised = item.normalised
     checked = normalised.checked
@@ -543,7 +544,6 @@ def apply_calls(
     incoming = accepted_calls(accepted, facts, results.sha256)
     root = config.paths.output_root
     with hold(root, "outreach outcomes import-calls", wait_s=SHORT_WAIT_S):
-        ledger.check_writable(root)
         merge = merge_calls(stored.rows(round_label), incoming)
         target = round_calls_file(config, round_label)
         if len(accepted) == 0:

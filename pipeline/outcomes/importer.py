@@ -60,6 +60,7 @@ from pipeline.outcomes.normalise import (
     checked_rows,
     file_round,
     fold,
+    register_emd,
 )
 from pipeline.outcomes.returned import ROW, ReturnedList, read_returned_list
 from pipeline.textsafe import shown_or_withheld
@@ -144,6 +145,7 @@ class RoundInputs:
         self._scores: dict[str, pd.DataFrame] = {}
         self._facts: dict[str, RoundFacts] = {}
         self._parts: dict[tuple[str, str], pd.DataFrame] = {}
+        self._by_key: dict[tuple[str, frozenset[str]], tuple[pd.DataFrame, pd.Series]] = {}
 
     def scores(self, round_label: str) -> pd.DataFrame:
         """The round's scores; DataError when the round was not scored here (each time)."""
@@ -172,6 +174,17 @@ class RoundInputs:
         if not parts:
             return empty_register()
         return pd.concat(parts, ignore_index=True)
+
+    def register_by_key(
+        self, round_label: str, sigungu_codes: set[str]
+    ) -> tuple[pd.DataFrame, pd.Series]:
+        """:meth:`register` and its :func:`register_emd`, built once per round and 시군구 for
+        every file that names them (an import of a country's lists has thousands)."""
+        key = (round_label, frozenset(sigungu_codes))
+        if key not in self._by_key:
+            register = self.register(round_label, sigungu_codes)
+            self._by_key[key] = (register, register_emd(register))
+        return self._by_key[key]
 
 
 def added_marks(catalogue: OutcomeCatalogue) -> frozenset[str]:
@@ -235,7 +248,8 @@ def round_facts(
     inputs = inputs or RoundInputs(config, catalogue)
     facts = inputs.facts(round_label)
     sigungu = {facts.emd_sigungu[e] for e in emd_codes if e in facts.emd_sigungu}
-    return replace(facts, register=inputs.register(round_label, sigungu))
+    register, by_key = inputs.register_by_key(round_label, sigungu)
+    return replace(facts, register=register, register_by_key=by_key)
 
 
 def report_csv(rejections: pd.DataFrame) -> bytes:
@@ -320,7 +334,10 @@ def import_in_phases(
     ``check`` all that were read (their rejections, in order), then ``apply`` each with its
     rejections in the order given, under the output root's lock held from the first file to
     the last (re-entered under ``outreach outcomes``: an import running at the same time waits,
-    so that neither replaces the other's answers). Per file its result or its DataError."""
+    so that neither replaces the other's answers). The lineage ledger is verified once, under
+    the lock, before the first file is applied: a ledger that does not verify stops every file
+    (each ledger entry is still added only to a chain that verifies). Per file its result or
+    its DataError."""
     read_files: list[Any] = []
     for path in paths:
         try:
@@ -333,6 +350,10 @@ def import_in_phases(
     rejections = iter(check(items))  # in the order of ``items``
     results: list[ImportResult | DataError] = []
     with hold(config.paths.output_root, command, wait_s=SHORT_WAIT_S):
+        try:
+            ledger.check_writable(config.paths.output_root)
+        except DataError as exc:
+            return [item if isinstance(item, DataError) else exc for item in read_files]
         for item in read_files:
             if isinstance(item, DataError):
                 results.append(item)
@@ -415,7 +436,8 @@ def apply_list(
     stored: Stored,
 ) -> ImportResult:
     """Merge one checked list's accepted rows into its round's outcomes and write its rejection
-    file, import log line and ledger entry; under the output root's lock (:func:`import_files`)."""
+    file, import log line and ledger entry; under the output root's lock, the ledger verified
+    (:func:`import_files`)."""
     returned, round_label, facts = item.returned, item.round_label, item.facts
     normalised = item.normalised
     checked = normalised.checked
@@ -423,7 +445,6 @@ def apply_list(
     accepted = checked[~checked[ROW].isin(rejected_rows)].reset_index(drop=True)
     incoming = accepted_outcomes(accepted, facts, returned.sha256)
     with hold(config.paths.output_root, "outreach outcomes import", wait_s=SHORT_WAIT_S):
-        ledger.check_writable(config.paths.output_root)
         merge = merge_outcomes(stored.rows(round_label), incoming)
         target = round_outcomes_file(config, round_label)
         if len(accepted) == 0:

@@ -103,6 +103,8 @@ class RoundFacts:
     service_names: dict[str, str] = field(default_factory=dict)
     service_outcomes: dict[str, str] = field(default_factory=dict)
     service_labels: dict[str, str] = field(default_factory=dict)
+    # register_emd(register), when the import built it once for every file of the same 시군구
+    register_by_key: pd.Series | None = None
 
     @property
     def round_index(self) -> int:
@@ -224,6 +226,13 @@ class Normalised:
     repeated_rows: int
 
 
+def register_emd(register: pd.DataFrame) -> pd.Series:
+    """The 읍면동 of every household of a register (its first row), indexed by household key;
+    pure."""
+    first = register.drop_duplicates("household_key").set_index("household_key")
+    return first["emd_code"].astype("string")
+
+
 def _strip(values: pd.Series) -> pd.Series:
     text = values.astype("string").str.strip()
     return text.mask(text == "")
@@ -279,10 +288,10 @@ def checked_rows(rows: pd.DataFrame, facts: RoundFacts) -> Normalised:
     days = [parse_day(t) for t in frame["contact_date"]]
     frame["contact_day"] = pd.array([day_number(d) for d in days], dtype="Int64")
 
-    register = facts.register.drop_duplicates("household_key").set_index("household_key")
-    frame["household_emd"] = (
-        register["emd_code"].astype("string").reindex(frame["household_key"]).to_numpy()
-    )
+    by_key = facts.register_by_key
+    if by_key is None:
+        by_key = register_emd(facts.register)
+    frame["household_emd"] = by_key.reindex(frame["household_key"]).to_numpy()
     frame["household_emd"] = frame["household_emd"].astype("string")
     frame["emd_sigungu"] = pd.array(
         [facts.emd_sigungu.get(e) if isinstance(e, str) else None for e in frame["emd_code"]],
