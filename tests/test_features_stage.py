@@ -58,6 +58,47 @@ def test_a_wide_read_is_the_frame_pandas_reads_one_block_per_column(staged_sampl
         assert frame._mgr.nblocks == frame.shape[1] > 1
 
 
+def test_a_read_of_some_households_filters_each_file_by_its_own_keys(
+    staged_sample, outcome_catalogue, monkeypatch
+):
+    """Reading some households of a round gives the rows a filter of every wanted key gives,
+    but each file's row filter holds only the wanted keys that file has (a filter of every key
+    builds its set again per file: at national scale minutes per read), and a file with none of
+    them is not read."""
+    import numpy as np
+
+    import pipeline.datasets.features as feature_data
+
+    config, _ = staged_sample
+    as_of = default_as_of(config.window)
+    source = feature_data.FeatureRounds(config, outcome_catalogue)
+    files = source.feature_files(as_of)
+    assert len(files) >= 2
+    every = pd.read_parquet(files[0], columns=["household_key"])["household_key"].tolist()
+    keys = [*every[::5], *pd.read_parquet(files[1], columns=["household_key"])["household_key"]]
+    keys = [*keys, "no-such-household"]
+    columns = ["hh__benefit_status", "distinct_types__12m"]
+    filters_given: list[int] = []
+    real = feature_data.read_feature_file
+
+    def counted(path, levels, columns=None, keys=None):
+        filters_given.append(len(keys))
+        return real(path, levels, columns, keys)
+
+    monkeypatch.setattr(feature_data, "read_feature_file", counted)
+    frame = source.features(as_of, columns=columns, keys=np.random.default_rng(3).permutation(keys))
+    expected = pd.read_parquet(
+        OutputLayout(config.paths.output_root).features(format_month(as_of)) / "features",
+        columns=["household_key", *columns],
+        filters=[("household_key", "in", keys)],
+    )
+    expected = expected.sort_values("household_key").reset_index(drop=True)
+    assert frame["household_key"].tolist() == expected["household_key"].tolist()
+    assert frame["distinct_types__12m"].tolist() == expected["distinct_types__12m"].tolist()
+    assert len(frame) == len(keys) - 1
+    assert filters_given == [len(every[::5]), len(keys) - 1 - len(every[::5])]
+
+
 def test_staged_features_equal_features_built_from_the_raw_sample(
     staged_sample, catalogue, outcome_catalogue, sample_raw
 ):
