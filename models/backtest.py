@@ -148,6 +148,16 @@ def _min_months_since(features: pd.DataFrame, cap: float) -> pd.Series:
     return pd.Series(since.min(axis=1), index=features[KEY].to_numpy())
 
 
+# The selective-label methods that train on the drawn negatives (SelectiveLabelsConfig).
+NEGATIVE_METHODS = ("negatives", "ipw_negatives")
+
+
+def needs_negatives(config: TrainingConfig) -> bool:
+    """Whether some model the backtests or the final fit train learns from drawn negatives:
+    the pool then draws and reads them (:func:`build_pool`), else it leaves them out."""
+    return any(spec.method in NEGATIVE_METHODS for spec in backtest_plan(config).specs)
+
+
 def _negative_candidates(
     source: RoundSource,
     r: int,
@@ -185,8 +195,11 @@ def build_pool(
     seed: int,
     cap: float = 36.0,
     extra: list[str] | None = None,
+    negatives: bool = True,
 ) -> list[RoundPool]:
-    """Per past round: labelled visits with features as of the round, and quiet negatives.
+    """Per past round: labelled visits with features as of the round, and quiet negatives
+    (none drawn or read when ``negatives`` is False: no method to be fitted learns from them,
+    :func:`needs_negatives`; the labelled rows are the same either way).
 
     Labels are those known at ``final_as_of`` (each with its resolved month, so a backtest can
     keep only the labels resolved before its test round).
@@ -208,16 +221,17 @@ def build_pool(
     candidates: dict[int, pd.Index] = {}
     for r in rounds:
         listed[r] = labels[labels["round_month"] == r].set_index(KEY)
-        listed_any = set(all_labels.loc[all_labels["round_month"] == r, KEY])
-        n_labelled[r], candidates[r] = _negative_candidates(
-            source, r, listed[r].index, listed_any, settings, seed
-        )
+        if negatives:
+            listed_any = set(all_labels.loc[all_labels["round_month"] == r, KEY])
+            n_labelled[r], candidates[r] = _negative_candidates(
+                source, r, listed[r].index, listed_any, settings, seed
+            )
     known = set(rounds) | {final_as_of}  # months whose features say who stayed quiet
     by_month: dict[int, list[int]] = {}
-    for r in rounds:
+    for r in rounds if negatives else []:
         if r + settings.quiet_months in known:
             by_month.setdefault(r + settings.quiet_months, []).append(r)
-    negatives: dict[int, pd.Index] = {r: pd.Index([], dtype="string") for r in rounds}
+    chosen_negatives: dict[int, pd.Index] = {r: pd.Index([], dtype="string") for r in rounds}
     for month, of_rounds in sorted(by_month.items()):
         wanted_keys = pd.Index(np.concatenate([candidates[r].to_numpy() for r in of_rounds]))
         columns = _since_columns(source.feature_columns(month))
@@ -227,12 +241,17 @@ def build_pool(
         for r in of_rounds:
             quiet = since.reindex(candidates[r]).to_numpy() > settings.quiet_months
             wanted = math.ceil(settings.negatives_per_label * n_labelled[r])
-            negatives[r] = candidates[r][quiet][:wanted]
-    log.info("training pool: %d rounds, %d labelled visits", len(rounds), len(labels))
+            chosen_negatives[r] = candidates[r][quiet][:wanted]
+    log.info(
+        "training pool: %d rounds, %d labelled visits%s",
+        len(rounds),
+        len(labels),
+        "" if negatives else " (no negatives: no fitted method learns from them)",
+    )
     result = []
     columns = [KEY, *inputs, *(extra or [])]
     for r in rounds:
-        keys = listed[r].index.union(negatives[r])
+        keys = listed[r].index.union(chosen_negatives[r])
         rows = source.features(r, columns=columns, keys=keys)[columns]
         frame = rows[rows[KEY].isin(listed[r].index).to_numpy()].reset_index(drop=True)
         label = (
@@ -243,7 +262,9 @@ def build_pool(
         )
         # .copy() consolidates the blocks: later concatenations and fits are much faster
         labelled = pd.concat([frame, label], axis=1).copy()
-        chosen = rows[rows[KEY].isin(negatives[r]).to_numpy()].reset_index(drop=True).copy()
+        chosen = (
+            rows[rows[KEY].isin(chosen_negatives[r]).to_numpy()].reset_index(drop=True).copy()
+        )
         result.append(RoundPool(r, labelled, chosen, r + settings.quiet_months))
     return result
 
@@ -265,7 +286,7 @@ def training_table(
         rows = p.labelled[known.to_numpy()]
         if len(rows):
             parts.append(rows.assign(_round=p.round_month))
-        if method in ("negatives", "ipw_negatives") and p.negatives_known_from <= cutoff:
+        if method in NEGATIVE_METHODS and p.negatives_known_from <= cutoff:
             negs.append(p.negatives.assign(_round=p.round_month))
     if not parts:
         raise ValueError(f"no labels resolved before {format_month(cutoff)}")

@@ -270,6 +270,28 @@ def setting(scored_sample) -> Setting:
     )
 
 
+def test_a_pool_without_negatives_reads_none_and_keeps_the_same_labelled_rows(setting):
+    """When no fitted method learns from drawn negatives (the default ``plain`` without the
+    selective-label comparison), the pool neither draws nor reads them: only the labelled rows'
+    read per round (at 23 M households the negatives doubled the pool's memory)."""
+    from models.backtest import needs_negatives
+
+    tc = setting.config.training
+    args = (setting.rounds, setting.as_of, setting.inputs, tc.selective_labels, tc.seed)
+    with_negatives = build_pool(setting.source, *args, cap=setting.cap)
+    recording = Recording(setting.source, [])
+    without = build_pool(recording, *args, cap=setting.cap, negatives=False)
+    for a, b in zip(with_negatives, without, strict=True):
+        pd.testing.assert_frame_equal(a.labelled, b.labelled)
+        assert len(b.negatives) == 0 and list(b.negatives.columns) == list(a.negatives.columns)
+    assert [rows for _, rows, _ in recording.reads] == [len(p.labelled) for p in without]
+    plain = tc.model_copy(update={"compare": ()})
+    assert plain.selective_labels.method == "plain" and not needs_negatives(plain)
+    assert needs_negatives(tc.model_copy(update={"compare": ("selective_labels",)}))
+    chosen = plain.selective_labels.model_copy(update={"method": "negatives"})
+    assert needs_negatives(plain.model_copy(update={"selective_labels": chosen}))
+
+
 def test_the_lean_training_pool_equals_the_pool_read_from_whole_tables(setting):
     tc = setting.config.training
     args = (setting.rounds, setting.as_of, setting.inputs, tc.selective_labels, tc.seed)

@@ -25,6 +25,7 @@ from models.backtest import (
     candidate_table,
     deployed_policy,
     fit_candidate,
+    needs_negatives,
     reweigh_strength,
     reweighed,
     run_backtests,
@@ -169,6 +170,7 @@ def training_pool(
         tc.seed,
         cap=float(catalogues.features.months_since_cap),
         extra=audit_columns(columns.inputs),
+        negatives=needs_negatives(tc),
     )
 
 
