@@ -186,6 +186,21 @@ def audit_columns(inputs: list[str]) -> list[str]:
     return [c for c in (EMD, *AUDIT_SOURCES) if c not in inputs]
 
 
+def capped_labels(labels: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` of ``labels`` (labelled visits, ``round_month`` each): every round
+    keeps the same share of its rows (rounded down), a seeded random draw per round, in the
+    rows' order. Pure."""
+    share = max_rows / len(labels)
+    months = labels["round_month"].to_numpy()
+    keep = np.zeros(len(labels), dtype=bool)
+    for month in np.unique(months):
+        rows = np.flatnonzero(months == month)
+        wanted = int(len(rows) * share)
+        rng = np.random.default_rng([seed, int(month), 1])
+        keep[np.sort(rows[rng.permutation(len(rows))[:wanted]])] = True
+    return labels[keep]
+
+
 def build_pool(
     source: RoundSource,
     rounds: list[int],
@@ -196,10 +211,12 @@ def build_pool(
     cap: float = 36.0,
     extra: list[str] | None = None,
     negatives: bool = True,
+    max_rows: int | None = None,
 ) -> list[RoundPool]:
     """Per past round: labelled visits with features as of the round, and quiet negatives
     (none drawn or read when ``negatives`` is False: no method to be fitted learns from them,
-    :func:`needs_negatives`; the labelled rows are the same either way).
+    :func:`needs_negatives`; the labelled rows are the same either way). With more than
+    ``max_rows`` labelled visits, :func:`capped_labels` keeps a seeded share of each round's.
 
     Labels are those known at ``final_as_of`` (each with its resolved month, so a backtest can
     keep only the labels resolved before its test round).
@@ -216,6 +233,9 @@ def build_pool(
     """
     all_labels = source.labels(final_as_of)
     labels = all_labels[all_labels["label"].notna()]
+    visits = len(labels)
+    if max_rows is not None and visits > max_rows:
+        labels = capped_labels(labels, max_rows, seed)
     listed: dict[int, pd.DataFrame] = {}
     n_labelled: dict[int, int] = {}
     candidates: dict[int, pd.Index] = {}
@@ -243,9 +263,12 @@ def build_pool(
             wanted = math.ceil(settings.negatives_per_label * n_labelled[r])
             chosen_negatives[r] = candidates[r][quiet][:wanted]
     log.info(
-        "training pool: %d rounds, %d labelled visits%s",
+        "training pool: %d rounds, %d labelled visits%s%s",
         len(rounds),
         len(labels),
+        f" of {visits} (at most {max_rows}: a seeded share of each round's)"
+        if len(labels) < visits
+        else "",
         "" if negatives else " (no negatives: no fitted method learns from them)",
     )
     result = []
@@ -262,9 +285,7 @@ def build_pool(
         )
         # .copy() consolidates the blocks: later concatenations and fits are much faster
         labelled = pd.concat([frame, label], axis=1).copy()
-        chosen = (
-            rows[rows[KEY].isin(chosen_negatives[r]).to_numpy()].reset_index(drop=True).copy()
-        )
+        chosen = rows[rows[KEY].isin(chosen_negatives[r]).to_numpy()].reset_index(drop=True).copy()
         result.append(RoundPool(r, labelled, chosen, r + settings.quiet_months))
     return result
 

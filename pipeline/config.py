@@ -533,6 +533,11 @@ class TrainingConfig(_Strict):
     gates: GatesConfig = GatesConfig()
     service_match: ServiceMatchConfig = ServiceMatchConfig()
     compare: tuple[Comparison, ...] = ()
+    # At most this many labelled visits in the training pool: above it, each past round keeps
+    # the same share of its visits, drawn at random (seeded). It binds from about 8 M households
+    # (a million households gives about 100,000 visits over 15 rounds; 23 M gives 2.7 M, whose
+    # frames would not fit in 8 GB): docs/scaling.md, "The national training case".
+    pool_max_rows: int = Field(1_000_000, ge=10_000)
 
     @field_validator("compare")
     @classmethod

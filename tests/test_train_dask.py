@@ -292,6 +292,34 @@ def test_a_pool_without_negatives_reads_none_and_keeps_the_same_labelled_rows(se
     assert needs_negatives(plain.model_copy(update={"selective_labels": chosen}))
 
 
+def test_a_capped_pool_keeps_a_seeded_share_of_every_rounds_visits(setting):
+    """Above ``training.pool_max_rows`` labelled visits, each round keeps the same share of its
+    own, drawn at random with the training seed: the same draw every time, rows of the full
+    pool, no round left out; below it the pool is untouched."""
+    from models.backtest import capped_labels
+
+    tc = setting.config.training
+    args = (setting.rounds, setting.as_of, setting.inputs, tc.selective_labels, tc.seed)
+    full = build_pool(setting.source, *args, cap=setting.cap, negatives=False)
+    visits = sum(len(p.labelled) for p in full)
+    assert tc.pool_max_rows > visits  # the sample's pool is never capped
+    same = build_pool(setting.source, *args, cap=setting.cap, negatives=False, max_rows=visits)
+    for a, b in zip(full, same, strict=True):
+        pd.testing.assert_frame_equal(a.labelled, b.labelled)
+    half = build_pool(setting.source, *args, cap=setting.cap, negatives=False, max_rows=visits // 2)
+    kept = sum(len(p.labelled) for p in half)
+    assert visits // 2 - len(full) <= kept <= visits // 2
+    for a, b in zip(full, half, strict=True):
+        assert abs(len(b.labelled) - len(a.labelled) / 2) <= 1
+        assert set(b.labelled[KEY]) <= set(a.labelled[KEY])
+    labels = setting.source.labels(setting.as_of)
+    labels = labels[labels["label"].notna()]
+    once, again = capped_labels(labels, 1000, 7), capped_labels(labels, 1000, 7)
+    pd.testing.assert_frame_equal(once, again)
+    assert not capped_labels(labels, 1000, 8).index.equals(once.index)
+    assert set(once["round_month"]) == set(labels["round_month"])
+
+
 def test_the_lean_training_pool_equals_the_pool_read_from_whole_tables(setting):
     tc = setting.config.training
     args = (setting.rounds, setting.as_of, setting.inputs, tc.selective_labels, tc.seed)

@@ -171,6 +171,7 @@ def training_pool(
         cap=float(catalogues.features.months_since_cap),
         extra=audit_columns(columns.inputs),
         negatives=needs_negatives(tc),
+        max_rows=tc.pool_max_rows,
     )
 
 
