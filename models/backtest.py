@@ -298,47 +298,58 @@ def training_table(
     inputs: list[str],
     holdout_rounds: int,
 ) -> TrainTable:
-    """Rows known before ``cutoff``; weights per the selective-label ``method``."""
-    parts, negs = [], []
+    """Rows known before ``cutoff``; weights per the selective-label ``method``.
+
+    The pool's frames are read, never copied whole (with copy-on-write a column selection and
+    a mask that keeps every row are views): at national scale one copy of the labelled rows is
+    about 1.5 GB, so only the model inputs are concatenated, once.
+    """
+    parts: list[pd.DataFrame] = []
+    negs: list[pd.DataFrame] = []
+    part_rounds: list[np.ndarray] = []
+    neg_rounds: list[np.ndarray] = []
     for p in pool:
         if p.round_month >= cutoff:
             continue
-        known = p.labelled["resolved_month"].astype("float64") < cutoff
-        rows = p.labelled[known.to_numpy()]
+        known = p.labelled["resolved_month"].astype("float64").to_numpy() < cutoff
+        rows = p.labelled if known.all() else p.labelled[known]
         if len(rows):
-            parts.append(rows.assign(_round=p.round_month))
-        if method in NEGATIVE_METHODS and p.negatives_known_from <= cutoff:
-            negs.append(p.negatives.assign(_round=p.round_month))
+            parts.append(rows)
+            part_rounds.append(np.full(len(rows), p.round_month, dtype=np.int64))
+        if method in NEGATIVE_METHODS and p.negatives_known_from <= cutoff and len(p.negatives):
+            negs.append(p.negatives)
+            neg_rounds.append(np.full(len(p.negatives), p.round_month, dtype=np.int64))
     if not parts:
         raise ValueError(f"no labels resolved before {format_month(cutoff)}")
-    lab = pd.concat(parts, ignore_index=True)
-    y_lab = lab["label"].astype("int64").to_numpy()
+    lab_rounds = np.concatenate(part_rounds)
+    n_lab = len(lab_rounds)
+    n_neg = sum(len(n) for n in negs)
+    y_lab = np.concatenate([r["label"].astype("int64").to_numpy() for r in parts])
     if method in ("ipw", "ipw_negatives"):
         # An unknown probability (local discretion: nobody logs how an office chose) cannot
         # be inverted: such visits keep weight 1, as if chosen for sure.
-        prob = lab["selection_probability"].astype(float).clip(lower=1.0 / settings.weight_clip)
+        prob = pd.concat([r["selection_probability"] for r in parts], ignore_index=True)
+        prob = prob.astype(float).clip(lower=1.0 / settings.weight_clip)
         w_lab = (1.0 / prob.fillna(1.0)).to_numpy()
         w_lab = w_lab / w_lab.mean()
     else:
-        w_lab = np.ones(len(lab))
-    label_rounds = sorted(lab["_round"].unique().tolist())
-    held = set(label_rounds[-holdout_rounds:])
-    cal_lab = lab["_round"].isin(held).to_numpy()
-    neg = pd.concat(negs, ignore_index=True) if negs else lab.iloc[0:0]
-    X = pd.concat([lab[inputs], neg[inputs]], ignore_index=True).copy()
+        w_lab = np.ones(n_lab)
+    label_rounds = sorted(np.unique(lab_rounds).tolist())
+    held = list(label_rounds[-holdout_rounds:])
+    cal_lab = np.isin(lab_rounds, held)
+    # One concatenation of the inputs: the pool's frames are consolidated, and so is the result.
+    X = pd.concat([f[inputs] for f in (*parts, *negs)], ignore_index=True)
     attributes = None
-    if set(audit_columns(inputs)) <= set(lab.columns):
-        attributes = audit_attributes(pd.concat([lab, neg], ignore_index=True))
+    if set(audit_columns(inputs)) <= set(parts[0].columns):
+        attributes = pd.concat([audit_attributes(f) for f in (*parts, *negs)], ignore_index=True)
     return TrainTable(
         X=X,
-        y=np.concatenate([y_lab, np.zeros(len(neg), dtype=np.int64)]),
-        weight=np.concatenate([w_lab, np.full(len(neg), settings.negative_weight)]),
-        calibration_mask=np.concatenate([cal_lab, np.zeros(len(neg), dtype=bool)]),
-        round_month=np.concatenate(
-            [lab["_round"].to_numpy(dtype=np.int64), neg["_round"].to_numpy(dtype=np.int64)]
-        ),
-        n_labelled=len(lab),
-        n_negatives=len(neg),
+        y=np.concatenate([y_lab, np.zeros(n_neg, dtype=np.int64)]),
+        weight=np.concatenate([w_lab, np.full(n_neg, settings.negative_weight)]),
+        calibration_mask=np.concatenate([cal_lab, np.zeros(n_neg, dtype=bool)]),
+        round_month=np.concatenate([lab_rounds, *neg_rounds]),
+        n_labelled=n_lab,
+        n_negatives=n_neg,
         attributes=attributes,
     )
 
