@@ -534,10 +534,11 @@ class TrainingConfig(_Strict):
     service_match: ServiceMatchConfig = ServiceMatchConfig()
     compare: tuple[Comparison, ...] = ()
     # At most this many labelled visits in the training pool: above it, each past round keeps
-    # the same share of its visits, drawn at random (seeded). It binds from about 8 M households
-    # (a million households gives about 100,000 visits over 15 rounds; 23 M gives 2.7 M, whose
-    # frames would not fit in 8 GB): docs/scaling.md, "The national training case".
-    pool_max_rows: int = Field(1_000_000, ge=10_000)
+    # the same share of its visits, drawn at random (seeded). It binds from about 4 M households
+    # (a million households gives about 117,000 visits over 15 rounds; 23 M gives 2.7 M): at 23 M
+    # a pool of a million visits took `train` to 10 GB while fitting the final model
+    # (docs/scaling.md, "The national training case").
+    pool_max_rows: int = Field(500_000, ge=10_000)
 
     @field_validator("compare")
     @classmethod
