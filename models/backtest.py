@@ -334,9 +334,8 @@ def training_table(
         w_lab = w_lab / w_lab.mean()
     else:
         w_lab = np.ones(n_lab)
-    label_rounds = sorted(np.unique(lab_rounds).tolist())
-    held = list(label_rounds[-holdout_rounds:])
-    cal_lab = np.isin(lab_rounds, held)
+    label_rounds = np.unique(lab_rounds)  # sorted
+    cal_lab = np.isin(lab_rounds, label_rounds[-holdout_rounds:])
     # One concatenation of the inputs: the pool's frames are consolidated, and so is the result.
     X = pd.concat([f[inputs] for f in (*parts, *negs)], ignore_index=True)
     attributes = None

@@ -72,7 +72,6 @@ def read_feature_file(
     """
     filters = None
     if keys is not None:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         wanted = pa.array(np.asarray(keys, dtype=object), type=pa.string())

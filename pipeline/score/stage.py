@@ -76,7 +76,6 @@ from pipeline.months import first_day, format_month, parse_month
 from pipeline.score import monitor  # monitoring between rounds: docs/monitoring.md
 from pipeline.score.contrib import FrameScorer, used_inputs
 from pipeline.score.lists import list_frame, list_rows, write_csv, write_xlsx
-from pipeline.score.monitor import SCORE_COLUMNS, MonitorCounts, partition_counts
 from pipeline.score.reasons import attribute_columns, explain, latest_signals, reason_units
 from pipeline.score.services import service_match, suggestion_columns
 from pipeline.score.tiers import (
@@ -177,7 +176,7 @@ class PartitionScored:
     it scored any household, its monitoring counts (None: nothing scored, nothing counted)."""
 
     counts: dict[str, int]
-    monitoring: MonitorCounts | None
+    monitoring: monitor.MonitorCounts | None
 
 
 def tier_frame(
@@ -437,8 +436,8 @@ def score_partition(task: PartitionTask) -> PartitionScored:
     scored, counts = score_frame(task, model, features)
     monitoring = None
     if len(scored):
-        monitoring = partition_counts(
-            scored[list(SCORE_COLUMNS)],
+        monitoring = monitor.partition_counts(
+            scored[list(monitor.SCORE_COLUMNS)],
             frame if task.monitor_columns else None,
             task.monitor_columns,
         )
