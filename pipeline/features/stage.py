@@ -217,6 +217,11 @@ def build_rounds(
             )
             for code in codes
         ]
+        # Largest partitions first, so that no big one is left running alone at the end; the
+        # round's totals are sums (the order of the stats does not matter).
+        staged = TableLayout(staged_dir)
+        size = {code: staged.partition_file("households", code).stat().st_size for code in codes}
+        tasks.sort(key=lambda t: (-size[t.sigungu], t.sigungu))
         stats = map_partitions(
             _feature_partition, tasks, runtime=config.runtime, description=f"features {what}"
         )

@@ -226,13 +226,10 @@ def column_widths(
     return widths
 
 
-def row_height(cells: Sequence[object], widths: Sequence[float], wrapped: Sequence[int]) -> float:
+def row_height(texts: Sequence[str], widths: Sequence[float], wrapped: Sequence[int]) -> float:
     """Height in points that shows every wrapped cell of a row whole (and a drop-down choice,
-    CHOICE_LINES lines)."""
-    lines = max(
-        (wrapped_lines(spreadsheet_text(cells[j]), widths[j]) for j in wrapped if cells[j]),
-        default=1,
-    )
+    CHOICE_LINES lines); ``texts``: the row's cells as written (:func:`spreadsheet_text`)."""
+    lines = max((wrapped_lines(texts[j], widths[j]) for j in wrapped if texts[j]), default=1)
     lines = max(lines, CHOICE_LINES)
     return lines * LINE_POINTS + ROW_PADDING_POINTS
 
@@ -384,17 +381,18 @@ def write_xlsx(
         for j, column in enumerate(LIST_COLUMNS):
             sheet.write_string(0, j, header[j], fill_head if column.key in FILL_IN else head)
             sheet.set_column(j, j, widths[j], style[j])
+        # Empty cells are not written: their column's format shades them and dates what is
+        # typed in, as in the rows the office adds below the list.
         for i, row in enumerate(rows, start=1):
-            sheet.set_row(i, row_height(row, widths, wrapped))
-            for j, value in enumerate(row):
+            texts = [spreadsheet_text(value) for value in row]
+            sheet.set_row(i, row_height(texts, widths, wrapped))
+            for j, text in enumerate(texts):
                 if j == risk:  # numbers, so that Excel sorts and filters them
-                    sheet.write_number(i, j, float(value), number)
+                    sheet.write_number(i, j, float(row[j]), number)
                 elif j == rank:
-                    sheet.write_number(i, j, int(value), integer)
-                elif value is not None and value != "":
-                    sheet.write_string(i, j, spreadsheet_text(value), style[j])
-                elif keys[j] in FILL_IN:
-                    sheet.write_blank(i, j, None, style[j])  # shaded, and dated when typed in
+                    sheet.write_number(i, j, int(row[j]), integer)
+                elif text:
+                    sheet.write_string(i, j, text, style[j])
         last = max(1, len(rows))
         sheet.freeze_panes(1, 0)
         sheet.autofilter(0, 0, last, len(LIST_COLUMNS) - 1)
