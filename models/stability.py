@@ -108,12 +108,21 @@ def _distinct_counts(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, counts
 
 
-def value_counts(values: pd.Series, cap: int | None = None) -> ValueCounts:
-    """The :class:`ValueCounts` of a column; more than ``cap`` distinct values are merged."""
+def value_counts(
+    values: pd.Series, cap: int | None = None, where: np.ndarray | None = None
+) -> ValueCounts:
+    """The :class:`ValueCounts` of a column; more than ``cap`` distinct values are merged.
+    ``where``: which rows count (a boolean mask; every row when None), so that a caller counting
+    some rows of a wide frame does not copy the frame first."""
     dtype = str(values.dtype)
     if pd.api.types.is_numeric_dtype(values):
         x = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        present = x[~np.isnan(x)]
+        keep = ~np.isnan(x)
+        counted = len(x)
+        if where is not None:
+            keep &= where
+            counted = int(np.count_nonzero(where))
+        present = x[keep]
         distinct, counts = _distinct_counts(present)
         n = len(distinct)
         merged = cap is not None and n > cap
@@ -124,12 +133,14 @@ def value_counts(values: pd.Series, cap: int | None = None) -> ValueCounts:
             numeric=True,
             values=distinct,
             counts=counts.astype("int64"),
-            missing=int(len(x) - len(present)),
+            missing=counted - len(present),
             total=float(present.sum()),
             distinct=n,
             merged=merged,
         )
     text = values.astype("string")
+    if where is not None:
+        text = text[where]
     missing = int(text.isna().sum())
     found = text.dropna().value_counts(sort=False).sort_index()
     return ValueCounts(

@@ -207,6 +207,30 @@ def test_value_counts_are_numpys_distinct_values_and_counts(values):
         assert counts.total == float(present.sum())
 
 
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.Series([3.5, np.nan, 0.0, 3.5, np.nan, -1.0, 0.0, 2.0], dtype="float32"),
+        pd.Series(["a", None, "b", "a", None, "c", "a", "b"], dtype="string"),
+    ],
+)
+def test_value_counts_where_counts_the_masked_rows_as_the_masked_column(column):
+    """Counting some rows with ``where`` (no copy of a wide frame) gives the counts of the
+    masked column itself, missing values included."""
+    where = np.array([True, True, False, True, False, True, True, False])
+    a, b = value_counts(column, where=where), value_counts(column[where].reset_index(drop=True))
+    assert (a.dtype, a.numeric, a.missing, a.distinct, a.merged) == (
+        b.dtype,
+        b.numeric,
+        b.missing,
+        b.distinct,
+        b.merged,
+    )
+    assert a.missing == 1 and a.present == 4
+    assert np.array_equal(a.values, b.values) and np.array_equal(a.counts, b.counts)
+    assert a.total == b.total or (np.isnan(a.total) and np.isnan(b.total))
+
+
 def test_partition_counts_count_the_feature_rows_of_scored_households_only():
     scores = _scores(4, emds=("E1",), n=50)
     keys = scores["household_key"].tolist()

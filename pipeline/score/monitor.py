@@ -176,8 +176,8 @@ def partition_counts(
     ``features`` whose key is among the scores count). Pure."""
     values: dict[str, ValueCounts] = {}
     if features is not None and columns:
-        rows = features[_among(features[KEY], scores[KEY])]
-        values = {c: value_counts(rows[c], cap) for c in columns}
+        rows = _among(features[KEY], scores[KEY])
+        values = {c: value_counts(features[c], cap, where=rows) for c in columns}
     return MonitorCounts(
         values=values,
         score=value_counts(scores["score"].astype("float64"), cap),
