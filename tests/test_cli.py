@@ -132,3 +132,25 @@ def test_the_console_script_loads_openmp_after_setting_its_wait_policy():
     code = "import sys, pipeline.cli; print('lightgbm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_arrow_allocates_with_the_system_allocator_in_the_command_and_its_workers():
+    """Set where the process starts, before Arrow first allocates, and inherited by the local
+    workers: docs/scaling.md, "Arrow's allocator". One set in the environment is kept."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, pyarrow as pa; from pipeline.cli import main; "
+        "from pipeline.engine import map_partitions; main([]); "
+        "print(pa.default_memory_pool().backend_name, *map_partitions(os.getenv, "
+        "['ARROW_DEFAULT_MEMORY_POOL'] * 2, description='pool', workers=2, progress=False))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-3:] == ["system", "system", "system"]
+    env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split()[-3:] == ["mimalloc", "mimalloc", "mimalloc"]
