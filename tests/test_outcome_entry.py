@@ -35,7 +35,7 @@ from pipeline.score.lists import (
     text_width,
     wrapped_lines,
 )
-from pipeline.vocabulary import LIST_COLUMNS
+from pipeline.vocabulary import FILL_IN, LIST_COLUMNS
 
 CATALOGUE = load_outcomes(Path(__file__).resolve().parents[1] / "configs" / "outcomes.yaml")
 
@@ -294,3 +294,11 @@ def test_the_xlsx_is_set_up_to_print_and_fill(tmp_path, language):
     # The audit reads the cells back: values as before, the fill-in columns empty.
     assert [c.value for c in sheet[2]][keys.index("household_key")] == "H0030000778"
     assert sheet.cell(2, keys.index("contact_date") + 1).value is None
+    # Every row's fill-in cells, empty, are shaded (and the date cell dated) by their column's
+    # format, as in the rows the office adds: no row format stands in its way.
+    for key in FILL_IN:
+        column = sheet.column_dimensions[sheet.cell(1, keys.index(key) + 1).column_letter]
+        assert column.fill.fgColor.rgb == "FFFFFBEA", key
+    date_column = sheet.cell(1, keys.index("contact_date") + 1).column_letter
+    assert sheet.column_dimensions[date_column].number_format == "yyyy-mm-dd"
+    assert not any(sheet.row_dimensions[i].customFormat for i in (2, 3))
