@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.io import PARQUET_OPTIONS, read_json_file, sha256_file, write_json
+from pipeline.io import parquet_options, read_json_file, sha256_file, write_json
 from pipeline.retention.plan import Action, filtered_table
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,8 @@ def prepare(actions: list[Action], cut: int) -> None:
             target = new_file(action.path)
             written.append(target)
             assert action.column is not None
-            pq.write_table(
-                filtered_table(action.path, action.column, cut), target, **PARQUET_OPTIONS
-            )
+            table = filtered_table(action.path, action.column, cut)
+            pq.write_table(table, target, **parquet_options(table.schema))
             action.new_sha256 = sha256_file(target)
             after[action.path.resolve()] = action.new_sha256
         for action in actions:

@@ -316,7 +316,7 @@ def assemble_scores(round_dir: Path, codes: list[str]) -> int:
     partition order) and remove the parts; returns the rows written."""
     import shutil
 
-    from pipeline.io import PARQUET_OPTIONS
+    from pipeline.io import PARQUET_OPTIONS, parquet_options
 
     rows = 0
     target = round_dir / SCORES
@@ -325,7 +325,8 @@ def assemble_scores(round_dir: Path, codes: list[str]) -> int:
         for code in codes:
             table = pq.read_table(part_file(round_dir, code))
             if writer is None:
-                options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+                options = parquet_options(table.schema)
+                del options["row_group_size"]  # a writer's option of each write, below
                 writer = pq.ParquetWriter(target, table.schema, **options)
             writer.write_table(
                 table.cast(writer.schema), row_group_size=PARQUET_OPTIONS["row_group_size"]
