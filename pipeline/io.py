@@ -119,12 +119,19 @@ def read_wide_parquet(
     )
 
 
+# A table with at least this many floating-point columns (a feature table: hundreds) keeps them
+# plain, without dictionary encoding. Measured on a feature partition (150,000 households, 457
+# float columns): written 40% faster and read 20% faster, in a file 25% larger.
+WIDE_FLOAT_COLUMNS = 64
+
+
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """PARQUET_OPTIONS for a table of ``schema``: dictionary encoding for every column but the
-    floating-point ones. Measured on a feature partition (150,000 households, 457 float
-    columns): plain floats write 40% faster and read 20% faster, for files 25% larger."""
-    dictionary = [f.name for f in schema if not pa.types.is_floating(f.type)]
-    return {**PARQUET_OPTIONS, "use_dictionary": dictionary}
+    """PARQUET_OPTIONS for a table of ``schema``: a wide table (WIDE_FLOAT_COLUMNS) has
+    dictionary encoding for every column but its floating-point ones; other tables for all."""
+    floats = {f.name for f in schema if pa.types.is_floating(f.type)}
+    if len(floats) < WIDE_FLOAT_COLUMNS:
+        return dict(PARQUET_OPTIONS)
+    return {**PARQUET_OPTIONS, "use_dictionary": [n for n in schema.names if n not in floats]}
 
 
 def write_parquet(table: pa.Table | pd.DataFrame, path: Path) -> None:

@@ -58,6 +58,41 @@ def test_a_wide_read_is_the_frame_pandas_reads_one_block_per_column(staged_sampl
         assert frame._mgr.nblocks == frame.shape[1] > 1
 
 
+def test_feature_partitions_keep_floats_plain_and_narrow_tables_keep_dictionaries(
+    staged_sample, tmp_path
+):
+    """A feature partition (hundreds of float columns) is written without dictionaries for its
+    floats (faster to write and read: docs/scaling.md), its text columns with them; a table of a
+    few float columns keeps dictionaries for all (raw and staged tables, scores). Either way the
+    file reads back as written."""
+    import pyarrow.parquet as pq
+
+    from pipeline.io import WIDE_FLOAT_COLUMNS, write_parquet
+
+    config, _ = staged_sample
+    folder = OutputLayout(config.paths.output_root).features(
+        format_month(default_as_of(config.window))
+    )
+    layout = TableLayout(folder)
+    path = layout.partition_file("features", layout.partitions("features")[0])
+
+    def dictionary_encoded(file) -> dict[str, bool]:
+        meta = pq.ParquetFile(file).metadata
+        columns = [meta.row_group(0).column(i) for i in range(meta.num_columns)]
+        return {c.path_in_schema: any("DICTIONARY" in e for e in c.encodings) for c in columns}
+
+    table = pq.read_table(path)
+    floats = [f.name for f in table.schema if str(f.type) in ("float", "double")]
+    assert len(floats) >= WIDE_FLOAT_COLUMNS
+    encoded = dictionary_encoded(path)
+    assert not any(encoded[c] for c in floats)
+    assert encoded["household_key"] and encoded["emd_code"]
+    narrow = table.select(["household_key", "emd_code", *floats[:3]])
+    write_parquet(narrow, tmp_path / "narrow.parquet")
+    assert all(dictionary_encoded(tmp_path / "narrow.parquet").values())
+    assert pq.read_table(tmp_path / "narrow.parquet").equals(narrow)
+
+
 def test_a_read_of_some_households_filters_each_file_by_its_own_keys(
     staged_sample, outcome_catalogue, monkeypatch
 ):
