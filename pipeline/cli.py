@@ -56,7 +56,8 @@ def _thread_settings() -> None:
 def _memory_settings() -> None:
     # Arrow's allocator: the system's (glibc), not Arrow's default (mimalloc). Measured at 1 M
     # households, score took 12.4 s and 2.1 GB instead of 13.0 s and 2.5 GB, and every stage of
-    # a round peaked lower (docs/scaling.md, "Arrow's allocator"). Arrow reads the variable when
+    # a round peaked lower; the national training case peaked 0.9 GB higher, at 7.0 GB
+    # (docs/scaling.md, "Arrow's allocator"). Arrow reads the variable when
     # it is imported: the local worker processes, started later, inherit it; this process, which
     # has imported Arrow already, is switched here. A choice already in the environment is kept.
     if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
