@@ -116,7 +116,12 @@ def value_counts(
     some rows of a wide frame does not copy the frame first."""
     dtype = str(values.dtype)
     if pd.api.types.is_numeric_dtype(values):
-        x = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        # float32 columns (most features) are counted as float32: half the memory traffic of a
+        # float64 copy, and the same distinct values (each float32 is exactly one float64).
+        if values.dtype == np.float32:
+            x = values.to_numpy()
+        else:
+            x = values.to_numpy(dtype=np.float64, na_value=np.nan)
         keep = ~np.isnan(x)
         counted = len(x)
         if where is not None:
@@ -124,6 +129,8 @@ def value_counts(
             counted = int(np.count_nonzero(where))
         present = x[keep]
         distinct, counts = _distinct_counts(present)
+        distinct = distinct.astype(np.float64)
+        present = present.astype(np.float64, copy=False)  # the sum in float64, as before
         n = len(distinct)
         merged = cap is not None and n > cap
         if merged:

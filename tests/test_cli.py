@@ -154,3 +154,30 @@ def test_arrow_allocates_with_the_system_allocator_in_the_command_and_its_worker
     env["ARROW_DEFAULT_MEMORY_POOL"] = "mimalloc"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.split()[-3:] == ["mimalloc", "mimalloc", "mimalloc"]
+
+
+def test_local_workers_keep_the_memory_they_free_and_the_command_keeps_glibcs_defaults():
+    """glibc's malloc settings are set where the command starts, for the local workers it starts
+    later (docs/scaling.md, "Freed memory kept"); a value already in the environment is kept."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.cli import WORKER_MALLOC
+
+    names = sorted(WORKER_MALLOC)
+    code = (
+        "import os; from pipeline.cli import main; from pipeline.engine import map_partitions; "
+        f"before = [os.getenv(n) for n in {names!r}]; main([]); "
+        f"print(before, map_partitions(os.getenv, {names!r}, description='pool', workers=2, "
+        "progress=False))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in WORKER_MALLOC}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    expected = [WORKER_MALLOC[n] for n in names]
+    assert out.stdout.strip().splitlines()[-1] == f"{[None, None]} {expected}"
+    assert all(int(v) >= 1 << 30 for v in expected)
+    env[names[0]] = "131072"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip().splitlines()[-1].endswith(f"['131072', '{expected[1]}']")

@@ -196,7 +196,12 @@ def test_value_counts_are_numpys_distinct_values_and_counts(values):
     the distinct values, counts, missing and total are those ``np.unique`` gives."""
     rng = np.random.default_rng(11)
     sparse = np.where(rng.random(5000) < 0.95, 0.0, rng.integers(-4, 30, 5000) / 2)
-    for column in (pd.Series(values, dtype="float32"), pd.Series(sparse, dtype="float32")):
+    fractions = np.where(rng.random(5000) < 0.1, np.nan, rng.random(5000) * 100 - 30)
+    for column in (
+        pd.Series(values, dtype="float32"),
+        pd.Series(sparse, dtype="float32"),
+        pd.Series(fractions, dtype="float32"),
+    ):
         counts = value_counts(column)
         x = column.to_numpy(dtype=np.float64)
         present = x[~np.isnan(x)]
@@ -205,6 +210,24 @@ def test_value_counts_are_numpys_distinct_values_and_counts(values):
         assert counts.values.dtype == np.float64 and counts.counts.dtype == np.int64
         assert counts.missing == int(np.isnan(x).sum()) and counts.distinct == len(distinct)
         assert counts.total == float(present.sum())
+
+
+def test_value_counts_of_float32_are_those_of_the_same_values_as_float64():
+    """float32 columns are counted in float32 (faster): values, counts, merged groups, missing
+    and total are exactly those of the column cast to float64."""
+    rng = np.random.default_rng(12)
+    x = np.where(rng.random(20000) < 0.7, 0.0, rng.normal(5, 40, 20000))
+    x[rng.random(20000) < 0.05] = np.nan
+    column = pd.Series(x, dtype="float32")
+    where = rng.random(20000) < 0.9
+    for cap in (None, 50):
+        a = value_counts(column, cap, where=where)
+        b = value_counts(column.astype("float64"), cap, where=where)
+        assert np.array_equal(a.values, b.values) and a.values.dtype == np.float64
+        assert np.array_equal(a.counts, b.counts)
+        facts = (a.missing, a.distinct, a.merged, a.total)
+        assert facts == (b.missing, b.distinct, b.merged, b.total)
+    assert a.merged and a.dtype == "float32"
 
 
 @pytest.mark.parametrize(
