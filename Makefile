@@ -70,13 +70,13 @@ test: $(STAMP) ## run the test suite
 bench: $(STAMP) ## measure the stages at BENCH_HOUSEHOLDS households (BENCH_REPEAT=3: the median of 3 runs); writes outputs/bench/*.json
 	$(OUTREACH) $(CONFIG_ARG) bench --households $(BENCH_HOUSEHOLDS) --stages $(BENCH_STAGES) --repeat $(BENCH_REPEAT)
 
-bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured on issue 20's world: 14.2 + 13.7 min, 8.2 GB of disk; docs/scaling.md)
+bench-national: $(STAMP) ## the national case: 23,000,000 households, generate + every stage of a round (measured on issue 20's world: generate 14.2 min, the round 8.6 min, 8.2 GB of disk; docs/scaling.md)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,features,score,report
 
 bench-train: $(STAMP) ## measure training at TRAIN_HOUSEHOLDS households (200,000; 1000000 for the 1 M case): the median of 3 runs, each building its feature rounds; docs/scaling.md
 	$(OUTREACH) $(CONFIG_ARG) bench --households $(TRAIN_HOUSEHOLDS) --stages generate,validate,ingest,train --repeat 3
 
-bench-train-national: $(STAMP) ## the national training case: 23,000,000 households, generate, validate, ingest, then train with every backtest round (one run; measured: 19.8 min of feature rounds, then 24.9 min and 6.1 GB; docs/scaling.md)
+bench-train-national: $(STAMP) ## the national training case: 23,000,000 households, generate, validate, ingest, then train with every backtest round (one run; measured: 19.8 min of feature rounds, then 22.5 min and 7.05 GB; docs/scaling.md)
 	$(OUTREACH) $(CONFIG_ARG) bench --households 23000000 --stages generate,validate,ingest,train
 
 simulate: $(STAMP) ## the living loop: every policy round after round on the sample's world (ROUNDS=, POLICIES=a,b); outputs/simulate/
