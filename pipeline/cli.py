@@ -56,10 +56,11 @@ def _thread_settings() -> None:
 # glibc's malloc in the local worker processes: memory a partition frees stays in the process for
 # the next one, instead of going back to the system and being faulted in again (by default glibc
 # unmaps each block above a threshold of 128 kB to 32 MB when it is freed, and trims the heap
-# above twice that). Measured at 1 M households: a round of 25.3-25.4 s instead of 27.0-27.2
-# (features 4.75 s instead of 5.66), a stage's peak memory up to 0.4 GB higher (docs/scaling.md,
-# "Freed memory kept"). glibc reads them when a process starts: the workers, started later, get
-# them; this process keeps glibc's defaults. Values already in the environment are kept.
+# above twice that). Measured at 1 M households: a round of 23.8 s instead of 24.9 (features
+# 4.5 s instead of 5.4), a stage's peak memory up to 0.4 GB higher; training at 1 M 0.7 GB
+# higher (docs/scaling.md, "Freed memory kept"). glibc reads them when a process starts: the
+# workers, started later, get them; this process, where `train` fits, keeps glibc's defaults.
+# Values already in the environment are kept.
 WORKER_MALLOC = {"MALLOC_TRIM_THRESHOLD_": str(8 << 30), "MALLOC_MMAP_THRESHOLD_": str(8 << 30)}
 
 
