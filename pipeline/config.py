@@ -579,6 +579,10 @@ class ScoringConfig(_Strict):
     # by the model's rank and the households the rule would list (docs/scoring.md).
     exploration_pool: Literal["signal", "margin"] = "signal"
     exploration_margin: float = Field(1.0, gt=0.0, le=10.0)
+    # Whose slots the exploration takes: a share of what carried-over cases leave (``left``), or
+    # a share of the capacity kept before them (``reserved``: the list is then longer than the
+    # capacity by at most the explored slots when carried cases fill the rest; docs/scoring.md).
+    exploration_slots: Literal["left", "reserved"] = "left"
     # Why this share: the evidence the model card cites (docs/simulation.md, the living loop).
     exploration_reason: str = Field(EXPLORATION_EVIDENCE, min_length=10)
     reasons: int = Field(3, ge=1, le=10)

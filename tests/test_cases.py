@@ -280,3 +280,56 @@ def test_cut_round_reads_the_carried_column():
     )
     assert out.loc[out["tier"] == "visit", "household_key"].tolist() == ["H00", "H09"]
     assert out.loc[9, "selection_reason"] == "carried_over"
+
+
+def test_reserved_exploration_keeps_its_slots_when_carried_cases_fill_the_tier():
+    """``reserve_exploration``: the draw is a share of the capacity, not of what carried cases
+    leave; the model fills what is left after both, and carried cases are never dropped."""
+    n = 200
+    scores = np.linspace(1.0, 0.0, n)  # key i has rank i + 1
+    keys = np.arange(n)
+    signal = np.ones(n, dtype=bool)
+    carried = np.full(n, None, dtype=object)
+    carried[150:168] = "visit"  # 18 carried visits of a capacity of 20
+    args = dict(phone_band=0.0, exploration_share=0.2, seed=7, as_of=300, emd_code="1")
+    left = cut_emd(scores, keys, signal, 20, **args, carried=carried)
+    left_reasons = left.loc[left["tier"] == "visit", "selection_reason"].value_counts()
+    assert left_reasons.to_dict() == {"carried_over": 18, "model_score": 2}  # 20% of 2 slots: 0
+    reserved = cut_emd(scores, keys, signal, 20, **args, carried=carried, reserve_exploration=True)
+    reasons = reserved.loc[reserved["tier"] == "visit", "selection_reason"].value_counts()
+    assert reasons.to_dict() == {"carried_over": 18, "random_exploration": 4}  # 2 over capacity
+    explored = reserved["selection_reason"] == "random_exploration"
+    assert np.allclose(reserved.loc[explored, "selection_probability"], 4 / (n - 18))
+    # with room left, the model fills it: 20 - 5 carried - 4 explored
+    carried[155:168] = None
+    reserved = cut_emd(scores, keys, signal, 20, **args, carried=carried, reserve_exploration=True)
+    counts = reserved.loc[reserved["tier"] == "visit", "selection_reason"].value_counts()
+    assert counts.to_dict() == {"model_score": 11, "carried_over": 5, "random_exploration": 4}
+    # without carried cases, reserving changes nothing
+    pd.testing.assert_frame_equal(
+        cut_emd(scores, keys, signal, 20, **args),
+        cut_emd(scores, keys, signal, 20, **args, reserve_exploration=True),
+    )
+
+
+def test_reserved_exploration_at_the_margin_counts_the_band_from_the_capacity():
+    n = 200
+    scores = np.linspace(1.0, 0.0, n)
+    keys = np.arange(n)
+    carried = np.full(n, None, dtype=object)
+    carried[150:165] = "visit"  # 15 carried of 20
+    args = dict(phone_band=0.0, exploration_share=0.2, seed=7, as_of=300, emd_code="1")
+    cut = cut_emd(
+        scores,
+        keys,
+        np.zeros(n, bool),
+        20,
+        **args,
+        carried=carried,
+        exploration_margin=1.0,
+        reserve_exploration=True,
+    )
+    # 1 slot for the model (20 - 15 - 4), then a band of 20 ranks: keys 1..20
+    explored = np.flatnonzero(cut["selection_reason"] == "random_exploration")
+    assert len(explored) == 4 and (explored >= 1).all() and (explored <= 20).all()
+    assert np.allclose(cut.loc[explored, "selection_probability"], 4 / 20)

@@ -216,6 +216,7 @@ def tier_frame(
         seed=sc.seed,
         as_of=task.as_of,
         exploration_margin=margin,
+        reserve_exploration=sc.exploration_slots == "reserved",
     )
     return cut, eligible, scorer, carried
 

@@ -86,6 +86,7 @@ def cut_emd(
     carried: np.ndarray | None = None,
     exploration_margin: float | None = None,
     rule_scores: np.ndarray | None = None,
+    reserve_exploration: bool = False,
 ) -> pd.DataFrame:
     """Tiers of one 읍면동's eligible households (arrays in any order, same length).
 
@@ -97,6 +98,10 @@ def cut_emd(
     (``visit`` or ``phone``; None when not carried). Carried households take their tier's
     slots first; the model and the exploration draw fill what is left (none when carried cases
     fill the tier: the list is then longer than the capacity, never shorter of a carried case).
+    ``reserve_exploration``: the exploration's share is of the capacity and its slots are kept
+    whatever the carried cases take (the model fills what is left after both; the list is longer
+    than the capacity by at most the exploration's slots when carried cases fill the rest), and
+    the margin is counted from the capacity too.
 
     Returns a frame aligned with the inputs: model_rank, tier, selection_reason,
     selection_probability.
@@ -122,8 +127,14 @@ def cut_emd(
         carried_visits = int((carried == VISIT).sum())
         carried_phones = int((carried == PHONE).sum())
     visit_slots = max(0, capacity - carried_visits)
-    n_explore = exploration_count(visit_slots, exploration_share)
-    model_slots = visit_slots - n_explore
+    if reserve_exploration:
+        n_explore = exploration_count(capacity, exploration_share)
+        model_slots = max(0, visit_slots - n_explore)
+        margin_base = capacity
+    else:
+        n_explore = exploration_count(visit_slots, exploration_share)
+        model_slots = visit_slots - n_explore
+        margin_base = visit_slots
     # the model's order among the households not carried (all of them when none is)
     free_rank = np.zeros(n, dtype=np.int64)
     free_rows = np.flatnonzero(free)
@@ -135,7 +146,7 @@ def cut_emd(
     if exploration_margin is None:
         explorable = np.asarray(has_signal, dtype=bool)
     else:
-        band = math.ceil(visit_slots * exploration_margin)
+        band = math.ceil(margin_base * exploration_margin)
         explorable = free_rank <= model_slots + band
         if rule_scores is not None:
             explorable |= rule_listed(rule_scores, keys, capacity)
@@ -174,6 +185,7 @@ def cut_round(
     seed: int,
     as_of: int,
     exploration_margin: float | None = None,
+    reserve_exploration: bool = False,
 ) -> pd.DataFrame:
     """Tiers for every 읍면동 in ``frame`` (columns household_key, emd_code, score, has_signal,
     ``list_order`` when the model's list policy orders the list: then it ranks, not score,
@@ -214,6 +226,7 @@ def cut_round(
             carried=None if carried is None else carried[rows],
             exploration_margin=exploration_margin,
             rule_scores=None if rule is None else rule[rows],
+            reserve_exploration=reserve_exploration,
         )
         cut.index = frame.index[rows]
         parts.append(cut)
