@@ -326,4 +326,6 @@ def as_metrics(estimates: pd.DataFrame) -> pd.DataFrame:
         out[f"{name}_high"] = estimates[f"{est}_high"]
     out["offpolicy_support_share"] = estimates["support_share"]
     out["offpolicy_labelled_on_list"] = estimates["labelled_on_list"]
+    if "truth_label_scale" in estimates.columns:  # what the estimators estimate (synthetic data)
+        out["offpolicy_truth_label_scale"] = estimates["truth_label_scale"]
     return out

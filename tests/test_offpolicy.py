@@ -181,6 +181,9 @@ def test_training_run_logs_the_offpolicy_validation(scored_sample):
         assert metrics[f"offpolicy.{est}.n"] >= 3  # rounds x lists
     assert 0 < metrics["lightgbm.offpolicy_dr_emd_precision_mean"] < 1
     assert 0 < metrics["rule.offpolicy_support_share_mean"] <= 1
+    # per test round, the truth on the labels' scale the simulation judges the estimates on too
+    history = client.get_metric_history(run.info.run_id, "bt.rule.offpolicy_truth_label_scale")
+    assert history and all(0 < m.value < 1 for m in history)
     assert run.data.tags["outreach.gate_metric"] == "truth_precision_emd"  # truth exists
 
 

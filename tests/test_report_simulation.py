@@ -176,6 +176,9 @@ def write_simulation_results(folder: Path) -> dict[str, pd.DataFrame]:
                 "estimates": 6,
                 "mean_absolute_error": 0.0421,
                 "coverage": 0.8333,
+                "estimates_label_scale": 6,
+                "mean_absolute_error_label_scale": 0.031,
+                "coverage_label_scale": 1.0,
             },
         },
         folder / dataset.RECORD,
@@ -337,6 +340,7 @@ def test_with_results_the_page_is_written_linked_and_recorded(reported, small_re
     assert "12,345" in text and "4242" in text and "2025-01 ~ 2025-07" in text
     assert "1시간 2분 5초" in text
     assert "추정 6건 · 평균 절대 오차 0.042 · 구간 포함률 0.833" in text
+    assert "방문 기록 기준 평균 절대 오차 0.031 · 구간 포함률 1.000" in text
     for policy in POLICIES:
         assert f'data-policy="{policy}"' in text
     table = small_results[1]["policies"].set_index("policy").loc["oracle"]

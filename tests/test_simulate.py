@@ -329,3 +329,42 @@ def test_a_retrained_model_meets_the_champion_on_the_same_test_rounds(simulated,
     assert figure != first.data.metrics["lightgbm.truth_emd_precision_mean"]  # other rounds
     card = client.download_artifacts(second.info.run_id, MODEL_CARD, str(tmp_path / "card"))
     assert CHAMPION_ROW_NOTE in Path(card).read_text(encoding="utf-8")
+
+
+def test_offpolicy_estimates_are_judged_on_the_truth_and_on_the_labels_scale():
+    """Each estimate's error and coverage against the truth and against the truth on the
+    labels' scale; a training that logged no label-scale truth leaves those empty."""
+    from pipeline.simulate.results import offpolicy_frame, offpolicy_summary
+
+    def row(list_name, estimate, low, high, truth, label_scale):
+        return {
+            "policy": "champion",
+            "run_id": "r",
+            "window_end": "2027-04",
+            "round": "2027-02",
+            "list": list_name,
+            "offpolicy_dr_emd_precision": estimate,
+            "offpolicy_dr_emd_precision_low": low,
+            "offpolicy_dr_emd_precision_high": high,
+            "truth_emd_precision": truth,
+            "offpolicy_truth_label_scale": label_scale,
+        }
+
+    frame = offpolicy_frame(
+        [
+            row("rule", 0.45, 0.40, 0.50, 0.38, 0.42),  # misses the truth, holds the labels'
+            row("champion", 0.70, 0.65, 0.75, 0.72, float("nan")),
+            row("lightgbm", float("nan"), None, None, 0.7, 0.6),  # no estimate: dropped
+        ]
+    )
+    assert frame["list"].tolist() == ["champion", "rule"]
+    rule = frame.set_index("list").loc["rule"]
+    assert rule["error"] == pytest.approx(0.07) and not rule["covered"]
+    assert rule["error_label_scale"] == pytest.approx(0.03) and rule["covered_label_scale"]
+    assert frame.set_index("list")["covered_label_scale"].isna().tolist() == [True, False]
+    summary = offpolicy_summary(frame)
+    assert summary["estimates"] == 2 and summary["coverage"] == 0.5
+    assert summary["mean_absolute_error"] == pytest.approx(0.045)
+    assert summary["estimates_label_scale"] == 1
+    assert summary["coverage_label_scale"] == 1.0
+    assert summary["mean_absolute_error_label_scale"] == pytest.approx(0.03)

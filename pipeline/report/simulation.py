@@ -330,11 +330,18 @@ def _offpolicy(summary: Any) -> str:
     """The off-policy estimates' check in simulated rounds (``simulation.json``), or ""."""
     if not isinstance(summary, dict) or not summary.get("estimates"):
         return ""
-    return (
+    text = (
         f"추정 {number(summary['estimates'])}건 · 평균 절대 오차 "
         f"{share(summary.get('mean_absolute_error'))} · 구간 포함률 "
         f"{share(summary.get('coverage'))}"
     )
+    if summary.get("estimates_label_scale"):  # against what a visit records (docs/offpolicy.md)
+        text += (
+            f"; 방문 기록 기준 평균 절대 오차 "
+            f"{share(summary.get('mean_absolute_error_label_scale'))} · 구간 포함률 "
+            f"{share(summary.get('coverage_label_scale'))}"
+        )
+    return text
 
 
 def simulation_context(results: SimulationResults, level: float) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import platform
 import resource
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,7 @@ OFFPOLICY_MEASURES = (
     "offpolicy_dr_emd_precision_low",
     "offpolicy_dr_emd_precision_high",
     "truth_emd_precision",
+    "offpolicy_truth_label_scale",
 )
 
 
@@ -152,7 +154,10 @@ def offpolicy_in_simulated_rounds(config: Config, runs: Sequence[PolicyLoop]) ->
     """The doubly robust off-policy estimates of precision at capacity that each model policy's
     trainings made of simulated rounds (their backtests' test rounds the loop itself listed and
     visited), beside the truth: policy, window_end, round, list, estimate, low, high, truth,
-    covered (the interval holds the truth), error (estimate minus truth)."""
+    covered (the interval holds the truth), error (estimate minus truth), and the same against
+    the truth on the labels' scale (``truth_label_scale``: the share of the list a visit would
+    record as in need, what the estimators estimate; docs/offpolicy.md): ``error_label_scale``,
+    ``covered_label_scale`` (empty for a training that did not log it)."""
     from pipeline.tracking import connect
     from pipeline.tracking.runs import training_backtests
 
@@ -169,6 +174,13 @@ def offpolicy_in_simulated_rounds(config: Config, runs: Sequence[PolicyLoop]) ->
             if row["round"] < first:
                 continue
             rows.append({"policy": run.policy, **row})
+    return offpolicy_frame(rows)
+
+
+def offpolicy_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """The table of :func:`offpolicy_in_simulated_rounds` from its rows (policy, run_id,
+    window_end, round, list and the :data:`OFFPOLICY_MEASURES`): estimates without a truth
+    dropped, errors and coverage added."""
     frame = pd.DataFrame(
         rows,
         columns=["policy", "run_id", "window_end", "round", "list", *OFFPOLICY_MEASURES],
@@ -179,11 +191,14 @@ def offpolicy_in_simulated_rounds(config: Config, runs: Sequence[PolicyLoop]) ->
             "offpolicy_dr_emd_precision_low": "low",
             "offpolicy_dr_emd_precision_high": "high",
             "truth_emd_precision": "truth",
+            "offpolicy_truth_label_scale": "truth_label_scale",
         }
     )
     frame = frame.dropna(subset=["estimate", "truth"])
-    frame["error"] = frame["estimate"] - frame["truth"]
-    frame["covered"] = (frame["low"] <= frame["truth"]) & (frame["truth"] <= frame["high"])
+    for suffix, target in (("", "truth"), ("_label_scale", "truth_label_scale")):
+        frame[f"error{suffix}"] = frame["estimate"] - frame[target]
+        inside = (frame["low"] <= frame[target]) & (frame[target] <= frame["high"])
+        frame[f"covered{suffix}"] = inside.astype("boolean").mask(frame[target].isna())
     return frame.sort_values(["policy", "window_end", "round", "list"]).reset_index(drop=True)
 
 
@@ -191,11 +206,21 @@ def offpolicy_summary(frame: pd.DataFrame) -> dict[str, float | int]:
     """Mean absolute error and interval coverage of the estimates in simulated rounds."""
     if frame.empty:
         return {"estimates": 0}
-    return {
+    summary: dict[str, float | int] = {
         "estimates": len(frame),
         "mean_absolute_error": round(float(frame["error"].abs().mean()), 4),
-        "coverage": round(float(frame["covered"].mean()), 4),
+        "coverage": round(float(frame["covered"].astype(float).mean()), 4),
     }
+    scale = frame.dropna(subset=["truth_label_scale"]) if "truth_label_scale" in frame else None
+    if scale is not None and len(scale):
+        summary["estimates_label_scale"] = len(scale)
+        summary["mean_absolute_error_label_scale"] = round(
+            float(scale["error_label_scale"].abs().mean()), 4
+        )
+        summary["coverage_label_scale"] = round(
+            float(scale["covered_label_scale"].astype(float).mean()), 4
+        )
+    return summary
 
 
 def _peak_memory_mb() -> dict[str, float]:
