@@ -345,13 +345,14 @@ SELECTIVE_EVIDENCE = (
     "against 0.679, pooled ECE 0.016 against 0.021."
 )
 EXPLORATION_EVIDENCE = (
-    "The living loop, every policy over 12 rounds (docs/simulation.md): carried-over cases "
-    "take most visit slots, so the 5% share of what is left is rarely drawn (0.3% of the "
-    "listed on the sample's world, 1% at 200,000 households); without exploration the "
-    "champion found as many households in need on the sample (0, interval -10 to 11) and 109 "
-    "more at 200,000 households (69 to 148): a small cost, kept for the logged selection "
-    "probabilities that off-policy evaluation and unbiased labels need where there is no "
-    "truth."
+    "The living loop at 200,000 households (docs/simulation.md, 'Exploration that off-policy "
+    "evaluation can use'): drawn from what carried-over cases left and among every household "
+    "with a signal, the 5% share was rarely drawn and at weights of about a thousand, so the "
+    "doubly robust estimates rested on the model alone (90% intervals held the truth on the "
+    "labels' scale in 7% of 27 estimates); reserved of the capacity and drawn at the margin it "
+    "makes them unbiased on that scale (coverage 100%, mean absolute error 0.031) for 0.013 of "
+    "truth precision (0.708 against 0.721) and about 3% more visits; the champion still found "
+    "more need than the rule by +7,309 households [+6,411, +8,166]."
 )
 
 
@@ -577,12 +578,12 @@ class ScoringConfig(_Strict):
     # Where the exploration draws: among households with a signal in exploration_signal_months
     # (``signal``), or at the margin (``margin``): the next ceil(visit slots × exploration_margin)
     # by the model's rank and the households the rule would list (docs/scoring.md).
-    exploration_pool: Literal["signal", "margin"] = "signal"
+    exploration_pool: Literal["signal", "margin"] = "margin"
     exploration_margin: float = Field(1.0, gt=0.0, le=10.0)
     # Whose slots the exploration takes: a share of what carried-over cases leave (``left``), or
     # a share of the capacity kept before them (``reserved``: the list is then longer than the
     # capacity by at most the explored slots when carried cases fill the rest; docs/scoring.md).
-    exploration_slots: Literal["left", "reserved"] = "left"
+    exploration_slots: Literal["left", "reserved"] = "reserved"
     # Why this share: the evidence the model card cites (docs/simulation.md, the living loop).
     exploration_reason: str = Field(EXPLORATION_EVIDENCE, min_length=10)
     reasons: int = Field(3, ge=1, le=10)
