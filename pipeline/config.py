@@ -576,7 +576,7 @@ class ScoringConfig(_Strict):
     exploration_share: float = Field(0.05, ge=0.0, le=0.5)
     exploration_signal_months: int = Field(12, ge=1, le=36)
     # Where the exploration draws: among households with a signal in exploration_signal_months
-    # (``signal``), or at the margin (``margin``): the next ceil(visit slots × exploration_margin)
+    # (``signal``), or at the margin (``margin``): the next ceil(capacity × exploration_margin)
     # by the model's rank and the households the rule would list (docs/scoring.md).
     exploration_pool: Literal["signal", "margin"] = "margin"
     exploration_margin: float = Field(1.0, gt=0.0, le=10.0)

@@ -10,11 +10,14 @@ Rules (docs/scoring.md):
   ``n_explore = round(capacity * exploration_share)`` drawn uniformly at random from a pool of
   eligible households that the model did not already place in the visit tier: those with a
   recent crisis signal (``signal``), or those at the **margin** (``margin``: the next
-  ``ceil(visit slots * exploration_margin)`` by the model's rank, and those the rule would list:
+  ``ceil(capacity * exploration_margin)`` by the model's rank, and those the rule would list:
   the 읍면동's top ``capacity`` by the rule's count of crisis types, at least one, ties by key).
   The draw is seeded by (seed, round, 읍면동 code) and made over the pool in key order,
   so it does not depend on partitioning or row order. Each explored household records its
   selection probability ``n_explore / pool size``; households placed by the model record 1;
+- carried-over cases take their tier's slots first; the exploration's slots are kept beside them
+  (``reserve_exploration``: the list is then longer than the capacity by at most ``n_explore``)
+  or are a share of the slots they leave (the capacity replaced by those slots above);
 - the phone tier holds the next ``ceil(capacity * phone_band)`` households by rank;
 - every other eligible household is monitored.
 """
