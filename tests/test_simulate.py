@@ -368,3 +368,4 @@ def test_offpolicy_estimates_are_judged_on_the_truth_and_on_the_labels_scale():
     assert summary["estimates_label_scale"] == 1
     assert summary["coverage_label_scale"] == 1.0
     assert summary["mean_absolute_error_label_scale"] == pytest.approx(0.03)
+    assert summary["by_policy"]["champion"]["estimates"] == 2

@@ -202,25 +202,36 @@ def offpolicy_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return frame.sort_values(["policy", "window_end", "round", "list"]).reset_index(drop=True)
 
 
-def offpolicy_summary(frame: pd.DataFrame) -> dict[str, float | int]:
-    """Mean absolute error and interval coverage of the estimates in simulated rounds."""
+def offpolicy_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    """Mean absolute error and interval coverage of the estimates in simulated rounds, against
+    the truth and the truth on the labels' scale: over every estimate and per policy."""
+    summary: dict[str, Any] = _offpolicy_figures(frame)
+    if len(frame):
+        summary["by_policy"] = {
+            str(policy): _offpolicy_figures(part)
+            for policy, part in frame.groupby("policy", sort=True)
+        }
+    return summary
+
+
+def _offpolicy_figures(frame: pd.DataFrame) -> dict[str, float | int]:
     if frame.empty:
         return {"estimates": 0}
-    summary: dict[str, float | int] = {
+    figures: dict[str, float | int] = {
         "estimates": len(frame),
         "mean_absolute_error": round(float(frame["error"].abs().mean()), 4),
         "coverage": round(float(frame["covered"].astype(float).mean()), 4),
     }
     scale = frame.dropna(subset=["truth_label_scale"]) if "truth_label_scale" in frame else None
     if scale is not None and len(scale):
-        summary["estimates_label_scale"] = len(scale)
-        summary["mean_absolute_error_label_scale"] = round(
+        figures["estimates_label_scale"] = len(scale)
+        figures["mean_absolute_error_label_scale"] = round(
             float(scale["error_label_scale"].abs().mean()), 4
         )
-        summary["coverage_label_scale"] = round(
+        figures["coverage_label_scale"] = round(
             float(scale["covered_label_scale"].astype(float).mean()), 4
         )
-    return summary
+    return figures
 
 
 def _peak_memory_mb() -> dict[str, float]:
