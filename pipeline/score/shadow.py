@@ -76,6 +76,7 @@ from pipeline.score.stage import (
     PartitionTask,
     assemble_scores,
     capacity_by_sigungu,
+    cut_columns,
     list_policy,
     signal_column,
     tier_frame,
@@ -365,20 +366,14 @@ def offpolicy_difference(
 # --- the partitions ---------------------------------------------------------------------------
 
 
-def shadow_columns(path: Path, model: Any, signal: str) -> list[str]:
-    """The feature columns a shadow scoring reads: the model's inputs, keys, eligibility, the
-    exploration signal and the audited groups' sources."""
+def shadow_columns(path: Path, model: Any, task: PartitionTask) -> list[str]:
+    """The feature columns a shadow scoring reads: the model's inputs, what the round's cut
+    reads (keys, eligibility, the exploration signal, the rule's count for a margin) and the
+    audited groups' sources."""
     import pyarrow.parquet as pq
 
     present = pq.read_schema(path).names
-    wanted = {
-        *used_inputs(model),
-        "household_key",
-        EMD,
-        "hh__benefit_status",
-        signal,
-        *AUDIT_SOURCES,
-    }
+    wanted = {*used_inputs(model), *cut_columns(task), *AUDIT_SOURCES}
     return [c for c in present if c in wanted]
 
 
@@ -390,9 +385,7 @@ def shadow_partition(task: ShadowTask) -> dict[str, Any]:
     set_threads(model, t.threads)
     if not t.features_file.is_file():
         raise DataError(f"{t.features_file}: feature partition missing")
-    frame = read_wide_parquet(
-        t.features_file, columns=shadow_columns(t.features_file, model, t.signal_column)
-    )
+    frame = read_wide_parquet(t.features_file, columns=shadow_columns(t.features_file, model, t))
     features = coerce_feature_types(frame, t.outcomes)
     scored = read_rows(
         task.round_scores,

@@ -369,21 +369,22 @@ def write_lists(task: PartitionTask, scored: pd.DataFrame) -> int:
     return written + 2
 
 
+def cut_columns(task: PartitionTask) -> set[str]:
+    """The feature columns :func:`tier_frame` reads besides the model's inputs: keys,
+    eligibility, the exploration signal and, for an exploration at the margin, the rule's count
+    (the rule's list is part of the margin)."""
+    wanted = {"household_key", "emd_code", "hh__benefit_status", task.signal_column}
+    if task.scoring.exploration_pool == "margin":
+        wanted.add(RULE_COLUMN)
+    return wanted
+
+
 def partition_columns(path: Path, model: CalibratedClassifier, task: PartitionTask) -> list[str]:
     """The feature columns scoring reads: the inputs the model uses, those reasons may show,
-    keys, eligibility and the exploration signal (the model's other inputs are never read by it).
+    and what the cut reads (:func:`cut_columns`; the model's other inputs are never read).
     """
     present = pq.read_schema(path).names
-    wanted = {
-        *used_inputs(model),
-        *attribute_columns(present),
-        "household_key",
-        "emd_code",
-        "hh__benefit_status",
-        task.signal_column,
-    }
-    if task.scoring.exploration_pool == "margin":
-        wanted.add(RULE_COLUMN)  # the rule's list is part of the exploration's margin
+    wanted = {*used_inputs(model), *attribute_columns(present), *cut_columns(task)}
     if list_policy(model) is not None:
         wanted |= {EMD, *AUDIT_SOURCES}  # the groups its list policy evens out
     match = service_match(model)
