@@ -345,14 +345,15 @@ SELECTIVE_EVIDENCE = (
     "against 0.679, pooled ECE 0.016 against 0.021."
 )
 EXPLORATION_EVIDENCE = (
-    "The living loop at 200,000 households (docs/simulation.md, 'Exploration that off-policy "
-    "evaluation can use'): drawn from what carried-over cases left and among every household "
-    "with a signal, the 5% share was rarely drawn and at weights of about a thousand, so the "
-    "doubly robust estimates rested on the model alone (90% intervals held the truth on the "
-    "labels' scale in 7% of 27 estimates); reserved of the capacity and drawn at the margin it "
-    "makes them unbiased on that scale (coverage 100%, mean absolute error 0.031) for 0.013 of "
-    "truth precision (0.708 against 0.721) and about 3% more visits; the champion still found "
-    "more need than the rule by +7,309 households [+6,411, +8,166]."
+    "The living loop at 200,000 households, every policy over 12 rounds "
+    "(docs/simulation.md, 'Exploration that off-policy evaluation can use' and the "
+    "section after it): reserved of the capacity and drawn at the margin, the 5% share "
+    "makes the doubly robust estimates of other lists unbiased on the labels' scale (the "
+    "exploring loops' 81 estimates: mean absolute error 0.025, 90% intervals holding it "
+    "in 99%, against 15% of 54 without exploration) and costs no measurable need (+39 "
+    "households in need against no exploration, interval -77 to 148) for 3% more visits. "
+    "Drawn from what carried-over cases left and among every household with a signal, it "
+    "was rarely drawn and its weights were too large to use."
 )
 
 
