@@ -8,9 +8,9 @@ from typing import Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipeline.config import ConfigError, Month
+from pipeline.config import ConfigError, FrozenModel, Month
 from pipeline.io import parse_yaml
 from pipeline.months import parse_month
 from pipeline.vocabulary import (
@@ -29,8 +29,8 @@ ValueModel = Literal[
 ]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Frozen(FrozenModel):
+    """The base of every catalogue entry."""
 
 
 class SyntheticEmission(_Frozen):

@@ -43,8 +43,25 @@ Month = Annotated[str, AfterValidator(_check_month)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Strict(BaseModel):
+class FrozenModel(BaseModel):
+    """A frozen settings object that refuses unknown keys and pickles to the same bytes in every
+    process: pydantic keeps the names of the fields that were set in a ``set``, whose pickled
+    order follows the process's string-hash seed, so they are pickled sorted (the registered
+    model holds such objects, and its file's sha256 is part of the lineage)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        return {**state, "__pydantic_fields_set__": sorted(state["__pydantic_fields_set__"])}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fields_set = set(state["__pydantic_fields_set__"])  # a set in pickles made before
+        super().__setstate__({**state, "__pydantic_fields_set__": fields_set})
+
+
+class _Strict(FrozenModel):
+    """The base of every section of the config."""
 
 
 class PathsConfig(_Strict):

@@ -51,3 +51,36 @@ def _write(tmp_path: Path, change) -> Path:
 def test_a_bad_catalogue_is_refused_with_what_is_wrong(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         load_services(_write(tmp_path, change))
+
+
+_PICKLE_DIGEST = """
+import hashlib, pickle, sys
+from pathlib import Path
+from pipeline.catalogue import load_services
+from pipeline.config import Config
+config = Config()
+catalogue = load_services(Path(sys.argv[1]))
+print(hashlib.sha256(pickle.dumps((catalogue, config.training.service_match, config))).hexdigest())
+"""
+
+
+def test_catalogues_and_settings_pickle_to_the_same_bytes_in_every_process(repo_root):
+    """The registered model pickles the service catalogue and its settings: their bytes must not
+    follow the process's string-hash seed (pydantic keeps the set fields in a ``set``), so that
+    two identical trainings register byte-identical model files."""
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for seed in ("1", "2", "3", "4"):
+        out = subprocess.run(
+            [sys.executable, "-c", _PICKLE_DIGEST, str(repo_root / "configs" / "services.yaml")],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=repo_root,
+        )
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
