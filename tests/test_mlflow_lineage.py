@@ -284,6 +284,9 @@ def test_run_records_configuration_code_and_data_lineage(store, sample_raw):
         assert name in set(metrics["model"])
         assert (artifacts / "fairness" / "settings" / f"fairness_{name}.csv").is_file(), name
     assert "Mitigation: reweigh over head_age_band" in card
+    # the loop's settings and the evidence for them (docs/simulation.md)
+    assert "exploration share of the visit tier 0.05, drawn from the `margin` pool" in card
+    assert "with `reserved` slots (reason: The living loop at 200,000 households" in card
 
 
 def test_model_beats_the_rule_against_the_truth(store):

@@ -242,7 +242,9 @@ def card_facts(
         loop_settings=(
             f"selective labels `{tc.selective_labels.method}` (reason: "
             f"{tc.selective_labels.reason}); exploration share of the visit tier "
-            f"{config.scoring.exploration_share:g} (reason: {config.scoring.exploration_reason})"
+            f"{config.scoring.exploration_share:g}, drawn from the "
+            f"`{config.scoring.exploration_pool}` pool with `{config.scoring.exploration_slots}` "
+            f"slots (reason: {config.scoring.exploration_reason})"
         ),
         gates=gates,
         promoted=promoted,
