@@ -3,6 +3,9 @@ need types and income bands from the shared vocabulary; a bad file names what is
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,10 +71,6 @@ def test_catalogues_and_settings_pickle_to_the_same_bytes_in_every_process(repo_
     """The registered model pickles the service catalogue and its settings: their bytes must not
     follow the process's string-hash seed (pydantic keeps the set fields in a ``set``), so that
     two identical trainings register byte-identical model files."""
-    import os
-    import subprocess
-    import sys
-
     digests = set()
     for seed in ("1", "2", "3", "4"):
         out = subprocess.run(
